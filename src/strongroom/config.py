@@ -1,0 +1,53 @@
+"""Server settings, read once from ``STRONGROOM_*`` environment variables and passed down.
+
+Nothing reads the environment after start-up: ``create_app(settings)`` receives this object and
+hands the parts each component needs to it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Configuration of one server process (SPEC section 1)."""
+
+    model_config = SettingsConfigDict(env_prefix="STRONGROOM_", extra="ignore")
+
+    database_url: str = "sqlite:///./strongroom-data/strongroom.db"
+    master_key: SecretStr | None = None
+    master_key_file: Path | None = None
+    kms_key_id: str | None = None
+    kms_endpoint_url: str | None = None
+    kms_region: str = "us-east-1"
+    server_id: str | None = None
+    sts_extra_endpoints: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    sts_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    default_token_ttl_minutes: int = Field(default=30, ge=1, le=720)
+    audit_file: Path | None = None
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    # Failed logins tolerated per source IP and per access ID in one window before 429.
+    login_failure_limit: int = Field(default=20, ge=1)
+    login_failure_window_seconds: int = Field(default=60, ge=1)
+    # Allowed clock difference for a signed STS request's X-Amz-Date (SPEC section 3, check 4).
+    sts_max_clock_skew_seconds: int = Field(default=900, ge=1, le=900)
+    # Console cookies get the Secure flag unless explicitly served over plain HTTP for dev.
+    behind_https: bool = False
+    # Trust X-Forwarded-For from these proxy addresses only (empty: never).
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("sts_extra_endpoints", "trusted_proxies", mode="before")
+    @classmethod
+    def _split_comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

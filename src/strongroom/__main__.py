@@ -1,0 +1,3 @@
+from strongroom.cli.main import run
+
+run()

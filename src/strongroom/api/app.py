@@ -1,0 +1,108 @@
+"""``create_app(settings)``: the one place where the parts are built and wired together."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+import httpx
+from fastapi import FastAPI
+
+from strongroom.api.errors import install_error_handlers
+from strongroom.api.middleware import RequestEnvelope
+from strongroom.api.routes import audit, auth, auth_methods, roles, secrets, sys
+from strongroom.api.services import Services
+from strongroom.audit.writer import AuditFileSink, AuditWriter
+from strongroom.auth.aws_iam import StsClient, create_sts_http_client
+from strongroom.auth.service import LoginPolicy, LoginService
+from strongroom.auth.tokens import TokenService
+from strongroom.auth_methods.service import AuthMethodService
+from strongroom.config import Settings
+from strongroom.crypto import MasterKeyProvider, load_master_key_provider
+from strongroom.db import migrate
+from strongroom.db.engine import Database
+from strongroom.db.keys import load_or_create_keys
+from strongroom.kit.clock import Clock, utc_now
+from strongroom.roles.service import RoleService
+from strongroom.secrets.service import SecretService
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def create_app(
+    settings: Settings,
+    *,
+    master_key: MasterKeyProvider | None = None,
+    sts_transport: httpx.AsyncBaseTransport | None = None,
+    clock: Clock = utc_now,
+) -> FastAPI:
+    """Build the app: migrate, unwrap the keys, wire services, routes and middleware.
+
+    ``master_key``, ``sts_transport`` and ``clock`` are the injectable edges (tests pass
+    their own); by default they come from ``settings`` and the system.
+    """
+    database = Database.from_url(settings.database_url)
+    if not migrate.is_up_to_date(database):
+        migrate.upgrade(database)
+    keys = load_or_create_keys(database, master_key or load_master_key_provider(settings))
+    writer = AuditWriter(
+        database, AuditFileSink(settings.audit_file) if settings.audit_file else None
+    )
+    token_service = TokenService(keys.digester)
+    auth_method_service = AuthMethodService(
+        database, writer, keys.digester, sts_extra_endpoints=settings.sts_extra_endpoints
+    )
+    sts_http = create_sts_http_client(settings.sts_timeout_seconds, transport=sts_transport)
+    services = Services(
+        settings=settings,
+        database=database,
+        keys=keys,
+        writer=writer,
+        tokens=token_service,
+        auth_methods=auth_method_service,
+        roles=RoleService(database, writer),
+        secrets=SecretService(database, writer, keys.keyring),
+        login=LoginService(
+            database,
+            writer,
+            keys.digester,
+            token_service,
+            auth_method_service,
+            StsClient(sts_http, timeout=settings.sts_timeout_seconds),
+            LoginPolicy(
+                default_ttl=timedelta(minutes=settings.default_token_ttl_minutes),
+                server_id=settings.server_id,
+                max_clock_skew=timedelta(seconds=settings.sts_max_clock_skew_seconds),
+                failure_limit=settings.login_failure_limit,
+                failure_window=timedelta(seconds=settings.login_failure_window_seconds),
+            ),
+        ),
+        clock=clock,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await writer.drain()
+        await sts_http.aclose()
+        database.dispose()
+
+    app = FastAPI(
+        title="Strongroom",
+        version="0.1.0",
+        summary="Secrets for AWS workloads: log in with an IAM role, read what your roles allow.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    for module in (sys, auth, auth_methods, roles, secrets, audit):
+        app.include_router(module.router)
+    app.add_middleware(
+        RequestEnvelope,
+        writer=lambda: writer,
+        clock=clock,
+        max_body_bytes=MAX_BODY_BYTES,
+        trusted_proxies=settings.trusted_proxies,
+    )
+    return app

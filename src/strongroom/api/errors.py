@@ -1,0 +1,80 @@
+"""Every error leaves as ``{"error": Code, "message": text}`` with a 4xx or 5xx status.
+
+Validation problems become 400 ``InvalidRequest`` with the first problem spelled out; unknown
+routes 404. Anything unexpected is answered by the request envelope with a bare 500
+``InternalError`` (the traceback goes to the server log, never to the client).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from strongroom.audit.event import AuditEvent
+from strongroom.errors import RateLimitedError, StrongroomError
+
+_HTTP_CODES = {
+    400: "InvalidRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    413: "PayloadTooLarge",
+    415: "UnsupportedMediaType",
+}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        orjson.dumps({"error": code, "message": message}),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def _note_reason(request: Request, reason: str) -> None:
+    event: AuditEvent | None = request.scope.get("state", {}).get("audit")
+    if event is not None and not event.reason:
+        event.reason = reason[:2000]
+
+
+def _describe_validation(errors: list[Any]) -> str:
+    if not errors:
+        return "the request is malformed"
+    first = errors[0]
+    location = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+    message = str(first.get("msg", "invalid value"))
+    # Strip pydantic's "Value error, " prefix: the message is ours.
+    message = message.removeprefix("Value error, ")
+    return f"{location}: {message}" if location else message
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StrongroomError)
+    async def _strongroom_error(request: Request, exc: StrongroomError) -> Response:
+        _note_reason(request, exc.reason)
+        headers = None
+        if isinstance(exc, RateLimitedError):
+            headers = {"Retry-After": str(exc.retry_after)}
+        return error_response(exc.status, exc.code, exc.message, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        message = _describe_validation(list(exc.errors()))[:500]
+        _note_reason(request, message)
+        return error_response(400, "InvalidRequest", message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = _HTTP_CODES.get(exc.status_code, "Error")
+        message = str(exc.detail) if exc.status_code != 404 else "no such endpoint"
+        _note_reason(request, message)
+        return error_response(exc.status_code, code, message)

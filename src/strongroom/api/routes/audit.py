@@ -1,0 +1,38 @@
+"""The audit trail, for callers with audit-rule read on ``/`` (SPEC sections 5 and 7)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from strongroom.api.services import audit_event_of, caller_of, json_response, services_of
+from strongroom.audit.store import query_events
+from strongroom.rbac import Capability, RuleType
+
+router = APIRouter(tags=["audit"])
+
+
+@router.get("/v1/audit", summary="Recent audit events, newest first")
+async def list_audit_events(
+    request: Request,
+    since: datetime | None = None,
+    access_id: str | None = Query(default=None, max_length=32),
+    path: str | None = Query(default=None, max_length=600),
+    outcome: str | None = Query(default=None, pattern="^(success|denied|error|failure)$"),
+    limit: int = Query(default=100, ge=1, le=1000),
+) -> Response:
+    services = services_of(request)
+    event = audit_event_of(request)
+    event.action = "audit.read"
+    event.path = "/"
+    with services.database.read() as connection:
+        caller = caller_of(request, connection)
+        caller.require(Capability.READ, RuleType.AUDIT, "/", event.time)
+        if since is not None and since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        events = query_events(
+            connection, since=since, access_id=access_id, path=path, outcome=outcome, limit=limit
+        )
+    return json_response({"events": events})

@@ -1,0 +1,61 @@
+"""Login and the caller's own token (SPEC sections 3 and 4)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from strongroom.api.services import (
+    audit_event_of,
+    bearer_token,
+    caller_of,
+    json_response,
+    services_of,
+)
+from strongroom.audit.writer import audited_write
+from strongroom.auth.schemas import LoginRequest
+from strongroom.kit.clock import isoformat_z
+
+router = APIRouter(tags=["auth"])
+
+
+@router.post("/v1/auth/login", summary="Log in with an API key or a signed AWS request")
+async def login(request: Request, body: LoginRequest) -> Response:
+    services = services_of(request)
+    event = audit_event_of(request)
+    event.action = "auth.login"
+    result = await services.login.login(body, event.source_ip, event, event.time)
+    return json_response(result)
+
+
+@router.get("/v1/auth/token", summary="Describe the caller's token")
+async def describe_token(request: Request) -> Response:
+    services = services_of(request)
+    event = audit_event_of(request)
+    event.action = "auth.token.read"
+    with services.database.read() as connection:
+        caller = caller_of(request, connection)
+    return json_response(
+        {
+            "access_id": caller.access_id,
+            "auth_method": caller.auth_method_name,
+            "identity": dict(caller.claims),
+            "roles": list(caller.role_names),
+            "issued_at": isoformat_z(caller.issued_at),
+            "expires_at": isoformat_z(caller.expires_at),
+            "expires_in": max(0, int((caller.expires_at - event.time).total_seconds())),
+        }
+    )
+
+
+@router.delete("/v1/auth/token", status_code=204, summary="Revoke the caller's token")
+async def revoke_token(request: Request) -> Response:
+    services = services_of(request)
+    event = audit_event_of(request)
+    event.action = "auth.token.revoke"
+    token = bearer_token(request)
+    with services.database.read() as connection:
+        caller = services.authenticate(connection, token, event)
+    with audited_write(services.database, services.writer, event, 204) as connection:
+        services.tokens.revoke(connection, caller.token_digest)
+    return Response(status_code=204)

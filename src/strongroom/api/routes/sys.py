@@ -1,0 +1,48 @@
+"""Health, readiness and metrics: unauthenticated, unaudited, cheap."""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import APIRouter, Request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import multiprocess
+from sqlalchemy import select
+from starlette.responses import Response
+
+from strongroom.api.services import json_response, services_of
+from strongroom.db.migrate import is_up_to_date
+from strongroom.db.tables import counters
+
+router = APIRouter(tags=["sys"])
+
+
+@router.get("/v1/sys/health", summary="Liveness: the process answers")
+async def health() -> Response:
+    return json_response({"status": "ok"})
+
+
+@router.get("/v1/sys/ready", summary="Readiness: database, migrations and keys")
+async def ready(request: Request) -> Response:
+    services = services_of(request)
+    checks: dict[str, str] = {}
+    try:
+        with services.database.read() as connection:
+            connection.execute(select(counters.c.value).limit(1)).all()
+        checks["database"] = "ok"
+        checks["migrations"] = "ok" if is_up_to_date(services.database) else "pending"
+    except Exception as exc:  # readiness reports any failure rather than raising it
+        checks["database"] = f"unavailable: {type(exc).__name__}"
+        checks["migrations"] = "unknown"
+    checks["keys"] = "ok" if services.keys.keyring.newest_id >= 1 else "missing"
+    ok = all(value == "ok" for value in checks.values())
+    return json_response({"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics")
+async def metrics() -> Response:
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

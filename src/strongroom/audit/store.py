@@ -1,0 +1,127 @@
+"""Storage of audit events: append under the chain-head lock, verify, query."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from strongroom.audit.chain import ChainBreak, link_hash, verify_links
+from strongroom.audit.event import AuditEvent, isoformat_micro
+from strongroom.db.tables import audit_events, audit_head
+
+
+def append_events(connection: Connection, events: Sequence[AuditEvent]) -> None:
+    """Append ``events`` to the chain inside the caller's write transaction.
+
+    The first statement is the head-row UPDATE: it takes the write lock (SQLite) or the row
+    lock (PostgreSQL) before anything is read, so concurrent appenders from other workers or
+    replicas queue up instead of forking the chain.
+    """
+    if not events:
+        return
+    connection.execute(
+        update(audit_head).where(audit_head.c.id == 1).values(seq=audit_head.c.seq + len(events))
+    )
+    head = connection.execute(
+        select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
+    ).one()
+    seq = head.seq - len(events)
+    prev_hash: str = head.hash
+    rows: list[dict[str, Any]] = []
+    for event in events:
+        seq += 1
+        record = event.record()
+        current = link_hash(prev_hash, seq, record)
+        rows.append(
+            {**record, "time": event.time, "seq": seq, "prev_hash": prev_hash, "hash": current}
+        )
+        prev_hash = current
+    connection.execute(audit_events.insert(), rows)
+    connection.execute(update(audit_head).where(audit_head.c.id == 1).values(hash=prev_hash))
+    for event in events:
+        event.written = True
+
+
+_RECORD_COLUMNS = (
+    "request_id",
+    "source_ip",
+    "access_id",
+    "auth_method",
+    "identity_arn",
+    "token_digest",
+    "action",
+    "path",
+    "status",
+    "outcome",
+    "reason",
+)
+
+
+def _record_of(row: Any) -> dict[str, Any]:
+    record = {name: getattr(row, name) for name in _RECORD_COLUMNS}
+    record["time"] = isoformat_micro(row.time)
+    return record
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    checked: int
+    head_seq: int
+    broken: ChainBreak | None
+
+
+def verify_chain(connection: Connection, batch: int = 5000) -> VerifyResult:
+    """Walk the whole chain in batches; report the first break and the number checked."""
+    head = connection.execute(select(audit_head.c.seq, audit_head.c.hash)).one()
+    checked = 0
+    last_seq = 0
+    last_hash = "0" * 64
+    while True:
+        rows = connection.execute(
+            select(audit_events)
+            .where(audit_events.c.seq > last_seq)
+            .order_by(audit_events.c.seq)
+            .limit(batch)
+        ).all()
+        if not rows:
+            break
+        count, broken = verify_links(
+            ((r.seq, r.prev_hash, r.hash, _record_of(r)) for r in rows),
+            start_hash=last_hash,
+            start_seq=last_seq,
+        )
+        checked += count
+        if broken is not None:
+            return VerifyResult(checked, head.seq, broken)
+        last_seq, last_hash = rows[-1].seq, rows[-1].hash
+    if last_seq != head.seq or last_hash != head.hash:
+        return VerifyResult(
+            checked, head.seq, ChainBreak(last_seq, "events are missing at the end of the chain")
+        )
+    return VerifyResult(checked, head.seq, None)
+
+
+def query_events(
+    connection: Connection,
+    *,
+    since: datetime | None,
+    access_id: str | None,
+    path: str | None,
+    outcome: str | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """The newest events first, filtered."""
+    query = select(audit_events).order_by(audit_events.c.seq.desc()).limit(limit)
+    if since is not None:
+        query = query.where(audit_events.c.time >= since)
+    if access_id:
+        query = query.where(audit_events.c.access_id == access_id)
+    if path:
+        query = query.where(audit_events.c.path == path)
+    if outcome:
+        query = query.where(audit_events.c.outcome == outcome)
+    return [{"seq": row.seq, **_record_of(row)} for row in connection.execute(query)]

@@ -1,0 +1,301 @@
+"""Login: verify → match → mint → audit (SPEC sections 3 and 4).
+
+Every failed login raises :class:`AuthenticationDenied` with a precise ``reason`` for the audit
+trail and the server log; the client always sees the same 401 body. Failures are counted per
+source address and per access ID in the database (so all replicas share the count) and answer
+429 with ``Retry-After`` past the limit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, delete, select
+from sqlalchemy.exc import IntegrityError
+
+from strongroom.audit.event import AuditEvent
+from strongroom.audit.store import append_events
+from strongroom.audit.writer import AuditWriter
+from strongroom.auth.aws_iam import (
+    AwsIamBounds,
+    StsClient,
+    check_bounds,
+    claims_from_identity,
+    decode_cloud_id,
+    decode_vault_fields,
+    vet_sts_request,
+)
+from strongroom.auth.schemas import LoginRequest
+from strongroom.auth.tokens import TokenService
+from strongroom.auth_methods.service import AuthMethodRecord, AuthMethodService
+from strongroom.crypto import TokenDigester
+from strongroom.db.engine import Database
+from strongroom.db.tables import login_failures, login_replay, role_associations, roles
+from strongroom.errors import (
+    AuthenticationDenied,
+    InvalidRequestError,
+    RateLimitedError,
+    StrongroomError,
+)
+from strongroom.kit.clock import isoformat_z
+from strongroom.kit.glob import glob_match
+
+
+@dataclass(frozen=True, slots=True)
+class LoginPolicy:
+    default_ttl: timedelta
+    server_id: str | None
+    max_clock_skew: timedelta
+    failure_limit: int
+    failure_window: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class MatchedAssociation:
+    id: int
+    role_name: str
+
+
+def sub_claims_match(sub_claims: Mapping[str, Sequence[str]], claims: Mapping[str, str]) -> bool:
+    """Every key must match (AND); any value of a key may (OR); values are ``*`` globs."""
+    for key, patterns in sub_claims.items():
+        value = claims.get(key)
+        if value is None or not any(glob_match(p, value) for p in patterns):
+            return False
+    return True
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+class LoginService:
+    def __init__(
+        self,
+        database: Database,
+        writer: AuditWriter,
+        digester: TokenDigester,
+        token_service: TokenService,
+        auth_method_service: AuthMethodService,
+        sts_client: StsClient,
+        policy: LoginPolicy,
+    ) -> None:
+        self._db = database
+        self._writer = writer
+        self._digester = digester
+        self._tokens = token_service
+        self._methods = auth_method_service
+        self._sts = sts_client
+        self._policy = policy
+
+    async def login(
+        self, body: LoginRequest, source_ip: str, event: AuditEvent, now: datetime
+    ) -> dict[str, Any]:
+        """Log in; return the token response. Raises AuthenticationDenied, RateLimitedError,
+        InvalidRequestError or UpstreamUnavailableError."""
+        event.access_id = body.access_id
+        failure_keys = (f"ip:{source_ip}", f"id:{body.access_id}")
+        self._check_rate_limit(failure_keys, now)
+        try:
+            return await self._login(body, source_ip, event, now)
+        except AuthenticationDenied:
+            self._record_failure(failure_keys, now)
+            raise
+
+    async def _login(
+        self, body: LoginRequest, source_ip: str, event: AuditEvent, now: datetime
+    ) -> dict[str, Any]:
+        with self._db.read() as connection:
+            method = self._methods.load_for_login(connection, body.access_id)
+        if method is None:
+            raise AuthenticationDenied(f"no auth method with access ID {body.access_id!r}")
+        event.auth_method = method.name
+        wanted = "api_key" if body.access_type in ("access_key", "api_key") else "aws_iam"
+        if method.type != wanted:
+            raise AuthenticationDenied(
+                f"access type {body.access_type} does not match the {method.type} auth method"
+            )
+        self._check_access_limits(method, source_ip, now)
+        if method.type == "api_key":
+            claims = self._verify_access_key(method, body)
+        else:
+            claims = await self._verify_aws_iam(method, body, source_ip, now)
+        event.identity_arn = claims.get("arn")
+        with self._db.write() as connection:
+            matched = self._matching_associations(connection, method.id, claims)
+            ttl = timedelta(minutes=int(method.config.get("jwt_ttl") or 0)) or self._policy.default_ttl
+            access_expires = _parse_time(method.config.get("access_expires"))
+            if access_expires is not None:
+                ttl = min(ttl, access_expires - now)
+            minted = self._tokens.mint(
+                connection,
+                auth_method_id=method.id,
+                claims=claims,
+                association_ids=[m.id for m in matched],
+                ttl=ttl,
+                now=now,
+            )
+            event.token_digest = self._digester.digest(minted.token)
+            event.finish(200)
+            append_events(connection, [event])
+        self._writer.copy_to_file([event])
+        return {
+            "token": minted.token,
+            "expires_at": isoformat_z(minted.expires_at),
+            "expires_in": int((minted.expires_at - now).total_seconds()),
+            "access_id": method.access_id,
+            "identity": claims,
+            "roles": sorted({m.role_name for m in matched}),
+        }
+
+    def _check_access_limits(self, method: AuthMethodRecord, source_ip: str, now: datetime) -> None:
+        access_expires = _parse_time(method.config.get("access_expires"))
+        if access_expires is not None and access_expires <= now:
+            raise AuthenticationDenied(f"auth method {method.name} expired at {access_expires}")
+        bound_ips = method.config.get("bound_ips") or []
+        if bound_ips:
+            try:
+                address = ipaddress.ip_address(source_ip)
+            except ValueError:
+                raise AuthenticationDenied(f"source address {source_ip!r} unknown") from None
+            if not any(address in ipaddress.ip_network(cidr) for cidr in bound_ips):
+                raise AuthenticationDenied(f"source address {source_ip} not in bound_ips")
+
+    def _verify_access_key(self, method: AuthMethodRecord, body: LoginRequest) -> dict[str, str]:
+        if not body.access_key:
+            raise InvalidRequestError("access_key is required for access_type access_key")
+        if method.access_key_digest is None or not self._digester.matches(
+            body.access_key, method.access_key_digest
+        ):
+            raise AuthenticationDenied("access key does not match")
+        return {}
+
+    async def _verify_aws_iam(
+        self, method: AuthMethodRecord, body: LoginRequest, source_ip: str, now: datetime
+    ) -> dict[str, str]:
+        if body.cloud_id is not None:
+            unverified = decode_cloud_id(body.cloud_id)
+        elif body.iam_request_url is not None:
+            unverified = decode_vault_fields(
+                body.iam_http_request_method,
+                body.iam_request_url,
+                body.iam_request_body,
+                body.iam_request_headers,
+            )
+        else:
+            raise InvalidRequestError(
+                "an aws_iam login needs cloud_id, or iam_http_request_method, iam_request_url, "
+                "iam_request_body and iam_request_headers"
+            )
+        sts_url = str(method.config["sts_url"])
+        vetted = vet_sts_request(
+            unverified,
+            sts_url=sts_url,
+            server_id=self._policy.server_id,
+            now=now,
+            max_skew=self._policy.max_clock_skew,
+        )
+        self._spend_signature(vetted.signature, vetted.amz_date, now)
+        identity = await self._sts.get_caller_identity(vetted)
+        claims = claims_from_identity(identity)
+        check_bounds(_bounds_of(method), claims, source_ip)
+        return claims.as_dict()
+
+    def _spend_signature(self, signature: str, amz_date: datetime, now: datetime) -> None:
+        """Single use: a signed request logs in at most once, on any replica (replay attack)."""
+        digest = hashlib.sha256(signature.encode("ascii")).hexdigest()
+        # Remember it as long as any server would still accept its date.
+        expires_at = max(amz_date, now) + self._policy.max_clock_skew
+        try:
+            with self._db.write() as connection:
+                connection.execute(
+                    delete(login_replay).where(login_replay.c.expires_at < now)
+                )
+                connection.execute(
+                    login_replay.insert().values(signature_digest=digest, expires_at=expires_at)
+                )
+        except IntegrityError:
+            raise AuthenticationDenied("replayed request: this signature was already used") from None
+
+    @staticmethod
+    def _matching_associations(
+        connection: Connection, method_id: int, claims: Mapping[str, str]
+    ) -> list[MatchedAssociation]:
+        rows = connection.execute(
+            select(role_associations.c.id, role_associations.c.sub_claims, roles.c.name)
+            .join(roles, roles.c.id == role_associations.c.role_id)
+            .where(role_associations.c.auth_method_id == method_id)
+        ).all()
+        return [
+            MatchedAssociation(id=row.id, role_name=row.name)
+            for row in rows
+            if sub_claims_match(row.sub_claims or {}, claims)
+        ]
+
+    # -- failure counting (shared by replicas through the database) ------------------------
+
+    def _check_rate_limit(self, keys: Sequence[str], now: datetime) -> None:
+        window = self._policy.failure_window
+        with self._db.read() as connection:
+            rows = connection.execute(
+                select(login_failures).where(login_failures.c.key.in_(keys))
+            ).all()
+        for row in rows:
+            ends = row.window_start + window
+            if row.count >= self._policy.failure_limit and ends > now:
+                raise RateLimitedError(
+                    max(1, int((ends - now).total_seconds()) + 1),
+                    reason=f"too many failed logins for {row.key}",
+                )
+
+    def _record_failure(self, keys: Sequence[str], now: datetime) -> None:
+        try:
+            with self._db.write() as connection:
+                for key in keys:
+                    row = connection.execute(
+                        select(login_failures).where(login_failures.c.key == key)
+                    ).first()
+                    if row is None:
+                        connection.execute(
+                            login_failures.insert().values(key=key, window_start=now, count=1)
+                        )
+                    elif row.window_start + self._policy.failure_window <= now:
+                        connection.execute(
+                            login_failures.update()
+                            .where(login_failures.c.key == key)
+                            .values(window_start=now, count=1)
+                        )
+                    else:
+                        connection.execute(
+                            login_failures.update()
+                            .where(login_failures.c.key == key)
+                            .values(count=login_failures.c.count + 1)
+                        )
+        except (IntegrityError, StrongroomError):
+            # Counting is best effort: a lost increment must not turn a 401 into a 500.
+            return
+
+
+def _bounds_of(method: AuthMethodRecord) -> AwsIamBounds:
+    config = method.config
+
+    def listed(key: str) -> tuple[str, ...]:
+        return tuple(config.get(key) or ())
+
+    return AwsIamBounds(
+        bound_aws_account_id=listed("bound_aws_account_id"),
+        bound_arn=listed("bound_arn"),
+        bound_role_name=listed("bound_role_name"),
+        bound_role_id=listed("bound_role_id"),
+        bound_resource_id=listed("bound_resource_id"),
+        bound_user_name=listed("bound_user_name"),
+        bound_user_id=listed("bound_user_id"),
+        bound_ips=tuple(ipaddress.ip_network(c) for c in config.get("bound_ips") or ()),
+    )

@@ -1,0 +1,104 @@
+"""Request and response shapes of auth methods (SPEC sections 3 and 5).
+
+Everything a client sends is validated here: names, account IDs, bound globs, CIDRs and
+bounded list sizes. ``sts_url`` is checked against the allowlist in the service, which knows
+the server's ``STS_EXTRA_ENDPOINTS``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from strongroom.auth.aws_iam import validate_account_id, validate_bound_glob, validate_cidr
+from strongroom.kit.names import validate_object_name
+
+MAX_BOUND_ENTRIES = 100
+
+AccountId = Annotated[str, AfterValidator(validate_account_id)]
+BoundGlob = Annotated[str, AfterValidator(validate_bound_glob)]
+Cidr = Annotated[str, AfterValidator(validate_cidr)]
+JwtTtl = Annotated[int, Field(ge=1, le=720, description="token lifetime in minutes")]
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_max_length=4096)
+
+
+class _CommonFields(_Strict):
+    description: str = Field(default="", max_length=1024)
+    jwt_ttl: JwtTtl | None = None
+    access_expires: datetime | None = Field(
+        default=None, description="after this moment no login succeeds (ISO 8601)"
+    )
+    bound_ips: list[Cidr] = Field(default_factory=list, max_length=MAX_BOUND_ENTRIES)
+
+    _aware_expiry = field_validator("access_expires")(_aware)
+
+
+class AwsIamBoundFields(_Strict):
+    bound_arn: list[BoundGlob] = Field(default_factory=list, max_length=MAX_BOUND_ENTRIES)
+    bound_role_name: list[BoundGlob] = Field(default_factory=list, max_length=MAX_BOUND_ENTRIES)
+    bound_role_id: list[BoundGlob] = Field(default_factory=list, max_length=MAX_BOUND_ENTRIES)
+    bound_resource_id: list[BoundGlob] = Field(default_factory=list, max_length=MAX_BOUND_ENTRIES)
+    bound_user_name: list[BoundGlob] = Field(default_factory=list, max_length=MAX_BOUND_ENTRIES)
+    bound_user_id: list[BoundGlob] = Field(default_factory=list, max_length=MAX_BOUND_ENTRIES)
+
+
+class AwsIamAuthMethodCreate(_CommonFields, AwsIamBoundFields):
+    type: Literal["aws_iam"]
+    name: Annotated[str, AfterValidator(lambda v: validate_object_name(v, kind="auth method"))]
+    bound_aws_account_id: list[AccountId] = Field(min_length=1, max_length=MAX_BOUND_ENTRIES)
+    sts_url: str = Field(default="https://sts.amazonaws.com", max_length=256)
+
+
+class ApiKeyAuthMethodCreate(_CommonFields):
+    type: Literal["api_key"]
+    name: Annotated[str, AfterValidator(lambda v: validate_object_name(v, kind="auth method"))]
+
+
+AuthMethodCreate = Annotated[
+    AwsIamAuthMethodCreate | ApiKeyAuthMethodCreate, Field(discriminator="type")
+]
+
+
+class AuthMethodUpdate(_Strict):
+    """PATCH body: only the fields given change. Lists replace the stored list."""
+
+    description: str | None = Field(default=None, max_length=1024)
+    jwt_ttl: JwtTtl | None = None
+    access_expires: datetime | None = None
+    bound_ips: list[Cidr] | None = Field(default=None, max_length=MAX_BOUND_ENTRIES)
+    bound_aws_account_id: list[AccountId] | None = Field(
+        default=None, min_length=1, max_length=MAX_BOUND_ENTRIES
+    )
+    bound_arn: list[BoundGlob] | None = Field(default=None, max_length=MAX_BOUND_ENTRIES)
+    bound_role_name: list[BoundGlob] | None = Field(default=None, max_length=MAX_BOUND_ENTRIES)
+    bound_role_id: list[BoundGlob] | None = Field(default=None, max_length=MAX_BOUND_ENTRIES)
+    bound_resource_id: list[BoundGlob] | None = Field(default=None, max_length=MAX_BOUND_ENTRIES)
+    bound_user_name: list[BoundGlob] | None = Field(default=None, max_length=MAX_BOUND_ENTRIES)
+    bound_user_id: list[BoundGlob] | None = Field(default=None, max_length=MAX_BOUND_ENTRIES)
+    sts_url: str | None = Field(default=None, max_length=256)
+
+    _aware_expiry = field_validator("access_expires")(_aware)
+
+
+AWS_IAM_CONFIG_FIELDS = (
+    "bound_aws_account_id",
+    "bound_arn",
+    "bound_role_name",
+    "bound_role_id",
+    "bound_resource_id",
+    "bound_user_name",
+    "bound_user_id",
+    "sts_url",
+)
+COMMON_CONFIG_FIELDS = ("jwt_ttl", "access_expires", "bound_ips")

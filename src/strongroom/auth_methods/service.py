@@ -1,0 +1,222 @@
+"""Auth methods: create, list, show, change, delete (SPEC section 5), authorization first."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, select, update
+from sqlalchemy.exc import IntegrityError
+
+from strongroom.audit.event import AuditEvent
+from strongroom.audit.writer import AuditWriter, audited_write
+from strongroom.auth.aws_iam import validate_sts_url
+from strongroom.auth.tokens import Caller, bump_generation
+from strongroom.auth_methods.schemas import (
+    AWS_IAM_CONFIG_FIELDS,
+    COMMON_CONFIG_FIELDS,
+    ApiKeyAuthMethodCreate,
+    AuthMethodUpdate,
+    AwsIamAuthMethodCreate,
+)
+from strongroom.crypto import TokenDigester
+from strongroom.db.engine import Database
+from strongroom.db.tables import auth_methods, role_associations, roles
+from strongroom.errors import ConflictError, InvalidRequestError, NotFoundError
+from strongroom.kit.clock import isoformat_z
+from strongroom.kit.ids import new_access_id, new_access_key
+from strongroom.kit.names import validate_object_name
+from strongroom.rbac import Capability, RuleType
+
+
+@dataclass(frozen=True, slots=True)
+class AuthMethodRecord:
+    """An auth method as the login service needs it."""
+
+    id: int
+    access_id: str
+    name: str
+    type: str
+    config: dict[str, Any]
+    access_key_digest: str | None
+
+
+def _config_to_json(values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: isoformat_z(value) if isinstance(value, datetime) else value
+        for key, value in values.items()
+    }
+
+
+def render(row: Any, associations: Sequence[Any] = ()) -> dict[str, Any]:
+    """The public view of an auth method row (never the access key digest)."""
+    return {
+        "name": row.name,
+        "type": row.type,
+        "access_id": row.access_id,
+        "description": row.description,
+        "created_at": isoformat_z(row.created_at),
+        "updated_at": isoformat_z(row.updated_at),
+        **row.config,
+        "associations": [{"assoc_id": a.assoc_id, "role_name": a.role_name} for a in associations],
+    }
+
+
+class AuthMethodService:
+    def __init__(
+        self,
+        database: Database,
+        writer: AuditWriter,
+        digester: TokenDigester,
+        *,
+        sts_extra_endpoints: Sequence[str],
+    ) -> None:
+        self._db = database
+        self._writer = writer
+        self._digester = digester
+        self._sts_extra_endpoints = tuple(sts_extra_endpoints)
+
+    def create(
+        self,
+        caller: Caller | None,
+        body: AwsIamAuthMethodCreate | ApiKeyAuthMethodCreate,
+        event: AuditEvent,
+        now: datetime,
+    ) -> dict[str, Any]:
+        """Create; return ``access_id`` and, for api_key, the access key (shown only here).
+
+        ``caller`` None is the bootstrap path (the CLI, with direct database access).
+        """
+        path = "/" + body.name
+        event.path = path
+        if caller is not None:
+            caller.require(Capability.CREATE, RuleType.AUTH_METHOD, path, now)
+        fields = body.model_dump(include=set(COMMON_CONFIG_FIELDS))
+        access_key: str | None = None
+        if isinstance(body, AwsIamAuthMethodCreate):
+            fields |= body.model_dump(include=set(AWS_IAM_CONFIG_FIELDS))
+            fields["sts_url"] = validate_sts_url(body.sts_url, self._sts_extra_endpoints)
+        else:
+            access_key = new_access_key()
+        access_id = new_access_id()
+        try:
+            with audited_write(self._db, self._writer, event, 201) as connection:
+                connection.execute(
+                    auth_methods.insert().values(
+                        access_id=access_id,
+                        name=body.name,
+                        type=body.type,
+                        description=body.description,
+                        config=_config_to_json(fields),
+                        access_key_digest=(
+                            self._digester.digest(access_key) if access_key is not None else None
+                        ),
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+        except IntegrityError as exc:
+            raise ConflictError(f"an auth method named {body.name!r} already exists") from exc
+        result: dict[str, Any] = {"name": body.name, "type": body.type, "access_id": access_id}
+        if access_key is not None:
+            result["access_key"] = access_key
+        return result
+
+    def list(self, caller: Caller, now: datetime) -> list[dict[str, Any]]:
+        """Every auth method the caller may list; the others do not appear."""
+        with self._db.read() as connection:
+            rows = connection.execute(select(auth_methods).order_by(auth_methods.c.name)).all()
+        return [
+            render(row)
+            for row in rows
+            if caller.rules.may(Capability.LIST, RuleType.AUTH_METHOD, "/" + row.name, now)
+        ]
+
+    def get(self, caller: Caller, name: str, event: AuditEvent, now: datetime) -> dict[str, Any]:
+        validate_object_name(name, kind="auth method")
+        event.path = "/" + name
+        caller.require(Capability.READ, RuleType.AUTH_METHOD, "/" + name, now)
+        with self._db.read() as connection:
+            row = self._row_by_name(connection, name)
+            associations = connection.execute(
+                select(role_associations.c.assoc_id, roles.c.name.label("role_name"))
+                .join(roles, roles.c.id == role_associations.c.role_id)
+                .where(role_associations.c.auth_method_id == row.id)
+                .order_by(roles.c.name)
+            ).all()
+        return render(row, associations)
+
+    def update(
+        self,
+        caller: Caller,
+        name: str,
+        patch: AuthMethodUpdate,
+        event: AuditEvent,
+        now: datetime,
+    ) -> dict[str, Any]:
+        validate_object_name(name, kind="auth method")
+        event.path = "/" + name
+        caller.require(Capability.UPDATE, RuleType.AUTH_METHOD, "/" + name, now)
+        changes = patch.model_dump(exclude_unset=True)
+        description = changes.pop("description", None)
+        with audited_write(self._db, self._writer, event, 200) as connection:
+            row = self._row_by_name(connection, name)
+            allowed = set(COMMON_CONFIG_FIELDS)
+            if row.type == "aws_iam":
+                allowed |= set(AWS_IAM_CONFIG_FIELDS)
+            unknown = set(changes) - allowed
+            if unknown:
+                raise InvalidRequestError(
+                    f"fields {sorted(unknown)} do not apply to a {row.type} auth method"
+                )
+            if changes.get("sts_url") is not None:
+                changes["sts_url"] = validate_sts_url(changes["sts_url"], self._sts_extra_endpoints)
+            if "bound_aws_account_id" in changes and not changes["bound_aws_account_id"]:
+                raise InvalidRequestError("bound_aws_account_id cannot be empty")
+            config = {**row.config, **_config_to_json(changes)}
+            values: dict[str, Any] = {"config": config, "updated_at": now}
+            if description is not None:
+                values["description"] = description
+            connection.execute(update(auth_methods).where(auth_methods.c.id == row.id).values(values))
+            # Bounds apply at login; live tokens keep their rules. Caches still refresh.
+            bump_generation(connection)
+            updated = self._row_by_name(connection, name)
+        return render(updated)
+
+    def delete(self, caller: Caller, name: str, event: AuditEvent, now: datetime) -> None:
+        """Delete the method; its associations and every token it issued go with it."""
+        validate_object_name(name, kind="auth method")
+        event.path = "/" + name
+        caller.require(Capability.DELETE, RuleType.AUTH_METHOD, "/" + name, now)
+        with audited_write(self._db, self._writer, event, 204) as connection:
+            row = self._row_by_name(connection, name)
+            connection.execute(delete(auth_methods).where(auth_methods.c.id == row.id))
+            bump_generation(connection)
+
+    def load_for_login(self, connection: Connection, access_id: str) -> AuthMethodRecord | None:
+        row = connection.execute(
+            select(auth_methods).where(auth_methods.c.access_id == access_id)
+        ).first()
+        if row is None:
+            return None
+        return AuthMethodRecord(
+            id=row.id,
+            access_id=row.access_id,
+            name=row.name,
+            type=row.type,
+            config=dict(row.config),
+            access_key_digest=row.access_key_digest,
+        )
+
+    @staticmethod
+    def _row_by_name(connection: Connection, name: str) -> Any:
+        row = connection.execute(select(auth_methods).where(auth_methods.c.name == name)).first()
+        if row is None:
+            raise NotFoundError(f"no auth method named {name!r}")
+        return row
+
+    @staticmethod
+    def id_by_name(connection: Connection, name: str) -> int:
+        return int(AuthMethodService._row_by_name(connection, name).id)

@@ -1,0 +1,24 @@
+"""The ``strongroom`` command: server administration and the client commands of SPEC section 8."""
+
+from __future__ import annotations
+
+import typer
+
+from strongroom.cli import admin
+
+app = typer.Typer(
+    name="strongroom",
+    help="Strongroom: secrets for AWS workloads.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("server")(admin.server)
+app.command("bootstrap")(admin.bootstrap_command)
+app.add_typer(admin.db_app, name="db")
+app.add_typer(admin.keys_app, name="keys")
+app.add_typer(admin.audit_app, name="audit")
+
+
+def run() -> None:
+    app()

@@ -1,0 +1,70 @@
+"""Numbered data keys: seal under the newest, open with whichever key a blob names.
+
+Data keys are random 32-byte AES-256-GCM keys numbered from 1 upwards. They are stored wrapped
+by the master key provider (see :mod:`strongroom.crypto.master`) and unwrapped into a
+:class:`Keyring` at start-up. Rotation adds a key with a higher number; everything new is
+sealed under it at once, and older blobs stay readable until a rewrap re-seals them.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+
+from strongroom.crypto.envelope import KEY_ID_MAX, KEY_SIZE, key_id_of, open_sealed, seal
+
+
+def new_data_key() -> bytes:
+    """A fresh data key: 32 bytes from the operating system's CSPRNG."""
+    return secrets.token_bytes(KEY_SIZE)
+
+
+class Keyring:
+    """An immutable set of numbered data keys. Its repr shows the key ids only."""
+
+    __slots__ = ("_keys", "_newest_id")
+
+    def __init__(self, keys: Mapping[int, bytes]) -> None:
+        """Take the keys by id. Raises ValueError for no keys, an id outside 1..2**32-1 or a
+        key that is not 32 bytes (the message names the id, never the key)."""
+        if not keys:
+            raise ValueError("a keyring needs at least one data key")
+        checked: dict[int, bytes] = {}
+        for key_id, key in keys.items():
+            if isinstance(key_id, bool) or not isinstance(key_id, int):
+                raise ValueError("data key ids are integers")
+            if not 1 <= key_id <= KEY_ID_MAX:
+                raise ValueError(f"data key ids run from 1 to {KEY_ID_MAX}, not {key_id}")
+            if not isinstance(key, bytes) or len(key) != KEY_SIZE:
+                raise ValueError(f"data key {key_id} is not {KEY_SIZE} bytes")
+            checked[key_id] = key
+        # A private copy: a caller mutating its mapping afterwards cannot swap keys under us.
+        self._keys = checked
+        self._newest_id = max(checked)
+
+    @property
+    def newest_id(self) -> int:
+        """The highest key id: the key that :meth:`encrypt` uses."""
+        return self._newest_id
+
+    @property
+    def key_ids(self) -> tuple[int, ...]:
+        """Every key id held, ascending."""
+        return tuple(sorted(self._keys))
+
+    def encrypt(self, plaintext: bytes, context: bytes) -> bytes:
+        """Seal ``plaintext`` for ``context`` under the newest key (format: envelope v1)."""
+        return seal(self._keys[self._newest_id], self._newest_id, plaintext, context)
+
+    def decrypt(self, blob: bytes, context: bytes) -> bytes:
+        """Open a blob with the key its header names. Raises DecryptionError on any failure,
+        including a key id this keyring does not hold."""
+        return open_sealed(self._keys.__getitem__, blob, context)
+
+    def needs_rewrap(self, blob: bytes) -> bool:
+        """Whether ``blob`` is sealed under a key other than the newest. Reads the header only;
+        raises DecryptionError for a blob too short to be sealed or of an unknown version."""
+        return key_id_of(blob) != self._newest_id
+
+    def __repr__(self) -> str:
+        return f"Keyring(key_ids={list(self.key_ids)}, newest_id={self._newest_id})"

@@ -1,0 +1,131 @@
+"""Data keys in the database, wrapped by the master key (SPEC section 6).
+
+Row 0 holds the digest key (keys the HMAC of tokens and access keys); rows 1..n hold the
+numbered encryption keys, the newest of which encrypts new values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, func, select, update
+
+from strongroom.crypto import (
+    DecryptionError,
+    Keyring,
+    MasterKeyProvider,
+    TokenDigester,
+    new_data_key,
+)
+from strongroom.db.engine import Database
+from strongroom.db.tables import data_keys, item_versions
+from strongroom.errors import ConfigurationError
+from strongroom.kit.clock import utc_now
+
+DIGEST_KEY_ID = 0
+
+
+@dataclass(frozen=True)
+class Keys:
+    keyring: Keyring
+    digester: TokenDigester
+
+
+def load_or_create_keys(database: Database, master: MasterKeyProvider) -> Keys:
+    """Unwrap every data key; create the first ones on a new database."""
+    with database.write() as connection:
+        rows = connection.execute(select(data_keys.c.id, data_keys.c.wrapped)).all()
+        if not rows:
+            _insert_key(connection, master, DIGEST_KEY_ID, "digest")
+            _insert_key(connection, master, 1, "encryption")
+            rows = connection.execute(select(data_keys.c.id, data_keys.c.wrapped)).all()
+    try:
+        unwrapped = {row.id: master.unwrap(row.wrapped, row.id) for row in rows}
+    except DecryptionError as exc:
+        raise ConfigurationError(
+            "the master key does not unwrap this database's data keys "
+            f"({exc.reason}); configure the master key this database was created with"
+        ) from None
+    digest_key = unwrapped.pop(DIGEST_KEY_ID)
+    return Keys(keyring=Keyring(unwrapped), digester=TokenDigester(digest_key))
+
+
+def _insert_key(connection: Connection, master: MasterKeyProvider, key_id: int, purpose: str) -> None:
+    connection.execute(
+        data_keys.insert().values(
+            id=key_id,
+            purpose=purpose,
+            wrapped=master.wrap(new_data_key(), key_id),
+            created_at=utc_now(),
+        )
+    )
+
+
+def rotate(database: Database, master: MasterKeyProvider) -> int:
+    """Add a new newest encryption key; return its number. Nothing is re-encrypted."""
+    with database.write() as connection:
+        newest = connection.execute(select(func.max(data_keys.c.id))).scalar_one()
+        key_id = int(newest or 0) + 1
+        _insert_key(connection, master, key_id, "encryption")
+    return key_id
+
+
+def rewrap_master(database: Database, old: MasterKeyProvider, new: MasterKeyProvider) -> int:
+    """Re-wrap every data key under a new master key; values are untouched."""
+    with database.write() as connection:
+        rows = connection.execute(select(data_keys.c.id, data_keys.c.wrapped)).all()
+        for row in rows:
+            rewrapped = new.wrap(old.unwrap(row.wrapped, row.id), row.id)
+            connection.execute(
+                update(data_keys).where(data_keys.c.id == row.id).values(wrapped=rewrapped)
+            )
+    return len(rows)
+
+
+def count_stale_values(database: Database, keyring: Keyring) -> int:
+    with database.read() as connection:
+        return int(
+            connection.execute(
+                select(func.count())
+                .select_from(item_versions)
+                .where(item_versions.c.key_id != keyring.newest_id)
+            ).scalar_one()
+        )
+
+
+def rewrap_values(
+    database: Database,
+    keyring: Keyring,
+    context_of: Callable[[int, int], bytes],
+    *,
+    batch: int = 500,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Re-encrypt every stored value not under the newest key, in batches; return the count."""
+    done = 0
+    while True:
+        with database.write() as connection:
+            rows = connection.execute(
+                select(
+                    item_versions.c.id,
+                    item_versions.c.item_id,
+                    item_versions.c.version,
+                    item_versions.c.ciphertext,
+                )
+                .where(item_versions.c.key_id != keyring.newest_id)
+                .limit(batch)
+            ).all()
+            for row in rows:
+                context = context_of(row.item_id, row.version)
+                plaintext = keyring.decrypt(row.ciphertext, context)
+                connection.execute(
+                    update(item_versions)
+                    .where(item_versions.c.id == row.id)
+                    .values(ciphertext=keyring.encrypt(plaintext, context), key_id=keyring.newest_id)
+                )
+        done += len(rows)
+        if progress is not None and rows:
+            progress(len(rows))
+        if len(rows) < batch:
+            return done

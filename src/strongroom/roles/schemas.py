@@ -1,0 +1,66 @@
+"""Request shapes of access roles, rules and associations (SPEC section 4)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from strongroom.kit.names import validate_object_name
+
+# The claims an association may test: exactly the ones a login can produce.
+CLAIM_NAMES = frozenset(
+    {"account_id", "arn", "role_name", "role_id", "resource_id", "user_name", "user_id"}
+)
+MAX_SUB_CLAIM_VALUES = 50
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_max_length=4096)
+
+
+class RoleCreate(_Strict):
+    name: Annotated[str, AfterValidator(lambda v: validate_object_name(v, kind="role"))]
+    description: str = Field(default="", max_length=1024)
+
+
+class RuleSet(_Strict):
+    """PUT body: set (or replace) the capabilities of one (rule_type, path)."""
+
+    rule_type: str = "item-rule"
+    path: str = Field(max_length=600)
+    capabilities: list[str] = Field(min_length=1, max_length=6)
+    ttl: int | None = Field(default=None, ge=1, le=5_256_000, description="minutes until expiry")
+
+
+class AssociationCreate(_Strict):
+    auth_method: Annotated[
+        str, AfterValidator(lambda v: validate_object_name(v, kind="auth method"))
+    ]
+    sub_claims: dict[str, list[str]] = Field(default_factory=dict, max_length=len(CLAIM_NAMES))
+
+    @field_validator("sub_claims", mode="before")
+    @classmethod
+    def _lists(cls, value: object) -> object:
+        # Accept {"role_name": "web-*"} and comma lists as Akeyless's CLI writes them.
+        if isinstance(value, dict):
+            return {
+                key: [part.strip() for part in item.split(",") if part.strip()]
+                if isinstance(item, str)
+                else item
+                for key, item in value.items()
+            }
+        return value
+
+    @field_validator("sub_claims")
+    @classmethod
+    def _known_claims(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for key, values in value.items():
+            if key not in CLAIM_NAMES:
+                raise ValueError(f"unknown claim {key!r}; claims are {sorted(CLAIM_NAMES)}")
+            if not values or len(values) > MAX_SUB_CLAIM_VALUES:
+                raise ValueError(f"claim {key!r} needs 1-{MAX_SUB_CLAIM_VALUES} values")
+            for item in values:
+                if not item or len(item) > 256 or not item.isprintable():
+                    raise ValueError(f"claim {key!r} has an empty, long or unprintable value")
+        return value

@@ -161,7 +161,9 @@ def make_harness(
         clients.append(client)
         services = app.state.services
         creds = bootstrap(services.database, services.keys, AuditWriter(services.database, None))
-        harness = Harness(app=app, client=client, admin=Admin(creds.access_id, creds.access_key, ""))
+        harness = Harness(
+            app=app, client=client, admin=Admin(creds.access_id, creds.access_key, "")
+        )
         harness.admin.token = harness.login_key(creds.access_id, creds.access_key)
         return harness
 

@@ -34,7 +34,10 @@ class AdminCredentials:
 
 def is_bootstrapped(database: Database) -> bool:
     with database.read() as connection:
-        return connection.execute(select(roles.c.id).where(roles.c.name == ADMIN_ROLE)).first() is not None
+        return (
+            connection.execute(select(roles.c.id).where(roles.c.name == ADMIN_ROLE)).first()
+            is not None
+        )
 
 
 def bootstrap(database: Database, keys: Keys, writer: AuditWriter) -> AdminCredentials:

@@ -36,9 +36,7 @@ def test_bootstrap_role_rule_login_read_list(harness: Harness) -> None:
         )
         assert response.status_code == 201, response.text
 
-    token = make_reader(
-        harness, rules=[{"path": "/dev/*", "capabilities": ["read", "list"]}]
-    )
+    token = make_reader(harness, rules=[{"path": "/dev/*", "capabilities": ["read", "list"]}])
     headers = harness.as_token(token)
 
     read = client.get("/v1/secrets/dev/db-password", headers=headers)
@@ -74,17 +72,31 @@ def test_bootstrap_role_rule_login_read_list(harness: Harness) -> None:
 def test_versions_expected_version_and_delete(harness: Harness) -> None:
     client, headers = harness.client, harness.admin.headers
     client.post("/v1/secrets", json={"name": "a/b", "value": "one"}, headers=headers)
-    assert client.post("/v1/secrets", json={"name": "/a/b", "value": "x"}, headers=headers).status_code == 409
-    assert client.put("/v1/secrets/a/b", json={"value": "two"}, headers=headers).json()["version"] == 2
-    stale = client.put("/v1/secrets/a/b", json={"value": "3", "expected_version": 1}, headers=headers)
+    assert (
+        client.post("/v1/secrets", json={"name": "/a/b", "value": "x"}, headers=headers).status_code
+        == 409
+    )
+    assert (
+        client.put("/v1/secrets/a/b", json={"value": "two"}, headers=headers).json()["version"] == 2
+    )
+    stale = client.put(
+        "/v1/secrets/a/b", json={"value": "3", "expected_version": 1}, headers=headers
+    )
     assert stale.status_code == 409
-    assert client.put("/v1/secrets/a/missing", json={"value": "v"}, headers=headers).status_code == 404
-    assert client.get("/v1/secrets/a/b", params={"version": 1}, headers=headers).json()["value"] == "one"
+    assert (
+        client.put("/v1/secrets/a/missing", json={"value": "v"}, headers=headers).status_code == 404
+    )
+    assert (
+        client.get("/v1/secrets/a/b", params={"version": 1}, headers=headers).json()["value"]
+        == "one"
+    )
     assert client.get("/v1/secrets/a/b", headers=headers).json()["value"] == "two"
     versions = client.get("/v1/secrets/a/b/versions", headers=headers).json()
     assert [v["version"] for v in versions["versions"]] == [1, 2]
     assert "value" not in str(versions)
-    assert client.delete("/v1/secrets/a/b", params={"version": 2}, headers=headers).status_code == 204
+    assert (
+        client.delete("/v1/secrets/a/b", params={"version": 2}, headers=headers).status_code == 204
+    )
     assert client.get("/v1/secrets/a/b", headers=headers).json()["value"] == "one"
     assert client.delete("/v1/secrets/a/b", headers=headers).status_code == 204
     assert client.get("/v1/secrets/a/b", headers=headers).status_code == 404
@@ -111,7 +123,9 @@ def test_rule_change_applies_to_live_token_and_dissociation_revokes(harness: Har
     role = client.get("/v1/roles/reader", headers=admin.headers).json()
     assoc_id = role["associations"][0]["assoc_id"]
     assert (
-        client.delete(f"/v1/roles/reader/associations/{assoc_id}", headers=admin.headers).status_code
+        client.delete(
+            f"/v1/roles/reader/associations/{assoc_id}", headers=admin.headers
+        ).status_code
         == 204
     )
     gone = client.get("/v1/secrets/dev/x", headers=headers)
@@ -138,19 +152,25 @@ def test_token_revoke_and_unknown_tokens(harness: Harness) -> None:
 
 
 def test_no_escalation(harness: Harness) -> None:
-    client, admin = harness.client, harness.admin
+    client = harness.client
     token = make_reader(
         harness,
         rules=[
             {"path": "/dev/*", "capabilities": ["read", "list"]},
-            {"rule_type": "role-rule", "path": "/*", "capabilities": ["read", "update", "create", "list"]},
+            {
+                "rule_type": "role-rule",
+                "path": "/*",
+                "capabilities": ["read", "update", "create", "list"],
+            },
             {"rule_type": "auth-method-rule", "path": "/reader-key", "capabilities": ["read"]},
         ],
     )
     headers = harness.as_token(token)
     client.post("/v1/roles", json={"name": "other"}, headers=headers).raise_for_status()
     ok = client.put(
-        "/v1/roles/other/rules", json={"path": "/dev/app/*", "capabilities": ["read"]}, headers=headers
+        "/v1/roles/other/rules",
+        json={"path": "/dev/app/*", "capabilities": ["read"]},
+        headers=headers,
     )
     assert ok.status_code == 200
     for rule in (
@@ -161,19 +181,27 @@ def test_no_escalation(harness: Harness) -> None:
         refused = client.put("/v1/roles/other/rules", json=rule, headers=headers)
         assert refused.status_code == 403, rule
     # Only auth methods the caller may read can be associated.
-    assert client.post(
-        "/v1/roles/other/associations", json={"auth_method": "reader-key"}, headers=headers
-    ).status_code == 201
-    assert client.post(
-        "/v1/roles/other/associations",
-        json={"auth_method": admin_method(harness)},
-        headers=headers,
-    ).status_code == 403
+    assert (
+        client.post(
+            "/v1/roles/other/associations", json={"auth_method": "reader-key"}, headers=headers
+        ).status_code
+        == 201
+    )
+    assert (
+        client.post(
+            "/v1/roles/other/associations",
+            json={"auth_method": admin_method(harness)},
+            headers=headers,
+        ).status_code
+        == 403
+    )
 
 
 def admin_method(harness: Harness) -> str:
     methods = harness.client.get("/v1/auth-methods", headers=harness.admin.headers).json()
-    return next(m["name"] for m in methods["auth_methods"] if m["access_id"] == harness.admin.access_id)
+    return next(
+        m["name"] for m in methods["auth_methods"] if m["access_id"] == harness.admin.access_id
+    )
 
 
 def test_filtered_listings_of_methods_and_roles(harness: Harness) -> None:
@@ -186,8 +214,12 @@ def test_filtered_listings_of_methods_and_roles(harness: Harness) -> None:
         ],
     )
     headers = harness.as_token(token)
-    assert [r["name"] for r in client.get("/v1/roles", headers=headers).json()["roles"]] == ["reader"]
-    names = [m["name"] for m in client.get("/v1/auth-methods", headers=headers).json()["auth_methods"]]
+    assert [r["name"] for r in client.get("/v1/roles", headers=headers).json()["roles"]] == [
+        "reader"
+    ]
+    names = [
+        m["name"] for m in client.get("/v1/auth-methods", headers=headers).json()["auth_methods"]
+    ]
     assert names == ["reader-key"]
     assert client.get("/v1/roles/admin", headers=headers).status_code == 403
 

@@ -26,7 +26,9 @@ def free_port() -> int:
 class ServerProcess:
     """A server process with its own environment; ``url`` once started."""
 
-    def __init__(self, env: Mapping[str, str], *, workers: int = 1, cwd: Path | None = None) -> None:
+    def __init__(
+        self, env: Mapping[str, str], *, workers: int = 1, cwd: Path | None = None
+    ) -> None:
         self.env = {**os.environ, **env}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -36,8 +38,13 @@ class ServerProcess:
 
     def run_cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [STRONGROOM, *args], env=self.env, cwd=self.cwd, capture_output=True, text=True,
-            check=check, timeout=60,
+            [STRONGROOM, *args],
+            env=self.env,
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=60,
         )
 
     def bootstrap(self) -> dict[str, str]:
@@ -46,7 +53,15 @@ class ServerProcess:
 
     def start(self, *extra: str) -> ServerProcess:
         self.process = subprocess.Popen(
-            [STRONGROOM, "server", "--port", str(self.port), "--workers", str(self.workers), *extra],
+            [
+                STRONGROOM,
+                "server",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.workers),
+                *extra,
+            ],
             env=self.env,
             cwd=self.cwd,
             stdout=subprocess.PIPE,

@@ -35,8 +35,11 @@ def test_operator_flow_over_http(server: ServerProcess, tmp_path: Path) -> None:
     with httpx.Client(base_url=server.url, timeout=10) as http:
         login = http.post(
             "/v1/auth/login",
-            json={"access_id": admin["access_id"], "access_type": "access_key",
-                  "access_key": admin["access_key"]},
+            json={
+                "access_id": admin["access_id"],
+                "access_type": "access_key",
+                "access_key": admin["access_key"],
+            },
         )
         assert login.status_code == 200, login.text
         headers = {"Authorization": f"Bearer {login.json()['token']}"}
@@ -45,7 +48,8 @@ def test_operator_flow_over_http(server: ServerProcess, tmp_path: Path) -> None:
         ).json()
         http.post("/v1/roles", json={"name": "app"}, headers=headers).raise_for_status()
         http.put(
-            "/v1/roles/app/rules", json={"path": "/dev/*", "capabilities": ["read", "list"]},
+            "/v1/roles/app/rules",
+            json={"path": "/dev/*", "capabilities": ["read", "list"]},
             headers=headers,
         ).raise_for_status()
         http.post(
@@ -57,8 +61,11 @@ def test_operator_flow_over_http(server: ServerProcess, tmp_path: Path) -> None:
 
         app_login = http.post(
             "/v1/auth/login",
-            json={"access_id": created["access_id"], "access_type": "access_key",
-                  "access_key": created["access_key"]},
+            json={
+                "access_id": created["access_id"],
+                "access_type": "access_key",
+                "access_key": created["access_key"],
+            },
         ).json()
         app_headers = {"Authorization": f"Bearer {app_login['token']}"}
         assert app_login["roles"] == ["app"]

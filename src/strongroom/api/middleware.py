@@ -112,9 +112,12 @@ class RequestEnvelope:
                     declared = -1
                 if declared < 0 or declared > self._max_body:
                     # Refuse before reading: a huge body must not reach memory.
-                    await self._reply(send, 413, PayloadTooLargeError(
-                        f"request bodies are at most {self._max_body} bytes"
-                    ), request_id)
+                    await self._reply(
+                        send,
+                        413,
+                        PayloadTooLargeError(f"request bodies are at most {self._max_body} bytes"),
+                        request_id,
+                    )
                     event.finish(413)
                     if audited:
                         await self._audit(event)

@@ -130,7 +130,10 @@ class LoginService:
         event.identity_arn = claims.get("arn")
         with self._db.write() as connection:
             matched = self._matching_associations(connection, method.id, claims)
-            ttl = timedelta(minutes=int(method.config.get("jwt_ttl") or 0)) or self._policy.default_ttl
+            ttl = (
+                timedelta(minutes=int(method.config.get("jwt_ttl") or 0))
+                or self._policy.default_ttl
+            )
             access_expires = _parse_time(method.config.get("access_expires"))
             if access_expires is not None:
                 ttl = min(ttl, access_expires - now)
@@ -215,14 +218,14 @@ class LoginService:
         expires_at = max(amz_date, now) + self._policy.max_clock_skew
         try:
             with self._db.write() as connection:
-                connection.execute(
-                    delete(login_replay).where(login_replay.c.expires_at < now)
-                )
+                connection.execute(delete(login_replay).where(login_replay.c.expires_at < now))
                 connection.execute(
                     login_replay.insert().values(signature_digest=digest, expires_at=expires_at)
                 )
         except IntegrityError:
-            raise AuthenticationDenied("replayed request: this signature was already used") from None
+            raise AuthenticationDenied(
+                "replayed request: this signature was already used"
+            ) from None
 
     @staticmethod
     def _matching_associations(
@@ -245,11 +248,16 @@ class LoginService:
         window = self._policy.failure_window
         with self._db.read() as connection:
             rows = connection.execute(
-                select(login_failures).where(login_failures.c.key.in_(keys))
+                # Labelled: a Row's own .count() method would shadow a column named "count".
+                select(
+                    login_failures.c.key,
+                    login_failures.c.window_start,
+                    login_failures.c.count.label("failures"),
+                ).where(login_failures.c.key.in_(keys))
             ).all()
         for row in rows:
             ends = row.window_start + window
-            if row.count >= self._policy.failure_limit and ends > now:
+            if row.failures >= self._policy.failure_limit and ends > now:
                 raise RateLimitedError(
                     max(1, int((ends - now).total_seconds()) + 1),
                     reason=f"too many failed logins for {row.key}",

@@ -54,7 +54,9 @@ class Caller:
     def allowed(self, rule_type: RuleType, path: str, now: datetime) -> frozenset[Capability]:
         return self.rules.allowed(rule_type, path, now)
 
-    def require(self, capability: Capability, rule_type: RuleType, path: str, now: datetime) -> None:
+    def require(
+        self, capability: Capability, rule_type: RuleType, path: str, now: datetime
+    ) -> None:
         """Raise ForbiddenError unless the caller's rules grant ``capability`` on ``path``."""
         if not self.rules.may(capability, rule_type, path, now):
             raise ForbiddenError(
@@ -156,7 +158,10 @@ class TokenService:
     def resolve(self, connection: Connection, unverified_token: str, now: datetime) -> Caller:
         """The caller behind ``unverified_token``; UnauthorizedError if unknown or expired."""
         # Bound the work an attacker can make us do before the digest (hash flooding).
-        if not unverified_token.startswith(TOKEN_PREFIX) or len(unverified_token) > MAX_TOKEN_LENGTH:
+        if (
+            not unverified_token.startswith(TOKEN_PREFIX)
+            or len(unverified_token) > MAX_TOKEN_LENGTH
+        ):
             raise UnauthorizedError(reason="malformed token")
         digest = self._digester.digest(unverified_token)
         generation = read_generation(connection)

@@ -179,7 +179,9 @@ class AuthMethodService:
             values: dict[str, Any] = {"config": config, "updated_at": now}
             if description is not None:
                 values["description"] = description
-            connection.execute(update(auth_methods).where(auth_methods.c.id == row.id).values(values))
+            connection.execute(
+                update(auth_methods).where(auth_methods.c.id == row.id).values(values)
+            )
             # Bounds apply at login; live tokens keep their rules. Caches still refresh.
             bump_generation(connection)
             updated = self._row_by_name(connection, name)

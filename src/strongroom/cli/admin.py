@@ -42,7 +42,9 @@ def _services(settings: Settings):  # type: ignore[no-untyped-def]
     migrate.upgrade(database)
     master = load_master_key_provider(settings)
     keys = load_or_create_keys(database, master)
-    writer = AuditWriter(database, AuditFileSink(settings.audit_file) if settings.audit_file else None)
+    writer = AuditWriter(
+        database, AuditFileSink(settings.audit_file) if settings.audit_file else None
+    )
     return database, master, keys, writer
 
 
@@ -168,7 +170,10 @@ def keys_rotate() -> None:
     except ConfigurationError as exc:
         raise _fail(str(exc)) from None
     key_id = rotate(database, master)
-    out.print(f"Data key {key_id} is now the newest. Run `strongroom keys rewrap` to re-encrypt old values.")
+    out.print(
+        f"Data key {key_id} is now the newest. "
+        "Run `strongroom keys rewrap` to re-encrypt old values."
+    )
 
 
 @keys_app.command("rewrap")
@@ -183,8 +188,12 @@ def keys_rewrap() -> None:
         raise _fail(str(exc)) from None
     total = count_stale_values(database, keys.keyring)
     with Progress(
-        TextColumn("re-encrypting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err, disable=not sys.stderr.isatty() and total == 0,
+        TextColumn("re-encrypting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not sys.stderr.isatty() and total == 0,
     ) as progress:
         task = progress.add_task("rewrap", total=total)
         done = rewrap_values(
@@ -205,12 +214,16 @@ def audit_verify(
     with database.read() as connection:
         result = verify_chain(connection)
     if as_json:
-        print(json.dumps({
-            "checked": result.checked,
-            "ok": result.broken is None,
-            "broken_at": result.broken.seq if result.broken else None,
-            "problem": result.broken.problem if result.broken else None,
-        }))
+        print(
+            json.dumps(
+                {
+                    "checked": result.checked,
+                    "ok": result.broken is None,
+                    "broken_at": result.broken.seq if result.broken else None,
+                    "problem": result.broken.problem if result.broken else None,
+                }
+            )
+        )
     elif result.broken is None:
         out.print(f"Audit chain intact: {result.checked} event(s) verified.")
     else:

@@ -51,7 +51,9 @@ def load_or_create_keys(database: Database, master: MasterKeyProvider) -> Keys:
     return Keys(keyring=Keyring(unwrapped), digester=TokenDigester(digest_key))
 
 
-def _insert_key(connection: Connection, master: MasterKeyProvider, key_id: int, purpose: str) -> None:
+def _insert_key(
+    connection: Connection, master: MasterKeyProvider, key_id: int, purpose: str
+) -> None:
     connection.execute(
         data_keys.insert().values(
             id=key_id,
@@ -122,7 +124,9 @@ def rewrap_values(
                 connection.execute(
                     update(item_versions)
                     .where(item_versions.c.id == row.id)
-                    .values(ciphertext=keyring.encrypt(plaintext, context), key_id=keyring.newest_id)
+                    .values(
+                        ciphertext=keyring.encrypt(plaintext, context), key_id=keyring.newest_id
+                    )
                 )
         done += len(rows)
         if progress is not None and rows:

@@ -7,7 +7,7 @@ import string
 
 _ACCESS_ID_ALPHABET = string.ascii_lowercase + string.digits
 
-TOKEN_PREFIX = "t-"
+TOKEN_PREFIX = "t-"  # noqa: S105 - a prefix, not a credential
 ACCESS_ID_PREFIX = "p-"
 
 

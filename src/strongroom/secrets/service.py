@@ -100,7 +100,9 @@ class SecretService:
         row = self._version_row(connection, name, version)
         return {
             "name": row.name,
-            "value": self._keyring.decrypt(row.ciphertext, item_context(row.id, row.version)).decode(),
+            "value": self._keyring.decrypt(
+                row.ciphertext, item_context(row.id, row.version)
+            ).decode(),
             "version": row.version,
             "created_at": isoformat_z(row.created_at),
         }
@@ -222,7 +224,12 @@ class SecretService:
             connection.execute(delete(items).where(items.c.id == item.id))
 
     def list(
-        self, caller: Caller, unverified_path: str, recursive: bool, event: AuditEvent, now: datetime
+        self,
+        caller: Caller,
+        unverified_path: str,
+        recursive: bool,
+        event: AuditEvent,
+        now: datetime,
     ) -> dict[str, Any]:
         """Items the caller may list below ``path``, and the folders that lead to them.
 

@@ -78,9 +78,7 @@ async def delete_rule(
     return Response(status_code=204)
 
 
-@router.post(
-    "/v1/roles/{name}/associations", status_code=201, summary="Associate an auth method"
-)
+@router.post("/v1/roles/{name}/associations", status_code=201, summary="Associate an auth method")
 async def associate(request: Request, name: str, body: AssociationCreate) -> Response:
     services = services_of(request)
     event = audit_event_of(request)

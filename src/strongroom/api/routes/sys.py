@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 
 from fastapi import APIRouter, Request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from sqlalchemy import select
 from starlette.responses import Response
 
@@ -36,13 +35,15 @@ async def ready(request: Request) -> Response:
         checks["migrations"] = "unknown"
     checks["keys"] = "ok" if services.keys.keyring.newest_id >= 1 else "missing"
     ok = all(value == "ok" for value in checks.values())
-    return json_response({"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503)
+    return json_response(
+        {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
+    )
 
 
 @router.get("/metrics", summary="Prometheus metrics")
 async def metrics() -> Response:
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,163 @@
+"""The server-side commands as an operator runs them: `server --dev`, the refusal without a
+master key, `db upgrade`, `keys rotate`, `keys rewrap`, `audit verify`."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import secrets
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.server_process import STRONGROOM, ServerProcess, free_port
+
+pytestmark = pytest.mark.slow
+
+_CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("STRONGROOM_")}
+
+
+def test_server_without_master_key_refuses_clearly(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [STRONGROOM, "server", "--port", str(free_port())],
+        env={**_CLEAN_ENV, "STRONGROOM_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "STRONGROOM_MASTER_KEY" in result.stderr
+    assert "--dev" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _start_dev(tmp_path: Path, port: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [STRONGROOM, "server", "--dev", "--port", str(port), "--workers", "1"],
+        env=_CLEAN_ENV,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _wait_ready(url: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/v1/sys/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise AssertionError("dev server not ready")
+
+
+def _stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=20)
+    return output
+
+
+def test_dev_server_zero_setup(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    first = _start_dev(tmp_path, port)
+    try:
+        _wait_ready(url)
+    finally:
+        output = _stop(first)
+    assert "WARNING" in output and "master key" in output
+    access_id = re.search(r"access ID:\s+(p-[a-z0-9]{12})", output)
+    access_key = re.search(r"access key:\s+(\S+)", output)
+    assert access_id and access_key, output
+    key_file = tmp_path / "strongroom-data" / "master.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "strongroom-data" / "strongroom.db").exists()
+
+    second = _start_dev(tmp_path, port)
+    try:
+        _wait_ready(url)
+        login = httpx.post(
+            url + "/v1/auth/login",
+            json={
+                "access_id": access_id.group(1),
+                "access_type": "access_key",
+                "access_key": access_key.group(1),
+            },
+        )
+        assert login.status_code == 200
+    finally:
+        output = _stop(second)
+    assert "access key:" not in output, "admin credentials are printed once only"
+
+
+def test_offline_commands(tmp_path: Path) -> None:
+    key = base64.b64encode(secrets.token_bytes(32)).decode()
+    server = ServerProcess(
+        {
+            "STRONGROOM_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+            "STRONGROOM_MASTER_KEY": key,
+        },
+        cwd=tmp_path,
+    )
+    assert "Database at revision" in server.run_cli("db", "upgrade").stdout
+    admin = server.bootstrap()
+    again = server.run_cli("bootstrap", check=False)
+    assert again.returncode == 1 and "already bootstrapped" in again.stderr
+    server.start()
+    try:
+        token = httpx.post(
+            server.url + "/v1/auth/login",
+            json={
+                "access_id": admin["access_id"],
+                "access_type": "access_key",
+                "access_key": admin["access_key"],
+            },
+        ).json()["token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        for i in range(3):
+            httpx.post(
+                server.url + "/v1/secrets",
+                json={"name": f"/r/{i}", "value": f"v{i}"},
+                headers=headers,
+            ).raise_for_status()
+    finally:
+        server.stop()
+    assert "Data key 2 is now the newest" in server.run_cli("keys", "rotate").stdout
+    assert "Re-encrypted 3 value(s) under data key 2" in server.run_cli("keys", "rewrap").stdout
+    assert "Re-encrypted 0 value(s)" in server.run_cli("keys", "rewrap").stdout
+    assert "Audit chain intact" in server.run_cli("audit", "verify").stdout
+    server.start()
+    try:
+        token = httpx.post(
+            server.url + "/v1/auth/login",
+            json={
+                "access_id": admin["access_id"],
+                "access_type": "access_key",
+                "access_key": admin["access_key"],
+            },
+        ).json()["token"]
+        value = httpx.get(
+            server.url + "/v1/secrets/r/1", headers={"Authorization": f"Bearer {token}"}
+        ).json()["value"]
+        assert value == "v1"
+    finally:
+        server.stop()
+    wrong_key = base64.b64encode(secrets.token_bytes(32)).decode()
+    refused = subprocess.run(
+        [STRONGROOM, "keys", "rotate"],
+        env={**server.env, "STRONGROOM_MASTER_KEY": wrong_key},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert refused.returncode == 1
+    assert "master key does not unwrap" in refused.stderr

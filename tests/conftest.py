@@ -25,6 +25,7 @@ from strongroom.audit.writer import AuditWriter
 from strongroom.bootstrap import bootstrap
 from strongroom.config import Settings
 from strongroom.crypto import LocalMasterKey
+from tests.support.moto_world import MotoWorld, moto_world
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "STRONGROOM_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -36,6 +37,12 @@ def _postgres_admin() -> Any:
     from sqlalchemy import create_engine
 
     return create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_size=1)
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[MotoWorld]:
+    """moto's STS as a real process with signature checks on (see tests/support/moto_world.py)."""
+    yield from moto_world()
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ source address and per access ID in the database (so all replicas share the coun
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import ipaddress
 from collections.abc import Mapping, Sequence
@@ -102,18 +103,19 @@ class LoginService:
         InvalidRequestError or UpstreamUnavailableError."""
         event.access_id = body.access_id
         failure_keys = (f"ip:{source_ip}", f"id:{body.access_id}")
-        self._check_rate_limit(failure_keys, now)
+        # Logins are not the hot path: their database work runs in threads so that a burst of
+        # logins (or a slow lock) never stalls the event loop that serves reads.
+        await asyncio.to_thread(self._check_rate_limit, failure_keys, now)
         try:
             return await self._login(body, source_ip, event, now)
         except AuthenticationDenied:
-            self._record_failure(failure_keys, now)
+            await asyncio.to_thread(self._record_failure, failure_keys, now)
             raise
 
     async def _login(
         self, body: LoginRequest, source_ip: str, event: AuditEvent, now: datetime
     ) -> dict[str, Any]:
-        with self._db.read() as connection:
-            method = self._methods.load_for_login(connection, body.access_id)
+        method = await asyncio.to_thread(self._load_method, body.access_id)
         if method is None:
             raise AuthenticationDenied(f"no auth method with access ID {body.access_id!r}")
         event.auth_method = method.name
@@ -128,6 +130,20 @@ class LoginService:
         else:
             claims = await self._verify_aws_iam(method, body, source_ip, now)
         event.identity_arn = claims.get("arn")
+        return await asyncio.to_thread(self._mint, method, claims, event, now)
+
+    def _load_method(self, access_id: str) -> AuthMethodRecord | None:
+        with self._db.read() as connection:
+            return self._methods.load_for_login(connection, access_id)
+
+    def _mint(
+        self,
+        method: AuthMethodRecord,
+        claims: dict[str, str],
+        event: AuditEvent,
+        now: datetime,
+    ) -> dict[str, Any]:
+        """Store the token and the login's audit event in one transaction; return the body."""
         with self._db.write() as connection:
             matched = self._matching_associations(connection, method.id, claims)
             ttl = (
@@ -205,7 +221,7 @@ class LoginService:
             now=now,
             max_skew=self._policy.max_clock_skew,
         )
-        self._spend_signature(vetted.signature, vetted.amz_date, now)
+        await asyncio.to_thread(self._spend_signature, vetted.signature, vetted.amz_date, now)
         identity = await self._sts.get_caller_identity(vetted)
         claims = claims_from_identity(identity)
         check_bounds(_bounds_of(method), claims, source_ip)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from tests.conftest import Harness
@@ -20,7 +21,7 @@ def test_create_show_patch_delete_aws_iam(make_harness: Any) -> None:
     created = client.post("/v1/auth-methods", json=AWS, headers=headers)
     assert created.status_code == 201
     access_id = created.json()["access_id"]
-    assert access_id.startswith("p-") and len(access_id) == 14
+    assert re.fullmatch(r"p-[a-z0-9]{12}", access_id)
     assert "access_key" not in created.json()
     shown = client.get("/v1/auth-methods/iamAuth1", headers=headers).json()
     assert shown["sts_url"] == "https://sts.amazonaws.com"

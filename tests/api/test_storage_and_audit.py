@@ -33,7 +33,7 @@ def test_swapped_ciphertexts_fail_to_decrypt(harness: Harness) -> None:
             )
         }
         # Move a's ciphertext into b's row, and b v1's into b v2's row.
-        a_id, a_blob = rows[("/a", 1)]
+        _, a_blob = rows[("/a", 1)]
         b1_id, b1_blob = rows[("/b", 1)]
         b2_id, _ = rows[("/b", 2)]
         connection.execute(
@@ -45,7 +45,8 @@ def test_swapped_ciphertexts_fail_to_decrypt(harness: Harness) -> None:
     for path in ("/v1/secrets/b?version=1", "/v1/secrets/b"):
         response = client.get(path, headers=headers)
         assert response.status_code == 500
-        assert "alpha" not in response.text and "bravo" not in response.text
+        assert "alpha" not in response.text
+        assert "bravo" not in response.text
         assert response.json() == {"error": "InternalError", "message": "internal error"}
     assert client.get("/v1/secrets/a", headers=headers).json()["value"] == "alpha"
 
@@ -79,7 +80,8 @@ def test_database_files_hold_no_plaintext_values_tokens_or_keys(
                 "login_failures",
                 "role_rules",
             ):
-                dump += [repr(tuple(r)) for r in connection.execute(text(f"select * from {table}"))]
+                query = text(f"select * from {table}")  # noqa: S608 - fixed table names
+                dump += [repr(tuple(r)) for r in connection.execute(query)]
         blobs = "\n".join(dump).encode()
     secrets_in_play = [value, token, harness.admin.token, harness.admin.access_key]
     for secret in secrets_in_play:

@@ -73,10 +73,12 @@ def test_dev_server_zero_setup(tmp_path: Path) -> None:
         _wait_ready(url)
     finally:
         output = _stop(first)
-    assert "WARNING" in output and "master key" in output
+    assert "WARNING" in output
+    assert "master key" in output
     access_id = re.search(r"access ID:\s+(p-[a-z0-9]{12})", output)
     access_key = re.search(r"access key:\s+(\S+)", output)
-    assert access_id and access_key, output
+    assert access_id, output
+    assert access_key, output
     key_file = tmp_path / "strongroom-data" / "master.key"
     assert key_file.stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "strongroom-data" / "strongroom.db").exists()
@@ -110,7 +112,8 @@ def test_offline_commands(tmp_path: Path) -> None:
     assert "Database at revision" in server.run_cli("db", "upgrade").stdout
     admin = server.bootstrap()
     again = server.run_cli("bootstrap", check=False)
-    assert again.returncode == 1 and "already bootstrapped" in again.stderr
+    assert again.returncode == 1
+    assert "already bootstrapped" in again.stderr
     server.start()
     try:
         token = httpx.post(

@@ -26,6 +26,8 @@ from tests.conftest import Harness
         ("POST", "/v1/secrets", {"value": "v"}, 400, "InvalidRequest"),
         ("POST", "/v1/secrets", {"name": "/a", "value": "v", "extra": 1}, 400, "InvalidRequest"),
         ("POST", "/v1/roles", {"name": "has space"}, 400, "InvalidName"),
+        ("POST", "/v1/roles", {"name": ".."}, 400, "InvalidName"),
+        ("POST", "/v1/auth-methods", {"type": "api_key", "name": "."}, 400, "InvalidName"),
         (
             "PUT",
             "/v1/roles/admin/rules",

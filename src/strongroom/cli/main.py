@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from strongroom.cli import admin
+from strongroom.cli import admin, commands
 
 app = typer.Typer(
     name="strongroom",
@@ -18,6 +18,7 @@ app.command("bootstrap")(admin.bootstrap_command)
 app.add_typer(admin.db_app, name="db")
 app.add_typer(admin.keys_app, name="keys")
 app.add_typer(admin.audit_app, name="audit")
+commands.register(app)
 
 
 def run() -> None:

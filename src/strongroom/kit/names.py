@@ -45,6 +45,11 @@ def normalize_folder_path(unverified: str) -> str:
 
 def validate_object_name(unverified: str, *, kind: str) -> str:
     """Check an auth method or role name; return it unchanged."""
-    if not isinstance(unverified, str) or not _OBJECT_NAME.fullmatch(unverified):
-        raise InvalidNameError(f"a {kind} name is 1-128 of A-Z a-z 0-9 . _ -")
+    # "." and ".." would be dropped from URLs by clients and proxies (path confusion).
+    if (
+        not isinstance(unverified, str)
+        or not _OBJECT_NAME.fullmatch(unverified)
+        or unverified in (".", "..")
+    ):
+        raise InvalidNameError(f"a {kind} name is 1-128 of A-Z a-z 0-9 . _ - (not . or ..)")
     return unverified

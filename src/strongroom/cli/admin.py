@@ -144,9 +144,11 @@ def bootstrap_command(
         err.print("Store the access key now: it is not shown again.")
 
 
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-keys_app = typer.Typer(help="Data keys (SPEC section 6).", no_args_is_help=True)
-audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Data keys: add a new one, re-encrypt values under it.", no_args_is_help=True
+)
+audit_app = typer.Typer(help="The audit trail: verify its hash chain.", no_args_is_help=True)
 
 
 @db_app.command("upgrade")

@@ -13,11 +13,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.command("server")(admin.server)
-app.command("bootstrap")(admin.bootstrap_command)
-app.add_typer(admin.db_app, name="db")
-app.add_typer(admin.keys_app, name="keys")
-app.add_typer(admin.audit_app, name="audit")
+SERVER_PANEL = "Server administration (run on the server host)"
+app.command("server", rich_help_panel=SERVER_PANEL)(admin.server)
+app.command("bootstrap", rich_help_panel=SERVER_PANEL)(admin.bootstrap_command)
+app.add_typer(admin.db_app, name="db", rich_help_panel=SERVER_PANEL)
+app.add_typer(admin.keys_app, name="keys", rich_help_panel=SERVER_PANEL)
+app.add_typer(admin.audit_app, name="audit", rich_help_panel=SERVER_PANEL)
 commands.register(app)
 
 

@@ -26,6 +26,7 @@ from strongroom.db.keys import load_or_create_keys
 from strongroom.kit.clock import Clock, utc_now
 from strongroom.roles.service import RoleService
 from strongroom.secrets.service import SecretService
+from strongroom.web.console import install_console
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -105,4 +106,5 @@ def create_app(
         max_body_bytes=MAX_BODY_BYTES,
         trusted_proxies=settings.trusted_proxies,
     )
+    install_console(app)  # the web console under /ui/ (its headers wrap the envelope too)
     return app

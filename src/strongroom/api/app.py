@@ -21,7 +21,8 @@ from strongroom.auth_methods.service import AuthMethodService
 from strongroom.config import Settings
 from strongroom.crypto import MasterKeyProvider, load_master_key_provider
 from strongroom.db import migrate
-from strongroom.db.engine import Database
+from strongroom.db.engine import Checkpointer, Database
+from strongroom.db.hot import HotReader
 from strongroom.db.keys import load_or_create_keys
 from strongroom.kit.clock import Clock, utc_now
 from strongroom.roles.service import RoleService
@@ -43,14 +44,15 @@ def create_app(
     ``master_key``, ``sts_transport`` and ``clock`` are the injectable edges (tests pass
     their own); by default they come from ``settings`` and the system.
     """
-    database = Database.from_url(settings.database_url)
+    database = Database.from_url(settings.database_url, background_checkpoints=True)
     if not migrate.is_up_to_date(database):
         migrate.upgrade(database)
     keys = load_or_create_keys(database, master_key or load_master_key_provider(settings))
     writer = AuditWriter(
         database, AuditFileSink(settings.audit_file) if settings.audit_file else None
     )
-    token_service = TokenService(keys.digester)
+    hot = HotReader(database.engine)
+    token_service = TokenService(keys.digester, database, hot)
     auth_method_service = AuthMethodService(
         database, writer, keys.digester, sts_extra_endpoints=settings.sts_extra_endpoints
     )
@@ -63,7 +65,7 @@ def create_app(
         tokens=token_service,
         auth_methods=auth_method_service,
         roles=RoleService(database, writer),
-        secrets=SecretService(database, writer, keys.keyring),
+        secrets=SecretService(database, writer, keys.keyring, hot),
         login=LoginService(
             database,
             writer,
@@ -84,9 +86,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        checkpointer = Checkpointer(database).start()
         yield
+        checkpointer.stop()
         await writer.drain()
         await sts_http.aclose()
+        hot.close()
         database.dispose()
 
     app = FastAPI(
@@ -97,7 +102,8 @@ def create_app(
     )
     app.state.services = services
     install_error_handlers(app)
-    for module in (sys, auth, auth_methods, roles, secrets, audit):
+    # Secrets first: routes are matched in order, and reads are the traffic (~50 µs per read).
+    for module in (secrets, sys, auth, auth_methods, roles, audit):
         app.include_router(module.router)
     app.add_middleware(
         RequestEnvelope,

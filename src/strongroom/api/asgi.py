@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from fastapi import FastAPI
 
 from strongroom.api.app import create_app
@@ -12,4 +14,9 @@ from strongroom.kit.logging import configure_logging
 def make_app() -> FastAPI:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
-    return create_app(settings)
+    app = create_app(settings)
+    # Start-up leaves ~140k long-lived objects; a full collection walking them stalled the
+    # event loop for ~40 ms. Freezing them takes them out of every later collection.
+    gc.collect()
+    gc.freeze()
+    return app

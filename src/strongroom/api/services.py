@@ -8,7 +8,6 @@ from typing import Any
 
 import orjson
 from fastapi import Request
-from sqlalchemy import Connection
 from starlette.responses import Response
 
 from strongroom.audit.event import AuditEvent
@@ -38,9 +37,9 @@ class Services:
     login: LoginService
     clock: Clock
 
-    def authenticate(self, connection: Connection, token: str, event: AuditEvent) -> Caller:
+    def authenticate(self, token: str, event: AuditEvent) -> Caller:
         """Resolve the bearer token and note who is calling in the request's audit event."""
-        caller = self.tokens.resolve(connection, token, event.time)
+        caller = self.tokens.resolve(token, event.time)
         event.access_id = caller.access_id
         event.auth_method = caller.auth_method_name
         event.identity_arn = caller.identity_arn
@@ -69,10 +68,8 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def caller_of(request: Request, connection: Connection) -> Caller:
-    return services_of(request).authenticate(
-        connection, bearer_token(request), audit_event_of(request)
-    )
+def caller_of(request: Request) -> Caller:
+    return services_of(request).authenticate(bearer_token(request), audit_event_of(request))
 
 
 def json_response(content: Any, status: int = 200) -> Response:

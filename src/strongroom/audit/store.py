@@ -4,44 +4,97 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, select
 
 from strongroom.audit.chain import ChainBreak, link_hash, verify_links
 from strongroom.audit.event import AuditEvent, isoformat_micro
 from strongroom.db.tables import audit_events, audit_head
+from strongroom.errors import ServiceUnavailableError
+
+_INSERT_COLUMNS = (
+    "seq",
+    "time",
+    "request_id",
+    "source_ip",
+    "access_id",
+    "auth_method",
+    "identity_arn",
+    "token_digest",
+    "action",
+    "path",
+    "status",
+    "outcome",
+    "reason",
+    "prev_hash",
+    "hash",
+)
+
+
+def _statements(p: str) -> tuple[str, str, str]:
+    """The append statements for a driver placeholder ``p``; built only from constants."""
+    columns = ", ".join(_INSERT_COLUMNS)
+    values = ", ".join([p] * len(_INSERT_COLUMNS))
+    return (
+        f"UPDATE audit_head SET seq = seq + {p} WHERE id = 1 RETURNING seq, hash",  # noqa: S608
+        f"INSERT INTO audit_events ({columns}) VALUES ({values})",  # noqa: S608
+        f"UPDATE audit_head SET hash = {p} WHERE id = 1",  # noqa: S608
+    )
+
+
+_SQLITE_SQL = _statements("?")
+_POSTGRES_SQL = _statements("%s")
 
 
 def append_events(connection: Connection, events: Sequence[AuditEvent]) -> None:
     """Append ``events`` to the chain inside the caller's write transaction.
 
-    The first statement is the head-row UPDATE: it takes the write lock (SQLite) or the row
-    lock (PostgreSQL) before anything is read, so concurrent appenders from other workers or
-    replicas queue up instead of forking the chain.
+    The first statement bumps the head row and returns it: it takes the write lock (SQLite)
+    or the row lock (PostgreSQL) before anything is read, so concurrent appenders from other
+    workers or replicas queue up instead of forking the chain.
+
+    Three driver-level statements per batch (not SQLAlchemy's statement machinery: 38 µs
+    instead of 414 µs for one event, ``bench/read_path_steps.py``). Any failure raises
+    ServiceUnavailableError and, by leaving the transaction, rolls back what it guarded.
     """
     if not events:
         return
-    connection.execute(
-        update(audit_head).where(audit_head.c.id == 1).values(seq=audit_head.c.seq + len(events))
-    )
-    head = connection.execute(
-        select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
-    ).one()
-    seq = head.seq - len(events)
-    prev_hash: str = head.hash
-    rows: list[dict[str, Any]] = []
-    for event in events:
-        seq += 1
-        record = event.record()
-        current = link_hash(prev_hash, seq, record)
-        rows.append(
-            {**record, "time": event.time, "seq": seq, "prev_hash": prev_hash, "hash": current}
-        )
-        prev_hash = current
-    connection.execute(audit_events.insert(), rows)
-    connection.execute(update(audit_head).where(audit_head.c.id == 1).values(hash=prev_hash))
+    sqlite = connection.dialect.name == "sqlite"
+    bump, insert, seal = _SQLITE_SQL if sqlite else _POSTGRES_SQL
+    try:
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(bump, (len(events),))
+        head_seq, prev_hash = cursor.fetchone()
+        seq = int(head_seq) - len(events)
+        rows: list[tuple[Any, ...]] = []
+        for event in events:
+            seq += 1
+            record = event.record()
+            current = link_hash(prev_hash, seq, record)
+            moment = event.time.astimezone(UTC)
+            # SQLite keeps naive UTC text in SQLAlchemy's layout; PostgreSQL a timestamptz.
+            stored_time = (
+                moment.replace(tzinfo=None).isoformat(" ", "microseconds") if sqlite else moment
+            )
+            rows.append(
+                (
+                    seq,
+                    stored_time,
+                    *(record[name] for name in _INSERT_COLUMNS[2:-2]),
+                    prev_hash,
+                    current,
+                )
+            )
+            prev_hash = current
+        cursor.executemany(insert, rows)
+        cursor.execute(seal, (prev_hash,))
+        cursor.close()
+    except Exception as exc:  # whatever the driver raised, the trail was not written
+        raise ServiceUnavailableError(
+            "the audit trail cannot be written", reason=f"audit append failed: {exc!r}"
+        ) from exc
     for event in events:
         event.written = True
 

@@ -17,6 +17,8 @@ from typing import Any
 from sqlalchemy import Connection, delete, select, update
 
 from strongroom.crypto import TokenDigester
+from strongroom.db.engine import Database
+from strongroom.db.hot import HotReader
 from strongroom.db.tables import (
     auth_methods,
     counters,
@@ -78,14 +80,6 @@ def bump_generation(connection: Connection) -> None:
     )
 
 
-def read_generation(connection: Connection) -> int:
-    return int(
-        connection.execute(
-            select(counters.c.value).where(counters.c.name == "generation")
-        ).scalar_one()
-    )
-
-
 def rules_of_roles(connection: Connection, role_ids: Sequence[int]) -> list[Rule]:
     if not role_ids:
         return []
@@ -111,8 +105,17 @@ def rules_of_roles(connection: Connection, role_ids: Sequence[int]) -> list[Rule
 class TokenService:
     """Mints and resolves tokens; owns the per-worker caches."""
 
-    def __init__(self, digester: TokenDigester, *, cache_size: int = 10_000) -> None:
+    def __init__(
+        self,
+        digester: TokenDigester,
+        database: Database,
+        hot: HotReader,
+        *,
+        cache_size: int = 10_000,
+    ) -> None:
         self._digester = digester
+        self._database = database
+        self._hot = hot
         self._cache_size = cache_size
         self._generation = -1
         self._callers: OrderedDict[str, Caller] = OrderedDict()
@@ -155,8 +158,12 @@ class TokenService:
         connection.execute(delete(tokens).where(tokens.c.id.in_(stale)))
         return MintedToken(token=token, expires_at=expires_at)
 
-    def resolve(self, connection: Connection, unverified_token: str, now: datetime) -> Caller:
-        """The caller behind ``unverified_token``; UnauthorizedError if unknown or expired."""
+    def resolve(self, unverified_token: str, now: datetime) -> Caller:
+        """The caller behind ``unverified_token``; UnauthorizedError if unknown or expired.
+
+        One driver-level read (the generation) when the caller is cached, which is the
+        common case; a full load through SQLAlchemy otherwise.
+        """
         # Bound the work an attacker can make us do before the digest (hash flooding).
         if (
             not unverified_token.startswith(TOKEN_PREFIX)
@@ -164,14 +171,15 @@ class TokenService:
         ):
             raise UnauthorizedError(reason="malformed token")
         digest = self._digester.digest(unverified_token)
-        generation = read_generation(connection)
+        generation = self._hot.generation()
         if generation != self._generation:
             self._callers.clear()
             self._rulesets.clear()
             self._generation = generation
         caller = self._callers.get(digest)
         if caller is None:
-            caller = self._load(connection, digest)
+            with self._database.read() as connection:
+                caller = self._load(connection, digest)
             self._callers[digest] = caller
             if len(self._callers) > self._cache_size:
                 self._callers.popitem(last=False)

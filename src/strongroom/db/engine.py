@@ -8,11 +8,14 @@ never both read and then fail to upgrade to a write lock.
 
 from __future__ import annotations
 
+import fcntl
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+import structlog
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -20,13 +23,18 @@ from sqlalchemy.exc import OperationalError
 from strongroom.errors import ConfigurationError, ServiceUnavailableError
 
 _WRITE_OPTION = "strongroom_write"
+log = structlog.get_logger("strongroom.db")
 
 
-def make_engine(database_url: str) -> Engine:
-    """Create the engine for ``database_url`` (``sqlite:///…`` or ``postgresql+psycopg://…``)."""
+def make_engine(database_url: str, *, background_checkpoints: bool = False) -> Engine:
+    """Create the engine for ``database_url`` (``sqlite:///…`` or ``postgresql+psycopg://…``).
+
+    ``background_checkpoints`` (SQLite): commits never run WAL checkpoints themselves (with
+    their fsync, inside some unlucky request); :class:`Checkpointer` runs them instead.
+    """
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
-        return _make_sqlite_engine(database_url, url.database)
+        return _make_sqlite_engine(database_url, url.database, background_checkpoints)
     if url.get_backend_name() == "postgresql":
         if url.get_driver_name() not in ("psycopg", ""):
             raise ConfigurationError(
@@ -40,7 +48,9 @@ def make_engine(database_url: str) -> Engine:
     )
 
 
-def _make_sqlite_engine(database_url: str, database: str | None) -> Engine:
+def _make_sqlite_engine(
+    database_url: str, database: str | None, background_checkpoints: bool
+) -> Engine:
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(database_url, pool_size=8, max_overflow=8)
@@ -54,6 +64,8 @@ def _make_sqlite_engine(database_url: str, database: str | None) -> Engine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA foreign_keys=ON")
+        if background_checkpoints:
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -66,15 +78,46 @@ def _make_sqlite_engine(database_url: str, database: str | None) -> Engine:
     return engine
 
 
+class _WriterQueue:
+    """Serialises SQLite writers across threads and worker processes.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10… ms between retries although the write lock
+    is usually free again within half a millisecond; with two workers that sleeping made the
+    p99 of reads ~100 ms. A flock wakes the next writer as soon as the lock is released.
+    """
+
+    def __init__(self, lock_path: Path) -> None:
+        self._thread_lock = threading.Lock()
+        self._file = lock_path.open("a+b")
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self._thread_lock:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        self._file.close()
+
+
 class Database:
     """Hands out connections; the only owner of the engine."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        database = engine.url.database if engine.dialect.name == "sqlite" else None
+        self._writers = (
+            _WriterQueue(Path(database + ".write-lock"))
+            if database and database != ":memory:"
+            else None
+        )
 
     @classmethod
-    def from_url(cls, database_url: str) -> Database:
-        return cls(make_engine(database_url))
+    def from_url(cls, database_url: str, *, background_checkpoints: bool = False) -> Database:
+        return cls(make_engine(database_url, background_checkpoints=background_checkpoints))
 
     @property
     def dialect(self) -> str:
@@ -95,7 +138,7 @@ class Database:
     def write(self) -> Iterator[Connection]:
         """One write transaction: committed when the block ends, rolled back if it raises."""
         try:
-            with self.engine.connect() as raw:
+            with self._writer_turn(), self.engine.connect() as raw:
                 connection = raw.execution_options(**{_WRITE_OPTION: True})
                 with connection.begin():
                     yield connection
@@ -104,5 +147,43 @@ class Database:
                 "the database is unavailable", reason=f"database error: {exc.orig!r}"
             ) from exc
 
+    def _writer_turn(self) -> AbstractContextManager[None]:
+        return self._writers.held() if self._writers is not None else nullcontext()
+
+    def checkpoint(self) -> None:
+        """Move committed WAL pages into the database file without blocking anyone (SQLite)."""
+        if self.dialect == "sqlite":
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._writers is not None:
+            self._writers.close()
+
+
+class Checkpointer:
+    """Runs SQLite WAL checkpoints in a background thread, every ``interval`` seconds."""
+
+    def __init__(self, database: Database, interval: float = 0.5) -> None:
+        self._database = database
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
+
+    def start(self) -> Checkpointer:
+        if self._database.dialect == "sqlite":
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._database.checkpoint()
+            except Exception as exc:  # a failed checkpoint is retried on the next tick
+                log.warning("wal checkpoint failed", error=repr(exc))
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)

@@ -18,25 +18,13 @@ from strongroom.audit.writer import AuditWriter, audited_write
 from strongroom.auth.tokens import Caller
 from strongroom.crypto import Keyring, item_context
 from strongroom.db.engine import Database
+from strongroom.db.hot import HotReader, VersionRow
 from strongroom.db.tables import item_versions, items
 from strongroom.errors import ConflictError, ForbiddenError, NotFoundError, PayloadTooLargeError
 from strongroom.kit.clock import isoformat_z
 from strongroom.kit.names import normalize_folder_path, normalize_item_path
 from strongroom.rbac import Capability, RuleType
 from strongroom.secrets.schemas import MAX_VALUE_BYTES, GetSecretValue, SecretCreate, SecretUpdate
-
-_NEWEST_VERSION = (
-    select(
-        items.c.id,
-        items.c.name,
-        item_versions.c.version,
-        item_versions.c.ciphertext,
-        item_versions.c.created_at,
-    )
-    .join(item_versions, item_versions.c.item_id == items.c.id)
-    .order_by(item_versions.c.version.desc())
-    .limit(1)
-)
 
 
 def _encoded_value(value: str) -> bytes:
@@ -53,10 +41,13 @@ def _folder_bounds(folder: str) -> tuple[str, str]:
 
 
 class SecretService:
-    def __init__(self, database: Database, writer: AuditWriter, keyring: Keyring) -> None:
+    def __init__(
+        self, database: Database, writer: AuditWriter, keyring: Keyring, hot: HotReader
+    ) -> None:
         self._db = database
         self._writer = writer
         self._keyring = keyring
+        self._hot = hot
 
     def create(
         self, caller: Caller, body: SecretCreate, event: AuditEvent, now: datetime
@@ -86,7 +77,6 @@ class SecretService:
 
     def read(
         self,
-        connection: Connection,
         caller: Caller,
         unverified_name: str,
         version: int | None,
@@ -97,19 +87,16 @@ class SecretService:
         name = normalize_item_path(unverified_name)
         event.path = name
         caller.require(Capability.READ, RuleType.ITEM, name, now)
-        row = self._version_row(connection, name, version)
+        item_id, stored_name, number, ciphertext, created_at = self._version_row(name, version)
         return {
-            "name": row.name,
-            "value": self._keyring.decrypt(
-                row.ciphertext, item_context(row.id, row.version)
-            ).decode(),
-            "version": row.version,
-            "created_at": isoformat_z(row.created_at),
+            "name": stored_name,
+            "value": self._keyring.decrypt(ciphertext, item_context(item_id, number)).decode(),
+            "version": number,
+            "created_at": isoformat_z(created_at),
         }
 
     def read_many(
         self,
-        connection: Connection,
         caller: Caller,
         body: GetSecretValue,
         event: AuditEvent,
@@ -122,9 +109,9 @@ class SecretService:
             caller.require(Capability.READ, RuleType.ITEM, name, now)
         values: dict[str, str] = {}
         for requested, name in resolved:
-            row = self._version_row(connection, name, body.version)
-            context = item_context(row.id, row.version)
-            values[requested] = self._keyring.decrypt(row.ciphertext, context).decode()
+            item_id, _, number, ciphertext, _ = self._version_row(name, body.version)
+            context = item_context(item_id, number)
+            values[requested] = self._keyring.decrypt(ciphertext, context).decode()
         return values
 
     def update(
@@ -283,12 +270,8 @@ class SecretService:
             )
         )
 
-    @staticmethod
-    def _version_row(connection: Connection, name: str, version: int | None) -> Any:
-        query = _NEWEST_VERSION.where(items.c.name == name)
-        if version is not None:
-            query = query.where(item_versions.c.version == version)
-        row = connection.execute(query).first()
+    def _version_row(self, name: str, version: int | None) -> VersionRow:
+        row = self._hot.version_row(name, version)
         if row is None:
             raise NotFoundError(
                 f"{name} has no version {version}" if version else f"no item named {name}"

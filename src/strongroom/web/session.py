@@ -63,8 +63,7 @@ def current_session(request: Request) -> Session:
     if not token:
         raise SignInRequiredError()
     try:
-        with services.database.read() as connection:
-            caller = services.authenticate(connection, token, event)
+        caller = services.authenticate(token, event)
     except UnauthorizedError as exc:
         event.reason = exc.reason
         raise SignInRequiredError(expired=True) from None

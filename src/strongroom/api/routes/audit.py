@@ -27,9 +27,9 @@ async def list_audit_events(
     event = audit_event_of(request)
     event.action = "audit.read"
     event.path = "/"
+    caller = caller_of(request)
+    caller.require(Capability.READ, RuleType.AUDIT, "/", event.time)
     with services.database.read() as connection:
-        caller = caller_of(request, connection)
-        caller.require(Capability.READ, RuleType.AUDIT, "/", event.time)
         if since is not None and since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
         events = query_events(

@@ -30,11 +30,9 @@ async def login(request: Request, body: LoginRequest) -> Response:
 
 @router.get("/v1/auth/token", summary="Describe the caller's token")
 async def describe_token(request: Request) -> Response:
-    services = services_of(request)
     event = audit_event_of(request)
     event.action = "auth.token.read"
-    with services.database.read() as connection:
-        caller = caller_of(request, connection)
+    caller = caller_of(request)
     return json_response(
         {
             "access_id": caller.access_id,
@@ -54,8 +52,7 @@ async def revoke_token(request: Request) -> Response:
     event = audit_event_of(request)
     event.action = "auth.token.revoke"
     token = bearer_token(request)
-    with services.database.read() as connection:
-        caller = services.authenticate(connection, token, event)
+    caller = services.authenticate(token, event)
     with audited_write(services.database, services.writer, event, 204) as connection:
         services.tokens.revoke(connection, caller.token_digest)
     return Response(status_code=204)

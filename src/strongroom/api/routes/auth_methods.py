@@ -16,8 +16,7 @@ async def create_auth_method(request: Request, body: AuthMethodCreate = Body()) 
     services = services_of(request)
     event = audit_event_of(request)
     event.action = "auth_method.create"
-    with services.database.read() as connection:
-        caller = caller_of(request, connection)
+    caller = caller_of(request)
     return json_response(services.auth_methods.create(caller, body, event, event.time), 201)
 
 
@@ -26,8 +25,7 @@ async def list_auth_methods(request: Request) -> Response:
     services = services_of(request)
     event = audit_event_of(request)
     event.action = "auth_method.list"
-    with services.database.read() as connection:
-        caller = caller_of(request, connection)
+    caller = caller_of(request)
     return json_response({"auth_methods": services.auth_methods.list(caller, event.time)})
 
 
@@ -36,8 +34,7 @@ async def get_auth_method(request: Request, name: str) -> Response:
     services = services_of(request)
     event = audit_event_of(request)
     event.action = "auth_method.read"
-    with services.database.read() as connection:
-        caller = caller_of(request, connection)
+    caller = caller_of(request)
     return json_response(services.auth_methods.get(caller, name, event, event.time))
 
 
@@ -46,8 +43,7 @@ async def update_auth_method(request: Request, name: str, body: AuthMethodUpdate
     services = services_of(request)
     event = audit_event_of(request)
     event.action = "auth_method.update"
-    with services.database.read() as connection:
-        caller = caller_of(request, connection)
+    caller = caller_of(request)
     return json_response(services.auth_methods.update(caller, name, body, event, event.time))
 
 
@@ -56,7 +52,6 @@ async def delete_auth_method(request: Request, name: str) -> Response:
     services = services_of(request)
     event = audit_event_of(request)
     event.action = "auth_method.delete"
-    with services.database.read() as connection:
-        caller = caller_of(request, connection)
+    caller = caller_of(request)
     services.auth_methods.delete(caller, name, event, event.time)
     return Response(status_code=204)

@@ -16,8 +16,7 @@ async def create_role(request: Request, body: RoleCreate) -> Response:
     services = services_of(request)
     event = audit_event_of(request)
     event.action = "role.create"
-    with services.database.read() as connection:
-        caller = caller_of(request, connection)
+    caller = caller_of(request)
     return json_response(services.roles.create(caller, body, event, event.time), 201)
 
 
@@ -26,8 +25,7 @@ async def list_roles(request: Request) -> Response:
     services = services_of(request)
     event = audit_event_of(request)
     event.action = "role.list"
-    with services.database.read() as connection:
-        caller = caller_of(request, connection)
+    caller = caller_of(request)
     return json_response({"roles": services.roles.list(caller, event.time)})
 
 
@@ -36,8 +34,7 @@ async def get_role(request: Request, name: str) -> Response:
     services = services_of(request)
     event = audit_event_of(request)
     event.action = "role.read"
-    with services.database.read() as connection:
-        caller = caller_of(request, connection)
+    caller = caller_of(request)
     return json_response(services.roles.get(caller, name, event, event.time))
 
 
@@ -46,8 +43,7 @@ async def delete_role(request: Request, name: str) -> Response:
     services = services_of(request)
     event = audit_event_of(request)
     event.action = "role.delete"
-    with services.database.read() as connection:
-        caller = caller_of(request, connection)
+    caller = caller_of(request)
     services.roles.delete(caller, name, event, event.time)
     return Response(status_code=204)
 
@@ -57,8 +53,7 @@ async def set_rule(request: Request, name: str, body: RuleSet) -> Response:
     services = services_of(request)
     event = audit_event_of(request)
     event.action = "role.rule.set"
-    with services.database.read() as connection:
-        caller = caller_of(request, connection)
+    caller = caller_of(request)
     return json_response(services.roles.set_rule(caller, name, body, event, event.time))
 
 
@@ -72,8 +67,7 @@ async def delete_rule(
     services = services_of(request)
     event = audit_event_of(request)
     event.action = "role.rule.delete"
-    with services.database.read() as connection:
-        caller = caller_of(request, connection)
+    caller = caller_of(request)
     services.roles.delete_rule(caller, name, rule_type, path, event, event.time)
     return Response(status_code=204)
 
@@ -83,8 +77,7 @@ async def associate(request: Request, name: str, body: AssociationCreate) -> Res
     services = services_of(request)
     event = audit_event_of(request)
     event.action = "role.associate"
-    with services.database.read() as connection:
-        caller = caller_of(request, connection)
+    caller = caller_of(request)
     return json_response(services.roles.associate(caller, name, body, event, event.time), 201)
 
 
@@ -97,7 +90,6 @@ async def dissociate(request: Request, name: str, assoc_id: str) -> Response:
     services = services_of(request)
     event = audit_event_of(request)
     event.action = "role.dissociate"
-    with services.database.read() as connection:
-        caller = caller_of(request, connection)
+    caller = caller_of(request)
     services.roles.dissociate(caller, name, assoc_id, event, event.time)
     return Response(status_code=204)

@@ -184,8 +184,7 @@ async def reveal(request: Request) -> Response:
     session, form = await signed_in_post(request)
     name = form.text("name")
     version = _version(form.text("version"))
-    with services.database.read() as connection:
-        secret = services.secrets.read(connection, session.caller, name, version, event, event.time)
+    secret = services.secrets.read(session.caller, name, version, event, event.time)
     response = _item_page(request, session, name, revealed=secret)
     # After the page's own look-ups, so that the audit trail records the read.
     event.action = "secret.read"

@@ -90,6 +90,7 @@ def create_app(
         yield
         checkpointer.stop()
         await writer.drain()
+        services.login.close()
         await sts_http.aclose()
         hot.close()
         database.dispose()

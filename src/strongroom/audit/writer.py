@@ -23,7 +23,7 @@ from sqlalchemy import Connection
 
 from strongroom.audit.event import AuditEvent
 from strongroom.audit.store import append_events
-from strongroom.db.engine import Database
+from strongroom.db.engine import Database, WriterBusyError
 from strongroom.errors import ServiceUnavailableError
 
 log = structlog.get_logger("strongroom.audit")
@@ -66,6 +66,7 @@ class AuditWriter:
         self._pending: list[tuple[AuditEvent, asyncio.Future[None]]] = []
         self._scheduled = False
         self._flusher: asyncio.Task[None] | None = None
+        self._in_flight: set[asyncio.Future[None]] = set()
 
     async def write(self, event: AuditEvent) -> None:
         """Return once ``event`` is stored; raise ServiceUnavailableError if it cannot be."""
@@ -83,7 +84,19 @@ class AuditWriter:
     def _flush_inline(self) -> None:
         self._scheduled = False
         batch, self._pending = self._pending, []
-        self._settle(batch, self._try_store(batch))
+        try:
+            error = self._try_store(batch, blocking=False)
+        except WriterBusyError:
+            # Another writer (a login thread, the other worker) holds the lock: wait for it in
+            # a thread rather than stall every request on this event loop.
+            task = asyncio.ensure_future(self._store_in_thread(batch))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+            return
+        self._settle(batch, error)
+
+    async def _store_in_thread(self, batch: list[tuple[AuditEvent, asyncio.Future[None]]]) -> None:
+        self._settle(batch, await asyncio.to_thread(self._try_store, batch))
 
     async def _flush_in_thread(self) -> None:
         while self._pending:
@@ -91,9 +104,14 @@ class AuditWriter:
             error = await asyncio.to_thread(self._try_store, batch)
             self._settle(batch, error)
 
-    def _try_store(self, batch: list[tuple[AuditEvent, asyncio.Future[None]]]) -> Exception | None:
+    def _try_store(
+        self, batch: list[tuple[AuditEvent, asyncio.Future[None]]], *, blocking: bool = True
+    ) -> Exception | None:
+        """Store the batch; return the failure instead of raising (but WriterBusyError)."""
         try:
-            self._store([event for event, _ in batch])
+            self._store([event for event, _ in batch], blocking=blocking)
+        except WriterBusyError:
+            raise
         except Exception as exc:  # any failure to store must fail the requests closed
             log.error("audit write failed", error=repr(exc), events=len(batch))
             return exc
@@ -111,8 +129,8 @@ class AuditWriter:
             else:
                 future.set_exception(ServiceUnavailableError("the audit trail cannot be written"))
 
-    def _store(self, events: list[AuditEvent]) -> None:
-        with self._database.write() as connection:
+    def _store(self, events: list[AuditEvent], *, blocking: bool = True) -> None:
+        with self._database.write(blocking=blocking) as connection:
             append_events(connection, events)
         self.copy_to_file(events)
 
@@ -124,6 +142,8 @@ class AuditWriter:
         """Wait for the batch in flight (used at shutdown)."""
         if self._flusher is not None:
             await self._flusher
+        for task in list(self._in_flight):
+            await task
         if self._file_sink is not None:
             self._file_sink.close()
 

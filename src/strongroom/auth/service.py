@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, delete, select
 from sqlalchemy.exc import IntegrityError
@@ -45,6 +46,8 @@ from strongroom.errors import (
 )
 from strongroom.kit.clock import isoformat_z
 from strongroom.kit.glob import glob_match
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +98,11 @@ class LoginService:
         self._methods = auth_method_service
         self._sts = sts_client
         self._policy = policy
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="login-db")
+        self._logins = 0
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
 
     async def login(
         self, body: LoginRequest, source_ip: str, event: AuditEvent, now: datetime
@@ -103,19 +111,30 @@ class LoginService:
         InvalidRequestError or UpstreamUnavailableError."""
         event.access_id = body.access_id
         failure_keys = (f"ip:{source_ip}", f"id:{body.access_id}")
-        # Logins are not the hot path: their database work runs in threads so that a burst of
-        # logins (or a slow lock) never stalls the event loop that serves reads.
-        await asyncio.to_thread(self._check_rate_limit, failure_keys, now)
         try:
-            return await self._login(body, source_ip, event, now)
+            return await self._login(body, source_ip, failure_keys, event, now)
         except AuthenticationDenied:
-            await asyncio.to_thread(self._record_failure, failure_keys, now)
+            await self._in_thread(self._record_failure, failure_keys, now)
             raise
 
+    async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
+        """Run login database work off the event loop, on the login pool.
+
+        Logins are not the hot path: their database work runs in threads so that a burst of
+        logins (or a slow lock) never stalls the event loop that serves reads.
+        """
+        return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
+
     async def _login(
-        self, body: LoginRequest, source_ip: str, event: AuditEvent, now: datetime
+        self,
+        body: LoginRequest,
+        source_ip: str,
+        failure_keys: Sequence[str],
+        event: AuditEvent,
+        now: datetime,
     ) -> dict[str, Any]:
-        method = await asyncio.to_thread(self._load_method, body.access_id)
+        # One read: the failure counters (429 before any work) and the auth method.
+        method = await self._in_thread(self._load_method, failure_keys, body.access_id, now)
         if method is None:
             raise AuthenticationDenied(f"no auth method with access ID {body.access_id!r}")
         event.auth_method = method.name
@@ -130,10 +149,13 @@ class LoginService:
         else:
             claims = await self._verify_aws_iam(method, body, source_ip, now)
         event.identity_arn = claims.get("arn")
-        return await asyncio.to_thread(self._mint, method, claims, event, now)
+        return await self._in_thread(self._mint, method, claims, event, now)
 
-    def _load_method(self, access_id: str) -> AuthMethodRecord | None:
+    def _load_method(
+        self, failure_keys: Sequence[str], access_id: str, now: datetime
+    ) -> AuthMethodRecord | None:
         with self._db.read() as connection:
+            self._check_rate_limit(connection, failure_keys, now)
             return self._methods.load_for_login(connection, access_id)
 
     def _mint(
@@ -221,7 +243,7 @@ class LoginService:
             now=now,
             max_skew=self._policy.max_clock_skew,
         )
-        await asyncio.to_thread(self._spend_signature, vetted.signature, vetted.amz_date, now)
+        await self._in_thread(self._spend_signature, vetted.signature, vetted.amz_date, now)
         identity = await self._sts.get_caller_identity(vetted)
         claims = claims_from_identity(identity)
         check_bounds(_bounds_of(method), claims, source_ip)
@@ -234,7 +256,8 @@ class LoginService:
         expires_at = max(amz_date, now) + self._policy.max_clock_skew
         try:
             with self._db.write() as connection:
-                connection.execute(delete(login_replay).where(login_replay.c.expires_at < now))
+                if self._sweep_due():
+                    connection.execute(delete(login_replay).where(login_replay.c.expires_at < now))
                 connection.execute(
                     login_replay.insert().values(signature_digest=digest, expires_at=expires_at)
                 )
@@ -260,17 +283,22 @@ class LoginService:
 
     # -- failure counting (shared by replicas through the database) ------------------------
 
-    def _check_rate_limit(self, keys: Sequence[str], now: datetime) -> None:
+    def _sweep_due(self) -> bool:
+        """Expired replay entries are swept on one login in 64, not on every one."""
+        self._logins += 1
+        return self._logins % 64 == 1
+
+    def _check_rate_limit(self, connection: Connection, keys: Sequence[str], now: datetime) -> None:
+        """RateLimitedError when a source or access ID has failed too often in the window."""
         window = self._policy.failure_window
-        with self._db.read() as connection:
-            rows = connection.execute(
-                # Labelled: a Row's own .count() method would shadow a column named "count".
-                select(
-                    login_failures.c.key,
-                    login_failures.c.window_start,
-                    login_failures.c.count.label("failures"),
-                ).where(login_failures.c.key.in_(keys))
-            ).all()
+        rows = connection.execute(
+            # Labelled: a Row's own .count() method would shadow a column named "count".
+            select(
+                login_failures.c.key,
+                login_failures.c.window_start,
+                login_failures.c.count.label("failures"),
+            ).where(login_failures.c.key.in_(keys))
+        ).all()
         for row in rows:
             ends = row.window_start + window
             if row.failures >= self._policy.failure_limit and ends > now:

@@ -120,6 +120,7 @@ class TokenService:
         self._generation = -1
         self._callers: OrderedDict[str, Caller] = OrderedDict()
         self._rulesets: dict[tuple[Any, ...], RuleSet] = {}
+        self._minted = 0
 
     def digest(self, token: str) -> str:
         return self._digester.digest(token)
@@ -153,9 +154,13 @@ class TokenService:
                 token_associations.insert(),
                 [{"token_id": token_id, "association_id": a} for a in association_ids],
             )
-        # Expired tokens are dead weight; sweep a few on each login.
-        stale = select(tokens.c.id).where(tokens.c.expires_at < now).limit(100).scalar_subquery()
-        connection.execute(delete(tokens).where(tokens.c.id.in_(stale)))
+        # Expired tokens are dead weight; sweep a few on one login in 64.
+        self._minted += 1
+        if self._minted % 64 == 1:
+            stale = (
+                select(tokens.c.id).where(tokens.c.expires_at < now).limit(100).scalar_subquery()
+            )
+            connection.execute(delete(tokens).where(tokens.c.id.in_(stale)))
         return MintedToken(token=token, expires_at=expires_at)
 
     def resolve(self, unverified_token: str, now: datetime) -> Caller:

@@ -78,6 +78,10 @@ def _make_sqlite_engine(
     return engine
 
 
+class WriterBusyError(Exception):
+    """Another writer holds the SQLite write turn (only from ``write(blocking=False)``)."""
+
+
 class _WriterQueue:
     """Serialises SQLite writers across threads and worker processes.
 
@@ -91,13 +95,21 @@ class _WriterQueue:
         self._file = lock_path.open("a+b")
 
     @contextmanager
-    def held(self) -> Iterator[None]:
-        with self._thread_lock:
-            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
+    def held(self, *, blocking: bool = True) -> Iterator[None]:
+        """Hold the writer turn; ``blocking=False``: WriterBusyError rather than waiting."""
+        if not self._thread_lock.acquire(blocking=blocking):
+            raise WriterBusyError
+        try:
+            try:
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                raise WriterBusyError from None
             try:
                 yield
             finally:
                 fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
 
     def close(self) -> None:
         self._file.close()
@@ -135,10 +147,14 @@ class Database:
             ) from exc
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """One write transaction: committed when the block ends, rolled back if it raises."""
+    def write(self, *, blocking: bool = True) -> Iterator[Connection]:
+        """One write transaction: committed when the block ends, rolled back if it raises.
+
+        ``blocking=False`` raises WriterBusyError at once when another writer is busy (SQLite),
+        for callers on the event loop that would rather hand the work to a thread than wait.
+        """
         try:
-            with self._writer_turn(), self.engine.connect() as raw:
+            with self._writer_turn(blocking), self.engine.connect() as raw:
                 connection = raw.execution_options(**{_WRITE_OPTION: True})
                 with connection.begin():
                     yield connection
@@ -147,8 +163,8 @@ class Database:
                 "the database is unavailable", reason=f"database error: {exc.orig!r}"
             ) from exc
 
-    def _writer_turn(self) -> AbstractContextManager[None]:
-        return self._writers.held() if self._writers is not None else nullcontext()
+    def _writer_turn(self, blocking: bool) -> AbstractContextManager[None]:
+        return self._writers.held(blocking=blocking) if self._writers is not None else nullcontext()
 
     def checkpoint(self) -> None:
         """Move committed WAL pages into the database file without blocking anyone (SQLite)."""

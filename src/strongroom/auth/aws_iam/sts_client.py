@@ -68,7 +68,7 @@ def create_sts_http_client(
     """
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout),
-        limits=httpx.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=30),
+        limits=httpx.Limits(max_connections=512, max_keepalive_connections=32, keepalive_expiry=30),
         follow_redirects=False,
         trust_env=False,
         transport=transport,

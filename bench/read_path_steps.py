@@ -1,19 +1,26 @@
 """In-process cost of each step of a Strongroom secret read, in µs (no HTTP, no wrk).
 
-    .venv/bin/python bench/read_path_steps.py [--iterations 5000]
+    .venv/bin/python bench/read_path_steps.py [--iterations 5000] [--cprofile N]
 
-Builds the app with ``create_app`` on a temp SQLite database, sets up a NON-admin reader as
-``read_path.py`` does (through the REST API, over an in-process ASGI transport), then times:
+Builds the app with ``create_app`` on a temp SQLite database as a server worker does (WAL
+checkpoints in a background ``Checkpointer``, ``gc.freeze()`` after start-up), sets up a
+NON-admin reader as ``read_path.py`` does (through the REST API, over an in-process ASGI
+transport), then times:
 
-- the whole ASGI request (middleware, routing, handler, audit), one at a time and 16 at once,
-  with the real audit writer and with the audit write replaced by a no-op;
-- the steps inside it: pool checkout + rollback, the generation query, token resolve, the
-  version-row query, decrypt, and the audit group commit for batches of 1, 16 and 64 events,
-  with and without the hop to a thread.
+- the whole ASGI request (middleware, routing, handler, audit), 1, 16 and 64 at once, with the
+  real audit writer and with the audit write replaced by a no-op;
+- the steps of the handler: ``HotReader.generation()`` and ``HotReader.version_row()`` (the two
+  driver-level queries on the held autocommit connection), ``TokenService.resolve`` of a cached
+  caller, ``Keyring.decrypt`` and the whole ``SecretService.read``; for reference, the same two
+  queries through SQLAlchemy (pool checkout, BEGIN, compile, rollback), which they replaced;
+- the audit: an empty ``Database.write()`` transaction (flock turn, BEGIN IMMEDIATE, COMMIT),
+  ``append_events`` in one for batches of 1, 16 and 64 events, and ``AuditWriter.write`` with
+  the group commit on the event loop (SQLite's default) and in a thread (PostgreSQL's).
 
-Everything runs on one uvloop event loop in this process. Wall time includes waiting for
-SQLite and other processes; CPU time is this process's (all threads), the figure to compare
-with ``server_cpu_us_per_read`` in ``read_path.py`` and the one that holds on a busy machine.
+``--cprofile N`` instead profiles N requests, 16 at once. Everything runs on one uvloop event
+loop in this process. Wall time includes waiting for SQLite and other processes; CPU time is
+this process's (all threads), the figure to compare with ``server_cpu_us_per_read`` in
+``read_path.py`` and the one that holds on a busy machine.
 """
 
 from __future__ import annotations
@@ -22,32 +29,34 @@ import argparse
 import asyncio
 import atexit
 import base64
+import gc
 import secrets
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import httpx
 import uvloop
+from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import read_path as rp
 
 from strongroom.api.app import create_app
-from strongroom.audit.chain import link_hash
 from strongroom.audit.event import AuditEvent
 from strongroom.audit.store import append_events
-from strongroom.auth.tokens import read_generation
+from strongroom.audit.writer import AuditWriter
 from strongroom.config import Settings
 from strongroom.crypto import item_context
+from strongroom.db.engine import Checkpointer
+from strongroom.db.tables import counters, item_versions, items
 from strongroom.kit.clock import utc_now
 
 SECRET_VALUE = "bench-secret-value"
@@ -57,7 +66,7 @@ def report(name: str, samples: list[tuple[float, float]]) -> None:
     """Print the median wall and CPU (this process, all threads) µs per call."""
     wall = statistics.median(w for w, _ in samples)
     cpu = statistics.median(c for _, c in samples)
-    print(f"  {name:<58}{wall:>9.1f} µs wall{cpu:>9.1f} µs CPU")
+    print(f"  {name:<64}{wall:>9.1f} µs wall{cpu:>9.1f} µs CPU")
 
 
 def timed(fn: Callable[[], Any], iterations: int, repeats: int = 5) -> list[tuple[float, float]]:
@@ -197,7 +206,7 @@ async def setup() -> Bench:
         status = [0]
         body = []
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
             elif message["type"] == "http.response.body":
@@ -213,37 +222,48 @@ async def setup() -> Bench:
 async def main_async(iterations: int, cprofile: int) -> None:
     bench = await setup()
     services, token, request = bench.services, bench.token, bench.request
-
+    database = services.database
+    checkpointer = Checkpointer(database).start()  # as the server's lifespan does
+    # As the ASGI factory does: keep start-up objects out of every later collection.
+    gc.collect()
+    gc.freeze()
     for _ in range(200):
         await request()
-
-    if cprofile:
-        import cProfile
-        import pstats
-
-        async def sixteen_at_once() -> None:
-            async def worker() -> None:
-                for _ in range(max(1, cprofile // 16)):
-                    await request()
-
-            await asyncio.gather(*(worker() for _ in range(16)))
-
-        profiler = cProfile.Profile()
-        profiler.enable()
-        await sixteen_at_once()
-        profiler.disable()
-        print(f"cProfile of {cprofile} requests, 16 at once, audit on (event loop thread only):")
-        stats = pstats.Stats(profiler)
-        stats.sort_stats("cumulative").print_stats(45)
-        stats.sort_stats("tottime").print_stats(30)
-        database = services.database
+    try:
+        if cprofile:
+            await profile(request, cprofile)
+        else:
+            await measure(services, token, request, iterations)
+    finally:
+        checkpointer.stop()
+        services.tokens._hot.close()
         database.dispose()
-        return
 
+
+async def profile(request: Callable[[], Awaitable[bytes]], count: int) -> None:
+    import cProfile
+    import pstats
+
+    async def worker() -> None:
+        for _ in range(max(1, count // 16)):
+            await request()
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    await asyncio.gather(*(worker() for _ in range(16)))
+    profiler.disable()
+    print(f"cProfile of {count} requests, 16 at once, audit on (event loop thread only):")
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("cumulative").print_stats(45)
+    stats.sort_stats("tottime").print_stats(30)
+
+
+async def measure(
+    services: Any, token: str, request: Callable[[], Awaitable[bytes]], iterations: int
+) -> None:
     print(f"whole request through the ASGI app ({iterations} per measurement, median of 5):")
-    report("1 at a time, audit on", await atimed(request, iterations))
-    report("16 at once, audit on", await atimed(request, iterations, 16))
-    report("64 at once, audit on", await atimed(request, iterations, 64))
+    for concurrency in (1, 16, 64):
+        report(f"{concurrency} at once, audit on", await atimed(request, iterations, concurrency))
     writer = services.writer
     real_write = writer.write
 
@@ -251,75 +271,56 @@ async def main_async(iterations: int, cprofile: int) -> None:
         event.written = True
 
     writer.write = no_audit
-    report("1 at a time, audit write replaced by a no-op", await atimed(request, iterations))
-    report("16 at once, audit write replaced by a no-op", await atimed(request, iterations, 16))
+    for concurrency in (1, 16):
+        report(
+            f"{concurrency} at once, audit write replaced by a no-op",
+            await atimed(request, iterations, concurrency),
+        )
     writer.write = real_write
 
-    database = services.database
-    now = utc_now()
     print("\nsteps of the handler:")
+    database, hot, now = services.database, services.tokens._hot, utc_now()
+    name = rp.SECRET_NAME
+    report("HotReader.generation() (SELECT counters)", timed(hot.generation, iterations))
+    report(
+        "HotReader.version_row() (SELECT item ⋈ version)",
+        timed(lambda: hot.version_row(name, None), iterations),
+    )
+    report(
+        "TokenService.resolve (cached caller: digest + generation)",
+        timed(lambda: services.tokens.resolve(token, now), iterations),
+    )
+    row = hot.version_row(name, None)
+    assert row is not None
+    item_id, _, number, ciphertext, _ = row
+    keyring, context = services.keys.keyring, item_context(item_id, number)
+    report("Keyring.decrypt", timed(lambda: keyring.decrypt(ciphertext, context), iterations))
+    caller = services.tokens.resolve(token, now)
+    event = AuditEvent(time=now, request_id="r", source_ip="127.0.0.1", action="secret.read")
+    report(
+        "SecretService.read (check, version row, decrypt)",
+        timed(lambda: services.secrets.read(caller, name, None, event, now), iterations),
+    )
+    generation_query = select(counters.c.value).where(counters.c.name == "generation")
+    version_query = (
+        select(items.c.id, items.c.name, item_versions.c.version, item_versions.c.ciphertext)
+        .join(item_versions, item_versions.c.item_id == items.c.id)
+        .where(items.c.name == name)
+        .order_by(item_versions.c.version.desc())
+        .limit(1)
+    )
 
-    def pool_checkout() -> None:
-        with database.read():
-            pass
-
-    report("Database.read(): pool checkout + rollback + checkin", timed(pool_checkout, iterations))
-    with database.read() as connection:
-        report(
-            "read_generation (SELECT counters)",
-            timed(lambda: read_generation(connection), iterations),
-        )
-        report(
-            "TokenService.resolve (cached caller)",
-            timed(lambda: services.tokens.resolve(connection, token, now), iterations),
-        )
-        version_row = services.secrets._version_row
-        report(
-            "SecretService._version_row (SELECT item ⋈ version)",
-            timed(lambda: version_row(connection, rp.SECRET_NAME, None), iterations),
-        )
-        row = version_row(connection, rp.SECRET_NAME, None)
-        raw = connection.connection.driver_connection
-        sql = "SELECT value FROM counters WHERE name = 'generation'"
-        report(
-            "same generation query through raw sqlite3",
-            timed(lambda: raw.execute(sql).fetchone(), iterations),
-        )
-        version_sql = (
-            "SELECT items.id, items.name, item_versions.version, item_versions.ciphertext, "
-            "item_versions.created_at FROM items JOIN item_versions "
-            "ON item_versions.item_id = items.id WHERE items.name = ? "
-            "ORDER BY item_versions.version DESC LIMIT 1"
-        )
-        report(
-            "same version-row query through raw sqlite3",
-            timed(lambda: raw.execute(version_sql, (rp.SECRET_NAME,)).fetchone(), iterations),
-        )
-
-    def sqlalchemy_read_path() -> None:
+    def through_sqlalchemy() -> None:
         with database.read() as connection:
-            read_generation(connection)
-            version_row(connection, rp.SECRET_NAME, None)
+            connection.execute(generation_query).scalar_one()
+            connection.execute(version_query).first()
 
     report(
-        "checkout + generation + version row + rollback (SQLAlchemy)",
-        timed(sqlalchemy_read_path, iterations),
+        "reference: the same two queries via SQLAlchemy Database.read()",
+        timed(through_sqlalchemy, iterations),
     )
-    held = database.engine.raw_connection()
-    held_sqlite = held.driver_connection
-    held_sqlite.isolation_level = None  # autocommit: each SELECT is its own read transaction
 
-    def raw_read_path() -> None:
-        held_sqlite.execute(sql).fetchone()
-        held_sqlite.execute(version_sql, (rp.SECRET_NAME,)).fetchone()
-
-    report("the same two queries, raw sqlite3, held connection", timed(raw_read_path, iterations))
-    held.close()
-    keyring = services.keys.keyring
-    context = item_context(row.id, row.version)
-    report("Keyring.decrypt", timed(lambda: keyring.decrypt(row.ciphertext, context), iterations))
-
-    print("\naudit group commit (per event):")
+    print("\naudit (per event):")
 
     def events(n: int) -> list[AuditEvent]:
         out = []
@@ -329,69 +330,35 @@ async def main_async(iterations: int, cprofile: int) -> None:
             out.append(event)
         return out
 
+    def empty_write() -> None:
+        with database.write():
+            pass
+
+    rounds = max(20, iterations // 4)
+    report("empty Database.write() (flock, BEGIN IMMEDIATE, COMMIT)", timed(empty_write, rounds))
     for batch in (1, 16, 64):
-        rounds = max(20, iterations // batch // 4)
 
         def store(batch: int = batch) -> None:
             with database.write() as connection:
                 append_events(connection, events(batch))
 
-        per_event = [(w / batch, c / batch) for w, c in timed(store, rounds)]
+        per_event = [(w / batch, c / batch) for w, c in timed(store, max(20, rounds // batch))]
         report(f"append_events in its own write transaction, batch {batch}", per_event)
-    raw_connection = database.engine.raw_connection()
-    raw_sqlite = raw_connection.driver_connection
-    raw_sqlite.isolation_level = None
-    insert_sql = (
-        "INSERT INTO audit_events (seq, time, request_id, source_ip, access_id, auth_method, "
-        "identity_arn, token_digest, action, path, status, outcome, reason, prev_hash, hash) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    )
+    in_thread = AuditWriter(database, None, inline=False)
+    for label, audit in (("on the loop", writer), ("in a thread", in_thread)):
 
-    def raw_append(batch: list[AuditEvent]) -> None:
-        """append_events's statements on raw sqlite3, head bump and read in one statement."""
-        raw_sqlite.execute("BEGIN IMMEDIATE")
-        try:
-            seq, prev = raw_sqlite.execute(
-                "UPDATE audit_head SET seq = seq + ? WHERE id = 1 RETURNING seq, hash",
-                (len(batch),),
-            ).fetchone()
-            seq -= len(batch)
-            rows = []
-            for event in batch:
-                seq += 1
-                record = event.record()
-                current = link_hash(prev, seq, record)
-                stamp = event.time.astimezone(UTC).replace(tzinfo=None).isoformat(" ")
-                rows.append((seq, stamp, *list(record.values())[1:], prev, current))
-                prev = current
-            raw_sqlite.executemany(insert_sql, rows)
-            raw_sqlite.execute("UPDATE audit_head SET hash = ? WHERE id = 1", (prev,))
-            raw_sqlite.execute("COMMIT")
-        except BaseException:
-            raw_sqlite.execute("ROLLBACK")
-            raise
+        async def write_one(audit: AuditWriter = audit) -> None:
+            await audit.write(events(1)[0])
 
-    for batch in (1, 16, 64):
-        rounds = max(20, iterations // batch // 4)
-        per_event = [
-            (w / batch, c / batch)
-            for w, c in timed(lambda batch=batch: raw_append(events(batch)), rounds)
-        ]
-        report(f"the same on raw sqlite3 (UPDATE … RETURNING), batch {batch}", per_event)
-    raw_connection.close()
+        report(f"AuditWriter.write, commit {label}, 1 at a time", await atimed(write_one, rounds))
+        report(
+            f"AuditWriter.write, commit {label}, 16 at once",
+            await atimed(write_one, iterations, 16),
+        )
     report(
-        "asyncio.to_thread hop (no work)",
+        "reference: asyncio.to_thread hop (no work)",
         await atimed(lambda: asyncio.to_thread(lambda: None), iterations),
     )
-    report(
-        "AuditWriter.write, 1 at a time (thread hop + commit of 1)",
-        await atimed(lambda: writer.write(events(1)[0]), iterations // 4),
-    )
-    report(
-        "AuditWriter.write, 16 at once",
-        await atimed(lambda: writer.write(events(1)[0]), iterations, 16),
-    )
-    database.dispose()
 
 
 def main() -> int:

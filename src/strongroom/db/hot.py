@@ -1,8 +1,8 @@
 """The two queries every secret read runs, at driver level.
 
 A read needs the cache ``generation`` and one item-version row. Through SQLAlchemy (pool
-checkout, BEGIN, statement compilation, rollback) those cost about 180 µs; on a held driver
-connection in autocommit, about 5 µs (``bench/read_path_steps.py``). So each worker keeps one
+checkout, BEGIN, statement building, rollback) those cost about 87 µs; on a held driver
+connection in autocommit, about 6.5 µs (``bench/read_path_steps.py``). So each worker keeps one
 driver connection for them, used only from the event-loop thread, and everything else stays on
 SQLAlchemy Core.
 

@@ -33,15 +33,19 @@ def _build_app(tmp: Path) -> tuple[object, str]:
     creds = bootstrap(services.database, services.keys, AuditWriter(services.database, None))
     from fastapi.testclient import TestClient
 
-    with TestClient(app) as client:
-        token = client.post(
+    # No `with`: the app must not go through its lifespan shutdown before the fuzzer uses it.
+    token = (
+        TestClient(app)
+        .post(
             "/v1/auth/login",
             json={
                 "access_id": creds.access_id,
                 "access_type": "access_key",
                 "access_key": creds.access_key,
             },
-        ).json()["token"]
+        )
+        .json()["token"]
+    )
     return app, token
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from strongroom.audit.event import AuditEvent
@@ -48,6 +48,20 @@ from strongroom.kit.clock import isoformat_z
 from strongroom.kit.glob import glob_match
 
 T = TypeVar("T")
+
+# Statements every login runs, built once (building costs more than running them on SQLite).
+# Labelled: a Row's own .count() method would shadow a column named "count".
+_FAILURES = select(
+    login_failures.c.key,
+    login_failures.c.window_start,
+    login_failures.c.count.label("failures"),
+).where(login_failures.c.key.in_(bindparam("keys", expanding=True)))
+_ASSOCIATIONS = (
+    select(role_associations.c.id, role_associations.c.sub_claims, roles.c.name)
+    .join(roles, roles.c.id == role_associations.c.role_id)
+    .where(role_associations.c.auth_method_id == bindparam("method_id"))
+)
+_SPEND = login_replay.insert()
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +112,13 @@ class LoginService:
         self._methods = auth_method_service
         self._sts = sts_client
         self._policy = policy
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="login-db")
+        self._pool: ThreadPoolExecutor | None = None
         self._logins = 0
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
 
     async def login(
         self, body: LoginRequest, source_ip: str, event: AuditEvent, now: datetime
@@ -123,6 +139,8 @@ class LoginService:
         Logins are not the hot path: their database work runs in threads so that a burst of
         logins (or a slow lock) never stalls the event loop that serves reads.
         """
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="login-db")
         return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
 
     async def _login(
@@ -258,9 +276,7 @@ class LoginService:
             with self._db.write() as connection:
                 if self._sweep_due():
                     connection.execute(delete(login_replay).where(login_replay.c.expires_at < now))
-                connection.execute(
-                    login_replay.insert().values(signature_digest=digest, expires_at=expires_at)
-                )
+                connection.execute(_SPEND, {"signature_digest": digest, "expires_at": expires_at})
         except IntegrityError:
             raise AuthenticationDenied(
                 "replayed request: this signature was already used"
@@ -270,11 +286,7 @@ class LoginService:
     def _matching_associations(
         connection: Connection, method_id: int, claims: Mapping[str, str]
     ) -> list[MatchedAssociation]:
-        rows = connection.execute(
-            select(role_associations.c.id, role_associations.c.sub_claims, roles.c.name)
-            .join(roles, roles.c.id == role_associations.c.role_id)
-            .where(role_associations.c.auth_method_id == method_id)
-        ).all()
+        rows = connection.execute(_ASSOCIATIONS, {"method_id": method_id}).all()
         return [
             MatchedAssociation(id=row.id, role_name=row.name)
             for row in rows
@@ -291,14 +303,7 @@ class LoginService:
     def _check_rate_limit(self, connection: Connection, keys: Sequence[str], now: datetime) -> None:
         """RateLimitedError when a source or access ID has failed too often in the window."""
         window = self._policy.failure_window
-        rows = connection.execute(
-            # Labelled: a Row's own .count() method would shadow a column named "count".
-            select(
-                login_failures.c.key,
-                login_failures.c.window_start,
-                login_failures.c.count.label("failures"),
-            ).where(login_failures.c.key.in_(keys))
-        ).all()
+        rows = connection.execute(_FAILURES, {"keys": list(keys)}).all()
         for row in rows:
             ends = row.window_start + window
             if row.failures >= self._policy.failure_limit and ends > now:

@@ -67,6 +67,11 @@ class Caller:
             )
 
 
+# Built once: every login runs them (building costs more than running on SQLite).
+_INSERT_TOKEN = tokens.insert().returning(tokens.c.id)
+_INSERT_TOKEN_ASSOCIATION = token_associations.insert()
+
+
 @dataclass(frozen=True, slots=True)
 class MintedToken:
     token: str
@@ -139,19 +144,18 @@ class TokenService:
         token = new_token()
         expires_at = now + ttl
         token_id = connection.execute(
-            tokens.insert()
-            .values(
-                digest=self._digester.digest(token),
-                auth_method_id=auth_method_id,
-                claims=dict(claims),
-                created_at=now,
-                expires_at=expires_at,
-            )
-            .returning(tokens.c.id)
+            _INSERT_TOKEN,
+            {
+                "digest": self._digester.digest(token),
+                "auth_method_id": auth_method_id,
+                "claims": dict(claims),
+                "created_at": now,
+                "expires_at": expires_at,
+            },
         ).scalar_one()
         if association_ids:
             connection.execute(
-                token_associations.insert(),
+                _INSERT_TOKEN_ASSOCIATION,
                 [{"token_id": token_id, "association_id": a} for a in association_ids],
             )
         # Expired tokens are dead weight; sweep a few on one login in 64.

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import structlog
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -92,7 +92,14 @@ class _WriterQueue:
 
     def __init__(self, lock_path: Path) -> None:
         self._thread_lock = threading.Lock()
-        self._file = lock_path.open("a+b")
+        self._path = lock_path
+        self._file: BinaryIO | None = None
+
+    def _fileno(self) -> int:
+        # Opened on first use and again after close(): an engine outlives dispose().
+        if self._file is None or self._file.closed:
+            self._file = self._path.open("a+b")
+        return self._file.fileno()
 
     @contextmanager
     def held(self, *, blocking: bool = True) -> Iterator[None]:
@@ -100,19 +107,23 @@ class _WriterQueue:
         if not self._thread_lock.acquire(blocking=blocking):
             raise WriterBusyError
         try:
+            fileno = self._fileno()
             try:
-                fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+                fcntl.flock(fileno, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
             except BlockingIOError:
                 raise WriterBusyError from None
             try:
                 yield
             finally:
-                fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+                fcntl.flock(fileno, fcntl.LOCK_UN)
         finally:
             self._thread_lock.release()
 
     def close(self) -> None:
-        self._file.close()
+        with self._thread_lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
 
 class Database:

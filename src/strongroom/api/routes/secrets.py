@@ -33,6 +33,14 @@ async def secret_versions(request: Request, name: str) -> Response:
     return json_response(services.secrets.versions(caller, name, event, event.time))
 
 
+# Declared by hand: the endpoint reads them from the request itself (see read_secret).
+_NAME_PARAMETER = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "the item's path, without its leading slash",
+}
 _VERSION_PARAMETER = {
     "name": "version",
     "in": "query",
@@ -55,7 +63,7 @@ def _version_query(request: Request) -> int | None:
 @router.get(
     "/v1/secrets/{name:path}",
     summary="Read a secret (newest version unless ?version=N)",
-    openapi_extra={"parameters": [_VERSION_PARAMETER]},
+    openapi_extra={"parameters": [_NAME_PARAMETER, _VERSION_PARAMETER]},
 )
 async def read_secret(request: Request) -> Response:
     # The hot path: the request object only, no dependency or parameter solving.

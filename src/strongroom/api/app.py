@@ -90,8 +90,7 @@ def create_app(
         yield
         checkpointer.stop()
         await writer.drain()
-        services.login.close()
-        await sts_http.aclose()
+        services.login.close()  # closes the STS client on the login loop
         hot.close()
         database.dispose()
 

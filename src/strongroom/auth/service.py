@@ -8,11 +8,9 @@ source address and per access ID in the database (so all replicas share the coun
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import ipaddress
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -32,6 +30,7 @@ from strongroom.auth.aws_iam import (
     decode_vault_fields,
     vet_sts_request,
 )
+from strongroom.auth.login_loop import LoginLoop
 from strongroom.auth.schemas import LoginRequest
 from strongroom.auth.tokens import TokenService
 from strongroom.auth_methods.service import AuthMethodRecord, AuthMethodService
@@ -112,13 +111,12 @@ class LoginService:
         self._methods = auth_method_service
         self._sts = sts_client
         self._policy = policy
-        self._pool: ThreadPoolExecutor | None = None
+        self._loop = LoginLoop()
         self._logins = 0
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
-            self._pool = None
+        """Close the STS client on the loop that used it, then stop that loop."""
+        self._loop.close(self._sts.aclose())
 
     async def login(
         self, body: LoginRequest, source_ip: str, event: AuditEvent, now: datetime
@@ -126,22 +124,19 @@ class LoginService:
         """Log in; return the token response. Raises AuthenticationDenied, RateLimitedError,
         InvalidRequestError or UpstreamUnavailableError."""
         event.access_id = body.access_id
+        # Logins run on their own loop thread (see login_loop.py): a burst of them must not
+        # queue the reads served by this one.
+        return await self._loop.run(self._login_on_own_loop(body, source_ip, event, now))
+
+    async def _login_on_own_loop(
+        self, body: LoginRequest, source_ip: str, event: AuditEvent, now: datetime
+    ) -> dict[str, Any]:
         failure_keys = (f"ip:{source_ip}", f"id:{body.access_id}")
         try:
             return await self._login(body, source_ip, failure_keys, event, now)
         except AuthenticationDenied:
-            await self._in_thread(self._record_failure, failure_keys, now)
+            self._record_failure(failure_keys, now)
             raise
-
-    async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
-        """Run login database work off the event loop, on the login pool.
-
-        Logins are not the hot path: their database work runs in threads so that a burst of
-        logins (or a slow lock) never stalls the event loop that serves reads.
-        """
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="login-db")
-        return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
 
     async def _login(
         self,
@@ -152,7 +147,7 @@ class LoginService:
         now: datetime,
     ) -> dict[str, Any]:
         # One read: the failure counters (429 before any work) and the auth method.
-        method = await self._in_thread(self._load_method, failure_keys, body.access_id, now)
+        method = self._load_method(failure_keys, body.access_id, now)
         if method is None:
             raise AuthenticationDenied(f"no auth method with access ID {body.access_id!r}")
         event.auth_method = method.name
@@ -167,7 +162,7 @@ class LoginService:
         else:
             claims = await self._verify_aws_iam(method, body, source_ip, now)
         event.identity_arn = claims.get("arn")
-        return await self._in_thread(self._mint, method, claims, event, now)
+        return self._mint(method, claims, event, now)
 
     def _load_method(
         self, failure_keys: Sequence[str], access_id: str, now: datetime
@@ -261,7 +256,7 @@ class LoginService:
             now=now,
             max_skew=self._policy.max_clock_skew,
         )
-        await self._in_thread(self._spend_signature, vetted.signature, vetted.amz_date, now)
+        self._spend_signature(vetted.signature, vetted.amz_date, now)
         identity = await self._sts.get_caller_identity(vetted)
         claims = claims_from_identity(identity)
         check_bounds(_bounds_of(method), claims, source_ip)

@@ -94,6 +94,10 @@ class StsClient:
         self._timeout = timeout
         self._retry_delay = retry_delay
 
+    async def aclose(self) -> None:
+        """Close the HTTP client (on the event loop that used it)."""
+        await self._http.aclose()
+
     async def get_caller_identity(self, vetted: VettedStsRequest) -> CallerIdentity:
         """Replay ``vetted`` and return who signed it.
 

@@ -7,8 +7,6 @@ routes 404. Anything unexpected is answered by the request envelope with a bare 
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,6 +15,7 @@ from starlette.responses import Response
 
 from strongroom.audit.event import AuditEvent
 from strongroom.errors import RateLimitedError, StrongroomError
+from strongroom.kit.validation import describe_validation_errors
 
 _HTTP_CODES = {
     400: "InvalidRequest",
@@ -46,17 +45,6 @@ def _note_reason(request: Request, reason: str) -> None:
         event.reason = reason[:2000]
 
 
-def _describe_validation(errors: list[Any]) -> str:
-    if not errors:
-        return "the request is malformed"
-    first = errors[0]
-    location = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
-    message = str(first.get("msg", "invalid value"))
-    # Strip pydantic's "Value error, " prefix: the message is ours.
-    message = message.removeprefix("Value error, ")
-    return f"{location}: {message}" if location else message
-
-
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StrongroomError)
     async def _strongroom_error(request: Request, exc: StrongroomError) -> Response:
@@ -68,7 +56,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
-        message = _describe_validation(list(exc.errors()))[:500]
+        message = describe_validation_errors(list(exc.errors()))
         _note_reason(request, message)
         return error_response(400, "InvalidRequest", message)
 

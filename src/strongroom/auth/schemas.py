@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+
+from strongroom.errors import InvalidRequestError
+from strongroom.kit.validation import describe_validation_errors
 
 # Decoded cloud-ids are small; this bounds the work done before any check (SPEC: ≤ 16 KiB).
 MAX_CLOUD_ID_CHARS = 16 * 1024
@@ -31,3 +34,11 @@ class LoginRequest(BaseModel):
     iam_request_url: str | None = Field(default=None, max_length=4096)
     iam_request_body: str | None = Field(default=None, max_length=4096)
     iam_request_headers: str | dict[str, Any] | None = Field(default=None)
+
+
+def parse_login_request(raw: bytes) -> LoginRequest:
+    """Validate a login body; InvalidRequestError with the first problem otherwise."""
+    try:
+        return LoginRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        raise InvalidRequestError(describe_validation_errors(exc.errors())) from None

@@ -31,7 +31,7 @@ from strongroom.auth.aws_iam import (
     vet_sts_request,
 )
 from strongroom.auth.login_loop import LoginLoop
-from strongroom.auth.schemas import LoginRequest
+from strongroom.auth.schemas import LoginRequest, parse_login_request
 from strongroom.auth.tokens import TokenService
 from strongroom.auth_methods.service import AuthMethodRecord, AuthMethodService
 from strongroom.crypto import TokenDigester
@@ -127,6 +127,19 @@ class LoginService:
         # Logins run on their own loop thread (see login_loop.py): a burst of them must not
         # queue the reads served by this one.
         return await self._loop.run(self._login_on_own_loop(body, source_ip, event, now))
+
+    async def login_json(
+        self, raw: bytes, source_ip: str, event: AuditEvent, now: datetime
+    ) -> dict[str, Any]:
+        """Like :meth:`login`, from the raw body: even parsing happens on the login loop."""
+        return await self._loop.run(self._parse_and_login(raw, source_ip, event, now))
+
+    async def _parse_and_login(
+        self, raw: bytes, source_ip: str, event: AuditEvent, now: datetime
+    ) -> dict[str, Any]:
+        body = parse_login_request(raw)
+        event.access_id = body.access_id
+        return await self._login_on_own_loop(body, source_ip, event, now)
 
     async def _login_on_own_loop(
         self, body: LoginRequest, source_ip: str, event: AuditEvent, now: datetime

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import sys
 
 from fastapi import FastAPI
 
@@ -20,7 +19,4 @@ def make_app() -> FastAPI:
     # event loop for ~40 ms. Freezing them takes them out of every later collection.
     gc.collect()
     gc.freeze()
-    # While logins run on their own thread, the reads' loop waits for the GIL at each I/O
-    # wake-up; a 1 ms switch interval (not 5) bounds that wait (bench/login.py).
-    sys.setswitchinterval(0.001)
     return app

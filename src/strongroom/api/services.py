@@ -68,8 +68,13 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def caller_of(request: Request) -> Caller:
-    return services_of(request).authenticate(bearer_token(request), audit_event_of(request))
+def authorized(request: Request, action: str) -> tuple[Services, AuditEvent, Caller]:
+    """Start an authenticated endpoint: its services, its audit event (named ``action``) and
+    the caller behind the bearer token (UnauthorizedError without a valid one)."""
+    event = audit_event_of(request)
+    event.action = action
+    services = services_of(request)
+    return services, event, services.authenticate(bearer_token(request), event)
 
 
 def json_response(content: Any, status: int = 200) -> Response:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from strongroom.api.services import audit_event_of, caller_of, json_response, services_of
+from strongroom.api.services import authorized, json_response
 from strongroom.audit.store import query_events
 from strongroom.rbac import Capability, RuleType
 
@@ -23,11 +23,8 @@ async def list_audit_events(
     outcome: str | None = Query(default=None, pattern="^(success|denied|error|failure)$"),
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> Response:
-    services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "audit.read"
+    services, event, caller = authorized(request, "audit.read")
     event.path = "/"
-    caller = caller_of(request)
     caller.require(Capability.READ, RuleType.AUDIT, "/", event.time)
     with services.database.read() as connection:
         if since is not None and since.tzinfo is None:

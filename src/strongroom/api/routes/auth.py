@@ -5,13 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from strongroom.api.services import (
-    audit_event_of,
-    bearer_token,
-    caller_of,
-    json_response,
-    services_of,
-)
+from strongroom.api.services import audit_event_of, authorized, json_response, services_of
 from strongroom.audit.writer import audited_write
 from strongroom.auth.schemas import LoginRequest
 from strongroom.kit.clock import isoformat_z
@@ -43,9 +37,7 @@ async def login(request: Request) -> Response:
 
 @router.get("/v1/auth/token", summary="Describe the caller's token")
 async def describe_token(request: Request) -> Response:
-    event = audit_event_of(request)
-    event.action = "auth.token.read"
-    caller = caller_of(request)
+    _, event, caller = authorized(request, "auth.token.read")
     return json_response(
         {
             "access_id": caller.access_id,
@@ -61,11 +53,7 @@ async def describe_token(request: Request) -> Response:
 
 @router.delete("/v1/auth/token", status_code=204, summary="Revoke the caller's token")
 async def revoke_token(request: Request) -> Response:
-    services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "auth.token.revoke"
-    token = bearer_token(request)
-    caller = services.authenticate(token, event)
+    services, event, caller = authorized(request, "auth.token.revoke")
     with audited_write(services.database, services.writer, event, 204) as connection:
         services.tokens.revoke(connection, caller.token_digest)
     return Response(status_code=204)

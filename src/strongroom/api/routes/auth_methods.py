@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Body, Request
 from starlette.responses import Response
 
-from strongroom.api.services import audit_event_of, caller_of, json_response, services_of
+from strongroom.api.services import authorized, json_response
 from strongroom.auth_methods.schemas import AuthMethodCreate, AuthMethodUpdate
 
 router = APIRouter(tags=["auth methods"])
@@ -13,45 +13,30 @@ router = APIRouter(tags=["auth methods"])
 
 @router.post("/v1/auth-methods", status_code=201, summary="Create an auth method")
 async def create_auth_method(request: Request, body: AuthMethodCreate = Body()) -> Response:
-    services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "auth_method.create"
-    caller = caller_of(request)
+    services, event, caller = authorized(request, "auth_method.create")
     return json_response(services.auth_methods.create(caller, body, event, event.time), 201)
 
 
 @router.get("/v1/auth-methods", summary="List the auth methods the caller may list")
 async def list_auth_methods(request: Request) -> Response:
-    services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "auth_method.list"
-    caller = caller_of(request)
+    services, event, caller = authorized(request, "auth_method.list")
     return json_response({"auth_methods": services.auth_methods.list(caller, event.time)})
 
 
 @router.get("/v1/auth-methods/{name}", summary="Show an auth method")
 async def get_auth_method(request: Request, name: str) -> Response:
-    services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "auth_method.read"
-    caller = caller_of(request)
+    services, event, caller = authorized(request, "auth_method.read")
     return json_response(services.auth_methods.get(caller, name, event, event.time))
 
 
 @router.patch("/v1/auth-methods/{name}", summary="Change an auth method")
 async def update_auth_method(request: Request, name: str, body: AuthMethodUpdate) -> Response:
-    services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "auth_method.update"
-    caller = caller_of(request)
+    services, event, caller = authorized(request, "auth_method.update")
     return json_response(services.auth_methods.update(caller, name, body, event, event.time))
 
 
 @router.delete("/v1/auth-methods/{name}", status_code=204, summary="Delete an auth method")
 async def delete_auth_method(request: Request, name: str) -> Response:
-    services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "auth_method.delete"
-    caller = caller_of(request)
+    services, event, caller = authorized(request, "auth_method.delete")
     services.auth_methods.delete(caller, name, event, event.time)
     return Response(status_code=204)

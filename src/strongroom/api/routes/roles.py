@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from strongroom.api.services import audit_event_of, caller_of, json_response, services_of
+from strongroom.api.services import authorized, json_response
 from strongroom.roles.schemas import AssociationCreate, RoleCreate, RuleSet
 
 router = APIRouter(tags=["roles"])
@@ -13,47 +13,32 @@ router = APIRouter(tags=["roles"])
 
 @router.post("/v1/roles", status_code=201, summary="Create an access role")
 async def create_role(request: Request, body: RoleCreate) -> Response:
-    services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "role.create"
-    caller = caller_of(request)
+    services, event, caller = authorized(request, "role.create")
     return json_response(services.roles.create(caller, body, event, event.time), 201)
 
 
 @router.get("/v1/roles", summary="List the roles the caller may list")
 async def list_roles(request: Request) -> Response:
-    services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "role.list"
-    caller = caller_of(request)
+    services, event, caller = authorized(request, "role.list")
     return json_response({"roles": services.roles.list(caller, event.time)})
 
 
 @router.get("/v1/roles/{name}", summary="Show a role with its rules and associations")
 async def get_role(request: Request, name: str) -> Response:
-    services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "role.read"
-    caller = caller_of(request)
+    services, event, caller = authorized(request, "role.read")
     return json_response(services.roles.get(caller, name, event, event.time))
 
 
 @router.delete("/v1/roles/{name}", status_code=204, summary="Delete a role")
 async def delete_role(request: Request, name: str) -> Response:
-    services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "role.delete"
-    caller = caller_of(request)
+    services, event, caller = authorized(request, "role.delete")
     services.roles.delete(caller, name, event, event.time)
     return Response(status_code=204)
 
 
 @router.put("/v1/roles/{name}/rules", summary="Set a rule (replaces the same type and path)")
 async def set_rule(request: Request, name: str, body: RuleSet) -> Response:
-    services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "role.rule.set"
-    caller = caller_of(request)
+    services, event, caller = authorized(request, "role.rule.set")
     return json_response(services.roles.set_rule(caller, name, body, event, event.time))
 
 
@@ -64,20 +49,14 @@ async def delete_rule(
     path: str = Query(max_length=600),
     rule_type: str = Query(default="item-rule", max_length=32),
 ) -> Response:
-    services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "role.rule.delete"
-    caller = caller_of(request)
+    services, event, caller = authorized(request, "role.rule.delete")
     services.roles.delete_rule(caller, name, rule_type, path, event, event.time)
     return Response(status_code=204)
 
 
 @router.post("/v1/roles/{name}/associations", status_code=201, summary="Associate an auth method")
 async def associate(request: Request, name: str, body: AssociationCreate) -> Response:
-    services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "role.associate"
-    caller = caller_of(request)
+    services, event, caller = authorized(request, "role.associate")
     return json_response(services.roles.associate(caller, name, body, event, event.time), 201)
 
 
@@ -87,9 +66,6 @@ async def associate(request: Request, name: str, body: AssociationCreate) -> Res
     summary="Remove an association (revokes the tokens that carry it)",
 )
 async def dissociate(request: Request, name: str, assoc_id: str) -> Response:
-    services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "role.dissociate"
-    caller = caller_of(request)
+    services, event, caller = authorized(request, "role.dissociate")
     services.roles.dissociate(caller, name, assoc_id, event, event.time)
     return Response(status_code=204)

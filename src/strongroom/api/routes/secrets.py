@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from strongroom.api.services import audit_event_of, caller_of, json_response, services_of
+from strongroom.api.services import authorized, json_response
 from strongroom.errors import InvalidRequestError
 from strongroom.secrets.schemas import GetSecretValue, SecretCreate, SecretUpdate
 
@@ -16,20 +16,14 @@ MAX_VERSION = 2**31
 
 @router.post("/v1/secrets", status_code=201, summary="Create a secret (version 1)")
 async def create_secret(request: Request, body: SecretCreate) -> Response:
-    services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "secret.create"
-    caller = caller_of(request)
+    services, event, caller = authorized(request, "secret.create")
     return json_response(services.secrets.create(caller, body, event, event.time), 201)
 
 
 # Registered before the plain item route: `{name:path}` would otherwise swallow "/versions".
 @router.get("/v1/secrets/{name:path}/versions", summary="List a secret's versions (no values)")
 async def secret_versions(request: Request, name: str) -> Response:
-    services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "secret.versions"
-    caller = caller_of(request)
+    services, event, caller = authorized(request, "secret.versions")
     return json_response(services.secrets.versions(caller, name, event, event.time))
 
 
@@ -67,10 +61,7 @@ def _version_query(request: Request) -> int | None:
 )
 async def read_secret(request: Request) -> Response:
     # The hot path: the request object only, no dependency or parameter solving.
-    services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "secret.read"
-    caller = caller_of(request)
+    services, event, caller = authorized(request, "secret.read")
     name: str = request.path_params["name"]
     result = services.secrets.read(caller, name, _version_query(request), event, event.time)
     return json_response(result)
@@ -78,10 +69,7 @@ async def read_secret(request: Request) -> Response:
 
 @router.put("/v1/secrets/{name:path}", summary="Write a new version of a secret")
 async def update_secret(request: Request, name: str, body: SecretUpdate) -> Response:
-    services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "secret.update"
-    caller = caller_of(request)
+    services, event, caller = authorized(request, "secret.update")
     return json_response(services.secrets.update(caller, name, body, event, event.time))
 
 
@@ -89,20 +77,14 @@ async def update_secret(request: Request, name: str, body: SecretUpdate) -> Resp
 async def delete_secret(
     request: Request, name: str, version: int | None = Query(default=None, ge=1, le=MAX_VERSION)
 ) -> Response:
-    services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "secret.delete"
-    caller = caller_of(request)
+    services, event, caller = authorized(request, "secret.delete")
     services.secrets.delete(caller, name, version, event, event.time)
     return Response(status_code=204)
 
 
 @router.post("/v1/get-secret-value", summary="Read several secrets at once")
 async def get_secret_value(request: Request, body: GetSecretValue) -> Response:
-    services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "secret.read_many"
-    caller = caller_of(request)
+    services, event, caller = authorized(request, "secret.read_many")
     result = services.secrets.read_many(caller, body, event, event.time)
     return json_response(result)
 
@@ -113,17 +95,11 @@ async def list_items(
     path: str = Query(default="/", max_length=600),
     recursive: bool = False,
 ) -> Response:
-    services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "item.list"
-    caller = caller_of(request)
+    services, event, caller = authorized(request, "item.list")
     return json_response(services.secrets.list(caller, path, recursive, event, event.time))
 
 
 @router.get("/v1/describe-item", summary="An item's metadata, without its value")
 async def describe_item(request: Request, name: str = Query(max_length=600)) -> Response:
-    services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "item.describe"
-    caller = caller_of(request)
+    services, event, caller = authorized(request, "item.describe")
     return json_response(services.secrets.describe(caller, name, event, event.time))

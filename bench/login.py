@@ -74,6 +74,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # for tests.support (moto, stub STS, signing)
 
 import httpx  # noqa: E402
+from processes import Processes, group_cpu_seconds, raise_on_signal  # noqa: E402
 
 RESULTS_DIR = BENCH_DIR / "results"
 VENV_BIN = Path(sys.executable).parent
@@ -122,75 +123,13 @@ def summary_ms(seconds: Sequence[float]) -> dict[str, Any]:
 # -- processes -----------------------------------------------------------------------------
 
 
-class Processes:
-    """Every process this script starts, each in its own session (process group)."""
-
-    def __init__(self) -> None:
-        self._live: list[subprocess.Popen[Any]] = []
-
-    def spawn(self, cmd: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
-        process = subprocess.Popen(cmd, start_new_session=True, **kwargs)
-        self._live.append(process)
-        return process
-
-    def stop(self, process: subprocess.Popen[Any], grace: float = 10.0) -> None:
-        """SIGTERM the process group, SIGKILL what is left after ``grace`` seconds.
-
-        The leader is waited for without being reaped (WNOWAIT), so its pid (the group id)
-        cannot be reused before the final SIGKILL: only processes started here get it.
-        """
-        if process in self._live:
-            self._live.remove(process)
-        if process.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            try:
-                exited = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-            except ChildProcessError:
-                break
-            if exited is not None:
-                break
-            time.sleep(0.05)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-    def stop_all(self) -> None:
-        for process in reversed(list(self._live)):
-            self.stop(process, grace=5.0)
-
-
 PROCS = Processes()
-
-
-def _raise_on_signal(signum: int, _frame: Any) -> None:
-    raise SystemExit(128 + signum)
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((LOOPBACK, 0))
         return int(sock.getsockname()[1])
-
-
-def group_cpu_seconds(pgid: int) -> float:
-    """User + system CPU time of every live process in process group ``pgid``."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[2]) == pgid:  # pgrp; utime and stime follow at 11 and 12
-            total += int(fields[11]) + int(fields[12])
-    return total / ticks
 
 
 class Profiler:
@@ -330,7 +269,7 @@ async def _readers_async(args: argparse.Namespace) -> int:
 
     threading.Thread(target=watch_stdin, daemon=True).start()
     samples: list[tuple[float, float, int]] = []
-    headers = {"Authorization": f"Bearer {args.token}"}
+    headers = {"Authorization": f"Bearer {os.environ['BENCH_READER_TOKEN']}"}
     interval = args.readers / args.rate if args.rate > 0 else 0.0
     limits = httpx.Limits(max_connections=args.readers, max_keepalive_connections=args.readers)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
@@ -366,7 +305,6 @@ async def _readers_async(args: argparse.Namespace) -> int:
 
 
 def readers_main(args: argparse.Namespace) -> int:
-    lighten_httpcore()
     try:
         import uvloop
 
@@ -379,11 +317,14 @@ def readers_main(args: argparse.Namespace) -> int:
 class HelperProcess:
     """A hidden mode of this file run as a child process, talked to over stdin/stdout."""
 
-    def __init__(self, mode: str, *extra: str, log_path: Path) -> None:
+    def __init__(
+        self, mode: str, *extra: str, log_path: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.process = PROCS.spawn(
             [sys.executable, str(Path(__file__).resolve()), mode, *extra],
+            env={**os.environ, **(env or {})},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
@@ -687,21 +628,6 @@ def sequential_phase(
 # -- phase 2: bursts against a slow STS, readers alongside ----------------------------------
 
 
-def lighten_httpcore() -> None:
-    """Make this process's httpx client cheaper: without ``sniffio`` installed (anyio 4 no
-    longer pulls it in), httpcore retries a failing ``import sniffio`` (a sys.path scan, ~30 us)
-    for every lock, event and cancel shield it creates, several per request. The load generator
-    shares the machine's 2 cores with the server, so its CPU is the server's loss. (The server
-    pays the same cost in its STS client; see the report.)
-    """
-    import importlib.util
-
-    if importlib.util.find_spec("sniffio") is None:
-        import httpcore._synchronization as synchronization
-
-        synchronization.current_async_library = lambda: "asyncio"
-
-
 async def fire(
     url: str, bodies: Sequence[bytes], method: str = "login", shards: int = 1
 ) -> dict[str, Any]:
@@ -814,8 +740,6 @@ def burst_phase(
             "--_readers",
             "--url",
             server.url + "/v1/secrets" + SECRET_NAME,
-            "--token",
-            reader_token,
             "--readers",
             str(args.readers),
             "--rate",
@@ -823,6 +747,8 @@ def burst_phase(
             "--max-seconds",
             str(60 + args.bursts * (args.idle_seconds + 15)),
             log_path=tmp / "readers.log",
+            # In the environment, not the command line: other users' `ps` would show it.
+            env={"BENCH_READER_TOKEN": reader_token},
         )
     )
     bursts: list[dict[str, Any]] = []
@@ -1126,7 +1052,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--account", default="123456789012", help=argparse.SUPPRESS)
     parser.add_argument("--backlog", type=int, default=1024, help=argparse.SUPPRESS)
     parser.add_argument("--url", default="", help=argparse.SUPPRESS)
-    parser.add_argument("--token", default="", help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--max-seconds", type=float, default=600.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -1169,7 +1094,6 @@ def profile_stop(profiler: Profiler | None, results: dict[str, Any], phase: str)
 
 
 def run(args: argparse.Namespace) -> int:
-    lighten_httpcore()
     with contextlib.suppress(ImportError):
         import uvloop  # the server's loop too; keeps the load generator's CPU down
 
@@ -1336,8 +1260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return stub_sts_main(args)
     if args.readers_mode:
         return readers_main(args)
-    signal.signal(signal.SIGTERM, _raise_on_signal)
-    signal.signal(signal.SIGHUP, _raise_on_signal)
+    signal.signal(signal.SIGTERM, raise_on_signal)
+    signal.signal(signal.SIGHUP, raise_on_signal)
     try:
         return run(args)
     finally:

@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
+from processes import Processes, group_cpu_seconds, raise_on_signal
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -85,53 +86,7 @@ def log(message: str) -> None:
 # -- processes -----------------------------------------------------------------------------
 
 
-class Processes:
-    """Every process this script starts, each in its own session (process group)."""
-
-    def __init__(self) -> None:
-        self._live: list[subprocess.Popen[Any]] = []
-
-    def spawn(self, cmd: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
-        process = subprocess.Popen(cmd, start_new_session=True, **kwargs)
-        self._live.append(process)
-        return process
-
-    def stop(self, process: subprocess.Popen[Any], grace: float = 10.0) -> None:
-        """SIGTERM the process group, SIGKILL what is left of it after ``grace`` seconds.
-
-        The leader is waited for without being reaped (``WNOWAIT``): while it is a zombie its
-        pid, and so the group id, cannot be reused, and the final SIGKILL reaches only the
-        processes started here (uvicorn workers that outlived their supervisor, say).
-        """
-        if process in self._live:
-            self._live.remove(process)
-        if process.returncode is not None:
-            return  # already reaped: its group id is no longer ours to signal
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            try:
-                exited = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-            except ChildProcessError:
-                break
-            if exited is not None:
-                break
-            time.sleep(0.05)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-    def stop_all(self) -> None:
-        for process in reversed(list(self._live)):
-            self.stop(process, grace=5.0)
-
-
 PROCS = Processes()
-
-
-def _raise_on_signal(signum: int, _frame: Any) -> None:
-    raise SystemExit(128 + signum)
 
 
 def free_port(*, with_next: bool = False) -> int:
@@ -149,24 +104,6 @@ def free_port(*, with_next: bool = False) -> int:
             continue
         return port
     raise RuntimeError("no free port pair on 127.0.0.1")
-
-
-def group_cpu_seconds(pgid: int) -> float:
-    """User + system CPU time of every live process in process group ``pgid``."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        # fields[0] is field 3 of proc(5): state; pgrp is field 5, utime 14, stime 15.
-        if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
-    return total / ticks
 
 
 def machine_busy_seconds() -> float:
@@ -849,8 +786,8 @@ def main(argv: list[str] | None = None) -> int:
     # Ctrl-C raises KeyboardInterrupt even when started from a script that ignores SIGINT;
     # SIGTERM and SIGHUP raise SystemExit. Either way the finally below stops every process.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _raise_on_signal)
-    signal.signal(signal.SIGHUP, _raise_on_signal)
+    signal.signal(signal.SIGTERM, raise_on_signal)
+    signal.signal(signal.SIGHUP, raise_on_signal)
 
     started = datetime.now(UTC)
     runs: dict[str, dict[int, list[dict[str, Any]]]] = {

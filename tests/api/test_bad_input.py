@@ -184,3 +184,28 @@ def test_health_ready_metrics(harness: Harness) -> None:
     assert ready["checks"] == {"database": "ok", "migrations": "ok", "keys": "ok"}
     metrics = client.get("/metrics").text
     assert "strongroom_http_requests_total" in metrics
+
+
+@pytest.mark.parametrize(
+    ("trusted", "expected"), [("", "203.0.113.7"), ("203.0.113.0/24", "198.51.100.9")]
+)
+def test_forwarded_for_is_trusted_only_from_configured_proxies(
+    make_harness: object, trusted: str, expected: str
+) -> None:
+    """X-Forwarded-For from an untrusted peer is ignored: a client cannot pick the source
+    address that the audit trail, bound_ips and the failed-login counters see."""
+    spoofed = {"X-Forwarded-For": "198.51.100.9"}
+    body = {"access_id": "p-000000000000", "access_type": "access_key", "access_key": "k"}
+    harness = make_harness(trusted_proxies=trusted)  # type: ignore[operator]
+    assert harness.client.post("/v1/auth/login", json=body, headers=spoofed).status_code == 401
+    events = harness.client.get(
+        "/v1/audit", params={"outcome": "denied"}, headers=harness.admin.headers
+    ).json()["events"]
+    assert events[0]["source_ip"] == expected
+
+
+def test_oversized_and_malformed_tokens_are_401(harness: Harness) -> None:
+    for header in ("Bearer t-" + "a" * 5000, "Bearer " + "x" * 64, "Bearer", "t-abc"):
+        response = harness.client.get("/v1/items", headers={"Authorization": header})
+        assert response.status_code == 401, header
+        assert response.json()["error"] == "Unauthorized"

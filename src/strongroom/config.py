@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     sts_max_clock_skew_seconds: int = Field(default=900, ge=1, le=900)
     # Console cookies get the Secure flag unless explicitly served over plain HTTP for dev.
     behind_https: bool = False
+    # Login processes each server worker starts (0: logins are served in the workers), and
+    # how much lower their CPU priority is (nice increment): reads come first on a busy host.
+    login_processes: int = Field(default=1, ge=0, le=32)
+    login_process_nice: int = Field(default=10, ge=0, le=19)
     # Trust X-Forwarded-For from these proxy addresses only (empty: never).
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 

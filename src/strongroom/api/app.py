@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -27,6 +28,8 @@ from strongroom.db.keys import load_or_create_keys
 from strongroom.kit.clock import Clock, utc_now
 from strongroom.roles.service import RoleService
 from strongroom.secrets.service import SecretService
+from strongroom.serving.handoff import LoginHandoff
+from strongroom.serving.state import LOGIN_HANDOFF
 from strongroom.web.console import install_console
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -38,11 +41,18 @@ def create_app(
     master_key: MasterKeyProvider | None = None,
     sts_transport: httpx.AsyncBaseTransport | None = None,
     clock: Clock = utc_now,
+    login_thread: bool = True,
+    login_processes: bool = False,
 ) -> FastAPI:
     """Build the app: migrate, unwrap the keys, wire services, routes and middleware.
 
     ``master_key``, ``sts_transport`` and ``clock`` are the injectable edges (tests pass
     their own); by default they come from ``settings`` and the system.
+
+    ``login_thread``: logins run on a loop thread of their own (a login process says False).
+    ``login_processes``: the app is a uvicorn worker's; its lifespan starts
+    ``settings.login_processes`` login processes (strongroom.serving) and hands them to the
+    worker's HTTP protocol through the lifespan state.
     """
     database = Database.from_url(settings.database_url, background_checkpoints=True)
     if not migrate.is_up_to_date(database):
@@ -80,17 +90,23 @@ def create_app(
                 failure_limit=settings.login_failure_limit,
                 failure_window=timedelta(seconds=settings.login_failure_window_seconds),
             ),
+            own_thread=login_thread,
         ),
         clock=clock,
     )
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         checkpointer = Checkpointer(database).start()
-        yield
+        handoff = None
+        if login_processes and settings.login_processes > 0:
+            handoff = LoginHandoff(settings.login_processes, settings.login_process_nice).start()
+        yield {LOGIN_HANDOFF: handoff} if handoff is not None else {}
+        if handoff is not None:
+            handoff.close()
         checkpointer.stop()
         await writer.drain()
-        services.login.close()  # closes the STS client on the login loop
+        await services.login.aclose()
         hot.close()
         database.dispose()
 

@@ -14,7 +14,7 @@ from strongroom.kit.logging import configure_logging
 def make_app() -> FastAPI:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
-    app = create_app(settings)
+    app = create_app(settings, login_processes=True)
     # Start-up leaves ~140k long-lived objects; a full collection walking them stalled the
     # event loop for ~40 ms. Freezing them takes them out of every later collection.
     gc.collect()

@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def _new_loop() -> asyncio.AbstractEventLoop:
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop when it is installed (as uvicorn uses), else asyncio's."""
     try:
         import uvloop
     except ImportError:  # uvloop is optional (uvicorn[standard] brings it)
@@ -38,7 +39,7 @@ class LoginLoop:
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._loop is None:
-                loop = _new_loop()
+                loop = new_event_loop()
                 thread = threading.Thread(target=loop.run_forever, name=self._name, daemon=True)
                 thread.start()
                 self._loop, self._thread = loop, thread

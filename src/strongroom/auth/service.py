@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -103,7 +103,12 @@ class LoginService:
         auth_method_service: AuthMethodService,
         sts_client: StsClient,
         policy: LoginPolicy,
+        *,
+        own_thread: bool = True,
     ) -> None:
+        """``own_thread``: run logins on a loop thread of their own (see login_loop.py), so
+        that a process serving reads keeps serving them during a burst of logins; a login
+        process (strongroom.serving) runs them on its own loop."""
         self._db = database
         self._writer = writer
         self._digester = digester
@@ -111,12 +116,28 @@ class LoginService:
         self._methods = auth_method_service
         self._sts = sts_client
         self._policy = policy
-        self._loop = LoginLoop()
+        self._loop = LoginLoop() if own_thread else None
         self._logins = 0
 
     def close(self) -> None:
-        """Close the STS client on the loop that used it, then stop that loop."""
-        self._loop.close(self._sts.aclose())
+        """Close the STS client on the loop that used it, then stop that loop.
+
+        Without a login thread, the STS client belongs to the caller's loop: use :meth:`aclose`.
+        """
+        if self._loop is not None:
+            self._loop.close(self._sts.aclose())
+
+    async def aclose(self) -> None:
+        """Close the STS client and the login thread, from the server's event loop."""
+        if self._loop is None:
+            await self._sts.aclose()
+        else:
+            self.close()
+
+    async def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        if self._loop is None:
+            return await coroutine
+        return await self._loop.run(coroutine)
 
     async def login(
         self, body: LoginRequest, source_ip: str, event: AuditEvent, now: datetime
@@ -126,13 +147,13 @@ class LoginService:
         event.access_id = body.access_id
         # Logins run on their own loop thread (see login_loop.py): a burst of them must not
         # queue the reads served by this one.
-        return await self._loop.run(self._login_on_own_loop(body, source_ip, event, now))
+        return await self._run(self._login_on_own_loop(body, source_ip, event, now))
 
     async def login_json(
         self, raw: bytes, source_ip: str, event: AuditEvent, now: datetime
     ) -> dict[str, Any]:
         """Like :meth:`login`, from the raw body: even parsing happens on the login loop."""
-        return await self._loop.run(self._parse_and_login(raw, source_ip, event, now))
+        return await self._run(self._parse_and_login(raw, source_ip, event, now))
 
     async def _parse_and_login(
         self, raw: bytes, source_ip: str, event: AuditEvent, now: datetime

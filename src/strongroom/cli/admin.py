@@ -122,6 +122,12 @@ def server(
         access_log=False,
         log_level="warning",
         server_header=False,
+        # The app judges X-Forwarded-For itself, from STRONGROOM_TRUSTED_PROXIES only.
+        # uvicorn's own handling would trust it from 127.0.0.1 and rewrite the client address
+        # before the app sees it (source IP spoofing into the audit trail and bound_ips).
+        proxy_headers=False,
+        # Passes new login connections to the login processes (strongroom.serving).
+        http="strongroom.serving.protocol:LoginRoutingProtocol",
     )
 
 

@@ -31,3 +31,6 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=numeric, stream=sys.stderr, format="%(message)s")
+    # Alembic narrates every migration check at INFO ("Context impl SQLiteImpl."), once per
+    # process at start; only its warnings are worth a line.
+    logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))

@@ -1,0 +1,13 @@
+"""How the HTTP server runs: uvicorn workers that hand login connections to login processes.
+
+A login costs milliseconds of CPU; a secret read, tens of microseconds. Served by the same
+process, a burst of logins queues every read behind it. So each worker starts login processes
+(``STRONGROOM_LOGIN_PROCESSES``, at a lower CPU priority) and passes them, over a Unix socket,
+every new connection whose first request is ``POST /v1/auth/login``: the worker's event loop
+spends one ``sendmsg`` on such a login instead of the whole request.
+
+- ``routing``: the pure decision (does this first chunk start a login request?).
+- ``handoff``: the worker's side (start the login processes, pass a connection over).
+- ``protocol``: the uvicorn HTTP protocol that asks ``handoff`` on a connection's first data.
+- ``login_process``: the login process (the whole app, serving the connections it is given).
+"""

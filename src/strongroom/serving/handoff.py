@@ -1,0 +1,197 @@
+"""The worker's side: start login processes and pass login connections to them.
+
+Each worker owns its login processes and talks to each over a ``socketpair`` of type
+``SOCK_SEQPACKET``: one message per connection, carrying the bytes already read from it and,
+as ``SCM_RIGHTS`` ancillary data, the connection's socket. The worker then closes its copy of
+the socket; the login process owns the connection from there on. The kernel duplicates the
+descriptor when the message is sent, so nothing is lost in between.
+
+Contract of :meth:`LoginHandoff.offer`: ``True`` means the connection now belongs to a login
+process and the caller must drop it without touching the socket again; ``False`` means the
+worker serves it as usual (not a login, no login process ready, or the login processes are
+behind: a full Unix socket is answered by serving the login here rather than waiting).
+
+A login process that exits (crash, kill) is started again after a pause; until then its share
+of logins is served by the worker. A worker that exits closes its end of the socket pairs, and
+its login processes finish the connections they hold and exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Protocol
+
+import structlog
+from prometheus_client import Counter
+
+from strongroom.serving.routing import starts_login_request
+
+log = structlog.get_logger("strongroom.serving")
+
+HANDOFFS = Counter(
+    "strongroom_login_handoffs_total",
+    "New login connections by where they were served",
+    ["outcome"],  # login_process | worker_busy | worker_not_ready
+)
+
+READY = b"ready"  # what a login process sends once it serves connections
+RESTART_DELAY_SECONDS = 1.0
+STOP_TIMEOUT_SECONDS = 10.0
+
+
+class _HasFileno(Protocol):
+    def fileno(self) -> int: ...
+
+
+class LoginProcess:
+    """One login process and the worker's end of its socket pair."""
+
+    def __init__(self, index: int, nice: int) -> None:
+        self.index = index
+        self.nice = nice
+        self.ready = False
+        self.channel: socket.socket | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> socket.socket:
+        """Start the process; return the worker's end of its socket pair."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            # Our own interpreter and module, arguments we made: no outside input.
+            self.process = subprocess.Popen(  # noqa: S603
+                [
+                    sys.executable,
+                    "-m",
+                    "strongroom.serving.login_process",
+                    "--channel-fd",
+                    str(theirs.fileno()),
+                    "--nice",
+                    str(self.nice),
+                ],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+            )
+        except OSError:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self.channel = ours
+        self.ready = False
+        return ours
+
+    def close_channel(self) -> None:
+        self.ready = False
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
+
+
+class LoginHandoff:
+    """The login processes of one worker; create it on the worker's running event loop."""
+
+    def __init__(self, count: int, nice: int) -> None:
+        if count < 1:
+            raise ValueError("a login handoff needs at least one login process")
+        self._loop = asyncio.get_running_loop()
+        self._processes = [LoginProcess(index, nice) for index in range(count)]
+        self._next = 0
+        self._closing = False
+
+    @property
+    def processes(self) -> Sequence[LoginProcess]:
+        return self._processes
+
+    def start(self) -> LoginHandoff:
+        for process in self._processes:
+            self._start(process)
+        return self
+
+    def _start(self, process: LoginProcess) -> None:
+        if self._closing:
+            return
+        try:
+            channel = process.start()
+        except OSError as exc:
+            log.error("login_process_start_failed", index=process.index, error=str(exc))
+            self._loop.call_later(RESTART_DELAY_SECONDS, self._start, process)
+            return
+        self._loop.add_reader(channel.fileno(), self._on_channel, process)
+
+    def _on_channel(self, process: LoginProcess) -> None:
+        """The login process said it is ready, or its end closed (it exited)."""
+        channel = process.channel
+        if channel is None:
+            return
+        try:
+            message = channel.recv(64)
+        except BlockingIOError:
+            return
+        except OSError:
+            message = b""
+        if message == READY:
+            process.ready = True
+            return
+        if message:
+            return  # nothing else is ever sent; ignore rather than trust it
+        self._loop.remove_reader(channel.fileno())
+        process.close_channel()
+        code = process.process.poll() if process.process is not None else None
+        if not self._closing:
+            log.warning("login_process_exited", index=process.index, exit_code=code)
+            self._loop.call_later(RESTART_DELAY_SECONDS, self._restart, process)
+
+    def _restart(self, process: LoginProcess) -> None:
+        if process.process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.process.wait(timeout=0.1)  # reap the exited process
+        self._start(process)
+
+    def offer(self, connection: _HasFileno, first_chunk: bytes) -> bool:
+        """Pass a new connection whose first bytes are ``first_chunk`` to a login process.
+
+        Returns whether it was passed (see the module docstring for the contract).
+        """
+        if not starts_login_request(first_chunk):
+            return False
+        for _ in range(len(self._processes)):
+            process = self._processes[self._next]
+            self._next = (self._next + 1) % len(self._processes)
+            if not process.ready or process.channel is None:
+                continue
+            try:
+                socket.send_fds(process.channel, [first_chunk], [connection.fileno()])
+            except BlockingIOError:
+                continue  # this one is behind; try the next, else serve it here
+            except OSError:
+                process.ready = False  # it is going away; _on_channel will restart it
+                continue
+            HANDOFFS.labels("login_process").inc()
+            return True
+        ready = any(process.ready for process in self._processes)
+        HANDOFFS.labels("worker_busy" if ready else "worker_not_ready").inc()
+        return False
+
+    def close(self) -> None:
+        """Close the socket pairs (login processes drain and exit) and wait for them."""
+        self._closing = True
+        for process in self._processes:
+            if process.channel is not None:
+                with contextlib.suppress(Exception):
+                    self._loop.remove_reader(process.channel.fileno())
+            process.close_channel()
+        for process in self._processes:
+            if process.process is None:
+                continue
+            try:
+                process.process.wait(timeout=STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                log.warning("login_process_killed", index=process.index)
+                process.process.kill()
+                process.process.wait()

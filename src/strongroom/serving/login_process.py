@@ -1,0 +1,211 @@
+"""A login process: serves the connections its worker passes over the Unix socket.
+
+    python -m strongroom.serving.login_process --channel-fd N [--nice 10]
+
+It builds the whole app from the same ``STRONGROOM_*`` settings as its worker (so every check
+and the audit trail are the same; a request that is not a login is served correctly too), and
+runs at a lower CPU priority (``--nice``): when the machine is busy, reads in the workers come
+first and logins take what is left. Logins run on this process's own event loop (nothing here
+needs protecting from them).
+
+Each connection carries ``Connection: close`` on its response: the client's next request
+(usually a secret read) opens a new connection, which a worker serves.
+
+It exits when the worker's end of the socket closes, after finishing the connections it holds
+(at most ``uvicorn``'s graceful-shutdown time, 10 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any
+
+import structlog
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from strongroom.auth.login_loop import new_event_loop
+from strongroom.serving.handoff import READY
+from strongroom.serving.routing import MAX_FIRST_CHUNK
+
+log = structlog.get_logger("strongroom.serving")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+DRAIN_TIMEOUT_SECONDS = 10.0
+
+
+class CloseAfterResponse:
+    """ASGI wrapper: every response says ``Connection: close`` (uvicorn then closes)."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_closing(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k != b"connection"]
+                message["headers"] = [*headers, (b"connection", b"close")]
+            await send(message)
+
+        await self.app(scope, receive, send_closing)
+
+
+class PassedConnectionProtocol(HttpToolsProtocol):
+    """uvicorn's protocol, fed first with the bytes the worker had already read."""
+
+    def __init__(self, first_chunk: bytes, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._first_chunk = first_chunk
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        first, self._first_chunk = self._first_chunk, b""
+        if first:
+            self.data_received(first)  # before the loop reads anything more from the socket
+
+
+class LoginProcessServer:
+    """Receives connections on ``channel`` and serves them with ``app`` until it closes."""
+
+    def __init__(self, app: App, channel: socket.socket) -> None:
+        self._channel = channel
+        self._config = uvicorn.Config(
+            CloseAfterResponse(app),
+            http="httptools",
+            lifespan="off",  # run() enters the app's lifespan itself
+            access_log=False,
+            log_level="warning",
+            server_header=False,
+            proxy_headers=False,  # X-Forwarded-For is judged by the app (trusted proxies)
+        )
+        self._config.load()
+        self._state = ServerState()
+        self._app_state: dict[str, Any] = {}
+        self._closed = asyncio.Event()
+
+    async def run(self, lifespan_state: Mapping[str, Any] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        self._app_state = dict(lifespan_state or {})
+        self._channel.setblocking(False)
+        loop.add_reader(self._channel.fileno(), self._on_channel)
+        dates = loop.create_task(self._keep_date_header())
+        self._channel.send(READY)
+        await self._closed.wait()
+        loop.remove_reader(self._channel.fileno())
+        await self._drain()
+        dates.cancel()
+
+    def _on_channel(self) -> None:
+        while True:
+            try:
+                chunk, fds, _flags, _address = socket.recv_fds(self._channel, MAX_FIRST_CHUNK, 1)
+            except BlockingIOError:
+                return
+            except OSError:
+                chunk, fds = b"", []
+            if not chunk and not fds:
+                self._closed.set()  # the worker is gone or stopping
+                return
+            for fd in fds[1:]:  # never more than one is sent; never leak one
+                os.close(fd)
+            if not fds:
+                continue
+            self._serve(socket.socket(fileno=fds[0]), chunk)
+
+    def _serve(self, connection: socket.socket, first_chunk: bytes) -> None:
+        connection.setblocking(False)
+
+        def protocol() -> asyncio.Protocol:
+            return PassedConnectionProtocol(
+                first_chunk,
+                config=self._config,
+                server_state=self._state,
+                app_state=self._app_state,
+            )
+
+        task = asyncio.get_running_loop().create_task(self._accept(connection, protocol))
+        self._state.tasks.add(task)
+        task.add_done_callback(self._state.tasks.discard)
+
+    async def _accept(
+        self, connection: socket.socket, protocol: Callable[[], asyncio.Protocol]
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.connect_accepted_socket(protocol, connection)
+        except OSError:
+            connection.close()  # the client went away while the connection was passed
+
+    async def _keep_date_header(self) -> None:
+        while True:
+            now = time.time()
+            self._state.default_headers = [
+                (b"date", _http_date(now)),
+                *self._config.encoded_headers,
+            ]
+            await asyncio.sleep(1.0)
+
+    async def _drain(self) -> None:
+        for connection in list(self._state.connections):
+            connection.shutdown()
+        deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
+        # Polled: uvicorn's connection set has no "became empty" signal to wait on.
+        while (self._state.connections or self._state.tasks) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+
+def _http_date(timestamp: float) -> bytes:
+    from email.utils import formatdate
+
+    return formatdate(timestamp, usegmt=True).encode("ascii")
+
+
+async def _serve_app(channel: socket.socket) -> None:
+    from strongroom.api.app import create_app
+    from strongroom.config import Settings
+
+    settings = Settings()
+    # Logins run inline on this loop: this process has no reads to protect from them.
+    app = create_app(settings, login_thread=False)
+    async with app.router.lifespan_context(app) as state:
+        await LoginProcessServer(app, channel).run(state)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="strongroom.serving.login_process")
+    parser.add_argument("--channel-fd", type=int, required=True)
+    parser.add_argument("--nice", type=int, default=10)
+    args = parser.parse_args(argv)
+    if args.nice > 0:
+        os.nice(args.nice)
+    from strongroom.config import Settings
+    from strongroom.kit.logging import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    # Ctrl-C in a terminal reaches the whole process group: the worker stops first and its
+    # closed socket tells this process to finish its connections and exit.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    channel = socket.socket(fileno=args.channel_fd)
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(_serve_app(channel))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,6 @@
+"""Keys of the lifespan state that the app shares with the worker's HTTP protocol."""
+
+from __future__ import annotations
+
+# The worker's LoginHandoff (absent when logins are served in the worker).
+LOGIN_HANDOFF = "strongroom.login_handoff"

@@ -91,7 +91,8 @@ async def measure(iterations: int, moto_url: str, credentials: Any, tmp: Path) -
         sts_extra_endpoints=[moto_url],
         log_level="WARNING",
     )
-    app = create_app(settings)
+    # As in a login process: logins run on the caller's loop (no login thread).
+    app = create_app(settings, login_thread=False)
     services = app.state.services
     event = AuditEvent(time=utc_now(), request_id="r-setup", source_ip="127.0.0.1", action="x")
     created = services.auth_methods.create(
@@ -146,8 +147,9 @@ async def measure(iterations: int, moto_url: str, credentials: Any, tmp: Path) -
         ev = AuditEvent(time=now, request_id=f"r-{i}", source_ip="127.0.0.1", action="auth.login")
         mark("parse body (pydantic)")
         keys = ("ip:127.0.0.1", f"id:{access_id}")
-        await db("rate-limit check", login._check_rate_limit, keys, now)
-        method = await db("load auth method", login._load_method, access_id)
+        method = await db(
+            "rate-limit check + load auth method", login._load_method, keys, access_id, now
+        )
         assert body.cloud_id is not None
         unverified = decode_cloud_id(body.cloud_id)
         vetted = vet_sts_request(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -221,6 +222,36 @@ def test_replayed_request_logs_in_once(iam: Callable[..., Harness], moto: MotoWo
     signed = sign_get_caller_identity(moto.app.credentials)
     assert login(harness, access_id, cloud_id=signed["cloud_id"]).status_code == 200
     denied(harness, login(harness, access_id, cloud_id=signed["cloud_id"]), "replayed")
+
+
+def test_replayed_request_never_reaches_sts(
+    make_harness: Callable[..., Harness], moto: MotoWorld
+) -> None:
+    with StubSts(Reply(200, identity_xml())) as stub:
+        harness = make_harness(sts_extra_endpoints=stub.url)
+        access_id = create_method(harness, sts_url=stub.url)
+        signed = sign_get_caller_identity(moto.app.credentials, url=stub.url + "/")
+        assert login(harness, access_id, cloud_id=signed["cloud_id"]).status_code == 200
+        denied(harness, login(harness, access_id, cloud_id=signed["cloud_id"]), "replayed")
+        assert stub.request_count == 1
+
+
+def test_racing_copies_of_one_request_mint_one_token(
+    make_harness: Callable[..., Harness], moto: MotoWorld
+) -> None:
+    """Two copies sent at once both pass the early check and both wait on STS; the database
+    lets one of them commit a token and turns the other into a 401."""
+    with StubSts(Reply(200, identity_xml(), delay=0.5)) as stub:
+        harness = make_harness(sts_extra_endpoints=stub.url)
+        access_id = create_method(harness, sts_url=stub.url)
+        signed = sign_get_caller_identity(moto.app.credentials, url=stub.url + "/")
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            responses = list(
+                pool.map(lambda _: login(harness, access_id, cloud_id=signed["cloud_id"]), range(2))
+            )
+        assert stub.request_count == 2  # both were in flight together
+        assert sorted(r.status_code for r in responses) == [200, 401]
+        assert "replayed" in last_login_reason(harness)
 
 
 def test_url_naming_another_host_never_reaches_it(

@@ -61,6 +61,9 @@ _ASSOCIATIONS = (
     .where(role_associations.c.auth_method_id == bindparam("method_id"))
 )
 _SPEND = login_replay.insert()
+_SPENT = select(login_replay.c.signature_digest).where(
+    login_replay.c.signature_digest == bindparam("digest")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,15 @@ class LoginPolicy:
     max_clock_skew: timedelta
     failure_limit: int
     failure_window: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureSpend:
+    """A signed STS request's mark in the replay cache: its signature's digest, kept until
+    no server would accept the request's date any more."""
+
+    digest: str
+    expires_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,12 +203,13 @@ class LoginService:
                 f"access type {body.access_type} does not match the {method.type} auth method"
             )
         self._check_access_limits(method, source_ip, now)
+        spend: SignatureSpend | None = None
         if method.type == "api_key":
             claims = self._verify_access_key(method, body)
         else:
-            claims = await self._verify_aws_iam(method, body, source_ip, now)
+            claims, spend = await self._verify_aws_iam(method, body, source_ip, now)
         event.identity_arn = claims.get("arn")
-        return self._mint(method, claims, event, now)
+        return self._mint(method, claims, event, now, spend)
 
     def _load_method(
         self, failure_keys: Sequence[str], access_id: str, now: datetime
@@ -211,29 +224,49 @@ class LoginService:
         claims: dict[str, str],
         event: AuditEvent,
         now: datetime,
+        spend: SignatureSpend | None = None,
     ) -> dict[str, Any]:
-        """Store the token and the login's audit event in one transaction; return the body."""
-        with self._db.write() as connection:
-            matched = self._matching_associations(connection, method.id, claims)
-            ttl = (
-                timedelta(minutes=int(method.config.get("jwt_ttl") or 0))
-                or self._policy.default_ttl
-            )
-            access_expires = _parse_time(method.config.get("access_expires"))
-            if access_expires is not None:
-                ttl = min(ttl, access_expires - now)
-            minted = self._tokens.mint(
-                connection,
-                auth_method_id=method.id,
-                claims=claims,
-                association_ids=[m.id for m in matched],
-                ttl=ttl,
-                now=now,
-            )
-            event.token_digest = self._digester.digest(minted.token)
-            event.finish(200)
-            append_events(connection, [event])
+        """Spend the signature (if any), store the token and the login's audit event in one
+        transaction; return the body. One write transaction per login: on SQLite every write
+        transaction is a turn of the one writer lock that reads' audit commits wait for."""
+        try:
+            with self._db.write() as connection:
+                if spend is not None:
+                    self._spend(connection, spend, now)
+                body = self._mint_in(connection, method, claims, event, now)
+        except IntegrityError:
+            # Another login with the same signed request committed first (replay attack).
+            raise AuthenticationDenied(
+                "replayed request: this signature was already used"
+            ) from None
         self._writer.copy_to_file([event])
+        return body
+
+    def _mint_in(
+        self,
+        connection: Connection,
+        method: AuthMethodRecord,
+        claims: dict[str, str],
+        event: AuditEvent,
+        now: datetime,
+    ) -> dict[str, Any]:
+        """The token and the audit event, inside the caller's write transaction."""
+        matched = self._matching_associations(connection, method.id, claims)
+        ttl = timedelta(minutes=int(method.config.get("jwt_ttl") or 0)) or self._policy.default_ttl
+        access_expires = _parse_time(method.config.get("access_expires"))
+        if access_expires is not None:
+            ttl = min(ttl, access_expires - now)
+        minted = self._tokens.mint(
+            connection,
+            auth_method_id=method.id,
+            claims=claims,
+            association_ids=[m.id for m in matched],
+            ttl=ttl,
+            now=now,
+        )
+        event.token_digest = self._digester.digest(minted.token)
+        event.finish(200)
+        append_events(connection, [event])
         return {
             "token": minted.token,
             "expires_at": isoformat_z(minted.expires_at),
@@ -267,7 +300,7 @@ class LoginService:
 
     async def _verify_aws_iam(
         self, method: AuthMethodRecord, body: LoginRequest, source_ip: str, now: datetime
-    ) -> dict[str, str]:
+    ) -> tuple[dict[str, str], SignatureSpend]:
         if body.cloud_id is not None:
             unverified = decode_cloud_id(body.cloud_id)
         elif body.iam_request_url is not None:
@@ -290,26 +323,32 @@ class LoginService:
             now=now,
             max_skew=self._policy.max_clock_skew,
         )
-        self._spend_signature(vetted.signature, vetted.amz_date, now)
+        # Single use (replay attack): a signed request logs in at most once, on any replica.
+        # Checked here so that a replay never reaches STS; made certain by the primary key
+        # when the login commits (two copies racing each other: one token, one 401).
+        spend = SignatureSpend(
+            digest=hashlib.sha256(vetted.signature.encode("ascii")).hexdigest(),
+            # Remembered as long as any server would still accept the request's date.
+            expires_at=max(vetted.amz_date, now) + self._policy.max_clock_skew,
+        )
+        if self._signature_spent(spend.digest):
+            raise AuthenticationDenied("replayed request: this signature was already used")
         identity = await self._sts.get_caller_identity(vetted)
         claims = claims_from_identity(identity)
         check_bounds(_bounds_of(method), claims, source_ip)
-        return claims.as_dict()
+        return claims.as_dict(), spend
 
-    def _spend_signature(self, signature: str, amz_date: datetime, now: datetime) -> None:
-        """Single use: a signed request logs in at most once, on any replica (replay attack)."""
-        digest = hashlib.sha256(signature.encode("ascii")).hexdigest()
-        # Remember it as long as any server would still accept its date.
-        expires_at = max(amz_date, now) + self._policy.max_clock_skew
-        try:
-            with self._db.write() as connection:
-                if self._sweep_due():
-                    connection.execute(delete(login_replay).where(login_replay.c.expires_at < now))
-                connection.execute(_SPEND, {"signature_digest": digest, "expires_at": expires_at})
-        except IntegrityError:
-            raise AuthenticationDenied(
-                "replayed request: this signature was already used"
-            ) from None
+    def _signature_spent(self, digest: str) -> bool:
+        with self._db.read() as connection:
+            return connection.execute(_SPENT, {"digest": digest}).first() is not None
+
+    def _spend(self, connection: Connection, spend: SignatureSpend, now: datetime) -> None:
+        """Record the signature as used, in the login's transaction (IntegrityError: reused)."""
+        if self._sweep_due():
+            connection.execute(delete(login_replay).where(login_replay.c.expires_at < now))
+        connection.execute(
+            _SPEND, {"signature_digest": spend.digest, "expires_at": spend.expires_at}
+        )
 
     @staticmethod
     def _matching_associations(

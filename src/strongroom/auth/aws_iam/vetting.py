@@ -40,7 +40,7 @@ from __future__ import annotations
 import hmac
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl
 
 from strongroom.auth.aws_iam.endpoint import (
@@ -331,8 +331,18 @@ def require_amz_date(headers: dict[str, str]) -> datetime:
         raise InvalidRequestError("the signed request has no X-Amz-Date header")
     if not _AMZ_DATE.fullmatch(value):
         raise InvalidRequestError("X-Amz-Date is not in the form yyyymmddTHHMMSSZ")
+    # Fields by position (the pattern fixed them): strptime would cost ten times as much and
+    # load its locale tables on a process's first login.
     try:
-        return datetime.strptime(value + "+0000", "%Y%m%dT%H%M%SZ%z")
+        return datetime(
+            int(value[0:4]),
+            int(value[4:6]),
+            int(value[6:8]),
+            int(value[9:11]),
+            int(value[11:13]),
+            int(value[13:15]),
+            tzinfo=UTC,
+        )
     except ValueError as exc:
         raise InvalidRequestError("X-Amz-Date is not a valid date and time") from exc
 

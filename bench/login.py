@@ -779,9 +779,11 @@ def burst_phase(
             time.sleep(0.5)  # let the signing's CPU settle before the idle window
             idle_start = time.monotonic()
             histogram_start = read_histogram(server)
+            batches_start = audit_batches(server)
             time.sleep(args.idle_seconds)
             idle_end = time.monotonic()
             histogram_idle_end = read_histogram(server)
+            batches_idle_end = audit_batches(server)
             stub.send("count")
             sts_before = int(stub.receive()["count"])
             cpu_before = server.cpu_seconds()
@@ -794,6 +796,9 @@ def burst_phase(
             )
             cpu = server.cpu_seconds() - cpu_before
             histogram_burst_end = read_histogram(server)
+            batches_burst_end = audit_batches(server)
+            result["audit_batches_idle"] = histogram_delta(batches_idle_end, batches_start)
+            result["audit_batches_during"] = histogram_delta(batches_burst_end, batches_idle_end)
             result["server_reads_idle"] = histogram_delta(histogram_idle_end, histogram_start)
             result["server_reads_during"] = histogram_delta(histogram_burst_end, histogram_idle_end)
             # Who else used the machine's cores meanwhile.
@@ -848,6 +853,8 @@ def burst_phase(
         "bursts": bursts,
         "server_reads_idle": histogram_summary([b["server_reads_idle"] for b in bursts]),
         "server_reads_during": histogram_summary([b["server_reads_during"] for b in bursts]),
+        "audit_batches_idle": pooled([b["audit_batches_idle"] for b in bursts]),
+        "audit_batches_during": pooled([b["audit_batches_during"] for b in bursts]),
         "stub_alone": check,
         "reads_idle": summary_ms(idle_all),
         "reads_during": summary_ms(during_all),
@@ -982,6 +989,19 @@ def build_table(results: dict[str, Any]) -> tuple[list[list[str]], dict[str, boo
                     f"≤ {server_idle['p50_le_ms']:g} / ≤ {server_idle['p99_le_ms']:g} ms | "
                     f"≤ {server_during['p50_le_ms']:g} / ≤ {server_during['p99_le_ms']:g} ms "
                     "(histogram buckets)",
+                    "",
+                    "",
+                ]
+            )
+        batches_idle = burst.get("audit_batches_idle") or {}
+        batches_during = burst.get("audit_batches_during") or {}
+        if batches_idle or batches_during:
+            rows.append(
+                [
+                    "  reads' audit commits waiting for the lock: idle | bursts",
+                    f"{batches_idle.get('waited', 0):.0f} of {sum(batches_idle.values()):.0f} | "
+                    f"{batches_during.get('waited', 0):.0f} of "
+                    f"{sum(batches_during.values()):.0f}",
                     "",
                     "",
                 ]
@@ -1135,6 +1155,14 @@ def histogram_delta(after: dict[float, float], before: dict[float, float]) -> di
     return {le: count - before.get(le, 0.0) for le, count in after.items()}
 
 
+def pooled(deltas: Sequence[dict[Any, float]]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for delta in deltas:
+        for key, count in delta.items():
+            total[str(key)] = total.get(str(key), 0.0) + count
+    return total
+
+
 def histogram_summary(deltas: Sequence[dict[float, float]]) -> dict[str, Any]:
     """Pooled bucket counts; p50/p99 as the upper bound of the bucket they fall in (ms)."""
     pooled: dict[float, float] = {}
@@ -1174,19 +1202,29 @@ def wait_for_login_processes(server: Server, deadline_s: float = 60.0) -> None:
     log("login processes still not ready; measuring anyway")
 
 
-def login_handoffs(server: Server) -> dict[str, float]:
-    """Where new login connections were served (strongroom_login_handoffs_total, all workers)."""
+def labelled_counts(server: Server, metric: str, label: str) -> dict[str, float]:
+    """A counter's values by one label, summed over the other labels (all workers)."""
     try:
         text = httpx.get(server.url + "/metrics", timeout=5).text
     except httpx.HTTPError:
         return {}
     counts: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith("strongroom_login_handoffs_total{"):
+        if line.startswith(metric + "{"):
             labels, _, value = line.partition("} ")
-            outcome = labels.split('outcome="', 1)[1].rstrip('"')
-            counts[outcome] = counts.get(outcome, 0.0) + float(value)
+            name = labels.split(f'{label}="', 1)[1].split('"', 1)[0]
+            counts[name] = counts.get(name, 0.0) + float(value)
     return counts
+
+
+def login_handoffs(server: Server) -> dict[str, float]:
+    """Where new login connections were served (strongroom_login_handoffs_total)."""
+    return labelled_counts(server, "strongroom_login_handoffs_total", "outcome")
+
+
+def audit_batches(server: Server) -> dict[str, float]:
+    """Where reads' audit group commits ran (strongroom_audit_batches_total)."""
+    return labelled_counts(server, "strongroom_audit_batches_total", "path")
 
 
 def failed_requests(database: Path) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import orjson
 import structlog
+from prometheus_client import Counter
 from sqlalchemy import Connection
 
 from strongroom.audit.event import AuditEvent
@@ -27,6 +28,14 @@ from strongroom.db.engine import Database, WriterBusyError
 from strongroom.errors import ServiceUnavailableError
 
 log = structlog.get_logger("strongroom.audit")
+
+AUDIT_BATCHES = Counter(
+    "strongroom_audit_batches_total",
+    "Group commits of read and denial audit events, by where they ran",
+    # loop: on the event loop (SQLite, lock free); waited: in a thread because another writer
+    # held the SQLite lock; thread: in a thread by design (PostgreSQL)
+    ["path"],
+)
 
 
 class AuditFileSink:
@@ -87,12 +96,14 @@ class AuditWriter:
         try:
             error = self._try_store(batch, blocking=False)
         except WriterBusyError:
-            # Another writer (a login thread, the other worker) holds the lock: wait for it in
-            # a thread rather than stall every request on this event loop.
+            # Another writer (a login, the other worker) holds the lock: wait for it in a
+            # thread rather than stall every request on this event loop.
+            AUDIT_BATCHES.labels("waited").inc()
             task = asyncio.ensure_future(self._store_in_thread(batch))
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
             return
+        AUDIT_BATCHES.labels("loop").inc()
         self._settle(batch, error)
 
     async def _store_in_thread(self, batch: list[tuple[AuditEvent, asyncio.Future[None]]]) -> None:
@@ -101,6 +112,7 @@ class AuditWriter:
     async def _flush_in_thread(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
+            AUDIT_BATCHES.labels("thread").inc()
             error = await asyncio.to_thread(self._try_store, batch)
             self._settle(batch, error)
 

@@ -35,8 +35,9 @@ from strongroom.auth.schemas import LoginRequest, parse_login_request
 from strongroom.auth.tokens import TokenService
 from strongroom.auth_methods.service import AuthMethodRecord, AuthMethodService
 from strongroom.crypto import TokenDigester
+from strongroom.db import driver
 from strongroom.db.engine import Database
-from strongroom.db.tables import login_failures, login_replay, role_associations, roles
+from strongroom.db.tables import login_failures, login_replay
 from strongroom.errors import (
     AuthenticationDenied,
     InvalidRequestError,
@@ -55,12 +56,13 @@ _FAILURES = select(
     login_failures.c.window_start,
     login_failures.c.count.label("failures"),
 ).where(login_failures.c.key.in_(bindparam("keys", expanding=True)))
-_ASSOCIATIONS = (
-    select(role_associations.c.id, role_associations.c.sub_claims, roles.c.name)
-    .join(roles, roles.c.id == role_associations.c.role_id)
-    .where(role_associations.c.auth_method_id == bindparam("method_id"))
+# Driver level (db/driver.py): both run inside every login's write transaction.
+_ASSOCIATIONS_SQL = (
+    "SELECT role_associations.id, role_associations.sub_claims, roles.name "
+    "FROM role_associations JOIN roles ON roles.id = role_associations.role_id "
+    "WHERE role_associations.auth_method_id = ?"
 )
-_SPEND = login_replay.insert()
+_SPEND_SQL = "INSERT INTO login_replay (signature_digest, expires_at) VALUES (?, ?)"
 _SPENT = select(login_replay.c.signature_digest).where(
     login_replay.c.signature_digest == bindparam("digest")
 )
@@ -234,7 +236,7 @@ class LoginService:
                 if spend is not None:
                     self._spend(connection, spend, now)
                 body = self._mint_in(connection, method, claims, event, now)
-        except IntegrityError:
+        except driver.INTEGRITY_ERRORS:
             # Another login with the same signed request committed first (replay attack).
             raise AuthenticationDenied(
                 "replayed request: this signature was already used"
@@ -346,19 +348,25 @@ class LoginService:
         """Record the signature as used, in the login's transaction (IntegrityError: reused)."""
         if self._sweep_due():
             connection.execute(delete(login_replay).where(login_replay.c.expires_at < now))
-        connection.execute(
-            _SPEND, {"signature_digest": spend.digest, "expires_at": spend.expires_at}
+        db = driver.cursor(connection)
+        db.execute(
+            driver.sql(connection, _SPEND_SQL),
+            (spend.digest, driver.stored_time(connection, spend.expires_at)),
         )
+        db.close()
 
     @staticmethod
     def _matching_associations(
         connection: Connection, method_id: int, claims: Mapping[str, str]
     ) -> list[MatchedAssociation]:
-        rows = connection.execute(_ASSOCIATIONS, {"method_id": method_id}).all()
+        db = driver.cursor(connection)
+        db.execute(driver.sql(connection, _ASSOCIATIONS_SQL), (method_id,))
+        rows = db.fetchall()
+        db.close()
         return [
-            MatchedAssociation(id=row.id, role_name=row.name)
-            for row in rows
-            if sub_claims_match(row.sub_claims or {}, claims)
+            MatchedAssociation(id=int(association_id), role_name=str(role_name))
+            for association_id, sub_claims, role_name in rows
+            if sub_claims_match(driver.loaded_json(sub_claims) or {}, claims)
         ]
 
     # -- failure counting (shared by replicas through the database) ------------------------

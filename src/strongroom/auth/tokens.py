@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, select, update
 
 from strongroom.crypto import TokenDigester
+from strongroom.db import driver
 from strongroom.db.engine import Database
 from strongroom.db.hot import HotReader
 from strongroom.db.tables import (
@@ -67,9 +68,11 @@ class Caller:
             )
 
 
-# Built once: every login runs them (building costs more than running on SQLite).
-_INSERT_TOKEN = tokens.insert().returning(tokens.c.id)
-_INSERT_TOKEN_ASSOCIATION = token_associations.insert()
+_MINT_SQL = (
+    "INSERT INTO tokens (digest, auth_method_id, claims, created_at, expires_at) "
+    "VALUES (?, ?, ?, ?, ?) RETURNING id"
+)
+_MINT_LINKS_SQL = "INSERT INTO token_associations (token_id, association_id) VALUES (?, ?)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,21 +146,25 @@ class TokenService:
         """Store a new token (as its digest) carrying ``association_ids``; return it once."""
         token = new_token()
         expires_at = now + ttl
-        token_id = connection.execute(
-            _INSERT_TOKEN,
-            {
-                "digest": self._digester.digest(token),
-                "auth_method_id": auth_method_id,
-                "claims": dict(claims),
-                "created_at": now,
-                "expires_at": expires_at,
-            },
-        ).scalar_one()
+        # Driver level: this runs inside every login's write transaction (db/driver.py).
+        db = driver.cursor(connection)
+        db.execute(
+            driver.sql(connection, _MINT_SQL),
+            (
+                self._digester.digest(token),
+                auth_method_id,
+                driver.stored_json(connection, claims),
+                driver.stored_time(connection, now),
+                driver.stored_time(connection, expires_at),
+            ),
+        )
+        token_id = int(db.fetchone()[0])
         if association_ids:
-            connection.execute(
-                _INSERT_TOKEN_ASSOCIATION,
-                [{"token_id": token_id, "association_id": a} for a in association_ids],
+            db.executemany(
+                driver.sql(connection, _MINT_LINKS_SQL),
+                [(token_id, association_id) for association_id in association_ids],
             )
+        db.close()
         # Expired tokens are dead weight; sweep a few on one login in 64.
         self._minted += 1
         if self._minted % 64 == 1:

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
+from strongroom.db.driver import DRIVER_OPERATIONAL_ERRORS
 from strongroom.errors import ConfigurationError, ServiceUnavailableError
 
 _WRITE_OPTION = "strongroom_write"
@@ -165,13 +166,20 @@ class Database:
         for callers on the event loop that would rather hand the work to a thread than wait.
         """
         try:
-            with self._writer_turn(blocking), self.engine.connect() as raw:
+            # The connection is checked out before the writer turn and returned after it: the
+            # turn (SQLite's one write lock, which every worker's audit commits wait for) is
+            # held only from BEGIN to COMMIT.
+            with self.engine.connect() as raw, self._writer_turn(blocking):
                 connection = raw.execution_options(**{_WRITE_OPTION: True})
                 with connection.begin():
                     yield connection
         except OperationalError as exc:
             raise ServiceUnavailableError(
                 "the database is unavailable", reason=f"database error: {exc.orig!r}"
+            ) from exc
+        except DRIVER_OPERATIONAL_ERRORS as exc:  # from statements run at driver level
+            raise ServiceUnavailableError(
+                "the database is unavailable", reason=f"database error: {exc!r}"
             ) from exc
 
     def _writer_turn(self, blocking: bool) -> AbstractContextManager[None]:

@@ -942,11 +942,12 @@ def build_table(results: dict[str, Any]) -> tuple[list[list[str]], dict[str, boo
             ]
         )
         handoffs = results.get("login_handoffs") or {}
+        queued = handoffs.get("login_process_queued", 0)
         if handoffs:
             rows.append(
                 [
                     "  new login connections: login process / worker",
-                    f"{handoffs.get('login_process', 0):.0f} / "
+                    f"{handoffs.get('login_process', 0) + queued:.0f} ({queued:.0f} queued) / "
                     f"{handoffs.get('worker_busy', 0) + handoffs.get('worker_not_ready', 0):.0f}"
                     f"  (worker: {handoffs.get('worker_busy', 0):.0f} login processes behind, "
                     f"{handoffs.get('worker_not_ready', 0):.0f} not ready)",

@@ -9,7 +9,9 @@ descriptor when the message is sent, so nothing is lost in between.
 Contract of :meth:`LoginHandoff.offer`: ``True`` means the connection now belongs to a login
 process and the caller must drop it without touching the socket again; ``False`` means the
 worker serves it as usual (not a login, no login process ready, or the login processes are
-behind: a full Unix socket is answered by serving the login here rather than waiting).
+``MAX_BACKLOG`` connections behind). When a login process's socket is full (a burst), the
+worker keeps a duplicate of the connection's descriptor in that process's backlog and sends it
+as soon as the socket drains: logins wait, reads do not.
 
 A login process that exits (crash, kill) is started again after a pause; until then its share
 of logins is served by the worker. A worker that exits closes its end of the socket pairs, and
@@ -20,9 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import subprocess
 import sys
+from collections import deque
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -36,10 +40,13 @@ log = structlog.get_logger("strongroom.serving")
 HANDOFFS = Counter(
     "strongroom_login_handoffs_total",
     "New login connections by where they were served",
-    ["outcome"],  # login_process | worker_busy | worker_not_ready
+    # login_process | login_process_queued (its socket was full) | worker_busy (every backlog
+    # full) | worker_not_ready (no login process ready)
+    ["outcome"],
 )
 
 READY = b"ready"  # what a login process sends once it serves connections
+MAX_BACKLOG = 1024  # connections a worker holds for one login process whose socket is full
 RESTART_DELAY_SECONDS = 1.0
 STOP_TIMEOUT_SECONDS = 10.0
 
@@ -57,6 +64,8 @@ class LoginProcess:
         self.ready = False
         self.channel: socket.socket | None = None
         self.process: subprocess.Popen[bytes] | None = None
+        # Connections waiting for room on the socket: a duplicate descriptor and first bytes.
+        self.backlog: deque[tuple[int, bytes]] = deque()
 
     def start(self) -> socket.socket:
         """Start the process; return the worker's end of its socket pair."""
@@ -91,6 +100,8 @@ class LoginProcess:
         if self.channel is not None:
             self.channel.close()
             self.channel = None
+        while self.backlog:  # never reached this process: their clients see the connection close
+            os.close(self.backlog.popleft()[0])
 
 
 class LoginHandoff:
@@ -141,6 +152,7 @@ class LoginHandoff:
         if message:
             return  # nothing else is ever sent; ignore rather than trust it
         self._loop.remove_reader(channel.fileno())
+        self._loop.remove_writer(channel.fileno())
         process.close_channel()
         code = process.process.poll() if process.process is not None else None
         if not self._closing:
@@ -165,18 +177,44 @@ class LoginHandoff:
             self._next = (self._next + 1) % len(self._processes)
             if not process.ready or process.channel is None:
                 continue
-            try:
-                socket.send_fds(process.channel, [first_chunk], [connection.fileno()])
-            except BlockingIOError:
-                continue  # this one is behind; try the next, else serve it here
-            except OSError:
-                process.ready = False  # it is going away; _on_channel will restart it
+            if not process.backlog:
+                try:
+                    socket.send_fds(process.channel, [first_chunk], [connection.fileno()])
+                except BlockingIOError:
+                    pass  # the socket is full: queue it below
+                except OSError:
+                    process.ready = False  # it is going away; _on_channel will restart it
+                    continue
+                else:
+                    HANDOFFS.labels("login_process").inc()
+                    return True
+            if len(process.backlog) >= MAX_BACKLOG:
                 continue
-            HANDOFFS.labels("login_process").inc()
+            process.backlog.append((os.dup(connection.fileno()), first_chunk))
+            if len(process.backlog) == 1:
+                self._loop.add_writer(process.channel.fileno(), self._send_backlog, process)
+            HANDOFFS.labels("login_process_queued").inc()
             return True
         ready = any(process.ready for process in self._processes)
         HANDOFFS.labels("worker_busy" if ready else "worker_not_ready").inc()
         return False
+
+    def _send_backlog(self, process: LoginProcess) -> None:
+        """The socket has room again: send queued connections, oldest first."""
+        channel = process.channel
+        if channel is None:
+            return
+        while process.backlog:
+            descriptor, first_chunk = process.backlog[0]
+            try:
+                socket.send_fds(channel, [first_chunk], [descriptor])
+            except BlockingIOError:
+                return
+            except OSError:
+                break  # the process is going away; _on_channel drops the backlog
+            process.backlog.popleft()
+            os.close(descriptor)
+        self._loop.remove_writer(channel.fileno())
 
     def close(self) -> None:
         """Close the socket pairs (login processes drain and exit) and wait for them."""
@@ -185,6 +223,7 @@ class LoginHandoff:
             if process.channel is not None:
                 with contextlib.suppress(Exception):
                     self._loop.remove_reader(process.channel.fileno())
+                    self._loop.remove_writer(process.channel.fileno())
             process.close_channel()
         for process in self._processes:
             if process.process is None:

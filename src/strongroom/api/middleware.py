@@ -11,6 +11,7 @@ For every HTTP request it:
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import time
 from collections.abc import Callable, Sequence
@@ -19,6 +20,7 @@ from typing import Any
 import orjson
 import structlog
 from prometheus_client import Counter, Histogram
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from strongroom.audit.event import AuditEvent
@@ -28,6 +30,8 @@ from strongroom.kit.clock import Clock
 from strongroom.kit.ids import new_request_id
 
 log = structlog.get_logger("strongroom.http")
+
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a request its client abandoned
 
 REQUESTS = Counter(
     "strongroom_http_requests_total", "HTTP requests by route and status", ["route", "status"]
@@ -157,6 +161,14 @@ class RequestEnvelope:
 
         try:
             await self.app(scope, limited_receive, audited_send)
+        except ClientDisconnect:
+            # The client hung up before its request was complete (a timeout, a dropped link):
+            # nobody is left to answer. Recorded as nginx does (499), not as a server error.
+            status_holder[0] = CLIENT_CLOSED_REQUEST
+            if audited and not event.written:
+                event.finish(CLIENT_CLOSED_REQUEST, "the client closed the connection")
+                with contextlib.suppress(ServiceUnavailableError):
+                    await self._audit(event)
         except Exception as exc:
             # A bug must not leak a traceback, nor skip the audit: answer a bare 500 here.
             log.exception("unhandled error", request_id=request_id, path=path[:256])

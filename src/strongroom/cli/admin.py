@@ -89,6 +89,10 @@ def server(
 
     from strongroom.kit.logging import configure_logging
 
+    # Several processes serve (workers, login processes): /metrics must add up what each one
+    # counted. Set before anything imports prometheus_client, which reads it at import.
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="strongroom-metrics-")
     if dev:
         _prepare_dev_environment()
     settings = _load_settings()
@@ -110,8 +114,6 @@ def server(
             )
     database.dispose()
     count = workers or os.cpu_count() or 1
-    if count > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="strongroom-metrics-")
     err.print(f"Strongroom listening on http://{host}:{port} with {count} worker(s)")
     uvicorn.run(
         "strongroom.api.asgi:make_app",

@@ -105,7 +105,10 @@ class LoginProcessServer:
         self._channel.setblocking(False)
         loop.add_reader(self._channel.fileno(), self._on_channel)
         dates = loop.create_task(self._keep_date_header())
-        self._channel.send(READY)
+        try:
+            self._channel.send(READY)
+        except OSError:
+            self._closed.set()  # the worker stopped while this process was starting
         await self._closed.wait()
         loop.remove_reader(self._channel.fileno())
         await self._drain()

@@ -47,6 +47,9 @@ HANDOFFS = Counter(
 
 READY = b"ready"  # what a login process sends once it serves connections
 MAX_BACKLOG = 1024  # connections a worker holds for one login process whose socket is full
+BACKLOG_RETRY_SECONDS = 0.05
+# send_fds errors that mean the login process's end is gone (any other is passing).
+_GONE = (BrokenPipeError, ConnectionResetError, ConnectionRefusedError)
 RESTART_DELAY_SECONDS = 1.0
 STOP_TIMEOUT_SECONDS = 10.0
 
@@ -154,15 +157,15 @@ class LoginHandoff:
         self._loop.remove_reader(channel.fileno())
         self._loop.remove_writer(channel.fileno())
         process.close_channel()
-        code = process.process.poll() if process.process is not None else None
         if not self._closing:
-            log.warning("login_process_exited", index=process.index, exit_code=code)
             self._loop.call_later(RESTART_DELAY_SECONDS, self._restart, process)
 
     def _restart(self, process: LoginProcess) -> None:
+        code = None
         if process.process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                process.process.wait(timeout=0.1)  # reap the exited process
+                code = process.process.wait(timeout=0.1)  # reap the exited process
+        log.warning("login_process_exited", index=process.index, exit_code=code)
         self._start(process)
 
     def offer(self, connection: _HasFileno, first_chunk: bytes) -> bool:
@@ -182,17 +185,25 @@ class LoginHandoff:
                     socket.send_fds(process.channel, [first_chunk], [connection.fileno()])
                 except BlockingIOError:
                     pass  # the socket is full: queue it below
-                except OSError:
+                except _GONE:
                     process.ready = False  # it is going away; _on_channel will restart it
                     continue
+                except OSError:
+                    # Passing (too many descriptors in flight, no buffer memory): this login
+                    # is served here; the process stays in service.
+                    break
                 else:
                     HANDOFFS.labels("login_process").inc()
                     return True
             if len(process.backlog) >= MAX_BACKLOG:
                 continue
-            process.backlog.append((os.dup(connection.fileno()), first_chunk))
+            try:
+                duplicate = os.dup(connection.fileno())
+            except OSError:
+                break  # no descriptor left to hold it with: served here
+            process.backlog.append((duplicate, first_chunk))
             if len(process.backlog) == 1:
-                self._loop.add_writer(process.channel.fileno(), self._send_backlog, process)
+                self._arm_backlog(process)
             HANDOFFS.labels("login_process_queued").inc()
             return True
         ready = any(process.ready for process in self._processes)
@@ -209,12 +220,21 @@ class LoginHandoff:
             try:
                 socket.send_fds(channel, [first_chunk], [descriptor])
             except BlockingIOError:
-                return
-            except OSError:
+                return  # still full: the writer stays armed
+            except _GONE:
                 break  # the process is going away; _on_channel drops the backlog
+            except OSError:
+                # Passing: try again shortly rather than spin on a writable socket.
+                self._loop.remove_writer(channel.fileno())
+                self._loop.call_later(BACKLOG_RETRY_SECONDS, self._arm_backlog, process)
+                return
             process.backlog.popleft()
             os.close(descriptor)
         self._loop.remove_writer(channel.fileno())
+
+    def _arm_backlog(self, process: LoginProcess) -> None:
+        if process.channel is not None and process.backlog:
+            self._loop.add_writer(process.channel.fileno(), self._send_backlog, process)
 
     def close(self) -> None:
         """Close the socket pairs (login processes drain and exit) and wait for them."""

@@ -1,0 +1,374 @@
+"""The worker's side of the login handoff (``LoginHandoff``), with socket pairs standing in for
+login processes: ``LoginProcess.start`` is replaced so that no process is spawned, and the test
+plays the login process on the other end (sends ``ready``, receives connections, exits).
+
+Connections are Unix stream socket pairs: the worker offers one end, the test keeps the other
+as the client and checks what the client sees (an answer through the passed descriptor, or the
+connection closing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import socket
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+
+from strongroom.serving import handoff as handoff_module
+from strongroom.serving.handoff import READY, LoginHandoff, LoginProcess
+
+LOGIN = b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+SMALL_BUFFER = 4096  # the login processes' sockets fill after a few messages
+
+
+def handoffs(outcome: str) -> float:
+    value = REGISTRY.get_sample_value("strongroom_login_handoffs_total", {"outcome": outcome})
+    return value or 0.0
+
+
+class Peers:
+    """The login processes' ends of the socket pairs, in the order the worker created them."""
+
+    def __init__(self) -> None:
+        self.ends: list[socket.socket] = []
+        self.processes: list[LoginProcess] = []
+
+    def __getitem__(self, index: int) -> socket.socket:
+        return self.ends[index]
+
+    def first_bytes(self, index: int) -> bytes:
+        """The first bytes of one passed connection (which is closed)."""
+        chunk, connection = self.receive(index)
+        connection.close()
+        return chunk
+
+    def receive(self, index: int) -> tuple[bytes, socket.socket]:
+        """One passed connection: the first bytes and the connection."""
+        chunk, fds, _flags, _address = socket.recv_fds(self.ends[index], 65536, 1)
+        assert len(fds) == 1, (chunk, fds)
+        return chunk, socket.socket(fileno=fds[0])
+
+
+@pytest.fixture
+def peers(monkeypatch: pytest.MonkeyPatch) -> Iterator[Peers]:
+    created = Peers()
+
+    def start(self: LoginProcess) -> socket.socket:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUFFER)
+        ours.setblocking(False)
+        theirs.settimeout(5)
+        self.channel = ours
+        self.ready = False
+        created.ends.append(theirs)
+        created.processes.append(self)
+        return ours
+
+    monkeypatch.setattr(LoginProcess, "start", start)
+    yield created
+    for process in created.processes:  # a failed test may not have reached handoff.close()
+        process.close_channel()
+    for end in created.ends:
+        end.close()
+
+
+class Clients:
+    """Client ends of the connections offered; the worker's ends closed as the protocol does."""
+
+    def __init__(self) -> None:
+        self.sockets: list[socket.socket] = []
+
+    def connection(self) -> tuple[socket.socket, socket.socket]:
+        worker_end, client_end = socket.socketpair()
+        client_end.settimeout(5)
+        self.sockets += [worker_end, client_end]
+        return worker_end, client_end
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+
+
+@pytest.fixture
+def clients() -> Iterator[Clients]:
+    made = Clients()
+    yield made
+    made.close()
+
+
+async def until(condition: Callable[[], Any], seconds: float = 5) -> None:
+    """Let the loop run until ``condition()`` holds; fail after ``seconds``."""
+    try:
+        async with asyncio.timeout(seconds):
+            # Polled: the conditions are the handoff's and the sockets' state, no event to await.
+            while not condition():  # noqa: ASYNC110
+                await asyncio.sleep(0.001)
+    except TimeoutError:
+        raise AssertionError(f"condition not met in {seconds} s") from None
+
+
+def run(body: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(body())
+
+
+async def ready_handoff(peers: Peers, count: int = 1) -> LoginHandoff:
+    handoff = LoginHandoff(count, nice=0).start()
+    for index in range(count):
+        peers[index].send(READY)
+    await until(lambda: all(process.ready for process in handoff.processes))
+    return handoff
+
+
+def offer(handoff: LoginHandoff, clients: Clients, chunk: bytes = LOGIN) -> tuple[bool, Any]:
+    """Offer a new connection; when taken, close the worker's end as the protocol does."""
+    worker_end, client_end = clients.connection()
+    taken = handoff.offer(worker_end, chunk)
+    if taken:
+        worker_end.close()
+    return taken, client_end
+
+
+def fill(handoff: LoginHandoff, clients: Clients) -> list[Any]:
+    """Offer logins until the first login process's socket is full; their client ends."""
+    sent = []
+    before = handoffs("login_process_queued")
+    for _ in range(1000):
+        taken, client = offer(handoff, clients)
+        assert taken
+        if handoffs("login_process_queued") > before:
+            assert len(handoff.processes[0].backlog) == 1
+            return [*sent, client]
+        sent.append(client)
+    raise AssertionError("the socket never filled")
+
+
+def test_a_login_is_passed_with_its_first_bytes(peers: Peers, clients: Clients) -> None:
+    async def body() -> None:
+        handoff = await ready_handoff(peers)
+        before = handoffs("login_process")
+        taken, client = offer(handoff, clients)
+        assert taken
+        assert handoffs("login_process") == before + 1
+        chunk, passed = peers.receive(0)
+        assert chunk == LOGIN
+        with passed:  # the login process answers through the descriptor it was given
+            passed.sendall(b"HTTP/1.1 200 OK\r\n")
+        assert client.recv(100) == b"HTTP/1.1 200 OK\r\n"
+        assert client.recv(100) == b""  # and nobody else holds the connection
+        handoff.close()
+
+    run(body)
+
+
+@pytest.mark.parametrize(
+    "chunk", [b"GET /v1/sys/health HTTP/1.1\r\n\r\n", b"POST /v1/auth/lo", b""]
+)
+def test_other_requests_stay_with_the_worker(peers: Peers, clients: Clients, chunk: bytes) -> None:
+    async def body() -> None:
+        handoff = await ready_handoff(peers)
+        counts = [handoffs(o) for o in ("login_process", "worker_busy", "worker_not_ready")]
+        assert offer(handoff, clients, chunk)[0] is False
+        assert counts == [handoffs(o) for o in ("login_process", "worker_busy", "worker_not_ready")]
+        handoff.close()
+
+    run(body)
+
+
+def test_not_ready_until_the_login_process_says_so(peers: Peers, clients: Clients) -> None:
+    async def body() -> None:
+        handoff = LoginHandoff(1, nice=0).start()
+        before = handoffs("worker_not_ready")
+        assert offer(handoff, clients)[0] is False
+        assert handoffs("worker_not_ready") == before + 1
+        peers[0].send(READY)
+        await until(lambda: handoff.processes[0].ready)
+        assert offer(handoff, clients)[0] is True
+        handoff.close()
+
+    run(body)
+
+
+def test_round_robin_between_login_processes(peers: Peers, clients: Clients) -> None:
+    async def body() -> None:
+        handoff = await ready_handoff(peers, count=2)
+        for index in (0, 1, 0, 1):
+            chunk = LOGIN + str(index).encode()
+            assert offer(handoff, clients, chunk)[0] is True
+            assert peers.first_bytes(index) == chunk
+        handoff.close()
+
+    run(body)
+
+
+def test_a_login_process_that_exited_is_skipped_then_restarted(
+    peers: Peers, clients: Clients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(handoff_module, "RESTART_DELAY_SECONDS", 0.01)
+
+    async def body() -> None:
+        handoff = await ready_handoff(peers)
+        peers[0].close()  # the login process exits
+        # Offered before the worker noticed, or after: served by the worker either way.
+        assert offer(handoff, clients)[0] is False
+        await until(lambda: len(peers.ends) == 2)  # started again
+        assert offer(handoff, clients)[0] is False  # the new one is not ready yet
+        peers[1].send(READY)
+        await until(lambda: handoff.processes[0].ready)
+        assert offer(handoff, clients)[0] is True
+        assert peers.first_bytes(1) == LOGIN
+        handoff.close()
+
+    run(body)
+
+
+def test_a_full_socket_queues_logins_in_order(peers: Peers, clients: Clients) -> None:
+    async def body() -> None:
+        handoff = await ready_handoff(peers)
+        in_order = fill(handoff, clients)
+        for index in range(3):  # later logins queue behind the first, not past it
+            chunk = LOGIN + b"late" + str(index).encode()
+            taken, client = offer(handoff, clients, chunk)
+            assert taken
+            in_order.append(client)
+        assert len(handoff.processes[0].backlog) == 4
+        peers[0].setblocking(False)
+        received: list[socket.socket] = []
+
+        def drain() -> bool:  # the login process catches up
+            while True:
+                try:
+                    received.append(peers.receive(0)[1])
+                except BlockingIOError:
+                    return len(received) == len(in_order)
+
+        await until(drain)
+        assert not handoff.processes[0].backlog
+        for number, (passed, client) in enumerate(zip(received, in_order, strict=True)):
+            with passed:
+                passed.sendall(b"%d" % number)
+            assert client.recv(10) == b"%d" % number  # the n-th offered is the n-th received
+            assert client.recv(10) == b""  # the worker kept no duplicate once it was sent
+        handoff.close()
+
+    run(body)
+
+
+def test_a_full_backlog_leaves_the_login_to_the_worker(
+    peers: Peers, clients: Clients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(handoff_module, "MAX_BACKLOG", 2)
+
+    async def body() -> None:
+        handoff = await ready_handoff(peers)
+        fill(handoff, clients)
+        assert offer(handoff, clients)[0] is True  # the backlog's second place
+        before = handoffs("worker_busy")
+        assert offer(handoff, clients)[0] is False
+        assert handoffs("worker_busy") == before + 1
+        handoff.close()
+
+    run(body)
+
+
+def test_queued_logins_of_a_login_process_that_exits_are_closed(
+    peers: Peers, clients: Clients
+) -> None:
+    async def body() -> None:
+        handoff = await ready_handoff(peers)
+        waiting = fill(handoff, clients)
+        peers[0].close()  # exits without reading: in its socket or in the backlog, all lost
+        await until(lambda: handoff.processes[0].channel is None)
+        for client in waiting:
+            assert client.recv(10) == b""  # closed, no answer: the client may retry
+        handoff.close()
+
+    run(body)
+
+
+def test_close_closes_the_socket_pairs(peers: Peers, clients: Clients) -> None:
+    async def body() -> None:
+        handoff = await ready_handoff(peers, count=2)
+        handoff.close()
+        assert peers[0].recv(64) == b""  # what tells a login process to finish and exit
+        assert peers[1].recv(64) == b""
+        assert offer(handoff, clients)[0] is False
+
+    run(body)
+
+
+# -- errors other than "full" and "gone" ----------------------------------------------------
+
+
+def failing_once(error: int) -> Callable[..., int]:
+    real = socket.send_fds
+    calls = {"n": 0}
+
+    def send_fds(sock: socket.socket, buffers: Any, fds: Any, *args: Any) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError(error, os.strerror(error))
+        return real(sock, buffers, fds, *args)
+
+    return send_fds
+
+
+def test_a_passing_send_error_does_not_retire_a_live_login_process(
+    peers: Peers, clients: Clients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ETOOMANYREFS: the sending user has more descriptors in flight than RLIMIT_NOFILE (a
+    # burst to slow login processes, without CAP_SYS_RESOURCE); ENOBUFS/ENOMEM alike.
+    async def body() -> None:
+        handoff = await ready_handoff(peers)
+        monkeypatch.setattr(socket, "send_fds", failing_once(errno.ETOOMANYREFS))
+        assert offer(handoff, clients)[0] is False  # this one: the worker serves it, fine
+        assert offer(handoff, clients)[0] is True  # but the login process is alive and well
+        handoff.close()
+
+    run(body)
+
+
+def test_a_passing_send_error_does_not_strand_the_backlog(
+    peers: Peers, clients: Clients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def body() -> None:
+        handoff = await ready_handoff(peers)
+        waiting = fill(handoff, clients)
+        monkeypatch.setattr(socket, "send_fds", failing_once(errno.ETOOMANYREFS))
+        peers[0].setblocking(False)
+        received = 0
+
+        def drain() -> bool:
+            nonlocal received
+            while True:
+                try:
+                    peers.receive(0)[1].close()
+                    received += 1
+                except BlockingIOError:
+                    return received == len(waiting)
+
+        await until(drain, seconds=3)
+        handoff.close()
+
+    run(body)
+
+
+def test_no_descriptor_left_to_queue_with_leaves_the_login_to_the_worker(
+    peers: Peers, clients: Clients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def body() -> None:
+        handoff = await ready_handoff(peers)
+        fill(handoff, clients)
+
+        def dup(fd: int) -> int:
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+        monkeypatch.setattr(handoff_module.os, "dup", dup)
+        assert offer(handoff, clients)[0] is False
+        handoff.close()
+
+    run(body)

@@ -3,6 +3,7 @@
     .venv/bin/python bench/login.py [--workers 2] [--logins 200] [--burst 200] [--bursts 3]
                                     [--client-shards 1] [--sts-delay 0.2] [--readers 16]
                                     [--reader-rate 320] [--idle-seconds 3] [--no-wait]
+                                    [--load-nice 19]
                                     [--profile [--profile-mode cpu|wall]] [--server-env N=V]
 
 Everything runs on 127.0.0.1: ``strongroom server`` (SQLite in a temp dir, ``--workers 2`` by
@@ -30,7 +31,13 @@ STS (``tests.support.stub_sts.StubSts``) in its own process, and a reader proces
    ``--bursts`` bursts. Before the bursts the stub alone is checked with the same number of
    concurrent requests (its listen backlog is raised: ThreadingHTTPServer listens with 5).
    Each burst also records the CPU used meanwhile by the server, the load generator, the stub
-   and the readers, and how busy the whole machine was.
+   and the readers, and how busy the whole machine was. During the bursts the load generator
+   and the stub run at ``--load-nice`` (default 19): they stand in for 200 EC2 instances and
+   AWS STS, which do not share the server's two cores; the readers (the instrument) and the
+   server keep their priority. The readers speak raw keep-alive HTTP/1.1 (a sixth of httpx's
+   CPU per request). The table also shows the server's own read latency (its
+   ``strongroom_http_request_seconds`` histogram, so bucket bounds), where new login
+   connections were served, and how many reads' audit commits waited for the SQLite lock.
 
 ``--profile`` runs py-spy on the server's process tree during each phase (collapsed stacks in
 bench/results/login_profile-*.folded; ``cpu`` samples the GIL holder only, ``wall`` every
@@ -1107,8 +1114,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--load-nice",
         type=int,
-        default=0,
-        help="nice value for the burst's clients and the stub STS during the bursts",
+        default=19,
+        help="nice value of the burst's clients and the stub STS during the bursts (they "
+        "stand in for EC2 instances and AWS, which do not share the server's cores; 0: equal)",
     )
     parser.add_argument(
         "--reader-rate", type=float, default=320.0, help="reads/s in total (0: closed loop)"

@@ -43,6 +43,7 @@ def create_app(
     clock: Clock = utc_now,
     login_thread: bool = True,
     login_processes: bool = False,
+    wal_checkpoints: bool = True,
 ) -> FastAPI:
     """Build the app: migrate, unwrap the keys, wire services, routes and middleware.
 
@@ -53,7 +54,10 @@ def create_app(
     ``login_processes``: the app is a uvicorn worker's; its lifespan starts
     ``settings.login_processes`` login processes (strongroom.serving) and hands them to the
     worker's HTTP protocol through the lifespan state.
+    ``wal_checkpoints``: run SQLite's WAL checkpoints in a background thread (a login process
+    says False: its worker already does).
     """
+    # Automatic checkpoints are off when background ones run: a commit never pays for one.
     database = Database.from_url(settings.database_url, background_checkpoints=True)
     if not migrate.is_up_to_date(database):
         migrate.upgrade(database)
@@ -97,7 +101,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        checkpointer = Checkpointer(database).start()
+        checkpointer = Checkpointer(database)
+        if wal_checkpoints:
+            checkpointer.start()
         handoff = None
         if login_processes and settings.login_processes > 0:
             handoff = LoginHandoff(settings.login_processes, settings.login_process_nice).start()

@@ -184,8 +184,9 @@ async def _serve_app(channel: socket.socket) -> None:
     from strongroom.config import Settings
 
     settings = Settings()
-    # Logins run inline on this loop: this process has no reads to protect from them.
-    app = create_app(settings, login_thread=False)
+    # Logins run inline on this loop: this process has no reads to protect from them. WAL
+    # checkpoints are left to the workers (one thread per process would do the same work).
+    app = create_app(settings, login_thread=False, wal_checkpoints=False)
     async with app.router.lifespan_context(app) as state:
         await LoginProcessServer(app, channel).run(state)
 

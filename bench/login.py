@@ -1353,6 +1353,7 @@ def run(args: argparse.Namespace) -> int:
         server.start()
         log(f"strongroom server at {server.url} with {args.workers} worker(s)")
         ids = set_up(server, admin, moto.url, stub_url)
+        wait_for_login_processes(server)  # their start-up is not part of any measurement
         results["setup"] = {
             "server_command": " ".join(server.command),
             "database": "sqlite (temp dir)",

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select
 
 from strongroom.audit.chain import ChainBreak, link_hash, verify_links
 from strongroom.audit.event import AuditEvent, isoformat_micro
+from strongroom.db import driver
 from strongroom.db.tables import audit_events, audit_head
 from strongroom.errors import ServiceUnavailableError
 
@@ -65,7 +66,7 @@ def append_events(connection: Connection, events: Sequence[AuditEvent]) -> None:
     sqlite = connection.dialect.name == "sqlite"
     bump, insert, seal = _SQLITE_SQL if sqlite else _POSTGRES_SQL
     try:
-        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor = driver.cursor(connection)
         cursor.execute(bump, (len(events),))
         head_seq, prev_hash = cursor.fetchone()
         seq = int(head_seq) - len(events)
@@ -74,15 +75,10 @@ def append_events(connection: Connection, events: Sequence[AuditEvent]) -> None:
             seq += 1
             record = event.record()
             current = link_hash(prev_hash, seq, record)
-            moment = event.time.astimezone(UTC)
-            # SQLite keeps naive UTC text in SQLAlchemy's layout; PostgreSQL a timestamptz.
-            stored_time = (
-                moment.replace(tzinfo=None).isoformat(" ", "microseconds") if sqlite else moment
-            )
             rows.append(
                 (
                     seq,
-                    stored_time,
+                    driver.stored_time(connection, event.time),
                     *(record[name] for name in _INSERT_COLUMNS[2:-2]),
                     prev_hash,
                     current,

@@ -87,6 +87,7 @@ RESULTS_DIR = BENCH_DIR / "results"
 VENV_BIN = Path(sys.executable).parent
 STRONGROOM = str(VENV_BIN / "strongroom") if (VENV_BIN / "strongroom").exists() else "strongroom"
 LOOPBACK = "127.0.0.1"
+LOGIN_ROUTE = "/v1/auth/login"
 SECRET_NAME = "/bench/db-password"
 ROLE_NAME = "bench-role"  # the IAM role in moto
 SESSION_NAME = "i-0bench000000000001"
@@ -603,10 +604,12 @@ def sequential_phase(
     sts_s: list[float] = []
     json_headers = {"Content-Type": "application/json"}
     cpu_before = 0.0
+    app_before = (0.0, 0.0)
     with httpx.Client(timeout=30) as login_http, httpx.Client(timeout=30) as sts_http:
         for index, request in enumerate(signed):
             if index == warmup:
                 cpu_before = server.cpu_seconds()
+                app_before = route_seconds(server, LOGIN_ROUTE)
             # The STS round trip alone: the signed request as the server's STS client sends it
             # (exactly the signed headers, plus Host and Content-Length), on a kept-alive
             # connection.
@@ -643,6 +646,8 @@ def sequential_phase(
                         f"{percentile(sts_s, 50) * 1000:.2f} ms"
                     )
     cpu = server.cpu_seconds() - cpu_before
+    app_after = route_seconds(server, LOGIN_ROUTE)
+    app_logins = app_after[1] - app_before[1]
     login = summary_ms(login_s)
     sts = summary_ms(sts_s)
     return {
@@ -657,6 +662,12 @@ def sequential_phase(
             percentile([(a - b) * 1000 for a, b in zip(login_s, sts_s, strict=True)], 50), 3
         ),
         "server_cpu_ms_per_login": round(cpu * 1000 / count, 3),
+        # Mean time inside the app (outermost middleware to the last byte handed to the
+        # transport), STS included: the rest of a login's latency is connection set-up, the
+        # handoff to a login process and the client.
+        "app_mean_ms": round((app_after[0] - app_before[0]) * 1000 / app_logins, 3)
+        if app_logins
+        else None,
         "login_ms": [round(s * 1000, 3) for s in login_s],
         "sts_ms": [round(s * 1000, 3) for s in sts_s],
     }
@@ -944,6 +955,15 @@ def build_table(results: dict[str, Any]) -> tuple[list[list[str]], dict[str, boo
                 "",
             ]
         )
+        if seq.get("app_mean_ms") is not None:
+            rows.append(
+                [
+                    "  time in the app per login, STS included (mean)",
+                    f"{seq['app_mean_ms']:.2f} ms  (login mean {seq['login']['mean_ms']:.2f} ms)",
+                    "",
+                    "",
+                ]
+            )
     burst = results.get("burst")
     if burst:
         walls = [b["wall_s"] for b in burst["bursts"]]
@@ -1254,6 +1274,25 @@ def labelled_counts(server: Server, metric: str, label: str) -> dict[str, float]
             name = labels.split(f'{label}="', 1)[1].split('"', 1)[0]
             counts[name] = counts.get(name, 0.0) + float(value)
     return counts
+
+
+def route_seconds(server: Server, route: str) -> tuple[float, float]:
+    """(sum, count) of ``strongroom_http_request_seconds`` for one route, all processes.
+
+    The sum is exact (not a bucket bound): its delta over a phase, divided by the count's,
+    is the mean time the app spent on the route, from the outermost middleware's view.
+    """
+    try:
+        text = httpx.get(server.url + "/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return 0.0, 0.0
+    totals = [0.0, 0.0]
+    label = f'route="{route}"'
+    for line in text.splitlines():
+        for index, name in enumerate(("_sum{", "_count{")):
+            if line.startswith("strongroom_http_request_seconds" + name) and label in line:
+                totals[index] += float(line.rpartition(" ")[2])
+    return totals[0], totals[1]
 
 
 def login_handoffs(server: Server) -> dict[str, float]:

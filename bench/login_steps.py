@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import hashlib
 import json
 import secrets
 import sys
@@ -79,7 +80,7 @@ async def measure(iterations: int, moto_url: str, credentials: Any, tmp: Path) -
         vet_sts_request,
     )
     from strongroom.auth.schemas import LoginRequest
-    from strongroom.auth.service import _bounds_of
+    from strongroom.auth.service import SignatureSpend, _bounds_of
     from strongroom.auth_methods.schemas import AwsIamAuthMethodCreate
     from strongroom.config import Settings
     from strongroom.kit.clock import utc_now
@@ -147,9 +148,8 @@ async def measure(iterations: int, moto_url: str, credentials: Any, tmp: Path) -
         ev = AuditEvent(time=now, request_id=f"r-{i}", source_ip="127.0.0.1", action="auth.login")
         mark("parse body (pydantic)")
         keys = ("ip:127.0.0.1", f"id:{access_id}")
-        method = await db(
-            "rate-limit check + load auth method", login._load_method, keys, access_id, now
-        )
+        await db("rate-limit check (read)", login._check_rate_limit, keys, now)
+        method = await db("load auth method (read)", login._reads.auth_method, access_id)
         assert body.cloud_id is not None
         unverified = decode_cloud_id(body.cloud_id)
         vetted = vet_sts_request(
@@ -160,9 +160,11 @@ async def measure(iterations: int, moto_url: str, credentials: Any, tmp: Path) -
             max_skew=login._policy.max_clock_skew,
         )
         mark("decode + vet")
-        await db(
-            "replay cache insert", login._spend_signature, vetted.signature, vetted.amz_date, now
+        spend = SignatureSpend(
+            digest=hashlib.sha256(vetted.signature.encode("ascii")).hexdigest(),
+            expires_at=max(vetted.amz_date, now) + login._policy.max_clock_skew,
         )
+        await db("replay check (read)", login._reads.signature_spent, spend.digest)
         identity = await sts.get_caller_identity(vetted)
         mark("STS via StsClient")
         request = httpx.Request(
@@ -175,7 +177,15 @@ async def measure(iterations: int, moto_url: str, credentials: Any, tmp: Path) -
         check_bounds(_bounds_of(method), claims, "127.0.0.1")
         claims_dict = claims.as_dict()
         mark("claims + bounds")
-        result = await db("mint token + audit", login._mint, method, claims_dict, ev, now)
+        result = await db(
+            "replay mark + token + audit (one write)",
+            login._mint,
+            method,
+            claims_dict,
+            ev,
+            now,
+            spend,
+        )
         json_response(result)
         mark("response JSON")
         if record:

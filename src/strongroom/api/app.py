@@ -85,7 +85,6 @@ def create_app(
             writer,
             keys.digester,
             token_service,
-            auth_method_service,
             StsClient(sts_http, timeout=settings.sts_timeout_seconds),
             LoginPolicy(
                 default_ttl=timedelta(minutes=settings.default_token_ttl_minutes),

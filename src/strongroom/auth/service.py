@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, bindparam, delete, select
+from sqlalchemy import Connection, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from strongroom.audit.event import AuditEvent
@@ -31,9 +31,10 @@ from strongroom.auth.aws_iam import (
     vet_sts_request,
 )
 from strongroom.auth.login_loop import LoginLoop
+from strongroom.auth.login_reads import LoginReads
 from strongroom.auth.schemas import LoginRequest, parse_login_request
 from strongroom.auth.tokens import TokenService
-from strongroom.auth_methods.service import AuthMethodRecord, AuthMethodService
+from strongroom.auth_methods.service import AuthMethodRecord
 from strongroom.crypto import TokenDigester
 from strongroom.db import driver
 from strongroom.db.engine import Database
@@ -49,13 +50,6 @@ from strongroom.kit.glob import glob_match
 
 T = TypeVar("T")
 
-# Statements every login runs, built once (building costs more than running them on SQLite).
-# Labelled: a Row's own .count() method would shadow a column named "count".
-_FAILURES = select(
-    login_failures.c.key,
-    login_failures.c.window_start,
-    login_failures.c.count.label("failures"),
-).where(login_failures.c.key.in_(bindparam("keys", expanding=True)))
 # Driver level (db/driver.py): both run inside every login's write transaction.
 _ASSOCIATIONS_SQL = (
     "SELECT role_associations.id, role_associations.sub_claims, roles.name "
@@ -63,9 +57,6 @@ _ASSOCIATIONS_SQL = (
     "WHERE role_associations.auth_method_id = ?"
 )
 _SPEND_SQL = "INSERT INTO login_replay (signature_digest, expires_at) VALUES (?, ?)"
-_SPENT = select(login_replay.c.signature_digest).where(
-    login_replay.c.signature_digest == bindparam("digest")
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +105,6 @@ class LoginService:
         writer: AuditWriter,
         digester: TokenDigester,
         token_service: TokenService,
-        auth_method_service: AuthMethodService,
         sts_client: StsClient,
         policy: LoginPolicy,
         *,
@@ -127,10 +117,11 @@ class LoginService:
         self._writer = writer
         self._digester = digester
         self._tokens = token_service
-        self._methods = auth_method_service
         self._sts = sts_client
         self._policy = policy
         self._loop = LoginLoop() if own_thread else None
+        # Used only from the loop that runs logins (the login thread's, or the process's).
+        self._reads = LoginReads(database.engine)
         self._logins = 0
 
     def close(self) -> None:
@@ -140,11 +131,13 @@ class LoginService:
         """
         if self._loop is not None:
             self._loop.close(self._sts.aclose())
+        self._reads.close()
 
     async def aclose(self) -> None:
         """Close the STS client and the login thread, from the server's event loop."""
         if self._loop is None:
             await self._sts.aclose()
+            self._reads.close()
         else:
             self.close()
 
@@ -194,8 +187,8 @@ class LoginService:
         event: AuditEvent,
         now: datetime,
     ) -> dict[str, Any]:
-        # One read: the failure counters (429 before any work) and the auth method.
-        method = self._load_method(failure_keys, body.access_id, now)
+        self._check_rate_limit(failure_keys, now)  # 429 before any work
+        method = self._reads.auth_method(body.access_id)
         if method is None:
             raise AuthenticationDenied(f"no auth method with access ID {body.access_id!r}")
         event.auth_method = method.name
@@ -212,13 +205,6 @@ class LoginService:
             claims, spend = await self._verify_aws_iam(method, body, source_ip, now)
         event.identity_arn = claims.get("arn")
         return self._mint(method, claims, event, now, spend)
-
-    def _load_method(
-        self, failure_keys: Sequence[str], access_id: str, now: datetime
-    ) -> AuthMethodRecord | None:
-        with self._db.read() as connection:
-            self._check_rate_limit(connection, failure_keys, now)
-            return self._methods.load_for_login(connection, access_id)
 
     def _mint(
         self,
@@ -333,16 +319,12 @@ class LoginService:
             # Remembered as long as any server would still accept the request's date.
             expires_at=max(vetted.amz_date, now) + self._policy.max_clock_skew,
         )
-        if self._signature_spent(spend.digest):
+        if self._reads.signature_spent(spend.digest):
             raise AuthenticationDenied("replayed request: this signature was already used")
         identity = await self._sts.get_caller_identity(vetted)
         claims = claims_from_identity(identity)
         check_bounds(_bounds_of(method), claims, source_ip)
         return claims.as_dict(), spend
-
-    def _signature_spent(self, digest: str) -> bool:
-        with self._db.read() as connection:
-            return connection.execute(_SPENT, {"digest": digest}).first() is not None
 
     def _spend(self, connection: Connection, spend: SignatureSpend, now: datetime) -> None:
         """Record the signature as used, in the login's transaction (IntegrityError: reused)."""
@@ -376,16 +358,15 @@ class LoginService:
         self._logins += 1
         return self._logins % 64 == 1
 
-    def _check_rate_limit(self, connection: Connection, keys: Sequence[str], now: datetime) -> None:
+    def _check_rate_limit(self, keys: Sequence[str], now: datetime) -> None:
         """RateLimitedError when a source or access ID has failed too often in the window."""
         window = self._policy.failure_window
-        rows = connection.execute(_FAILURES, {"keys": list(keys)}).all()
-        for row in rows:
-            ends = row.window_start + window
-            if row.failures >= self._policy.failure_limit and ends > now:
+        for counted in self._reads.failure_counts(keys):
+            ends = counted.window_start + window
+            if counted.failures >= self._policy.failure_limit and ends > now:
                 raise RateLimitedError(
                     max(1, int((ends - now).total_seconds()) + 1),
-                    reason=f"too many failed logins for {row.key}",
+                    reason=f"too many failed logins for {counted.key}",
                 )
 
     def _record_failure(self, keys: Sequence[str], now: datetime) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, select, update
+from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from strongroom.audit.event import AuditEvent
@@ -29,9 +29,6 @@ from strongroom.kit.clock import isoformat_z
 from strongroom.kit.ids import new_access_id, new_access_key
 from strongroom.kit.names import validate_object_name
 from strongroom.rbac import Capability, RuleType
-
-# Built once: every login runs it, and building a statement costs more than running it.
-_BY_ACCESS_ID = select(auth_methods).where(auth_methods.c.access_id == bindparam("access_id"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,19 +196,6 @@ class AuthMethodService:
             row = self._row_by_name(connection, name)
             connection.execute(delete(auth_methods).where(auth_methods.c.id == row.id))
             bump_generation(connection)
-
-    def load_for_login(self, connection: Connection, access_id: str) -> AuthMethodRecord | None:
-        row = connection.execute(_BY_ACCESS_ID, {"access_id": access_id}).first()
-        if row is None:
-            return None
-        return AuthMethodRecord(
-            id=row.id,
-            access_id=row.access_id,
-            name=row.name,
-            type=row.type,
-            config=dict(row.config),
-            access_key_digest=row.access_key_digest,
-        )
 
     @staticmethod
     def _row_by_name(connection: Connection, name: str) -> Any:

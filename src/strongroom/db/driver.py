@@ -56,6 +56,15 @@ def stored_time(connection: Connection, moment: datetime) -> Any:
     return moment
 
 
+def loaded_time(value: Any) -> datetime:
+    """A ``UTCDateTime`` column as read through the driver: always a UTC-aware datetime."""
+    if isinstance(value, str):  # SQLite keeps naive UTC text
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    if not isinstance(value, datetime):
+        raise TypeError(f"not a stored time: {type(value).__name__}")
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 def stored_json(connection: Connection, value: Mapping[str, Any]) -> Any:
     """A ``JSON`` column value: JSON text on SQLite, a psycopg ``Json`` on PostgreSQL."""
     return json.dumps(dict(value)) if is_sqlite(connection) else Json(dict(value))

@@ -126,6 +126,8 @@ def create_app(
     # Secrets first: routes are matched in order, and reads are the traffic (~50 µs per read).
     for module in (secrets, sys, auth, auth_methods, roles, audit):
         app.include_router(module.router)
+    # Inside the envelope (middleware added later wraps what was added before).
+    app.add_middleware(auth.LoginFastPath, services=services, route=auth.login_route())
     app.add_middleware(
         RequestEnvelope,
         writer=lambda: writer,

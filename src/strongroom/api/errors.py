@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import Scope
 
 from strongroom.audit.event import AuditEvent
 from strongroom.errors import RateLimitedError, StrongroomError
@@ -39,30 +40,35 @@ def error_response(
     )
 
 
-def _note_reason(request: Request, reason: str) -> None:
-    event: AuditEvent | None = request.scope.get("state", {}).get("audit")
+def _note_reason(scope: Scope, reason: str) -> None:
+    event: AuditEvent | None = scope.get("state", {}).get("audit")
     if event is not None and not event.reason:
         event.reason = reason[:2000]
+
+
+def strongroom_error_response(scope: Scope, exc: StrongroomError) -> Response:
+    """The answer to ``exc``; its precise reason goes to the request's audit event only."""
+    _note_reason(scope, exc.reason)
+    headers = None
+    if isinstance(exc, RateLimitedError):
+        headers = {"Retry-After": str(exc.retry_after)}
+    return error_response(exc.status, exc.code, exc.message, headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StrongroomError)
     async def _strongroom_error(request: Request, exc: StrongroomError) -> Response:
-        _note_reason(request, exc.reason)
-        headers = None
-        if isinstance(exc, RateLimitedError):
-            headers = {"Retry-After": str(exc.retry_after)}
-        return error_response(exc.status, exc.code, exc.message, headers)
+        return strongroom_error_response(request.scope, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         message = describe_validation_errors(list(exc.errors()))
-        _note_reason(request, message)
+        _note_reason(request.scope, message)
         return error_response(400, "InvalidRequest", message)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = _HTTP_CODES.get(exc.status_code, "Error")
         message = str(exc.detail) if exc.status_code != 404 else "no such endpoint"
-        _note_reason(request, message)
+        _note_reason(request.scope, message)
         return error_response(exc.status_code, code, message)

@@ -71,10 +71,12 @@ def _make_sqlite_engine(
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        if connection.get_execution_options().get(_WRITE_OPTION):
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            connection.exec_driver_sql("BEGIN")
+        # Straight to the driver: through exec_driver_sql this statement cost about 80 µs of
+        # every transaction (a login's, an audit group commit's), holding SQLite's write lock.
+        statement = (
+            "BEGIN IMMEDIATE" if connection.get_execution_options().get(_WRITE_OPTION) else "BEGIN"
+        )
+        connection.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
 
     return engine
 

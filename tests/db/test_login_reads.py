@@ -104,9 +104,7 @@ def test_every_read_sees_the_latest_commit(database: Database, reads: LoginReads
     """Autocommit: no read runs inside an old snapshot, or a replay could slip through."""
     assert reads.signature_spent("a" * 64) is False
     with database.write() as connection:
-        connection.execute(
-            login_replay.insert().values(signature_digest="a" * 64, expires_at=NOW)
-        )
+        connection.execute(login_replay.insert().values(signature_digest="a" * 64, expires_at=NOW))
     assert reads.signature_spent("a" * 64) is True
     assert reads.signature_spent("b" * 64) is False
     assert reads.auth_method("p-abcdef123456") is None
@@ -118,7 +116,7 @@ def test_the_held_connection_cannot_write(database: Database) -> None:
     if database.dialect != "sqlite":
         pytest.skip("PostgreSQL statements are SELECTs written in the code; SQLite enforces it")
     held = HeldConnection(database.engine, purpose="test read")
-    with pytest.raises(sqlite3.OperationalError, match="readonly|read-only|query_only"):
+    with pytest.raises(sqlite3.OperationalError, match=r"readonly|read-only|query_only"):
         held._connect().execute("DELETE FROM login_replay")
     held.close()
 

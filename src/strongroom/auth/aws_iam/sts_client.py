@@ -23,6 +23,7 @@ import re
 
 import httpx
 
+from strongroom.auth.aws_iam.sts_network import create_sts_transport
 from strongroom.auth.aws_iam.sts_response import (
     MAX_RESPONSE_BYTES,
     CallerIdentity,
@@ -44,6 +45,7 @@ _UPSTREAM_ERROR_CODES = frozenset(
     }
 )
 _DENIAL_STATUSES = frozenset({400, 401, 403})
+STS_LIMITS = httpx.Limits(max_connections=512, max_keepalive_connections=32, keepalive_expiry=30)
 _MAX_MESSAGE_CHARS = 200
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]+")
 
@@ -64,14 +66,14 @@ def create_sts_http_client(
     """The pooled HTTP client for STS: no redirects, no proxies or certificates from the env.
 
     ``trust_env=False`` keeps ``HTTPS_PROXY`` and friends from silently routing signed
-    credentials through a proxy. Pass ``transport`` to point it elsewhere in tests.
+    credentials through a proxy. Its transport is httpx's on plain asyncio sockets
+    (sts_network.py); pass ``transport`` to point it elsewhere in tests.
     """
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout),
-        limits=httpx.Limits(max_connections=512, max_keepalive_connections=32, keepalive_expiry=30),
         follow_redirects=False,
         trust_env=False,
-        transport=transport,
+        transport=transport or create_sts_transport(limits=STS_LIMITS),
     )
 
 

@@ -110,7 +110,7 @@ async def measure(iterations: int, moto_url: str, credentials: Any, tmp: Path) -
     )
     access_id = created["access_id"]
     login = services.login
-    sts = login._sts
+    sts = login._parts.sts
     sts_http: httpx.AsyncClient = sts._http
 
     total = iterations * 2 + 20
@@ -148,8 +148,8 @@ async def measure(iterations: int, moto_url: str, credentials: Any, tmp: Path) -
         ev = AuditEvent(time=now, request_id=f"r-{i}", source_ip="127.0.0.1", action="auth.login")
         mark("parse body (pydantic)")
         keys = ("ip:127.0.0.1", f"id:{access_id}")
-        await db("rate-limit check (read)", login._check_rate_limit, keys, now)
-        method = await db("load auth method (read)", login._reads.auth_method, access_id)
+        await db("rate-limit check (read)", login._check_rate_limit, login._parts.reads, keys, now)
+        method = await db("load auth method (read)", login._parts.reads.auth_method, access_id)
         assert body.cloud_id is not None
         unverified = decode_cloud_id(body.cloud_id)
         vetted = vet_sts_request(
@@ -164,7 +164,7 @@ async def measure(iterations: int, moto_url: str, credentials: Any, tmp: Path) -
             digest=hashlib.sha256(vetted.signature.encode("ascii")).hexdigest(),
             expires_at=max(vetted.amz_date, now) + login._policy.max_clock_skew,
         )
-        await db("replay check (read)", login._reads.signature_spent, spend.digest)
+        await db("replay check (read)", login._parts.reads.signature_spent, spend.digest)
         identity = await sts.get_caller_identity(vetted)
         mark("STS via StsClient")
         request = httpx.Request(

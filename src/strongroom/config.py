@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     # how much lower their CPU priority is (nice increment): reads come first on a busy host.
     login_processes: int = Field(default=1, ge=0, le=32)
     login_process_nice: int = Field(default=10, ge=0, le=19)
+    # A worker serving no other request runs a login itself, on its event loop (the fastest
+    # path); a busy one hands it to a login process. False: always hand off (if one is ready).
+    login_inline_when_idle: bool = True
     # Trust X-Forwarded-For from these proxy addresses only (empty: never).
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 

@@ -397,7 +397,14 @@ def handoffs(url: str) -> dict[str, float]:
     response = httpx.get(url + "/metrics", timeout=10)
     assert response.status_code == 200, response.text
     counts = dict.fromkeys(
-        ("login_process", "login_process_queued", "worker_busy", "worker_not_ready"), 0.0
+        (
+            "login_process",
+            "login_process_queued",
+            "worker_idle",
+            "worker_busy",
+            "worker_not_ready",
+        ),
+        0.0,
     )
     counts.update({k: float(v) for k, v in HANDOFF_METRIC.findall(response.text)})
     return counts
@@ -523,6 +530,9 @@ def stack(moto: MotoWorld, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         "STRONGROOM_STS_EXTRA_ENDPOINTS": moto.server.url,
         "STRONGROOM_LOG_FORMAT": "json",
         "STRONGROOM_LOGIN_PROCESSES": "1",
+        # These tests are about the handoff itself: every fresh login goes to a login process,
+        # even on an idle worker (the idle-worker path has tests of its own, at the end).
+        "STRONGROOM_LOGIN_INLINE_WHEN_IDLE": "false",
         # A few tests fail logins from 127.0.0.1 on purpose; keep the 429 brake out of the way.
         "STRONGROOM_LOGIN_FAILURE_LIMIT": "100000",
     }
@@ -1011,3 +1021,105 @@ def test_single_worker_metrics_count_logins_served_by_login_processes(
     assert login.status_code == 200, login.text
     assert login.headers["connection"] == "close"
     assert login_requests(single.url) == before + 1
+
+
+# -- an idle worker serves a login itself (STRONGROOM_LOGIN_INLINE_WHEN_IDLE, the default) ----
+
+
+@pytest.fixture(scope="module")
+def inline(stack: Stack) -> Iterator[Server]:
+    """``--workers 1`` with the default policy: an idle worker keeps a fresh login."""
+    server = other_server(stack, workers=1, STRONGROOM_LOGIN_INLINE_WHEN_IDLE="true")
+    server.start()
+    try:
+        wait_until(
+            lambda: (
+                fresh_login_while_busy(server, stack.admin_body).headers.get("connection")
+                == "close"
+            ),
+            30,
+            "the login process never took a login",
+            0.2,
+        )
+        yield server
+    finally:
+        log = server.stop()
+        left = server.kill_leftovers()
+        assert not left, left
+        assert "Traceback" not in log, log
+
+
+def test_an_idle_worker_serves_a_fresh_login_itself(inline: Server, stack: Stack) -> None:
+    before = handoffs(inline.url)
+    login = fresh_login(inline.url, stack.admin_body)
+    assert login.status_code == 200, login.text
+    # A login process always closes; the worker keeps the connection alive.
+    assert "connection" not in login.headers
+    after = handoffs(inline.url)
+    assert after["worker_idle"] == before["worker_idle"] + 1
+    assert after["login_process"] == before["login_process"]
+    described = httpx.get(
+        inline.url + "/v1/auth/token",
+        headers={"Authorization": f"Bearer {login.json()['token']}"},
+        timeout=15,
+    )
+    assert described.status_code == 200, described.text
+
+
+def test_an_idle_worker_serves_an_aws_login_with_its_own_sts_client(
+    inline: Server, stack: Stack, moto: MotoWorld
+) -> None:
+    """The inline path's own STS client, reads and non-blocking mint, against moto with
+    signatures on; a replay of the same signed request is refused there too."""
+    created = stack.admin.post(
+        "/v1/auth-methods",
+        json={
+            "type": "aws_iam",
+            "name": "iamInline",
+            "bound_aws_account_id": ["123456789012"],
+            "bound_role_name": ["app-role"],
+            "sts_url": moto.server.url,
+        },
+    )
+    assert created.status_code < 400, created.text
+    signed = sign_get_caller_identity(moto.app.credentials, url=moto.server.url + "/")
+    body = json.dumps(
+        {
+            "access_id": created.json()["access_id"],
+            "access_type": "aws_iam",
+            "cloud_id": signed["cloud_id"],
+        }
+    ).encode()
+    before = handoffs(inline.url)["worker_idle"]
+    first = fresh_login(inline.url, body)
+    assert first.status_code == 200, first.text
+    assert "connection" not in first.headers
+    assert first.json()["identity"]["role_name"] == "app-role"
+    assert handoffs(inline.url)["worker_idle"] == before + 1
+    replay = fresh_login(inline.url, body)
+    assert replay.status_code == 401, replay.text
+
+
+def fresh_login_while_busy(server: Server, body: bytes) -> httpx.Response:
+    """A fresh login while a request is in progress on the (only) worker: a login on a
+    kept-alive connection (so the worker serves it), its body still awaited."""
+    pending = RawConnection.open(server.port)
+    try:
+        pending.send(b"GET /v1/sys/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert pending.response().status == 200
+        head, rest = request_bytes(LOGIN_PATH, body)
+        pending.send(head + rest[:5])
+        time.sleep(0.1)
+        return fresh_login(server.url, body)
+    finally:
+        pending.close()
+
+
+def test_a_busy_worker_hands_a_fresh_login_over(inline: Server, stack: Stack) -> None:
+    before = handoffs(inline.url)
+    login = fresh_login_while_busy(inline, stack.admin_body)
+    assert login.status_code == 200, login.text
+    assert login.headers["connection"] == "close"
+    after = handoffs(inline.url)
+    assert after["login_process"] == before["login_process"] + 1
+    assert after["worker_idle"] == before["worker_idle"]

@@ -372,3 +372,34 @@ def test_no_descriptor_left_to_queue_with_leaves_the_login_to_the_worker(
         handoff.close()
 
     run(body)
+
+
+@pytest.mark.parametrize(
+    ("keep_when_idle", "worker_idle", "passed"),
+    [
+        (True, True, False),  # an idle worker keeps the login (and serves it on its loop)
+        (True, False, True),  # a busy one hands it over
+        (False, True, True),  # keeping switched off: always handed over
+        (False, False, True),
+    ],
+)
+def test_an_idle_worker_keeps_its_logins_when_told_to(
+    peers: Peers, clients: Clients, keep_when_idle: bool, worker_idle: bool, passed: bool
+) -> None:
+    async def body() -> None:
+        handoff = LoginHandoff(1, nice=0, keep_when_idle=keep_when_idle).start()
+        peers[0].send(READY)
+        await until(lambda: handoff.processes[0].ready)
+        before = {o: handoffs(o) for o in ("login_process", "worker_idle")}
+        worker_end, _client_end = clients.connection()
+        assert handoff.offer(worker_end, LOGIN, worker_idle=worker_idle) is passed
+        assert handoffs("login_process") == before["login_process"] + int(passed)
+        assert handoffs("worker_idle") == before["worker_idle"] + int(not passed)
+        if passed:
+            assert peers.first_bytes(0) == LOGIN
+        # Never for a request that is not a login, idle or not.
+        assert handoff.offer(worker_end, b"GET /v1/sys/health HTTP/1.1\r\n\r\n") is False
+        assert handoffs("worker_idle") == before["worker_idle"] + int(not passed)
+        handoff.close()
+
+    run(body)

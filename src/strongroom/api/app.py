@@ -26,6 +26,7 @@ from strongroom.db.engine import Checkpointer, Database
 from strongroom.db.hot import HotReader
 from strongroom.db.keys import load_or_create_keys
 from strongroom.kit.clock import Clock, utc_now
+from strongroom.kit.inflight import InFlight
 from strongroom.roles.service import RoleService
 from strongroom.secrets.service import SecretService
 from strongroom.serving.handoff import LoginHandoff
@@ -43,6 +44,7 @@ def create_app(
     clock: Clock = utc_now,
     login_thread: bool = True,
     login_processes: bool = False,
+    login_inline_when_idle: bool = False,
     wal_checkpoints: bool = True,
 ) -> FastAPI:
     """Build the app: migrate, unwrap the keys, wire services, routes and middleware.
@@ -54,6 +56,8 @@ def create_app(
     ``login_processes``: the app is a uvicorn worker's; its lifespan starts
     ``settings.login_processes`` login processes (strongroom.serving) and hands them to the
     worker's HTTP protocol through the lifespan state.
+    ``login_inline_when_idle``: a login that finds no other request in progress runs on the
+    server's own loop rather than on the login thread (a worker's, from the settings).
     ``wal_checkpoints``: run SQLite's WAL checkpoints in a background thread (a login process
     says False: its worker already does).
     """
@@ -70,7 +74,12 @@ def create_app(
     auth_method_service = AuthMethodService(
         database, writer, keys.digester, sts_extra_endpoints=settings.sts_extra_endpoints
     )
-    sts_http = create_sts_http_client(settings.sts_timeout_seconds, transport=sts_transport)
+
+    def new_sts_client() -> StsClient:
+        http = create_sts_http_client(settings.sts_timeout_seconds, transport=sts_transport)
+        return StsClient(http, timeout=settings.sts_timeout_seconds)
+
+    in_flight = InFlight()
     services = Services(
         settings=settings,
         database=database,
@@ -85,7 +94,7 @@ def create_app(
             writer,
             keys.digester,
             token_service,
-            StsClient(sts_http, timeout=settings.sts_timeout_seconds),
+            new_sts_client(),
             LoginPolicy(
                 default_ttl=timedelta(minutes=settings.default_token_ttl_minutes),
                 server_id=settings.server_id,
@@ -94,6 +103,8 @@ def create_app(
                 failure_window=timedelta(seconds=settings.login_failure_window_seconds),
             ),
             own_thread=login_thread,
+            inline_when=in_flight.alone if login_inline_when_idle else None,
+            inline_sts=new_sts_client,
         ),
         clock=clock,
     )
@@ -105,7 +116,11 @@ def create_app(
             checkpointer.start()
         handoff = None
         if login_processes and settings.login_processes > 0:
-            handoff = LoginHandoff(settings.login_processes, settings.login_process_nice).start()
+            handoff = LoginHandoff(
+                settings.login_processes,
+                settings.login_process_nice,
+                keep_when_idle=login_inline_when_idle,
+            ).start()
         yield {LOGIN_HANDOFF: handoff} if handoff is not None else {}
         if handoff is not None:
             handoff.close()
@@ -134,6 +149,7 @@ def create_app(
         clock=clock,
         max_body_bytes=MAX_BODY_BYTES,
         trusted_proxies=settings.trusted_proxies,
+        in_flight=in_flight,
     )
     install_console(app)  # the web console under /ui/ (its headers wrap the envelope too)
     return app

@@ -28,6 +28,7 @@ from strongroom.audit.writer import AuditWriter
 from strongroom.errors import PayloadTooLargeError, ServiceUnavailableError
 from strongroom.kit.clock import Clock
 from strongroom.kit.ids import new_request_id
+from strongroom.kit.inflight import InFlight
 
 log = structlog.get_logger("strongroom.http")
 
@@ -67,8 +68,11 @@ class RequestEnvelope:
         clock: Clock,
         max_body_bytes: int,
         trusted_proxies: Sequence[str] = (),
+        in_flight: InFlight | None = None,
     ) -> None:
+        """``in_flight``: counts the requests in progress (the login service reads it)."""
         self.app = app
+        self._in_flight = in_flight or InFlight()
         self._writer = writer
         self._clock = clock
         self._max_body = max_body_bytes
@@ -159,6 +163,7 @@ class RequestEnvelope:
                         return
             await send(message)
 
+        self._in_flight.count += 1
         try:
             await self.app(scope, limited_receive, audited_send)
         except ClientDisconnect:
@@ -189,6 +194,7 @@ class RequestEnvelope:
                     }
                 )
         finally:
+            self._in_flight.count -= 1
             route = scope.get("route")
             route_name = getattr(route, "path", "unmatched")
             REQUESTS.labels(route_name, str(status_holder[0])).inc()

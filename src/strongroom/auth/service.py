@@ -8,9 +8,10 @@ source address and per access ID in the database (so all replicas share the coun
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import ipaddress
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -37,7 +38,7 @@ from strongroom.auth.tokens import TokenService
 from strongroom.auth_methods.service import AuthMethodRecord
 from strongroom.crypto import TokenDigester
 from strongroom.db import driver
-from strongroom.db.engine import Database
+from strongroom.db.engine import Database, WriterBusyError
 from strongroom.db.tables import login_failures, login_replay
 from strongroom.errors import (
     AuthenticationDenied,
@@ -98,6 +99,17 @@ def _parse_time(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
+@dataclass(slots=True)
+class _LoginLoopParts:
+    """What logins need that belongs to one event loop (or its thread): an STS client (its
+    pooled connections live on that loop), the driver-level reads (one connection per
+    thread), and whether that loop may wait for the writer lock (only if it serves no reads)."""
+
+    sts: StsClient
+    reads: LoginReads
+    may_block: bool
+
+
 class LoginService:
     def __init__(
         self,
@@ -109,19 +121,30 @@ class LoginService:
         policy: LoginPolicy,
         *,
         own_thread: bool = True,
+        inline_when: Callable[[], bool] | None = None,
+        inline_sts: Callable[[], StsClient] | None = None,
     ) -> None:
         """``own_thread``: run logins on a loop thread of their own (see login_loop.py), so
         that a process serving reads keeps serving them during a burst of logins; a login
-        process (strongroom.serving) runs them on its own loop."""
+        process (strongroom.serving) runs them on its own loop.
+
+        ``inline_when`` (with ``own_thread``): when it returns True at the start of a login
+        (the worker serves no other request), the login runs on the caller's loop instead:
+        no thread hop, and nothing there to slow down. It then never waits for the SQLite
+        writer lock on that loop (a busy lock sends the write to a thread), and uses an STS
+        client of that loop's own, made by ``inline_sts``.
+        """
         self._db = database
         self._writer = writer
         self._digester = digester
         self._tokens = token_service
-        self._sts = sts_client
         self._policy = policy
         self._loop = LoginLoop() if own_thread else None
-        # Used only from the loop that runs logins (the login thread's, or the process's).
-        self._reads = LoginReads(database.engine)
+        # The loop that runs logins: the login thread's, or (a login process) the caller's.
+        self._parts = _LoginLoopParts(sts_client, LoginReads(database.engine), may_block=True)
+        self._inline_when = inline_when if own_thread else None
+        self._inline_sts = inline_sts
+        self._inline: _LoginLoopParts | None = None
         self._logins = 0
 
     def close(self) -> None:
@@ -130,21 +153,42 @@ class LoginService:
         Without a login thread, the STS client belongs to the caller's loop: use :meth:`aclose`.
         """
         if self._loop is not None:
-            self._loop.close(self._sts.aclose())
-        self._reads.close()
+            self._loop.close(self._parts.sts.aclose())
+        self._parts.reads.close()
 
     async def aclose(self) -> None:
-        """Close the STS client and the login thread, from the server's event loop."""
+        """Close the STS clients and the login thread, from the server's event loop."""
+        if self._inline is not None:
+            await self._inline.sts.aclose()
+            self._inline.reads.close()
         if self._loop is None:
-            await self._sts.aclose()
-            self._reads.close()
+            await self._parts.sts.aclose()
+            self._parts.reads.close()
         else:
             self.close()
 
-    async def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+    async def _run(self, login: Callable[[_LoginLoopParts], Coroutine[Any, Any, T]]) -> T:
         if self._loop is None:
-            return await coroutine
-        return await self._loop.run(coroutine)
+            return await login(self._parts)
+        if self._inline_when is not None and self._inline_sts is not None and self._inline_when():
+            if self._inline is None:
+                self._inline = _LoginLoopParts(
+                    self._inline_sts(), LoginReads(self._db.engine), may_block=False
+                )
+            return await login(self._inline)
+        return await self._loop.run(login(self._parts))
+
+    async def _write(self, parts: _LoginLoopParts, work: Callable[[bool], T]) -> T:
+        """Run ``work(blocking)``, a write transaction, without stalling a loop that serves
+        reads: there it tries for the SQLite writer lock and, if busy, waits in a thread."""
+        if parts.may_block:
+            return work(True)
+        if self._db.dialect == "sqlite":
+            try:
+                return work(False)
+            except WriterBusyError:
+                pass
+        return await asyncio.to_thread(work, True)
 
     async def login(
         self, body: LoginRequest, source_ip: str, event: AuditEvent, now: datetime
@@ -154,41 +198,58 @@ class LoginService:
         event.access_id = body.access_id
         # Logins run on their own loop thread (see login_loop.py): a burst of them must not
         # queue the reads served by this one.
-        return await self._run(self._login_on_own_loop(body, source_ip, event, now))
+        return await self._run(
+            lambda parts: self._login_on_own_loop(parts, body, source_ip, event, now)
+        )
 
     async def login_json(
         self, raw: bytes, source_ip: str, event: AuditEvent, now: datetime
     ) -> dict[str, Any]:
         """Like :meth:`login`, from the raw body: even parsing happens on the login loop."""
-        return await self._run(self._parse_and_login(raw, source_ip, event, now))
+        return await self._run(
+            lambda parts: self._parse_and_login(parts, raw, source_ip, event, now)
+        )
 
     async def _parse_and_login(
-        self, raw: bytes, source_ip: str, event: AuditEvent, now: datetime
+        self,
+        parts: _LoginLoopParts,
+        raw: bytes,
+        source_ip: str,
+        event: AuditEvent,
+        now: datetime,
     ) -> dict[str, Any]:
         body = parse_login_request(raw)
         event.access_id = body.access_id
-        return await self._login_on_own_loop(body, source_ip, event, now)
+        return await self._login_on_own_loop(parts, body, source_ip, event, now)
 
     async def _login_on_own_loop(
-        self, body: LoginRequest, source_ip: str, event: AuditEvent, now: datetime
+        self,
+        parts: _LoginLoopParts,
+        body: LoginRequest,
+        source_ip: str,
+        event: AuditEvent,
+        now: datetime,
     ) -> dict[str, Any]:
         failure_keys = (f"ip:{source_ip}", f"id:{body.access_id}")
         try:
-            return await self._login(body, source_ip, failure_keys, event, now)
+            return await self._login(parts, body, source_ip, failure_keys, event, now)
         except AuthenticationDenied:
-            self._record_failure(failure_keys, now)
+            await self._write(
+                parts, lambda blocking: self._record_failure(failure_keys, now, blocking)
+            )
             raise
 
     async def _login(
         self,
+        parts: _LoginLoopParts,
         body: LoginRequest,
         source_ip: str,
         failure_keys: Sequence[str],
         event: AuditEvent,
         now: datetime,
     ) -> dict[str, Any]:
-        self._check_rate_limit(failure_keys, now)  # 429 before any work
-        method = self._reads.auth_method(body.access_id)
+        self._check_rate_limit(parts.reads, failure_keys, now)  # 429 before any work
+        method = parts.reads.auth_method(body.access_id)
         if method is None:
             raise AuthenticationDenied(f"no auth method with access ID {body.access_id!r}")
         event.auth_method = method.name
@@ -202,9 +263,11 @@ class LoginService:
         if method.type == "api_key":
             claims = self._verify_access_key(method, body)
         else:
-            claims, spend = await self._verify_aws_iam(method, body, source_ip, now)
+            claims, spend = await self._verify_aws_iam(parts, method, body, source_ip, now)
         event.identity_arn = claims.get("arn")
-        return self._mint(method, claims, event, now, spend)
+        return await self._write(
+            parts, lambda blocking: self._mint(method, claims, event, now, spend, blocking)
+        )
 
     def _mint(
         self,
@@ -213,12 +276,14 @@ class LoginService:
         event: AuditEvent,
         now: datetime,
         spend: SignatureSpend | None = None,
+        blocking: bool = True,
     ) -> dict[str, Any]:
         """Spend the signature (if any), store the token and the login's audit event in one
         transaction; return the body. One write transaction per login: on SQLite every write
-        transaction is a turn of the one writer lock that reads' audit commits wait for."""
+        transaction is a turn of the one writer lock that reads' audit commits wait for.
+        ``blocking=False``: WriterBusyError, before anything is done, if the lock is busy."""
         try:
-            with self._db.write() as connection:
+            with self._db.write(blocking=blocking) as connection:
                 if spend is not None:
                     self._spend(connection, spend, now)
                 body = self._mint_in(connection, method, claims, event, now)
@@ -287,7 +352,12 @@ class LoginService:
         return {}
 
     async def _verify_aws_iam(
-        self, method: AuthMethodRecord, body: LoginRequest, source_ip: str, now: datetime
+        self,
+        parts: _LoginLoopParts,
+        method: AuthMethodRecord,
+        body: LoginRequest,
+        source_ip: str,
+        now: datetime,
     ) -> tuple[dict[str, str], SignatureSpend]:
         if body.cloud_id is not None:
             unverified = decode_cloud_id(body.cloud_id)
@@ -319,9 +389,9 @@ class LoginService:
             # Remembered as long as any server would still accept the request's date.
             expires_at=max(vetted.amz_date, now) + self._policy.max_clock_skew,
         )
-        if self._reads.signature_spent(spend.digest):
+        if parts.reads.signature_spent(spend.digest):
             raise AuthenticationDenied("replayed request: this signature was already used")
-        identity = await self._sts.get_caller_identity(vetted)
+        identity = await parts.sts.get_caller_identity(vetted)
         claims = claims_from_identity(identity)
         check_bounds(_bounds_of(method), claims, source_ip)
         return claims.as_dict(), spend
@@ -358,10 +428,10 @@ class LoginService:
         self._logins += 1
         return self._logins % 64 == 1
 
-    def _check_rate_limit(self, keys: Sequence[str], now: datetime) -> None:
+    def _check_rate_limit(self, reads: LoginReads, keys: Sequence[str], now: datetime) -> None:
         """RateLimitedError when a source or access ID has failed too often in the window."""
         window = self._policy.failure_window
-        for counted in self._reads.failure_counts(keys):
+        for counted in reads.failure_counts(keys):
             ends = counted.window_start + window
             if counted.failures >= self._policy.failure_limit and ends > now:
                 raise RateLimitedError(
@@ -369,9 +439,9 @@ class LoginService:
                     reason=f"too many failed logins for {counted.key}",
                 )
 
-    def _record_failure(self, keys: Sequence[str], now: datetime) -> None:
+    def _record_failure(self, keys: Sequence[str], now: datetime, blocking: bool = True) -> None:
         try:
-            with self._db.write() as connection:
+            with self._db.write(blocking=blocking) as connection:
                 for key in keys:
                     row = connection.execute(
                         select(login_failures).where(login_failures.c.key == key)

@@ -40,8 +40,9 @@ log = structlog.get_logger("strongroom.serving")
 HANDOFFS = Counter(
     "strongroom_login_handoffs_total",
     "New login connections by where they were served",
-    # login_process | login_process_queued (its socket was full) | worker_busy (every backlog
-    # full) | worker_not_ready (no login process ready)
+    # login_process | login_process_queued (its socket was full) | worker_idle (kept: the
+    # worker served nothing else) | worker_busy (every backlog full) | worker_not_ready (no
+    # login process ready)
     ["outcome"],
 )
 
@@ -110,9 +111,12 @@ class LoginProcess:
 class LoginHandoff:
     """The login processes of one worker; create it on the worker's running event loop."""
 
-    def __init__(self, count: int, nice: int) -> None:
+    def __init__(self, count: int, nice: int, *, keep_when_idle: bool = False) -> None:
+        """``keep_when_idle``: a login that reaches a worker serving no other request stays
+        there (the worker runs it on its own loop, the fastest path)."""
         if count < 1:
             raise ValueError("a login handoff needs at least one login process")
+        self._keep_when_idle = keep_when_idle
         self._loop = asyncio.get_running_loop()
         self._processes = [LoginProcess(index, nice) for index in range(count)]
         self._next = 0
@@ -168,12 +172,18 @@ class LoginHandoff:
         log.warning("login_process_exited", index=process.index, exit_code=code)
         self._start(process)
 
-    def offer(self, connection: _HasFileno, first_chunk: bytes) -> bool:
+    def offer(
+        self, connection: _HasFileno, first_chunk: bytes, *, worker_idle: bool = False
+    ) -> bool:
         """Pass a new connection whose first bytes are ``first_chunk`` to a login process.
 
+        ``worker_idle``: the worker serves no request at the moment (kept if keep_when_idle).
         Returns whether it was passed (see the module docstring for the contract).
         """
         if not starts_login_request(first_chunk):
+            return False
+        if worker_idle and self._keep_when_idle:
+            HANDOFFS.labels("worker_idle").inc()
             return False
         for _ in range(len(self._processes)):
             process = self._processes[self._next]

@@ -33,7 +33,9 @@ class LoginRoutingProtocol(HttpToolsProtocol):
     def _hand_over(self, handoff: LoginHandoff, data: bytes) -> bool:
         transport: asyncio.Transport = self.transport
         connection = transport.get_extra_info("socket")
-        if connection is None or not handoff.offer(connection, data):
+        # uvicorn's set of request tasks in progress on this worker (all connections).
+        idle = not self.server_state.tasks
+        if connection is None or not handoff.offer(connection, data, worker_idle=idle):
             return False
         # The login process holds the connection now. Closing our copy of the descriptor
         # neither sends FIN nor drops unread bytes: the socket lives on in the login process.

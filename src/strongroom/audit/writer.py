@@ -142,9 +142,7 @@ class AuditWriter:
                 future.set_exception(ServiceUnavailableError("the audit trail cannot be written"))
 
     def _store(self, events: list[AuditEvent], *, blocking: bool = True) -> None:
-        # Reads and denials wait for their audit commit before they answer: it goes ahead
-        # of the logins and changes queued after it (db/engine.py, _WriterQueue).
-        with self._database.write(blocking=blocking, priority=True) as connection:
+        with self._database.write(blocking=blocking) as connection:
             append_events(connection, events)
         self.copy_to_file(events)
 

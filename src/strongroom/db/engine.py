@@ -86,69 +86,47 @@ class WriterBusyError(Exception):
 
 
 class _WriterQueue:
-    """Serialises SQLite writers across threads and worker processes, reads' audit first.
+    """Serialises SQLite writers across threads and worker processes.
 
     SQLite's own busy handler sleeps 1, 2, 5, 10… ms between retries although the write lock
     is usually free again within half a millisecond; with two workers that sleeping made the
     p99 of reads ~100 ms. A flock wakes the next writer as soon as the lock is released.
-
-    flock is not fair, and a burst of logins (each one write transaction) used to keep the
-    audit commits of reads waiting behind dozens of them (reads 4 to 9 ms slower during a
-    burst, ``bench/login.py``). So a *priority* writer (the reads' audit group commit) first
-    announces itself by holding a second lock, the gate, exclusively until it has the write
-    lock; an ordinary writer passes through the gate (shared, released at once) before it
-    queues for the write lock. A waiting priority writer therefore waits for the writers
-    already queued, never for the ones that come after it.
     """
 
     def __init__(self, lock_path: Path) -> None:
         self._thread_lock = threading.Lock()
-        self._paths = (lock_path, lock_path.with_name(lock_path.name + "-gate"))
-        self._files: list[BinaryIO] = []
+        self._path = lock_path
+        self._file: BinaryIO | None = None
 
-    def _filenos(self) -> tuple[int, int]:
+    def _fileno(self) -> int:
         # Opened on first use and again after close(): an engine outlives dispose().
-        if not self._files or self._files[0].closed:
-            self._files = [path.open("a+b") for path in self._paths]
-        return self._files[0].fileno(), self._files[1].fileno()
+        if self._file is None or self._file.closed:
+            self._file = self._path.open("a+b")
+        return self._file.fileno()
 
     @contextmanager
-    def held(self, *, blocking: bool = True, priority: bool = False) -> Iterator[None]:
-        """Hold the writer turn; ``blocking=False``: WriterBusyError rather than waiting.
-
-        ``priority``: writers that come after this one wait until it has had its turn.
-        """
+    def held(self, *, blocking: bool = True) -> Iterator[None]:
+        """Hold the writer turn; ``blocking=False``: WriterBusyError rather than waiting."""
         if not self._thread_lock.acquire(blocking=blocking):
             raise WriterBusyError
         try:
-            lock, gate = self._filenos()
-            if not blocking:
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    raise WriterBusyError from None
-            elif priority:
-                fcntl.flock(gate, fcntl.LOCK_EX)  # close the gate behind us
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX)
-                finally:
-                    fcntl.flock(gate, fcntl.LOCK_UN)
-            else:
-                fcntl.flock(gate, fcntl.LOCK_SH)  # wait while a priority writer is queued
-                fcntl.flock(gate, fcntl.LOCK_UN)
-                fcntl.flock(lock, fcntl.LOCK_EX)
+            fileno = self._fileno()
+            try:
+                fcntl.flock(fileno, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                raise WriterBusyError from None
             try:
                 yield
             finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+                fcntl.flock(fileno, fcntl.LOCK_UN)
         finally:
             self._thread_lock.release()
 
     def close(self) -> None:
         with self._thread_lock:
-            for file in self._files:
-                file.close()
-            self._files = []
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
 
 class Database:
@@ -183,18 +161,17 @@ class Database:
             ) from exc
 
     @contextmanager
-    def write(self, *, blocking: bool = True, priority: bool = False) -> Iterator[Connection]:
+    def write(self, *, blocking: bool = True) -> Iterator[Connection]:
         """One write transaction: committed when the block ends, rolled back if it raises.
 
         ``blocking=False`` raises WriterBusyError at once when another writer is busy (SQLite),
         for callers on the event loop that would rather hand the work to a thread than wait.
-        ``priority``: on SQLite, writers queued after this one wait for it (reads' audit).
         """
         try:
             # The connection is checked out before the writer turn and returned after it: the
             # turn (SQLite's one write lock, which every worker's audit commits wait for) is
             # held only from BEGIN to COMMIT.
-            with self.engine.connect() as raw, self._writer_turn(blocking, priority):
+            with self.engine.connect() as raw, self._writer_turn(blocking):
                 connection = raw.execution_options(**{_WRITE_OPTION: True})
                 with connection.begin():
                     yield connection
@@ -207,10 +184,8 @@ class Database:
                 "the database is unavailable", reason=f"database error: {exc!r}"
             ) from exc
 
-    def _writer_turn(self, blocking: bool, priority: bool) -> AbstractContextManager[None]:
-        if self._writers is None:
-            return nullcontext()
-        return self._writers.held(blocking=blocking, priority=priority)
+    def _writer_turn(self, blocking: bool) -> AbstractContextManager[None]:
+        return self._writers.held(blocking=blocking) if self._writers is not None else nullcontext()
 
     def checkpoint(self) -> None:
         """Move committed WAL pages into the database file without blocking anyone (SQLite)."""

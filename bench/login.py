@@ -604,12 +604,23 @@ def login_body(access_id: str, signed: dict[str, Any]) -> bytes:
 
 
 def sequential_phase(
-    server: Server, moto_url: str, access_id: str, credentials: Any, count: int, warmup: int
+    server: Server,
+    moto_url: str,
+    access_id: str,
+    credentials: Any,
+    count: int,
+    warmup: int,
+    *,
+    fresh_connections: bool = False,
 ) -> dict[str, Any]:
+    """Logins one after another on one kept-alive client, or (``fresh_connections``) each on
+    a connection of its own, as a client that does not keep connections would."""
     signed = sign_many(credentials, moto_url + "/", range(1, warmup + count + 1))
     login_s: list[float] = []
     sts_s: list[float] = []
     json_headers = {"Content-Type": "application/json"}
+    if fresh_connections:
+        json_headers["Connection"] = "close"
     cpu_before = 0.0
     app_before = (0.0, 0.0)
     with httpx.Client(timeout=30) as login_http, httpx.Client(timeout=30) as sts_http:
@@ -660,6 +671,7 @@ def sequential_phase(
     return {
         "logins": count,
         "warmup": warmup,
+        "fresh_connections": fresh_connections,
         "login": login,
         "sts_alone": sts,
         "added_p50_ms": round(login["p50_ms"] - sts["p50_ms"], 3),
@@ -956,6 +968,14 @@ def build_table(results: dict[str, Any]) -> tuple[list[list[str]], dict[str, boo
         rows.append(["added latency p99 (login - STS)", f"{seq['added_p99_ms']:.2f} ms", "", ""])
         rows.append(
             [
+                "  sequential logins' connections",
+                "a new one per login" if seq.get("fresh_connections") else "one, kept alive",
+                "",
+                "",
+            ]
+        )
+        rows.append(
+            [
                 "server CPU per login (both workers)",
                 f"{seq['server_cpu_ms_per_login']:.2f} ms",
                 "",
@@ -1008,12 +1028,15 @@ def build_table(results: dict[str, Any]) -> tuple[list[list[str]], dict[str, boo
         handoffs = results.get("login_handoffs") or {}
         queued = handoffs.get("login_process_queued", 0)
         if handoffs:
+            kept = sum(
+                handoffs.get(k, 0) for k in ("worker_idle", "worker_busy", "worker_not_ready")
+            )
             rows.append(
                 [
                     "  new login connections: login process / worker",
                     f"{handoffs.get('login_process', 0) + queued:.0f} ({queued:.0f} queued) / "
-                    f"{handoffs.get('worker_busy', 0) + handoffs.get('worker_not_ready', 0):.0f}"
-                    f"  (worker: {handoffs.get('worker_busy', 0):.0f} login processes behind, "
+                    f"{kept:.0f}  (worker: {handoffs.get('worker_idle', 0):.0f} idle, "
+                    f"{handoffs.get('worker_busy', 0):.0f} login processes behind, "
                     f"{handoffs.get('worker_not_ready', 0):.0f} not ready)",
                     "",
                     "",
@@ -1150,6 +1173,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--idle-seconds", type=float, default=3.0, help="idle window per burst")
     parser.add_argument("--skip-sequential", action="store_true")
+    parser.add_argument(
+        "--fresh-connections",
+        action="store_true",
+        help="sequential logins each on a new connection (default: one kept-alive client)",
+    )
     parser.add_argument("--skip-burst", action="store_true")
     parser.add_argument("--no-wait", action="store_true", help="do not wait for other benches")
     parser.add_argument("--max-wait", type=float, default=1800.0, help="seconds to wait for them")
@@ -1254,17 +1282,22 @@ def wait_for_login_processes(server: Server, deadline_s: float = 60.0) -> None:
     """Wait until every worker passes new login connections to a ready login process.
 
     Probes are malformed logins (``{}``, a 400 that no failure counter sees) on fresh
-    connections; done when a round of them found no worker without a ready login process.
+    connections, sent together: an idle worker keeps a login for itself
+    (``STRONGROOM_LOGIN_INLINE_WHEN_IDLE``), a busy one hands it over. Done when a round
+    handed some over and found no worker without a ready login process.
     """
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         before = login_handoffs(server)
         if not before:
             return  # no login processes (STRONGROOM_LOGIN_PROCESSES=0)
-        for _ in range(8):
-            httpx.post(server.url + "/v1/auth/login", json={}, timeout=10)
+        asyncio.run(fire(server.url + "/v1/auth/login", [b"{}"] * 16))
         after = login_handoffs(server)
-        if after.get("worker_not_ready", 0.0) == before.get("worker_not_ready", 0.0):
+        handed = sum(
+            after.get(k, 0.0) - before.get(k, 0.0)
+            for k in ("login_process", "login_process_queued")
+        )
+        if handed and after.get("worker_not_ready", 0.0) == before.get("worker_not_ready", 0.0):
             return
         time.sleep(0.5)
     log("login processes still not ready; measuring anyway")
@@ -1421,6 +1454,7 @@ def run(args: argparse.Namespace) -> int:
                     principal.credentials,
                     args.logins,
                     args.warmup,
+                    fresh_connections=args.fresh_connections,
                 )
             finally:
                 profile_stop(profiler, results, "sequential")
@@ -1501,6 +1535,7 @@ _PUBLIC_ARGS = {
     "idle_seconds",
     "skip_sequential",
     "skip_burst",
+    "fresh_connections",
     "no_wait",
     "profile",
     "profile_mode",

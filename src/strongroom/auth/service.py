@@ -168,6 +168,8 @@ class LoginService:
             self.close()
 
     async def _run(self, login: Callable[[_LoginLoopParts], Coroutine[Any, Any, T]]) -> T:
+        """Run ``login`` where it costs least: on this loop in a login process, or when no
+        other request is in progress here; else on the login thread."""
         if self._loop is None:
             return await login(self._parts)
         if self._inline_when is not None and self._inline_sts is not None and self._inline_when():
@@ -197,7 +199,7 @@ class LoginService:
         InvalidRequestError or UpstreamUnavailableError."""
         event.access_id = body.access_id
         # Logins run on their own loop thread (see login_loop.py): a burst of them must not
-        # queue the reads served by this one.
+        # queue the reads served by this one. A lone one runs here (see _run).
         return await self._run(
             lambda parts: self._login_on_own_loop(parts, body, source_ip, event, now)
         )

@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import select, text
 
 from strongroom.auth.login_reads import LoginReads
-from strongroom.db import migrate
 from strongroom.db.engine import Database
 from strongroom.db.held import HeldConnection
 from strongroom.db.tables import auth_methods, login_failures, login_replay
@@ -26,14 +25,6 @@ CONFIG = {
     "bound_ips": [],
     "note": "ünïcode ✓",
 }
-
-
-@pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
-    database = Database.from_url(database_url)
-    migrate.upgrade(database)
-    yield database
-    database.dispose()
 
 
 @pytest.fixture

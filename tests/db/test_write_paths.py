@@ -23,14 +23,6 @@ from strongroom.db.tables import audit_events
 
 
 @pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
-    database = Database.from_url(database_url)
-    migrate.upgrade(database)
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
 def sqlite_database(tmp_path: Path) -> Iterator[Database]:
     database = Database.from_url(f"sqlite:///{tmp_path / 'w.db'}")
     migrate.upgrade(database)

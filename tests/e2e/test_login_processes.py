@@ -23,7 +23,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -988,20 +988,28 @@ def test_stopping_while_login_processes_start_is_quiet(stack: Stack) -> None:
     assert "Traceback" not in log, log
 
 
-@pytest.fixture(scope="module")
-def single(stack: Stack) -> Iterator[Server]:
-    """``--workers 1``: uvicorn serves in the main process, whose children are the login
-    processes; stopped (and checked for leftovers) at the end of the module."""
-    server = other_server(stack, workers=1)
+@contextlib.contextmanager
+def started(server: Server, until_ready: Callable[[], None]) -> Iterator[Server]:
+    """Start ``server``, wait with ``until_ready``; at the end stop it and check that it left
+    no process and no traceback behind."""
     server.start()
     try:
-        wait_for_handoffs(server, stack.admin_body)
+        until_ready()
         yield server
     finally:
         log = server.stop()
         left = server.kill_leftovers()
         assert not left, left
         assert "Traceback" not in log, log
+
+
+@pytest.fixture(scope="module")
+def single(stack: Stack) -> Iterator[Server]:
+    """``--workers 1``: uvicorn serves in the main process, whose children are the login
+    processes; stopped (and checked for leftovers) at the end of the module."""
+    server = other_server(stack, workers=1)
+    with started(server, lambda: wait_for_handoffs(server, stack.admin_body)):
+        yield server
 
 
 def test_single_worker_hands_logins_over(single: Server, stack: Stack) -> None:
@@ -1030,23 +1038,16 @@ def test_single_worker_metrics_count_logins_served_by_login_processes(
 def inline(stack: Stack) -> Iterator[Server]:
     """``--workers 1`` with the default policy: an idle worker keeps a fresh login."""
     server = other_server(stack, workers=1, STRONGROOM_LOGIN_INLINE_WHEN_IDLE="true")
-    server.start()
-    try:
-        wait_until(
-            lambda: (
-                fresh_login_while_busy(server, stack.admin_body).headers.get("connection")
-                == "close"
-            ),
-            30,
-            "the login process never took a login",
-            0.2,
-        )
+
+    def handed_over() -> bool:
+        response = fresh_login_while_busy(server, stack.admin_body)
+        return response.headers.get("connection") == "close"
+
+    def ready() -> None:
+        wait_until(handed_over, 30, "the login process never took a login", 0.2)
+
+    with started(server, ready):
         yield server
-    finally:
-        log = server.stop()
-        left = server.kill_leftovers()
-        assert not left, left
-        assert "Traceback" not in log, log
 
 
 def test_an_idle_worker_serves_a_fresh_login_itself(inline: Server, stack: Stack) -> None:

@@ -1231,6 +1231,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def metrics_text(server: Server) -> str:
+    """The server's /metrics page (all workers), or "" if it cannot be had."""
+    try:
+        return httpx.get(server.url + "/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return ""
+
+
 def read_histogram(server: Server) -> dict[float, float]:
     """Cumulative bucket counts of the server's own latency of secret reads (all workers).
 
@@ -1239,9 +1247,8 @@ def read_histogram(server: Server) -> dict[float, float]:
     worker's event loop or the network. Compared with the readers' own figures, it tells time
     spent in the app from time spent waiting for it.
     """
-    try:
-        text = httpx.get(server.url + "/metrics", timeout=5).text
-    except httpx.HTTPError:
+    text = metrics_text(server)
+    if not text:
         return {}
     buckets: dict[float, float] = {}
     for line in text.splitlines():
@@ -1313,9 +1320,8 @@ def wait_for_login_processes(server: Server, deadline_s: float = 60.0) -> None:
 
 def labelled_counts(server: Server, metric: str, label: str) -> dict[str, float]:
     """A counter's values by one label, summed over the other labels (all workers)."""
-    try:
-        text = httpx.get(server.url + "/metrics", timeout=5).text
-    except httpx.HTTPError:
+    text = metrics_text(server)
+    if not text:
         return {}
     counts: dict[str, float] = {}
     for line in text.splitlines():
@@ -1332,9 +1338,8 @@ def route_seconds(server: Server, route: str) -> tuple[float, float]:
     The sum is exact (not a bucket bound): its delta over a phase, divided by the count's,
     is the mean time the app spent on the route, from the outermost middleware's view.
     """
-    try:
-        text = httpx.get(server.url + "/metrics", timeout=5).text
-    except httpx.HTTPError:
+    text = metrics_text(server)
+    if not text:
         return 0.0, 0.0
     totals = [0.0, 0.0]
     label = f'route="{route}"'

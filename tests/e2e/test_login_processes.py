@@ -332,6 +332,11 @@ def holders(server: Server, connection: RawConnection) -> set[int]:
     if not inode:
         return set()
     target = f"socket:[{inode}]"
+    return socket_holders(server, target)
+
+
+def socket_holders(server: Server, target: str) -> set[int]:
+    """The server's processes with a descriptor on ``target`` (``socket:[inode]``)."""
     found = set()
     for pid in server.tree():
         with contextlib.suppress(OSError):
@@ -365,14 +370,7 @@ def listening_holders(server: Server) -> set[int]:
                 break
         else:
             return set()
-    found = set()
-    for pid in server.tree():
-        with contextlib.suppress(OSError):
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                with contextlib.suppress(OSError):
-                    if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
-                        found.add(pid)
-    return found
+    return socket_holders(server, target)
 
 
 def connect_to_worker(server: Server, worker: int, timeout: float = 15) -> RawConnection:

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import base64
 import contextlib
 import json
@@ -196,6 +197,18 @@ def machine_cpu() -> tuple[float, float]:
     idle = fields[3] + fields[4]  # idle + iowait
     total = sum(fields[:8])
     return float(total - idle), float(total)
+
+
+def set_autogroup_nice(pid: str, nice: int) -> int | None:
+    """Set the nice value of ``pid``'s session CPU group (Linux autogroup); return the old
+    one, or None where there is no autogroup (or it may not be changed)."""
+    path = Path(f"/proc/{pid}/autogroup")
+    try:
+        previous = int(path.read_text().split("nice")[-1])
+        path.write_text(str(nice))
+    except (OSError, ValueError):
+        return None
+    return previous
 
 
 def self_cpu_seconds() -> float:
@@ -831,6 +844,13 @@ def burst_phase(
         # and AWS, which do not share the server's cores; the readers keep the default priority.
         os.setpriority(os.PRIO_PROCESS, 0, args.load_nice)
         os.setpriority(os.PRIO_PROCESS, stub.process.pid, args.load_nice)
+        # Where Linux shares CPU time between sessions first ("autogroup"), a nice value only
+        # ranks a task within its session: the stub (a session of its own) and this process
+        # would still get a full session's share. Their sessions get the nice value too.
+        previous = set_autogroup_nice("self", args.load_nice)
+        if previous is not None:
+            atexit.register(set_autogroup_nice, "self", previous)  # the caller's shell session
+        set_autogroup_nice(str(stub.process.pid), args.load_nice)
     bursts: list[dict[str, Any]] = []
     base = datetime.now(UTC).replace(microsecond=0)  # one base: no X-Amz-Date used twice
     wait_for_login_processes(server)

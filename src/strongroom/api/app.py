@@ -14,6 +14,7 @@ from strongroom.api.errors import install_error_handlers
 from strongroom.api.middleware import RequestEnvelope
 from strongroom.api.routes import audit, auth, auth_methods, roles, secrets, sys
 from strongroom.api.services import Services
+from strongroom.audit.journal import AuditJournal, journal_directory, recover_orphans
 from strongroom.audit.writer import AuditFileSink, AuditWriter
 from strongroom.auth.aws_iam import StsClient, create_sts_http_client
 from strongroom.auth.service import LoginPolicy, LoginService
@@ -46,6 +47,7 @@ def create_app(
     login_processes: bool = False,
     login_inline_when_idle: bool = False,
     wal_checkpoints: bool = True,
+    audit_journal: bool = False,
 ) -> FastAPI:
     """Build the app: migrate, unwrap the keys, wire services, routes and middleware.
 
@@ -60,14 +62,24 @@ def create_app(
     server's own loop rather than on the login thread (a worker's, from the settings).
     ``wal_checkpoints``: run SQLite's WAL checkpoints in a background thread (a login process
     says False: its worker already does).
+    ``audit_journal``: on SQLite, reads' and denials' audit events are durable once in this
+    process's audit journal and reach the chain shortly after (a server's processes say True);
+    journals left by processes that ended are chained first.
     """
     # Automatic checkpoints are off when background ones run: a commit never pays for one.
     database = Database.from_url(settings.database_url, background_checkpoints=True)
     if not migrate.is_up_to_date(database):
         migrate.upgrade(database)
     keys = load_or_create_keys(database, master_key or load_master_key_provider(settings))
+    journal = None
+    journal_dir = journal_directory(database) if audit_journal else None
+    if journal_dir is not None:
+        recover_orphans(database, journal_dir)
+        journal = AuditJournal.create(journal_dir)
     writer = AuditWriter(
-        database, AuditFileSink(settings.audit_file) if settings.audit_file else None
+        database,
+        AuditFileSink(settings.audit_file) if settings.audit_file else None,
+        journal=journal,
     )
     hot = HotReader(database.engine)
     token_service = TokenService(keys.digester, database, hot)

@@ -15,7 +15,10 @@ def make_app() -> FastAPI:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(
-        settings, login_processes=True, login_inline_when_idle=settings.login_inline_when_idle
+        settings,
+        login_processes=True,
+        login_inline_when_idle=settings.login_inline_when_idle,
+        audit_journal=True,
     )
     # Start-up leaves ~140k long-lived objects; a full collection walking them stalled the
     # event loop for ~40 ms. Freezing them takes them out of every later collection.

@@ -1,9 +1,14 @@
 """Fail-closed audit writing without a commit per request.
 
-Reads and denials change nothing, so their events can share a commit: each request hands its
-event to :class:`AuditWriter` and waits; while one batch is being committed (in a thread, off
-the event loop) the next batch gathers. A request's response leaves only after its event is
-durable; if the batch fails, every request in it answers 503 instead (SPEC section 7).
+Reads and denials change nothing, so their events can share a write: each request hands its
+event to :class:`AuditWriter` and waits; the events that reach it in one pass of the event loop
+are written together. A request's response leaves only after its event is durable; if the
+write fails, every request in the batch answers 503 instead (SPEC section 7).
+
+Where "durable" is depends on the database. On PostgreSQL it is a commit (in a thread, while the
+next batch gathers). On SQLite it is this process's audit journal (``strongroom.audit.journal``)
+when the server runs one, from which the events move into the chain in batches shortly after,
+so that a read never waits for the one SQLite write lock; without a journal it is a commit.
 
 Mutations write their event inside their own transaction (``append_events``), so a failed
 audit rolls the change back; :meth:`AuditWriter.copy_to_file` then mirrors it to the file.
@@ -12,6 +17,7 @@ audit rolls the change back; :meth:`AuditWriter.copy_to_file` then mirrors it to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,6 +29,7 @@ from prometheus_client import Counter
 from sqlalchemy import Connection
 
 from strongroom.audit.event import AuditEvent
+from strongroom.audit.journal import AuditJournal, encode_events, forget_progress, record_progress
 from strongroom.audit.store import append_events
 from strongroom.db.engine import Database, WriterBusyError
 from strongroom.errors import ServiceUnavailableError
@@ -33,9 +40,26 @@ AUDIT_BATCHES = Counter(
     "strongroom_audit_batches_total",
     "Group commits of read and denial audit events, by where they ran",
     # loop: on the event loop (SQLite, lock free); waited: in a thread because another writer
-    # held the SQLite lock; thread: in a thread by design (PostgreSQL)
+    # held the SQLite lock; thread: in a thread by design (PostgreSQL); journal: appended to
+    # this process's audit journal (SQLite, in a server), to be moved into the chain after
     ["path"],
 )
+JOURNAL_MOVES = Counter(
+    "strongroom_audit_journal_moves_total",
+    "Moves of journaled audit events into the chain, by where they ran",
+    # loop: on the event loop (the SQLite lock was free); waited: in a thread, for the lock;
+    # failed: the database refused (retried; the events stay in the journal meanwhile)
+    ["path"],
+)
+
+# After a journal write, the move into the chain waits this long so that the next batches join
+# it (fewer turns of the SQLite write lock) and the responses leave first.
+MOVE_DELAY_SECONDS = 0.005
+MOVE_RETRY_SECONDS = 1.0
+# A journal this large whose events are all chained is replaced by a new, empty one.
+ROTATE_BYTES = 4 * 1024 * 1024
+# How long GET /v1/audit waits for this process's journal to reach the chain.
+SETTLE_TIMEOUT_SECONDS = 2.0
 
 
 class AuditFileSink:
@@ -67,8 +91,15 @@ class AuditWriter:
     """
 
     def __init__(
-        self, database: Database, file_sink: AuditFileSink | None, *, inline: bool | None = None
+        self,
+        database: Database,
+        file_sink: AuditFileSink | None,
+        *,
+        inline: bool | None = None,
+        journal: AuditJournal | None = None,
     ) -> None:
+        """``journal`` (SQLite only): reads' and denials' events are durable once appended
+        there; this writer moves them into the chain afterwards, and owns the journal."""
         self._database = database
         self._file_sink = file_sink
         self._inline = database.dialect == "sqlite" if inline is None else inline
@@ -76,6 +107,17 @@ class AuditWriter:
         self._scheduled = False
         self._flusher: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Future[None]] = set()
+        self._journal = journal if self._inline else None
+        self._unmoved: list[AuditEvent] = []  # journaled, not yet in the chain
+        self._unmoved_end = 0  # the journal's size after the last of them
+        self._retired: list[str] = []  # replaced journals whose progress rows can go
+        self._move_timer: asyncio.TimerHandle | None = None
+        self._mover: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def journal(self) -> AuditJournal | None:
+        return self._journal
 
     async def write(self, event: AuditEvent) -> None:
         """Return once ``event`` is stored; raise ServiceUnavailableError if it cannot be."""
@@ -93,6 +135,9 @@ class AuditWriter:
     def _flush_inline(self) -> None:
         self._scheduled = False
         batch, self._pending = self._pending, []
+        if self._journal is not None:
+            self._write_journal(self._journal, batch)
+            return
         try:
             error = self._try_store(batch, blocking=False)
         except WriterBusyError:
@@ -105,6 +150,101 @@ class AuditWriter:
             return
         AUDIT_BATCHES.labels("loop").inc()
         self._settle(batch, error)
+
+    def _write_journal(
+        self, journal: AuditJournal, batch: list[tuple[AuditEvent, asyncio.Future[None]]]
+    ) -> None:
+        events = [event for event, _ in batch]
+        try:
+            end = journal.append(encode_events(events))
+        except OSError as exc:  # a full or failing disk: these requests fail closed
+            log.error("audit journal write failed", error=repr(exc), events=len(events))
+            self._settle(batch, exc)
+            return
+        AUDIT_BATCHES.labels("journal").inc()
+        for event in events:
+            event.written = True
+        self._unmoved += events
+        self._unmoved_end = end
+        self.copy_to_file(events)
+        self._settle(batch, None)
+        self._schedule_move()
+
+    def _schedule_move(self) -> None:
+        if self._move_timer is None and (self._mover is None or self._mover.done()):
+            loop = asyncio.get_running_loop()
+            self._move_timer = loop.call_later(MOVE_DELAY_SECONDS, self._start_move)
+
+    def _start_move(self) -> None:
+        self._move_timer = None
+        if self._mover is None or self._mover.done():
+            self._mover = asyncio.ensure_future(self._move())
+
+    async def _move(self) -> None:
+        """Move journaled events into the chain until none are left: on the loop when the
+        SQLite lock is free, else in a thread (no request waits for this)."""
+        while self._unmoved and self._journal is not None:
+            journal = self._journal
+            events, end, retired = self._unmoved, self._unmoved_end, self._retired
+            self._unmoved, self._retired = [], []
+            try:
+                try:
+                    self._move_batch(journal.name, events, end, retired, blocking=False)
+                    JOURNAL_MOVES.labels("loop").inc()
+                except WriterBusyError:
+                    await asyncio.to_thread(
+                        self._move_batch, journal.name, events, end, retired, blocking=True
+                    )
+                    JOURNAL_MOVES.labels("waited").inc()
+            except Exception as exc:  # the events stay journaled; try again later
+                JOURNAL_MOVES.labels("failed").inc()
+                log.error("audit journal move failed", error=repr(exc), events=len(events))
+                self._unmoved = events + self._unmoved
+                self._retired = retired + self._retired
+                if self._stopping:
+                    return
+                await asyncio.sleep(MOVE_RETRY_SECONDS)
+                continue
+        self._rotate_if_large()
+
+    def _move_batch(
+        self,
+        journal: str,
+        events: list[AuditEvent],
+        end: int,
+        retired: list[str],
+        *,
+        blocking: bool,
+    ) -> None:
+        with self._database.write(blocking=blocking) as connection:
+            append_events(connection, events)
+            record_progress(connection, journal, end)
+            forget_progress(connection, retired)
+
+    def _rotate_if_large(self) -> None:
+        """Replace a large journal whose events are all chained by a new one."""
+        journal = self._journal
+        if journal is None or self._unmoved or journal.size < ROTATE_BYTES:
+            return
+        try:
+            self._journal = AuditJournal.create(journal.directory)
+        except OSError as exc:
+            log.warning("audit journal rotation failed", error=repr(exc))
+            return
+        journal.close(remove=True)
+        self._retired.append(journal.name)
+
+    async def settle(self) -> None:
+        """Wait (briefly) until this process's journaled events are in the chain."""
+        if self._journal is None or not self._unmoved:
+            return
+        if self._move_timer is not None:
+            self._move_timer.cancel()
+            self._move_timer = None
+        if self._mover is None or self._mover.done():
+            self._mover = asyncio.ensure_future(self._move())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._mover), SETTLE_TIMEOUT_SECONDS)
 
     async def _store_in_thread(self, batch: list[tuple[AuditEvent, asyncio.Future[None]]]) -> None:
         self._settle(batch, await asyncio.to_thread(self._try_store, batch))
@@ -146,6 +286,26 @@ class AuditWriter:
             append_events(connection, events)
         self.copy_to_file(events)
 
+    async def _close_journal(self, journal: AuditJournal) -> None:
+        if self._move_timer is not None:
+            self._move_timer.cancel()
+            self._move_timer = None
+        self._stopping = True  # a failing mover returns rather than wait to retry
+        if self._mover is not None and not self._mover.done():
+            await self._mover
+        if self._unmoved:
+            events, end = self._unmoved, self._unmoved_end
+            try:
+                await asyncio.to_thread(
+                    self._move_batch, journal.name, events, end, self._retired, blocking=True
+                )
+                self._unmoved, self._retired = [], []
+            except Exception as exc:  # left in the journal: the next start chains them
+                log.error("audit journal move failed at stop", error=repr(exc), events=len(events))
+        self._journal = None
+        # Removed only when all of it is chained; its progress row goes at the next start.
+        journal.close(remove=not self._unmoved)
+
     def copy_to_file(self, events: Sequence[AuditEvent]) -> None:
         if self._file_sink is not None:
             self._file_sink.append(events)
@@ -156,6 +316,8 @@ class AuditWriter:
             await self._flusher
         for task in list(self._in_flight):
             await task
+        if self._journal is not None:
+            await self._close_journal(self._journal)
         if self._file_sink is not None:
             self._file_sink.close()
 

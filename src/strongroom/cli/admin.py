@@ -217,10 +217,16 @@ def audit_verify(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Check the audit hash chain end to end."""
+    from strongroom.audit.journal import journal_directory, recover_orphans
     from strongroom.audit.store import verify_chain
     from strongroom.db.engine import Database
 
     database = Database.from_url(_load_settings().database_url)
+    # Events journaled by server processes that ended without chaining them (a crash) are
+    # chained first: otherwise they would be missing from what is verified.
+    recovered = recover_orphans(database, journal_directory(database))
+    if recovered.events and not as_json:
+        err.print(f"Chained {recovered.events} journaled event(s) left by a stopped server.")
     with database.read() as connection:
         result = verify_chain(connection)
     if as_json:

@@ -218,6 +218,16 @@ audit_head = Table(
     Column("hash", String(64), nullable=False),
 )
 
+# How far each audit journal (strongroom.audit.journal, one file per server process) has been
+# moved into the chain: the byte offset after its last chained event. Updated in the same
+# transaction as the events it covers, so a crash can neither lose nor repeat one.
+audit_journal_progress = Table(
+    "audit_journal_progress",
+    metadata,
+    Column("journal", String(64), primary_key=True),
+    Column("moved_bytes", BigInteger, nullable=False),
+)
+
 # Signatures of AWS logins already used (SPEC section 3, check 6), kept until they expire.
 login_replay = Table(
     "login_replay",

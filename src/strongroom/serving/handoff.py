@@ -88,6 +88,10 @@ class LoginProcess:
                 ],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
+                # A session of its own, hence (where the kernel groups sessions for CPU
+                # fairness, "autogroup") a CPU group of its own: see login_process.lower_priority.
+                # It stops with its worker, through the socket pair, not through signals.
+                start_new_session=True,
             )
         except OSError:
             ours.close()

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -186,9 +188,29 @@ async def _serve_app(channel: socket.socket) -> None:
     settings = Settings()
     # Logins run inline on this loop: this process has no reads to protect from them. WAL
     # checkpoints are left to the workers (one thread per process would do the same work).
-    app = create_app(settings, login_thread=False, wal_checkpoints=False)
+    app = create_app(settings, login_thread=False, wal_checkpoints=False, audit_journal=True)
     async with app.router.lifespan_context(app) as state:
         await LoginProcessServer(app, channel).run(state)
+
+
+AUTOGROUP = Path("/proc/self/autogroup")
+
+
+def lower_priority(nice: int) -> None:
+    """Run this process ``nice`` steps below its worker, for the kernel's two kinds of fairness.
+
+    Its own nice value ranks it against the tasks of its CPU group. Where Linux groups each
+    session's tasks for fairness ("autogroup", on by default in most distributions), CPU time is
+    first shared between groups, whatever the tasks' nice values: in its worker's group a login
+    process's work counted against the worker, whose reads then waited for the CPU behind other
+    sessions (measured in ``bench/login.py``). This process therefore starts in a session of its
+    own (``start_new_session``), and its group gets the same lower priority. Without autogroup
+    (or in a cgroup, where it does not apply) that write does nothing, or fails and is skipped.
+    """
+    os.nice(nice)
+    # No autogroup in this kernel, or not allowed: the nice value alone applies.
+    with contextlib.suppress(OSError):
+        AUTOGROUP.write_text(str(nice))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -197,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--nice", type=int, default=10)
     args = parser.parse_args(argv)
     if args.nice > 0:
-        os.nice(args.nice)
+        lower_priority(args.nice)
     from strongroom.config import Settings
     from strongroom.kit.logging import configure_logging
 

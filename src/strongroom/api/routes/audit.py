@@ -26,6 +26,8 @@ async def list_audit_events(
     services, event, caller = authorized(request, "audit.read")
     event.path = "/"
     caller.require(Capability.READ, RuleType.AUDIT, "/", event.time)
+    # This process's journaled events first (other processes' follow within milliseconds).
+    await services.writer.settle()
     with services.database.read() as connection:
         if since is not None and since.tzinfo is None:
             since = since.replace(tzinfo=UTC)

@@ -159,7 +159,11 @@ def make_harness(
     def build(**overrides: Any) -> Harness:
         sts_transport = overrides.pop("sts_transport", None)
         clock = overrides.pop("clock", None)
-        kwargs: dict[str, Any] = {"master_key": master_key, "sts_transport": sts_transport}
+        kwargs: dict[str, Any] = {
+            "master_key": master_key,
+            "sts_transport": sts_transport,
+            "audit_journal": overrides.pop("audit_journal", False),
+        }
         if clock is not None:
             kwargs["clock"] = clock
         app = create_app(make_settings(**overrides), **kwargs)

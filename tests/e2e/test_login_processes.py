@@ -31,6 +31,8 @@ from typing import Any
 import httpx
 import pytest
 
+from strongroom.db.engine import Database
+from tests.audit.test_writer_journal import HeldLock
 from tests.e2e.server_process import STRONGROOM, ServerProcess
 from tests.support.moto_world import MotoWorld
 from tests.support.signing import sign_get_caller_identity
@@ -569,6 +571,12 @@ def test_one_login_process_per_worker_at_a_lower_priority(stack: Stack) -> None:
     for pid, worker in processes.items():
         assert LOGIN_MODULE in _cmdline(pid)
         assert nice(pid) == min(19, nice(worker) + 10)  # STRONGROOM_LOGIN_PROCESS_NICE=10
+        # A session, hence a CPU group ("autogroup"), of its own, at the same lower priority.
+        assert os.getsid(pid) == pid != os.getsid(worker)
+        autogroup = Path(f"/proc/{pid}/autogroup")
+        if autogroup.exists():  # kernels built with autogroup
+            assert autogroup.read_text().split()[-1] == "10"
+            assert autogroup.read_text() != Path(f"/proc/{worker}/autogroup").read_text()
 
 
 def test_fresh_login_is_served_by_a_login_process(stack: Stack) -> None:
@@ -902,6 +910,51 @@ def test_killed_worker_takes_its_login_process_along(stack: Stack) -> None:
     assert worker not in server.workers_pids()
     wait_for_handoffs(server, stack.admin_body)
     assert set(server.login_processes().values()) == set(server.workers_pids())
+
+
+def test_a_worker_killed_before_chaining_its_journal_loses_no_audit_event(
+    stack: Stack,
+) -> None:
+    """Reads are answered while another writer holds SQLite's write lock (their events wait in
+    the worker's audit journal); the worker then dies before it could chain them. The worker
+    uvicorn starts in its place chains them: none is lost, and the chain verifies."""
+    server = stack.server
+    worker = server.workers_pids()[0]
+    token = stack.admin.headers["Authorization"]
+    database = Database.from_url(stack.env["STRONGROOM_DATABASE_URL"])
+    request_ids = []
+    try:
+        with HeldLock(database):
+            for _ in range(3):
+                connection = connect_to_worker(server, worker)
+                head, body = request_bytes(
+                    "/v1/auth-methods", b"", method="GET", headers={"Authorization": token}
+                )
+                connection.send(head + body)
+                answer = connection.response()
+                connection.close()
+                assert answer.status == 200, answer.body
+                request_ids.append(answer.headers["x-request-id"])
+            journals = list(Path(stack.root / "strongroom.db.audit-journal").glob("*.jsonl"))
+            assert any(f"{worker}-" in path.name for path in journals)
+            os.kill(worker, signal.SIGKILL)
+            wait_until(lambda: not alive(worker), 15, "the worker outlived SIGKILL")
+    finally:
+        database.dispose()
+    wait_until(
+        lambda: len(server.workers_pids()) == 2 and len(server.login_processes()) == 2,
+        30,
+        "no new worker with a login process",
+    )
+    for request_id in request_ids:
+        assert stack.audit_event(request_id)["outcome"] == "success"
+    assert not any(
+        f"{worker}-" in path.name
+        for path in Path(stack.root / "strongroom.db.audit-journal").iterdir()
+    )
+    verify = server.run_cli("audit", "verify", "--json")
+    assert json.loads(verify.stdout)["ok"] is True
+    wait_for_handoffs(server, stack.admin_body)
 
 
 def test_no_login_processes_when_disabled(stack: Stack) -> None:

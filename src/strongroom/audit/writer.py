@@ -236,15 +236,16 @@ class AuditWriter:
 
     async def settle(self) -> None:
         """Wait (briefly) until this process's journaled events are in the chain."""
-        if self._journal is None or not self._unmoved:
+        if self._journal is None:
             return
         if self._move_timer is not None:
             self._move_timer.cancel()
             self._move_timer = None
-        if self._mover is None or self._mover.done():
+        if self._unmoved and (self._mover is None or self._mover.done()):
             self._mover = asyncio.ensure_future(self._move())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._mover), SETTLE_TIMEOUT_SECONDS)
+        if self._mover is not None and not self._mover.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._mover), SETTLE_TIMEOUT_SECONDS)
 
     async def _store_in_thread(self, batch: list[tuple[AuditEvent, asyncio.Future[None]]]) -> None:
         self._settle(batch, await asyncio.to_thread(self._try_store, batch))

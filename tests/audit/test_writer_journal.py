@@ -1,0 +1,203 @@
+"""AuditWriter with a journal (SQLite in a server): reads are answered once their events are
+journaled, never waiting for the SQLite write lock, and every event reaches the chain."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from strongroom.audit import writer as writer_module
+from strongroom.audit.journal import AuditJournal, journal_directory, recover_orphans
+from strongroom.audit.store import verify_chain
+from strongroom.audit.writer import AuditFileSink, AuditWriter
+from strongroom.db.engine import Database
+from strongroom.errors import ServiceUnavailableError
+from tests.audit.test_journal import chained_request_ids, event, progress_rows
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Database]:
+    from strongroom.db import migrate
+
+    database = Database.from_url(f"sqlite:///{tmp_path / 'strongroom.db'}")
+    migrate.upgrade(database)
+    yield database
+    database.dispose()
+
+
+def journaled_writer(database: Database, sink: AuditFileSink | None = None) -> AuditWriter:
+    directory = journal_directory(database)
+    assert directory is not None
+    return AuditWriter(database, sink, journal=AuditJournal.create(directory))
+
+
+class HeldLock:
+    """Another writer (a login's token write, another worker) holding SQLite's write turn."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._taken = threading.Event()
+        self._release = threading.Event()
+        self._thread = threading.Thread(target=self._hold)
+
+    def _hold(self) -> None:
+        with self._database.write():
+            self._taken.set()
+            self._release.wait(30)
+
+    def __enter__(self) -> HeldLock:
+        self._thread.start()
+        assert self._taken.wait(10)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._release.set()
+        self._thread.join(10)
+
+
+def test_reads_are_answered_while_another_writer_holds_the_lock(database: Database) -> None:
+    writer = journaled_writer(database)
+
+    async def scenario() -> list[str]:
+        with HeldLock(database):
+            # Would wait for the lock without the journal: here it is answered at once.
+            await asyncio.wait_for(
+                asyncio.gather(*(writer.write(event(n)) for n in range(1, 6))), 2
+            )
+            await asyncio.sleep(0.05)  # the move is due, and waits for the lock in a thread
+            assert chained_request_ids(database) == []
+        await writer.settle()
+        chained = chained_request_ids(database)
+        await writer.drain()
+        return chained
+
+    assert asyncio.run(scenario()) == [f"req-{n:04d}" for n in range(1, 6)]
+    with database.read() as connection:
+        assert verify_chain(connection).broken is None
+
+
+def test_events_of_one_loop_pass_share_one_journal_write(database: Database) -> None:
+    writer = journaled_writer(database)
+    journal = writer.journal
+    assert journal is not None
+
+    async def scenario() -> tuple[int, int]:
+        await asyncio.gather(*(writer.write(event(n)) for n in range(8)))
+        size_after_batch = journal.size
+        await writer.settle()
+        moved = progress_rows(database)[journal.name]
+        await writer.drain()
+        return size_after_batch, moved
+
+    size, moved = asyncio.run(scenario())
+    assert size == moved > 0
+    assert not journal.path.exists()  # all chained at stop: removed
+
+
+def test_a_journal_that_cannot_be_written_fails_the_requests_closed(database: Database) -> None:
+    writer = journaled_writer(database)
+    journal = writer.journal
+    assert journal is not None
+    read_only = os.open(journal.path, os.O_RDONLY)
+    os.dup2(read_only, journal._descriptor)
+    os.close(read_only)
+
+    async def scenario() -> None:
+        with pytest.raises(ServiceUnavailableError):
+            await writer.write(event(1))
+        await writer.drain()
+
+    asyncio.run(scenario())
+    assert chained_request_ids(database) == []
+
+
+def test_a_failed_move_is_retried_and_loses_nothing(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_module, "MOVE_RETRY_SECONDS", 0.05)
+    writer = journaled_writer(database)
+    with database.write() as connection:
+        connection.execute(text("ALTER TABLE audit_events RENAME TO audit_events_gone"))
+
+    async def scenario() -> None:
+        await writer.write(event(1))  # answered: the event is durable in the journal
+        await asyncio.sleep(0.1)  # the move failed at least once
+        with database.write() as connection:
+            connection.execute(text("ALTER TABLE audit_events_gone RENAME TO audit_events"))
+        for _ in range(100):
+            if chained_request_ids(database):
+                break
+            await asyncio.sleep(0.02)
+        await writer.drain()
+
+    asyncio.run(scenario())
+    assert chained_request_ids(database) == ["req-0001"]
+
+
+def test_what_could_not_be_chained_at_stop_is_chained_at_the_next_start(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_module, "MOVE_RETRY_SECONDS", 0.05)
+    writer = journaled_writer(database)
+    journal = writer.journal
+    assert journal is not None
+    with database.write() as connection:
+        connection.execute(text("ALTER TABLE audit_events RENAME TO audit_events_gone"))
+
+    async def scenario() -> None:
+        await writer.write(event(1))
+        await asyncio.sleep(0.02)
+        await writer.drain()
+
+    asyncio.run(scenario())
+    assert journal.path.exists()  # kept: its event is not in the chain
+    with database.write() as connection:
+        connection.execute(text("ALTER TABLE audit_events_gone RENAME TO audit_events"))
+    assert recover_orphans(database, journal.directory).events == 1
+    assert chained_request_ids(database) == ["req-0001"]
+
+
+def test_a_large_journal_is_replaced_once_chained(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_module, "ROTATE_BYTES", 1000)
+    writer = journaled_writer(database)
+    first = writer.journal
+    assert first is not None
+
+    async def scenario() -> None:
+        for n in range(10):
+            await writer.write(event(n))
+            await writer.settle()
+        await writer.drain()
+
+    asyncio.run(scenario())
+    assert not first.path.exists()
+    assert chained_request_ids(database) == [f"req-{n:04d}" for n in range(10)]
+    # Replaced journals' rows went with a later move; the last one's goes at the next start.
+    assert len(progress_rows(database)) == 1
+    assert list(first.directory.iterdir()) == []
+    recover_orphans(database, first.directory)
+    assert progress_rows(database) == {}
+
+
+def test_the_audit_file_copy_is_written_with_the_journal(
+    database: Database, tmp_path: Path
+) -> None:
+    sink = AuditFileSink(tmp_path / "audit.jsonl")
+    writer = journaled_writer(database, sink)
+
+    async def scenario() -> bytes:
+        with HeldLock(database):
+            await writer.write(event(1))
+            copied = (tmp_path / "audit.jsonl").read_bytes()
+        await writer.drain()
+        return copied
+
+    assert b"req-0001" in asyncio.run(scenario())

@@ -40,12 +40,14 @@ STS (``tests.support.stub_sts.StubSts``) in its own process, and a reader proces
    backlog is raised: ThreadingHTTPServer listens with 5). Each burst also records the CPU
    used meanwhile by the server, the load generator, the stub and the readers, and how busy
    the whole machine was. During the bursts the load generator
-   and the stub run at ``--load-nice`` (default 19): they stand in for 200 EC2 instances and
-   AWS STS, which do not share the server's two cores; the readers (the instrument) and the
-   server keep their priority. The readers speak raw keep-alive HTTP/1.1 (a sixth of httpx's
+   and the stub run at ``--load-nice`` (default 19), and so do their sessions' CPU groups where
+   Linux groups sessions ("autogroup": there a nice value alone ranks a task only within its
+   session): they stand in for 200 EC2 instances and AWS STS, which do not share the server's
+   two cores; the readers (the instrument) and the server keep their priority. The readers speak raw keep-alive HTTP/1.1 (a sixth of httpx's
    CPU per request). The table also shows the server's own read latency (its
    ``strongroom_http_request_seconds`` histogram, so bucket bounds), where new login
-   connections were served, and how many reads' audit commits waited for the SQLite lock.
+   connections were served, and whether reads' audit events went to the audit journal or were
+   committed (and then whether they waited for the SQLite lock).
 
 ``--profile`` runs py-spy on the server's process tree during each phase (collapsed stacks in
 bench/results/login_profile-*.folded; ``cpu`` samples the GIL holder only, ``wall`` every
@@ -1111,13 +1113,19 @@ def build_table(results: dict[str, Any]) -> tuple[list[list[str]], dict[str, boo
             )
         batches_idle = burst.get("audit_batches_idle") or {}
         batches_during = burst.get("audit_batches_during") or {}
+
+        def batches(counts: dict[str, float]) -> str:
+            committed = counts.get("loop", 0) + counts.get("waited", 0) + counts.get("thread", 0)
+            return (
+                f"{counts.get('journal', 0):.0f} journaled, {committed:.0f} committed "
+                f"({counts.get('waited', 0):.0f} waited for the lock)"
+            )
+
         if batches_idle or batches_during:
             rows.append(
                 [
-                    "  reads' audit commits waiting for the lock: idle | bursts",
-                    f"{batches_idle.get('waited', 0):.0f} of {sum(batches_idle.values()):.0f} | "
-                    f"{batches_during.get('waited', 0):.0f} of "
-                    f"{sum(batches_during.values()):.0f}",
+                    "  reads' audit batches: idle | bursts",
+                    f"{batches(batches_idle)} | {batches(batches_during)}",
                     "",
                     "",
                 ]

@@ -39,15 +39,15 @@ STS (``tests.support.stub_sts.StubSts``) in its own process, and a reader proces
    bursts the stub alone is checked with the same number of concurrent requests (its listen
    backlog is raised: ThreadingHTTPServer listens with 5). Each burst also records the CPU
    used meanwhile by the server, the load generator, the stub and the readers, and how busy
-   the whole machine was. During the bursts the load generator
-   and the stub run at ``--load-nice`` (default 19), and so do their sessions' CPU groups where
-   Linux groups sessions ("autogroup": there a nice value alone ranks a task only within its
-   session): they stand in for 200 EC2 instances and AWS STS, which do not share the server's
-   two cores; the readers (the instrument) and the server keep their priority. The readers speak raw keep-alive HTTP/1.1 (a sixth of httpx's
-   CPU per request). The table also shows the server's own read latency (its
-   ``strongroom_http_request_seconds`` histogram, so bucket bounds), where new login
-   connections were served, and whether reads' audit events went to the audit journal or were
-   committed (and then whether they waited for the SQLite lock).
+   the whole machine was. During the bursts the load generator and the stub run at
+   ``--load-nice`` (default 19), and so do their sessions' CPU groups where Linux groups
+   sessions ("autogroup": there a nice value alone ranks a task only within its session): they
+   stand in for 200 EC2 instances and AWS STS, which do not share the server's two cores; the
+   readers (the instrument) and the server keep their priority. The readers speak raw
+   keep-alive HTTP/1.1 (a sixth of httpx's CPU per request). The table also shows the server's
+   own read latency (its ``strongroom_http_request_seconds`` histogram, so bucket bounds),
+   where new login connections were served, and whether reads' audit events went to the audit
+   journal or were committed (and then whether they waited for the SQLite lock).
 
 ``--profile`` runs py-spy on the server's process tree during each phase (collapsed stacks in
 bench/results/login_profile-*.folded; ``cpu`` samples the GIL holder only, ``wall`` every

@@ -34,6 +34,7 @@ from strongroom.audit.store import verify_chain
 from strongroom.db import migrate
 from strongroom.db.engine import Database
 from strongroom.db.tables import audit_events, audit_journal_progress
+from strongroom.errors import ConfigurationError
 
 T0 = datetime(2026, 11, 28, 4, 30, 0, 123456, tzinfo=UTC)
 
@@ -146,6 +147,29 @@ def test_journal_file_is_private_and_locked_while_open(directory: Path) -> None:
     finally:
         journal.close(remove=True)
     assert not journal.path.exists()
+
+
+def test_a_journal_directory_others_could_write_is_refused_or_tightened(tmp_path: Path) -> None:
+    loose = tmp_path / "loose.audit-journal"
+    loose.mkdir(mode=0o777)
+    loose.chmod(0o777)
+    AuditJournal.create(loose).close(remove=True)
+    assert stat.S_IMODE(loose.stat().st_mode) == 0o700
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    link = tmp_path / "link.audit-journal"
+    link.symlink_to(elsewhere)
+    with pytest.raises(ConfigurationError, match="not a link"):
+        AuditJournal.create(link)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a directory to another user needs root")
+def test_a_journal_directory_of_another_user_is_refused(tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign.audit-journal"
+    foreign.mkdir(mode=0o700)
+    os.chown(foreign, 4321, 4321)
+    with pytest.raises(ConfigurationError, match="another user"):
+        AuditJournal.create(foreign)
 
 
 def test_a_failed_append_raises_and_leaves_no_partial_line(directory: Path) -> None:

@@ -37,6 +37,30 @@ def test_server_without_master_key_refuses_clearly(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_server_refuses_an_audit_journal_directory_that_is_a_link(tmp_path: Path) -> None:
+    """Whoever could point it elsewhere could plant events for the next start to chain."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "db.sqlite.audit-journal").symlink_to(elsewhere)
+    result = subprocess.run(
+        [STRONGROOM, "server", "--port", str(free_port())],
+        env={
+            **_CLEAN_ENV,
+            "STRONGROOM_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+            "STRONGROOM_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "audit journal" in result.stderr
+    assert "not a link" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(elsewhere.iterdir()) == []
+
+
 def _start_dev(tmp_path: Path, port: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [STRONGROOM, "server", "--dev", "--port", str(port), "--workers", "1"],

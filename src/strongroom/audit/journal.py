@@ -33,6 +33,7 @@ import contextlib
 import fcntl
 import os
 import secrets
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,6 +47,7 @@ from sqlalchemy import Connection, text
 from strongroom.audit.event import AuditEvent
 from strongroom.audit.store import append_events
 from strongroom.db.engine import Database
+from strongroom.errors import ConfigurationError
 
 log = structlog.get_logger("strongroom.audit")
 
@@ -132,8 +134,11 @@ class AuditJournal:
 
     @classmethod
     def create(cls, directory: Path) -> AuditJournal:
-        """A new, empty journal in ``directory`` (made 0700 if missing), locked by this process."""
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        """A new, empty journal in ``directory`` (made 0700 if missing), locked by this process.
+
+        ConfigurationError if ``directory`` is a symbolic link or belongs to another user:
+        whoever could write there could plant events for the next start to chain."""
+        _private_directory(directory)
         path = directory / f"{os.getpid()}-{secrets.token_hex(6)}{JOURNAL_SUFFIX}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
         descriptor = os.open(path, flags, 0o600)
@@ -173,6 +178,20 @@ class AuditJournal:
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
         os.close(self._descriptor)
+
+
+def _private_directory(directory: Path) -> None:
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    found = directory.lstat()
+    if stat.S_ISLNK(found.st_mode) or not stat.S_ISDIR(found.st_mode):
+        raise ConfigurationError(f"{directory} must be a directory, not a link: remove it")
+    if found.st_uid != os.geteuid():
+        raise ConfigurationError(
+            f"{directory} belongs to another user (uid {found.st_uid}): give it to the user "
+            "that runs the server, or remove it"
+        )
+    if stat.S_IMODE(found.st_mode) != 0o700:
+        directory.chmod(0o700)  # others must not read events nor add journals of their own
 
 
 def record_progress(connection: Connection, journal: str, moved_bytes: int) -> None:

@@ -11,6 +11,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -18,6 +19,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from strongroom.config import Settings
 from strongroom.errors import ConfigurationError, ConflictError
+
+if TYPE_CHECKING:  # the CLI imports SQLAlchemy only for the commands that use it
+    from strongroom.db.engine import Database
 
 err = Console(stderr=True)
 out = Console()
@@ -78,6 +82,15 @@ def _prepare_dev_environment() -> None:
     os.environ.setdefault("STRONGROOM_LOG_FORMAT", "console")
 
 
+def _check_audit_journal(database: Database) -> None:
+    """Fail at start, with a message, rather than in every worker: each writes a journal."""
+    from strongroom.audit.journal import AuditJournal, journal_directory
+
+    directory = journal_directory(database)
+    if directory is not None:
+        AuditJournal.create(directory).close(remove=True)
+
+
 def server(
     dev: bool = typer.Option(False, "--dev", help="Zero set-up: SQLite and a generated key."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
@@ -112,6 +125,10 @@ def server(
                 f"Configure the CLI: strongroom configure --profile admin "
                 f"--access-id {creds.access_id} --access-type access_key --access-key …"
             )
+    try:
+        _check_audit_journal(database)
+    except (ConfigurationError, OSError) as exc:
+        raise _fail(f"audit journal: {exc}") from None
     database.dispose()
     count = workers or os.cpu_count() or 1
     err.print(f"Strongroom listening on http://{host}:{port} with {count} worker(s)")

@@ -92,7 +92,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # for tests.support (moto, stub STS, signing)
 
 import httpx  # noqa: E402
-from processes import Processes, group_cpu_seconds, raise_on_signal  # noqa: E402
+from processes import Processes, group_cpu_seconds, raise_on_signal, tree_cpu_seconds  # noqa: E402
 
 RESULTS_DIR = BENCH_DIR / "results"
 VENV_BIN = Path(sys.executable).parent
@@ -495,7 +495,7 @@ class Server:
         raise RuntimeError(f"server not ready after 60 s:\n{tail(self.log_path)}")
 
     def cpu_seconds(self) -> float:
-        return group_cpu_seconds(self.process.pid) if self.process else 0.0
+        return tree_cpu_seconds(self.process.pid) if self.process else 0.0
 
     def stop(self) -> None:
         if self.process is not None:

@@ -61,6 +61,33 @@ def raise_on_signal(signum: int, _frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU time of ``root`` and every live process descended from it (a server's
+    login processes run in sessions, hence process groups, of their own)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    times: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        # fields[0] is field 3 of proc(5): state; ppid is field 4, utime 14, stime 15.
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = int(fields[11]) + int(fields[12])
+    total = 0
+    for pid, used in times.items():
+        ancestor = pid
+        while ancestor > 1 and ancestor != root:
+            ancestor = parents.get(ancestor, 0)
+        if ancestor == root:
+            total += used
+    return total / ticks
+
+
 def group_cpu_seconds(pgid: int) -> float:
     """User + system CPU time of every live process in process group ``pgid``."""
     ticks = os.sysconf("SC_CLK_TCK")

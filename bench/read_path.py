@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
-from processes import Processes, group_cpu_seconds, raise_on_signal
+from processes import Processes, group_cpu_seconds, raise_on_signal, tree_cpu_seconds
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -496,7 +496,7 @@ def run_wrk(target: Target, connections: int, duration: int, threads: int) -> di
         "-s", str(LUA_SCRIPT),
         target.url,
     ]  # fmt: skip
-    cpu_server_before = group_cpu_seconds(target.process.pid)
+    cpu_server_before = tree_cpu_seconds(target.process.pid)
     cpu_wrk_before = children_cpu_seconds()
     busy_before = machine_busy_seconds()
     process = PROCS.spawn(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -504,7 +504,7 @@ def run_wrk(target: Target, connections: int, duration: int, threads: int) -> di
         out, err = process.communicate(timeout=duration + 60)
     finally:
         PROCS.stop(process, grace=2)
-    cpu_server = group_cpu_seconds(target.process.pid) - cpu_server_before
+    cpu_server = tree_cpu_seconds(target.process.pid) - cpu_server_before
     cpu_wrk = children_cpu_seconds() - cpu_wrk_before
     # Whatever else ran meanwhile (other people's tests, say) competed for the same cores.
     cpu_other = max(0.0, machine_busy_seconds() - busy_before - cpu_server - cpu_wrk)

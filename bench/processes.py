@@ -8,6 +8,8 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +63,16 @@ def raise_on_signal(signum: int, _frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """User + system CPU time of ``root`` and every live process descended from it (a server's
-    login processes run in sessions, hence process groups, of their own)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    parents: dict[int, int] = {}
-    times: dict[int, int] = {}
+@dataclass(frozen=True)
+class ProcStat:
+    pid: int
+    ppid: int
+    pgrp: int
+    cpu_ticks: int  # user + system
+
+
+def proc_stats() -> Iterator[ProcStat]:
+    """What /proc says of every process now (those gone meanwhile are skipped)."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -75,32 +81,26 @@ def tree_cpu_seconds(root: int) -> float:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()
-        # fields[0] is field 3 of proc(5): state; ppid is field 4, utime 14, stime 15.
-        parents[int(entry.name)] = int(fields[1])
-        times[int(entry.name)] = int(fields[11]) + int(fields[12])
+        # fields[0] is field 3 of proc(5): state; ppid is 4, pgrp 5, utime 14, stime 15.
+        ticks = int(fields[11]) + int(fields[12])
+        yield ProcStat(int(entry.name), int(fields[1]), int(fields[2]), ticks)
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU time of ``root`` and every live process descended from it (a server's
+    login processes run in sessions, hence process groups, of their own)."""
+    stats = {stat.pid: stat for stat in proc_stats()}
     total = 0
-    for pid, used in times.items():
-        ancestor = pid
+    for stat in stats.values():
+        ancestor = stat.pid
         while ancestor > 1 and ancestor != root:
-            ancestor = parents.get(ancestor, 0)
+            ancestor = stats[ancestor].ppid if ancestor in stats else 0
         if ancestor == root:
-            total += used
-    return total / ticks
+            total += stat.cpu_ticks
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def group_cpu_seconds(pgid: int) -> float:
     """User + system CPU time of every live process in process group ``pgid``."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        # fields[0] is field 3 of proc(5): state; pgrp is field 5, utime 14, stime 15.
-        if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
-    return total / ticks
+    ticks = sum(stat.cpu_ticks for stat in proc_stats() if stat.pgrp == pgid)
+    return ticks / os.sysconf("SC_CLK_TCK")

@@ -34,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import read_path as rp
+from processes import proc_stats
 
 FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
@@ -51,17 +52,7 @@ def short(frame: str) -> str:
 
 
 def group_pids(pgid: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat[stat.rindex(")") + 2 :].split()[2]) == pgid:
-            pids.append(int(entry.name))
-    return sorted(pids)
+    return sorted(stat.pid for stat in proc_stats() if stat.pgrp == pgid)
 
 
 def main() -> int:

@@ -9,7 +9,6 @@ import fcntl
 import os
 import stat
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,7 +30,6 @@ from strongroom.audit.journal import (
     recover_orphans,
 )
 from strongroom.audit.store import verify_chain
-from strongroom.db import migrate
 from strongroom.db.engine import Database
 from strongroom.db.tables import audit_events, audit_journal_progress
 from strongroom.errors import ConfigurationError
@@ -53,14 +51,6 @@ def event(number: int, **fields: object) -> AuditEvent:
     for name, value in fields.items():
         setattr(made, name, value)
     return made
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    database = Database.from_url(f"sqlite:///{tmp_path / 'strongroom.db'}")
-    migrate.upgrade(database)
-    yield database
-    database.dispose()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,16 +18,6 @@ from strongroom.audit.writer import AuditFileSink, AuditWriter
 from strongroom.db.engine import Database
 from strongroom.errors import ServiceUnavailableError
 from tests.audit.test_journal import chained_request_ids, event, progress_rows
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    from strongroom.db import migrate
-
-    database = Database.from_url(f"sqlite:///{tmp_path / 'strongroom.db'}")
-    migrate.upgrade(database)
-    yield database
-    database.dispose()
 
 
 def journaled_writer(database: Database, sink: AuditFileSink | None = None) -> AuditWriter:

@@ -45,7 +45,7 @@ import structlog
 from sqlalchemy import Connection, text
 
 from strongroom.audit.event import AuditEvent
-from strongroom.audit.store import append_events
+from strongroom.audit.store import RECORD_COLUMNS, append_events
 from strongroom.db.engine import Database
 from strongroom.errors import ConfigurationError
 
@@ -58,18 +58,7 @@ MAX_LINE_BYTES = 64 * 1024
 # Events chained per statement batch when a journal is recovered.
 RECOVERY_BATCH = 1000
 
-_TEXT_FIELDS = (
-    "request_id",
-    "source_ip",
-    "access_id",
-    "auth_method",
-    "identity_arn",
-    "token_digest",
-    "action",
-    "path",
-    "outcome",
-    "reason",
-)
+_TEXT_FIELDS = tuple(name for name in RECORD_COLUMNS if name != "status")
 _REQUIRED_TEXT = frozenset({"request_id", "source_ip", "action", "outcome"})
 
 

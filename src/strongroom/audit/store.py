@@ -96,7 +96,8 @@ def append_events(connection: Connection, events: Sequence[AuditEvent]) -> None:
         event.written = True
 
 
-_RECORD_COLUMNS = (
+# The event's fields as stored (besides time and the chain's): what the chain hashes.
+RECORD_COLUMNS = (
     "request_id",
     "source_ip",
     "access_id",
@@ -112,7 +113,7 @@ _RECORD_COLUMNS = (
 
 
 def _record_of(row: Any) -> dict[str, Any]:
-    record = {name: getattr(row, name) for name in _RECORD_COLUMNS}
+    record = {name: getattr(row, name) for name in RECORD_COLUMNS}
     record["time"] = isoformat_micro(row.time)
     return record
 

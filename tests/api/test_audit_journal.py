@@ -33,7 +33,8 @@ def journal_of(harness: Harness) -> AuditJournal:
 
 def test_reads_are_answered_while_a_login_holds_the_write_lock(journaled: Harness) -> None:
     client, headers = journaled.client, journaled.admin.headers
-    client.post("/v1/secrets", json={"name": "/j/a", "value": "v"}, headers=headers)
+    value = "journal-must-not-hold-this-value"
+    client.post("/v1/secrets", json={"name": "/j/a", "value": value}, headers=headers)
     database = journaled.services.database
     with HeldLock(database):
         read = client.get("/v1/secrets/j/a", headers=headers)
@@ -41,6 +42,12 @@ def test_reads_are_answered_while_a_login_holds_the_write_lock(journaled: Harnes
         assert (read.status_code, denied.status_code) == (200, 401)
         ids = {read.headers["x-request-id"], denied.headers["x-request-id"]}
         assert not ids & set(chained_request_ids(database))  # journaled, not yet chained
+        held = journal_of(journaled).path.read_bytes()
+    assert all(request_id.encode() in held for request_id in ids)
+    # Neither the value nor a token is in the file: a token only as its keyed digest.
+    assert value.encode() not in held
+    assert journaled.admin.token.encode() not in held
+    assert b"t-bogus" not in held
     events = client.get("/v1/audit", params={"limit": 50}, headers=headers).json()["events"]
     assert ids <= {e["request_id"] for e in events}
     with database.read() as connection:

@@ -7,6 +7,7 @@ import asyncio
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -190,3 +191,40 @@ def test_the_audit_file_copy_is_written_with_the_journal(
         return copied
 
     assert b"req-0001" in asyncio.run(scenario())
+
+
+def test_a_backlog_moves_in_a_thread_in_bounded_transactions_of_whole_writes(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a long-held lock, the events journaled meanwhile must not be chained in one long
+    transaction on the event loop: that would stall every request of the process."""
+    monkeypatch.setattr(writer_module, "MOVE_MAX_EVENTS", 3)
+    monkeypatch.setattr(writer_module, "MOVE_ON_LOOP_MAX_EVENTS", 1)
+    writer = journaled_writer(database)
+    moves: list[tuple[int, bool]] = []
+    move_batch = writer._move_batch
+
+    def recorded(*args: Any, blocking: bool) -> None:
+        move_batch(*args, blocking=blocking)
+        moves.append((len(args[1]), blocking))
+
+    monkeypatch.setattr(writer, "_move_batch", recorded)
+
+    async def scenario() -> None:
+        await writer.write(event(0))
+        await writer.settle()  # lock free, one event: on the loop
+        with HeldLock(database):
+            for write in range(5):  # five journal writes of two events each
+                await asyncio.gather(
+                    writer.write(event(2 * write + 1)), writer.write(event(2 * write + 2))
+                )
+        await writer.settle()
+        await writer.drain()
+
+    asyncio.run(scenario())
+    assert moves[0] == (1, False)
+    assert all(blocking for _, blocking in moves[1:])  # in a thread: none of them on the loop
+    assert [size for size, _ in moves[1:]] == [2, 2, 2, 2, 2]  # whole writes, at most 3 events
+    assert chained_request_ids(database) == [f"req-{n:04d}" for n in range(11)]
+    with database.read() as connection:
+        assert verify_chain(connection).broken is None

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,6 +57,11 @@ JOURNAL_MOVES = Counter(
 # it (fewer turns of the SQLite write lock) and the responses leave first.
 MOVE_DELAY_SECONDS = 0.005
 MOVE_RETRY_SECONDS = 1.0
+# A move runs on the event loop only for this many events at most (about 20 µs each): a
+# backlog (after the lock was held long) moves in a thread, in transactions of at most
+# MOVE_MAX_EVENTS, rather than stall the loop.
+MOVE_ON_LOOP_MAX_EVENTS = 64
+MOVE_MAX_EVENTS = 1000
 # A journal this large whose events are all chained is replaced by a new, empty one.
 ROTATE_BYTES = 4 * 1024 * 1024
 # How long GET /v1/audit waits for this process's journal to reach the chain.
@@ -108,8 +114,9 @@ class AuditWriter:
         self._flusher: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Future[None]] = set()
         self._journal = journal if self._inline else None
-        self._unmoved: list[AuditEvent] = []  # journaled, not yet in the chain
-        self._unmoved_end = 0  # the journal's size after the last of them
+        # Journal writes whose events are not in the chain yet: the events, and the journal's
+        # size after them (what the chain has covered once they are in).
+        self._unmoved: deque[tuple[list[AuditEvent], int]] = deque()
         self._retired: list[str] = []  # replaced journals whose progress rows can go
         self._move_timer: asyncio.TimerHandle | None = None
         self._mover: asyncio.Task[None] | None = None
@@ -164,8 +171,7 @@ class AuditWriter:
         AUDIT_BATCHES.labels("journal").inc()
         for event in events:
             event.written = True
-        self._unmoved += events
-        self._unmoved_end = end
+        self._unmoved.append((events, end))
         self.copy_to_file(events)
         self._settle(batch, None)
         self._schedule_move()
@@ -180,15 +186,30 @@ class AuditWriter:
         if self._mover is None or self._mover.done():
             self._mover = asyncio.ensure_future(self._move())
 
+    def _take_unmoved(self) -> tuple[list[tuple[list[AuditEvent], int]], list[AuditEvent]]:
+        """The oldest journal writes, whole, up to MOVE_MAX_EVENTS events (at least one)."""
+        taken: list[tuple[list[AuditEvent], int]] = []
+        events: list[AuditEvent] = []
+        while self._unmoved and (
+            not taken or len(events) + len(self._unmoved[0][0]) <= MOVE_MAX_EVENTS
+        ):
+            write = self._unmoved.popleft()
+            taken.append(write)
+            events += write[0]
+        return taken, events
+
     async def _move(self) -> None:
         """Move journaled events into the chain until none are left: on the loop when the
-        SQLite lock is free, else in a thread (no request waits for this)."""
+        SQLite lock is free and the batch is small, else in a thread (no request waits)."""
         while self._unmoved and self._journal is not None:
             journal = self._journal
-            events, end, retired = self._unmoved, self._unmoved_end, self._retired
-            self._unmoved, self._retired = [], []
+            taken, events = self._take_unmoved()
+            end, retired = taken[-1][1], self._retired
+            self._retired = []
             try:
                 try:
+                    if len(events) > MOVE_ON_LOOP_MAX_EVENTS:
+                        raise WriterBusyError  # a long transaction would stall the loop
                     self._move_batch(journal.name, events, end, retired, blocking=False)
                     JOURNAL_MOVES.labels("loop").inc()
                 except WriterBusyError:
@@ -199,7 +220,7 @@ class AuditWriter:
             except Exception as exc:  # the events stay journaled; try again later
                 JOURNAL_MOVES.labels("failed").inc()
                 log.error("audit journal move failed", error=repr(exc), events=len(events))
-                self._unmoved = events + self._unmoved
+                self._unmoved.extendleft(reversed(taken))
                 self._retired = retired + self._retired
                 if self._stopping:
                     return
@@ -294,15 +315,18 @@ class AuditWriter:
         self._stopping = True  # a failing mover returns rather than wait to retry
         if self._mover is not None and not self._mover.done():
             await self._mover
-        if self._unmoved:
-            events, end = self._unmoved, self._unmoved_end
+        while self._unmoved:
+            taken, events = self._take_unmoved()
+            end = taken[-1][1]
             try:
                 await asyncio.to_thread(
                     self._move_batch, journal.name, events, end, self._retired, blocking=True
                 )
-                self._unmoved, self._retired = [], []
+                self._retired = []
             except Exception as exc:  # left in the journal: the next start chains them
                 log.error("audit journal move failed at stop", error=repr(exc), events=len(events))
+                self._unmoved.extendleft(reversed(taken))
+                break
         self._journal = None
         # Removed only when all of it is chained; its progress row goes at the next start.
         journal.close(remove=not self._unmoved)

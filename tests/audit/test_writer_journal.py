@@ -21,6 +21,15 @@ from strongroom.errors import ServiceUnavailableError
 from tests.audit.test_journal import chained_request_ids, event, progress_rows
 
 
+def audit_table(database: Database, *, present: bool) -> None:
+    """Take the chain's table away (every move fails, as with a broken database) or back."""
+    names = (
+        ("audit_events_gone", "audit_events") if present else ("audit_events", "audit_events_gone")
+    )
+    with database.write() as connection:
+        connection.execute(text(f"ALTER TABLE {names[0]} RENAME TO {names[1]}"))
+
+
 def journaled_writer(database: Database, sink: AuditFileSink | None = None) -> AuditWriter:
     directory = journal_directory(database)
     assert directory is not None
@@ -112,14 +121,12 @@ def test_a_failed_move_is_retried_and_loses_nothing(
 ) -> None:
     monkeypatch.setattr(writer_module, "MOVE_RETRY_SECONDS", 0.05)
     writer = journaled_writer(database)
-    with database.write() as connection:
-        connection.execute(text("ALTER TABLE audit_events RENAME TO audit_events_gone"))
+    audit_table(database, present=False)
 
     async def scenario() -> None:
         await writer.write(event(1))  # answered: the event is durable in the journal
         await asyncio.sleep(0.1)  # the move failed at least once
-        with database.write() as connection:
-            connection.execute(text("ALTER TABLE audit_events_gone RENAME TO audit_events"))
+        audit_table(database, present=True)
         for _ in range(100):
             if chained_request_ids(database):
                 break
@@ -137,8 +144,7 @@ def test_what_could_not_be_chained_at_stop_is_chained_at_the_next_start(
     writer = journaled_writer(database)
     journal = writer.journal
     assert journal is not None
-    with database.write() as connection:
-        connection.execute(text("ALTER TABLE audit_events RENAME TO audit_events_gone"))
+    audit_table(database, present=False)
 
     async def scenario() -> None:
         await writer.write(event(1))
@@ -147,8 +153,7 @@ def test_what_could_not_be_chained_at_stop_is_chained_at_the_next_start(
 
     asyncio.run(scenario())
     assert journal.path.exists()  # kept: its event is not in the chain
-    with database.write() as connection:
-        connection.execute(text("ALTER TABLE audit_events_gone RENAME TO audit_events"))
+    audit_table(database, present=True)
     assert recover_orphans(database, journal.directory).events == 1
     assert chained_request_ids(database) == ["req-0001"]
 

@@ -22,15 +22,20 @@ pytestmark = pytest.mark.slow
 _CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("STRONGROOM_")}
 
 
-def test_server_without_master_key_refuses_clearly(tmp_path: Path) -> None:
-    result = subprocess.run(
+def _server_refusing(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``strongroom server`` run with ``env`` on top of a clean environment, expected to stop."""
+    return subprocess.run(
         [STRONGROOM, "server", "--port", str(free_port())],
-        env={**_CLEAN_ENV, "STRONGROOM_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}"},
+        env={**_CLEAN_ENV, **env},
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_server_without_master_key_refuses_clearly(tmp_path: Path) -> None:
+    result = _server_refusing({"STRONGROOM_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}"})
     assert result.returncode == 1
     assert "STRONGROOM_MASTER_KEY" in result.stderr
     assert "--dev" in result.stderr
@@ -42,17 +47,11 @@ def test_server_refuses_an_audit_journal_directory_that_is_a_link(tmp_path: Path
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (tmp_path / "db.sqlite.audit-journal").symlink_to(elsewhere)
-    result = subprocess.run(
-        [STRONGROOM, "server", "--port", str(free_port())],
-        env={
-            **_CLEAN_ENV,
+    result = _server_refusing(
+        {
             "STRONGROOM_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
             "STRONGROOM_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+        }
     )
     assert result.returncode == 1
     assert "audit journal" in result.stderr

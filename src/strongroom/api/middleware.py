@@ -41,7 +41,26 @@ LATENCY = Histogram(
     "strongroom_http_request_seconds",
     "HTTP request latency by route",
     ["route"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    # Fine below 10 ms, where reads live (a read takes under a millisecond): a p99 is then
+    # told apart at 2, 3 or 4 ms rather than only "under 5 ms".
+    buckets=(
+        0.0005,
+        0.001,
+        0.002,
+        0.003,
+        0.004,
+        0.005,
+        0.0075,
+        0.01,
+        0.025,
+        0.05,
+        0.1,
+        0.25,
+        0.5,
+        1,
+        2.5,
+        5,
+    ),
 )
 
 # Probes, metrics and static files are not audited: they carry no identity and change nothing,

@@ -1,9 +1,11 @@
 """The server-side commands as an operator runs them: `server --dev`, the refusal without a
-master key, `db upgrade`, `keys rotate`, `keys rewrap`, `audit verify`."""
+master key, `db upgrade`, `keys rotate`, `keys rewrap`, `audit verify` (and the audit journals
+it chains first)."""
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import secrets
@@ -15,6 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from strongroom.audit.journal import AuditJournal, encode_events
+from strongroom.db import migrate
+from strongroom.db.engine import Database
+from tests.audit.test_journal import event
 from tests.e2e.server_process import STRONGROOM, ServerProcess, free_port
 
 pytestmark = pytest.mark.slow
@@ -187,3 +193,47 @@ def test_offline_commands(tmp_path: Path) -> None:
     )
     assert refused.returncode == 1
     assert "master key does not unwrap" in refused.stderr
+
+
+def _offline(tmp_path: Path) -> ServerProcess:
+    return ServerProcess(
+        {
+            "STRONGROOM_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+            "STRONGROOM_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+        },
+        cwd=tmp_path,
+    )
+
+
+def _orphaned_journal(tmp_path: Path) -> Path:
+    """What a server process that was killed leaves: two events journaled, never chained."""
+    journal = AuditJournal.create(tmp_path / "db.sqlite.audit-journal")
+    journal.append(encode_events([event(1), event(2)]))
+    journal.close(remove=False)
+    return journal.path
+
+
+def test_audit_verify_chains_what_a_killed_server_left_in_its_journal(tmp_path: Path) -> None:
+    server = _offline(tmp_path)
+    server.run_cli("db", "upgrade")
+    orphan = _orphaned_journal(tmp_path)
+    verified = server.run_cli("audit", "verify")
+    assert "Chained 2 journaled event(s) left by a stopped server" in verified.stderr
+    assert "Audit chain intact: 2 event(s) verified" in verified.stdout
+    assert not orphan.exists()
+    assert json.loads(server.run_cli("audit", "verify", "--json").stdout)["checked"] == 2
+
+
+def test_audit_verify_leaves_journals_alone_on_an_older_schema(tmp_path: Path) -> None:
+    server = _offline(tmp_path)
+    database = Database.from_url(server.env["STRONGROOM_DATABASE_URL"])
+    migrate.upgrade(database, "0001")  # no audit_journal_progress table yet
+    database.dispose()
+    orphan = _orphaned_journal(tmp_path)
+    verified = server.run_cli("audit", "verify")
+    assert "strongroom db upgrade" in verified.stderr
+    assert "Traceback" not in verified.stderr
+    assert "Audit chain intact: 0 event(s) verified" in verified.stdout
+    assert orphan.exists()
+    server.run_cli("db", "upgrade")
+    assert "Chained 2 journaled" in server.run_cli("audit", "verify").stderr

@@ -236,14 +236,23 @@ def audit_verify(
     """Check the audit hash chain end to end."""
     from strongroom.audit.journal import journal_directory, recover_orphans
     from strongroom.audit.store import verify_chain
+    from strongroom.db import migrate
     from strongroom.db.engine import Database
 
     database = Database.from_url(_load_settings().database_url)
     # Events journaled by server processes that ended without chaining them (a crash) are
-    # chained first: otherwise they would be missing from what is verified.
-    recovered = recover_orphans(database, journal_directory(database))
-    if recovered.events and not as_json:
-        err.print(f"Chained {recovered.events} journaled event(s) left by a stopped server.")
+    # chained first: otherwise they would be missing from what is verified. Only into a schema
+    # of this version: an older one has nowhere to record how far a journal is chained.
+    directory = journal_directory(database)
+    if directory is not None and directory.is_dir() and not migrate.is_up_to_date(database):
+        err.print(
+            "[yellow]Journaled audit events not chained:[/] the database schema is older than "
+            "this version; run `strongroom db upgrade` (or start the server), then verify again."
+        )
+    else:
+        recovered = recover_orphans(database, directory)
+        if recovered.events and not as_json:
+            err.print(f"Chained {recovered.events} journaled event(s) left by a stopped server.")
     with database.read() as connection:
         result = verify_chain(connection)
     if as_json:

@@ -20,12 +20,12 @@ def _config() -> Config:
     return config
 
 
-def upgrade(database: Database) -> None:
-    """Bring the schema to the newest revision (idempotent)."""
+def upgrade(database: Database, revision: str = "head") -> None:
+    """Bring the schema to ``revision``, the newest by default (idempotent)."""
     config = _config()
     with database.engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)
 
 
 def head_revision() -> str | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import fcntl
 import os
 import stat
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from strongroom.audit.store import verify_chain
 from strongroom.db.engine import Database
 from strongroom.db.tables import audit_events, audit_journal_progress
 from strongroom.errors import ConfigurationError
+from tests.support.concurrency import run_at_once
 
 T0 = datetime(2026, 11, 28, 4, 30, 0, 123456, tzinfo=UTC)
 
@@ -260,21 +260,7 @@ def test_a_live_journal_is_left_to_its_process(database: Database, directory: Pa
 def test_recoverers_racing_chain_each_event_once(database: Database, directory: Path) -> None:
     for start in range(0, 40, 10):
         write_orphan(directory, [event(n) for n in range(start, start + 10)])
-    barrier = threading.Barrier(4)
-    errors: list[BaseException] = []
-
-    def recover() -> None:
-        barrier.wait()
-        try:
-            recover_orphans(database, directory)
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=recover) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = run_at_once(lambda: recover_orphans(database, directory), 4)
     assert errors == []
     ids = chained_request_ids(database)
     assert sorted(ids) == sorted(f"req-{n:04d}" for n in range(40))

@@ -30,6 +30,12 @@ def audit_table(database: Database, *, present: bool) -> None:
         connection.execute(text(f"ALTER TABLE {names[0]} RENAME TO {names[1]}"))
 
 
+def journal_of(writer: AuditWriter) -> AuditJournal:
+    journal = writer.journal
+    assert journal is not None
+    return journal
+
+
 def journaled_writer(database: Database, sink: AuditFileSink | None = None) -> AuditWriter:
     directory = journal_directory(database)
     assert directory is not None
@@ -83,8 +89,7 @@ def test_reads_are_answered_while_another_writer_holds_the_lock(database: Databa
 
 def test_events_of_one_loop_pass_share_one_journal_write(database: Database) -> None:
     writer = journaled_writer(database)
-    journal = writer.journal
-    assert journal is not None
+    journal = journal_of(writer)
 
     async def scenario() -> tuple[int, int]:
         await asyncio.gather(*(writer.write(event(n)) for n in range(8)))
@@ -101,8 +106,7 @@ def test_events_of_one_loop_pass_share_one_journal_write(database: Database) -> 
 
 def test_a_journal_that_cannot_be_written_fails_the_requests_closed(database: Database) -> None:
     writer = journaled_writer(database)
-    journal = writer.journal
-    assert journal is not None
+    journal = journal_of(writer)
     read_only = os.open(journal.path, os.O_RDONLY)
     os.dup2(read_only, journal._descriptor)
     os.close(read_only)
@@ -142,8 +146,7 @@ def test_what_could_not_be_chained_at_stop_is_chained_at_the_next_start(
 ) -> None:
     monkeypatch.setattr(writer_module, "MOVE_RETRY_SECONDS", 0.05)
     writer = journaled_writer(database)
-    journal = writer.journal
-    assert journal is not None
+    journal = journal_of(writer)
     audit_table(database, present=False)
 
     async def scenario() -> None:
@@ -163,8 +166,7 @@ def test_a_large_journal_is_replaced_once_chained(
 ) -> None:
     monkeypatch.setattr(writer_module, "ROTATE_BYTES", 1000)
     writer = journaled_writer(database)
-    first = writer.journal
-    assert first is not None
+    first = journal_of(writer)
 
     async def scenario() -> None:
         for n in range(10):

@@ -16,6 +16,7 @@ from strongroom.cli.aws_login import AwsCredentials
 from strongroom.cli.client import StrongroomClient
 from strongroom.cli.errors import LoginFailedError, ServerError, ServerUnreachableError
 from strongroom.cli.profiles import CachedToken, Profile, TokenCache
+from tests.support.concurrency import run_at_once
 
 URL = "http://strongroom.test:8300"
 ACCESS_ID = "p-abcdefabcdef"
@@ -213,21 +214,12 @@ def test_an_unreachable_server_is_named_with_a_hint(tmp_path: Path) -> None:
 
 def test_concurrent_commands_of_one_profile_log_in_once(tmp_path: Path) -> None:
     server = FakeServer()
-    errors: list[BaseException] = []
 
     def command() -> None:
-        try:
-            with make_client(tmp_path, server) as client:
-                client.list_roles()
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        with make_client(tmp_path, server) as client:
+            client.list_roles()
 
-    threads = [threading.Thread(target=command) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    assert run_at_once(command, 6) == []
     assert len(server.logins) == 1
 
 

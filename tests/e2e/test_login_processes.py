@@ -32,6 +32,7 @@ import httpx
 import pytest
 
 from strongroom.db.engine import Database
+from strongroom.serving.handoff import BURST_WINDOW_SECONDS
 from tests.audit.test_writer_journal import HeldLock
 from tests.e2e.server_process import STRONGROOM, ServerProcess
 from tests.support.moto_world import MotoWorld
@@ -1096,6 +1097,8 @@ def inline(stack: Stack) -> Iterator[Server]:
 
     def ready() -> None:
         wait_until(handed_over, 30, "the login process never took a login", 0.2)
+        # That handoff began a burst, during which an idle worker hands logins over too.
+        time.sleep(2 * BURST_WINDOW_SECONDS)
 
     with started(server, ready):
         yield server

@@ -1,6 +1,6 @@
 """The worker's side of the login handoff (``LoginHandoff``), with socket pairs standing in for
-login processes: ``LoginProcess.start`` is replaced so that no process is spawned, and the test
-plays the login process on the other end (sends ``ready``, receives connections, exits).
+login processes (``peers``, from conftest): the test plays the login process on the other end
+(sends ``ready``, receives connections, exits).
 
 Connections are Unix stream socket pairs: the worker offers one end, the test keeps the other
 as the client and checks what the client sees (an answer through the passed descriptor, or the
@@ -13,115 +13,14 @@ import asyncio
 import errno
 import os
 import socket
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from prometheus_client import REGISTRY
 
 from strongroom.serving import handoff as handoff_module
-from strongroom.serving.handoff import READY, LoginHandoff, LoginProcess
-
-LOGIN = b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
-SMALL_BUFFER = 4096  # the login processes' sockets fill after a few messages
-
-
-def handoffs(outcome: str) -> float:
-    value = REGISTRY.get_sample_value("strongroom_login_handoffs_total", {"outcome": outcome})
-    return value or 0.0
-
-
-class Peers:
-    """The login processes' ends of the socket pairs, in the order the worker created them."""
-
-    def __init__(self) -> None:
-        self.ends: list[socket.socket] = []
-        self.processes: list[LoginProcess] = []
-
-    def __getitem__(self, index: int) -> socket.socket:
-        return self.ends[index]
-
-    def first_bytes(self, index: int) -> bytes:
-        """The first bytes of one passed connection (which is closed)."""
-        chunk, connection = self.receive(index)
-        connection.close()
-        return chunk
-
-    def receive(self, index: int) -> tuple[bytes, socket.socket]:
-        """One passed connection: the first bytes and the connection."""
-        chunk, fds, _flags, _address = socket.recv_fds(self.ends[index], 65536, 1)
-        assert len(fds) == 1, (chunk, fds)
-        return chunk, socket.socket(fileno=fds[0])
-
-
-@pytest.fixture
-def peers(monkeypatch: pytest.MonkeyPatch) -> Iterator[Peers]:
-    created = Peers()
-
-    def start(self: LoginProcess) -> socket.socket:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUFFER)
-        ours.setblocking(False)
-        theirs.settimeout(5)
-        self.channel = ours
-        self.ready = False
-        created.ends.append(theirs)
-        created.processes.append(self)
-        return ours
-
-    monkeypatch.setattr(LoginProcess, "start", start)
-    yield created
-    for process in created.processes:  # a failed test may not have reached handoff.close()
-        process.close_channel()
-    for end in created.ends:
-        end.close()
-
-
-class Clients:
-    """Client ends of the connections offered; the worker's ends closed as the protocol does."""
-
-    def __init__(self) -> None:
-        self.sockets: list[socket.socket] = []
-
-    def connection(self) -> tuple[socket.socket, socket.socket]:
-        worker_end, client_end = socket.socketpair()
-        client_end.settimeout(5)
-        self.sockets += [worker_end, client_end]
-        return worker_end, client_end
-
-    def close(self) -> None:
-        for sock in self.sockets:
-            sock.close()
-
-
-@pytest.fixture
-def clients() -> Iterator[Clients]:
-    made = Clients()
-    yield made
-    made.close()
-
-
-async def until(condition: Callable[[], Any], seconds: float = 5) -> None:
-    """Let the loop run until ``condition()`` holds; fail after ``seconds``."""
-    try:
-        async with asyncio.timeout(seconds):
-            # Polled: the conditions are the handoff's and the sockets' state, no event to await.
-            while not condition():  # noqa: ASYNC110
-                await asyncio.sleep(0.001)
-    except TimeoutError:
-        raise AssertionError(f"condition not met in {seconds} s") from None
-
-
-def run(body: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    asyncio.run(body())
-
-
-async def ready_handoff(peers: Peers, count: int = 1) -> LoginHandoff:
-    handoff = LoginHandoff(count, nice=0).start()
-    for index in range(count):
-        peers[index].send(READY)
-    await until(lambda: all(process.ready for process in handoff.processes))
-    return handoff
+from strongroom.serving.handoff import READY, LoginHandoff
+from tests.serving.peers import LOGIN, Clients, Peers, handoffs, ready_handoff, run, until
 
 
 def offer(handoff: LoginHandoff, clients: Clients, chunk: bytes = LOGIN) -> tuple[bool, Any]:
@@ -400,6 +299,34 @@ def test_an_idle_worker_keeps_its_logins_when_told_to(
         # Never for a request that is not a login, idle or not.
         assert handoff.offer(worker_end, b"GET /v1/sys/health HTTP/1.1\r\n\r\n") is False
         assert handoffs("worker_idle") == before["worker_idle"] + int(not passed)
+        handoff.close()
+
+    run(body)
+
+
+def test_a_login_during_a_burst_is_handed_over_even_when_the_worker_is_idle(
+    peers: Peers, clients: Clients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Logins kept by a worker that is idle for a moment would cost its loop milliseconds of CPU
+    each, just when a burst's other connections arrive: within BURST_WINDOW_SECONDS of a
+    handoff, logins are handed over too."""
+    monkeypatch.setattr(handoff_module, "BURST_WINDOW_SECONDS", 0.2)
+
+    async def body() -> None:
+        handoff = LoginHandoff(1, nice=0, keep_when_idle=True).start()
+        peers[0].send(READY)
+        await until(lambda: handoff.processes[0].ready)
+        worker_end, _client = clients.connection()
+        assert handoff.offer(worker_end, LOGIN, worker_idle=True) is False  # alone: kept
+        assert handoff.offer(worker_end, LOGIN, worker_idle=False) is True  # a burst starts
+        assert peers.first_bytes(0) == LOGIN
+        assert handoff.offer(worker_end, LOGIN, worker_idle=True) is True  # part of it
+        assert peers.first_bytes(0) == LOGIN
+        await asyncio.sleep(0.1)
+        assert handoff.offer(worker_end, LOGIN, worker_idle=True) is True  # still part of it
+        assert peers.first_bytes(0) == LOGIN
+        await asyncio.sleep(0.3)  # the burst is over: an idle worker keeps a login again
+        assert handoff.offer(worker_end, LOGIN, worker_idle=True) is False
         handoff.close()
 
     run(body)

@@ -45,6 +45,17 @@ HANDOFFS = Counter(
     # login process ready)
     ["outcome"],
 )
+# Bound once: a burst counts hundreds of handoffs, and a labels() look-up costs more than inc().
+_COUNT = {
+    outcome: HANDOFFS.labels(outcome)
+    for outcome in (
+        "login_process",
+        "login_process_queued",
+        "worker_idle",
+        "worker_busy",
+        "worker_not_ready",
+    )
+}
 
 READY = b"ready"  # what a login process sends once it serves connections
 MAX_BACKLOG = 1024  # connections a worker holds for one login process whose socket is full
@@ -52,6 +63,10 @@ BACKLOG_RETRY_SECONDS = 0.05
 # send_fds errors that mean the login process's end is gone (any other is passing).
 _GONE = (BrokenPipeError, ConnectionResetError, ConnectionRefusedError)
 RESTART_DELAY_SECONDS = 1.0
+# A login within this long of the last one handed over belongs to a burst: it is handed over
+# too, even when it finds the worker idle for a moment. Each login kept costs the worker's
+# loop milliseconds of CPU, just when the burst's other connections reach it and reads wait.
+BURST_WINDOW_SECONDS = 0.25
 STOP_TIMEOUT_SECONDS = 10.0
 
 
@@ -125,6 +140,7 @@ class LoginHandoff:
         self._processes = [LoginProcess(index, nice) for index in range(count)]
         self._next = 0
         self._closing = False
+        self._last_handed_over = float("-inf")  # loop time of the last login passed on
 
     @property
     def processes(self) -> Sequence[LoginProcess]:
@@ -181,14 +197,26 @@ class LoginHandoff:
     ) -> bool:
         """Pass a new connection whose first bytes are ``first_chunk`` to a login process.
 
-        ``worker_idle``: the worker serves no request at the moment (kept if keep_when_idle).
+        ``worker_idle``: the worker serves no request at the moment (kept if keep_when_idle,
+        unless a login was passed on less than BURST_WINDOW_SECONDS ago).
         Returns whether it was passed (see the module docstring for the contract).
         """
         if not starts_login_request(first_chunk):
             return False
-        if worker_idle and self._keep_when_idle:
-            HANDOFFS.labels("worker_idle").inc()
+        now = self._loop.time()
+        if (
+            worker_idle
+            and self._keep_when_idle
+            and now - self._last_handed_over > BURST_WINDOW_SECONDS
+        ):
+            _COUNT["worker_idle"].inc()
             return False
+        passed = self._pass(connection, first_chunk)
+        if passed:
+            self._last_handed_over = now
+        return passed
+
+    def _pass(self, connection: _HasFileno, first_chunk: bytes) -> bool:
         for _ in range(len(self._processes)):
             process = self._processes[self._next]
             self._next = (self._next + 1) % len(self._processes)
@@ -207,7 +235,7 @@ class LoginHandoff:
                     # is served here; the process stays in service.
                     break
                 else:
-                    HANDOFFS.labels("login_process").inc()
+                    _COUNT["login_process"].inc()
                     return True
             if len(process.backlog) >= MAX_BACKLOG:
                 continue
@@ -218,10 +246,10 @@ class LoginHandoff:
             process.backlog.append((duplicate, first_chunk))
             if len(process.backlog) == 1:
                 self._arm_backlog(process)
-            HANDOFFS.labels("login_process_queued").inc()
+            _COUNT["login_process_queued"].inc()
             return True
         ready = any(process.ready for process in self._processes)
-        HANDOFFS.labels("worker_busy" if ready else "worker_not_ready").inc()
+        _COUNT["worker_busy" if ready else "worker_not_ready"].inc()
         return False
 
     def _send_backlog(self, process: LoginProcess) -> None:

@@ -1,0 +1,245 @@
+"""The worker's protocol for new connections (``LoginRoutingProtocol``) on a real TCP listener.
+
+A tiny ASGI app stands in for Strongroom's and says which request it served; the login process
+is a socket pair (``peers``) that the test plays. Each test runs on uvloop (what ``strongroom
+server`` uses) and on asyncio's own loop: the protocol swap (``set_protocol``) must work on both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import uvicorn
+import uvloop
+from uvicorn.server import ServerState
+
+from strongroom.serving.handoff import LoginHandoff
+from strongroom.serving.protocol import LoginRoutingProtocol
+from strongroom.serving.state import LOGIN_HANDOFF
+from tests.serving.peers import LOGIN, Peers, handoffs, ready_handoff, until
+
+READ = b"GET /v1/secrets/value?name=/a HTTP/1.1\r\nHost: x\r\n\r\n"
+FIRST_BYTES_TIMEOUT = 0.3  # the listener's keep-alive timeout, which bounds the first bytes
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers ``served <method> <path>``: whatever reaches it was served by the worker."""
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    body = f"served {scope['method']} {scope['path']}".encode()
+    headers = [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.fixture(params=["uvloop", "asyncio"])
+def run_on(request: pytest.FixtureRequest) -> Callable[[Any], None]:
+    factory = uvloop.new_event_loop if request.param == "uvloop" else asyncio.new_event_loop
+
+    def run(body: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(body())
+
+    return run
+
+
+class Worker:
+    """A listener whose connections start with LoginRoutingProtocol, as in a uvicorn worker."""
+
+    def __init__(self, handoff: LoginHandoff | None) -> None:
+        self.config = uvicorn.Config(app, timeout_keep_alive=FIRST_BYTES_TIMEOUT, lifespan="off")
+        self.config.load()
+        self.state = ServerState()
+        self.app_state: dict[str, Any] = {} if handoff is None else {LOGIN_HANDOFF: handoff}
+        self.errors: list[dict[str, Any]] = []
+        self.port = 0
+
+    def protocol(self) -> LoginRoutingProtocol:
+        return LoginRoutingProtocol(
+            config=self.config, server_state=self.state, app_state=self.app_state
+        )
+
+    @asynccontextmanager
+    async def listening(self) -> AsyncIterator[Worker]:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, context: self.errors.append(context))
+        server = await loop.create_server(self.protocol, "127.0.0.1", 0)
+        self.port = server.sockets[0].getsockname()[1]
+        try:
+            yield self
+        finally:
+            server.close()
+            for connection in list(self.state.connections):
+                connection.shutdown()
+            # A connection the worker failed to close would make this wait for ever.
+            await asyncio.wait_for(server.wait_closed(), 5)
+
+    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection("127.0.0.1", self.port)
+
+
+async def exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> bytes:
+    """Send one request; return the body of its response (Content-Length framed)."""
+    writer.write(request)
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    return await asyncio.wait_for(reader.readexactly(length), 5)
+
+
+def test_a_request_that_is_not_a_login_is_served_by_the_worker_on_a_kept_connection(
+    run_on: Callable[[Any], None], peers: Peers
+) -> None:
+    async def body() -> None:
+        handoff = await ready_handoff(peers)
+        async with Worker(handoff).listening() as worker:
+            reader, writer = await worker.connect()
+            assert await exchange(reader, writer, READ) == b"served GET /v1/secrets/value"
+            # Only a connection's first bytes are looked at: a login later on a kept
+            # connection is the worker's too, and so is a second read.
+            assert await exchange(reader, writer, LOGIN) == b"served POST /v1/auth/login"
+            assert await exchange(reader, writer, READ) == b"served GET /v1/secrets/value"
+            writer.close()
+            assert not worker.errors
+        handoff.close()
+
+    run_on(body)
+
+
+def test_a_new_login_connection_goes_to_the_login_process_with_its_first_bytes(
+    run_on: Callable[[Any], None], peers: Peers
+) -> None:
+    async def body() -> None:
+        handoff = await ready_handoff(peers)
+        before = handoffs("login_process")
+        async with Worker(handoff).listening() as worker:
+            reader, writer = await worker.connect()
+            writer.write(LOGIN)
+            first_bytes, connection = await asyncio.to_thread(peers.receive, 0)
+            assert first_bytes == LOGIN
+            assert handoffs("login_process") == before + 1
+            # The test, as the login process, answers through the passed descriptor: the
+            # client reads that answer, and nothing from the worker.
+            answer = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nlogin"
+            connection.sendall(answer)
+            connection.close()
+            assert await asyncio.wait_for(reader.read(), 5) == answer
+            writer.close()
+            assert not worker.state.connections  # the worker kept nothing of it
+            assert not worker.errors
+        handoff.close()
+
+    run_on(body)
+
+
+def test_a_connection_that_sends_nothing_is_closed_after_the_keep_alive_timeout(
+    run_on: Callable[[Any], None], peers: Peers
+) -> None:
+    """Slowloris: a silent connection must not hold a descriptor for ever."""
+
+    async def body() -> None:
+        handoff = await ready_handoff(peers)
+        async with Worker(handoff).listening() as worker:
+            reader, writer = await worker.connect()
+            started = asyncio.get_running_loop().time()
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the server
+            waited = asyncio.get_running_loop().time() - started
+            assert waited >= FIRST_BYTES_TIMEOUT * 0.9
+            writer.close()
+            # A connection that sends in time is not cut when the timer would have fired
+            # (uvicorn's own keep-alive timeout starts again after each response).
+            reader, writer = await worker.connect()
+            await asyncio.sleep(FIRST_BYTES_TIMEOUT * 0.6)
+            assert await exchange(reader, writer, READ) == b"served GET /v1/secrets/value"
+            await asyncio.sleep(FIRST_BYTES_TIMEOUT * 0.6)  # past the first-bytes deadline
+            assert await exchange(reader, writer, READ) == b"served GET /v1/secrets/value"
+            writer.close()
+            assert not worker.errors
+        handoff.close()
+
+    run_on(body)
+
+
+def test_a_client_that_leaves_before_sending_leaves_nothing_behind(
+    run_on: Callable[[Any], None], peers: Peers
+) -> None:
+    async def body() -> None:
+        handoff = await ready_handoff(peers)
+        async with Worker(handoff).listening() as worker:
+            for _ in range(20):
+                _reader, writer = await worker.connect()
+                writer.close()
+                await writer.wait_closed()
+            # Half-closed with no byte sent: the worker closes its side too.
+            reader, writer = await worker.connect()
+            writer.write_eof()
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+            await asyncio.sleep(FIRST_BYTES_TIMEOUT * 1.5)  # any timer left would fire now
+            reader, writer = await worker.connect()
+            assert await exchange(reader, writer, READ) == b"served GET /v1/secrets/value"
+            writer.close()
+            assert not worker.errors
+            peers[0].settimeout(0.2)
+            with pytest.raises(TimeoutError):
+                peers[0].recv(1)  # nothing was passed to the login process
+        handoff.close()
+
+    run_on(body)
+
+
+def test_an_idle_worker_that_keeps_a_login_serves_it_itself(
+    run_on: Callable[[Any], None], peers: Peers
+) -> None:
+    async def body() -> None:
+        handoff = LoginHandoff(1, nice=0, keep_when_idle=True).start()
+        peers[0].send(b"ready")
+        await until(lambda: handoff.processes[0].ready)
+        before = handoffs("worker_idle")
+        async with Worker(handoff).listening() as worker:
+            reader, writer = await worker.connect()
+            assert await exchange(reader, writer, LOGIN) == b"served POST /v1/auth/login"
+            assert handoffs("worker_idle") == before + 1
+            writer.close()
+        handoff.close()
+
+    run_on(body)
+
+
+def test_without_login_processes_every_connection_is_the_workers(
+    run_on: Callable[[Any], None],
+) -> None:
+    async def body() -> None:
+        async with Worker(None).listening() as worker:
+            reader, writer = await worker.connect()
+            assert await exchange(reader, writer, LOGIN) == b"served POST /v1/auth/login"
+            writer.close()
+            assert not worker.errors
+
+    run_on(body)
+
+
+def test_a_login_connection_with_no_room_anywhere_is_served_by_the_worker(
+    run_on: Callable[[Any], None], peers: Peers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def body() -> None:
+        handoff = await ready_handoff(peers)
+        monkeypatch.setattr(handoff, "offer", lambda *_args, **_kwargs: False)
+        async with Worker(handoff).listening() as worker:
+            reader, writer = await worker.connect()
+            assert await exchange(reader, writer, LOGIN) == b"served POST /v1/auth/login"
+            writer.close()
+        handoff.close()
+
+    run_on(body)

@@ -235,3 +235,36 @@ def test_a_backlog_moves_in_a_thread_in_bounded_transactions_of_whole_writes(
     assert chained_request_ids(database) == [f"req-{n:04d}" for n in range(11)]
     with database.read() as connection:
         assert verify_chain(connection).broken is None
+
+
+def test_a_move_gathers_events_for_a_while_but_a_full_one_goes_at_once(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One move per read would cost the loop a transaction per read; a move that waits for
+    MOVE_DELAY_SECONDS once it is full would only grow and leave the loop for a thread."""
+    monkeypatch.setattr(writer_module, "MOVE_DELAY_SECONDS", 0.2)
+    monkeypatch.setattr(writer_module, "MOVE_ON_LOOP_MAX_EVENTS", 8)
+    writer = journaled_writer(database)
+    moves: list[int] = []
+    move_batch = writer._move_batch
+
+    def recorded(*args: Any, blocking: bool) -> None:
+        move_batch(*args, blocking=blocking)
+        moves.append(len(args[1]))
+
+    monkeypatch.setattr(writer, "_move_batch", recorded)
+
+    async def scenario() -> None:
+        for n in range(3):  # three passes of the loop, one journal write each
+            await writer.write(event(n))
+            await asyncio.sleep(0.01)
+        assert moves == []  # still gathering
+        await asyncio.sleep(0.3)
+        assert moves == [3]  # one move for the three
+        await asyncio.gather(*(writer.write(event(n)) for n in range(10, 18)))  # a full move
+        await asyncio.sleep(0.02)  # far less than the delay
+        assert moves == [3, 8]
+        await writer.drain()
+
+    asyncio.run(scenario())
+    assert chained_request_ids(database) == [f"req-{n:04d}" for n in (0, 1, 2, *range(10, 18))]

@@ -54,8 +54,10 @@ JOURNAL_MOVES = Counter(
 )
 
 # After a journal write, the move into the chain waits this long so that the next batches join
-# it (fewer turns of the SQLite write lock) and the responses leave first.
-MOVE_DELAY_SECONDS = 0.005
+# it, or until MOVE_ON_LOOP_MAX_EVENTS events have gathered. A move's transaction costs the
+# loop a few hundred microseconds whatever its size: at a few hundred reads a second, a 5 ms
+# wait made nearly every read a move of its own, a fifth of a worker's CPU (bench/login.py).
+MOVE_DELAY_SECONDS = 0.05
 MOVE_RETRY_SECONDS = 1.0
 # A move runs on the event loop only for this many events at most (about 20 µs each): a
 # backlog (after the lock was held long) moves in a thread, in transactions of at most
@@ -119,6 +121,7 @@ class AuditWriter:
         self._unmoved: deque[tuple[list[AuditEvent], int]] = deque()
         self._retired: list[str] = []  # replaced journals whose progress rows can go
         self._move_timer: asyncio.TimerHandle | None = None
+        self._gathered = 0  # events journaled since the move timer was set
         self._mover: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -174,15 +177,24 @@ class AuditWriter:
         self._unmoved.append((events, end))
         self.copy_to_file(events)
         self._settle(batch, None)
-        self._schedule_move()
+        self._schedule_move(len(events))
 
-    def _schedule_move(self) -> None:
-        if self._move_timer is None and (self._mover is None or self._mover.done()):
+    def _schedule_move(self, added: int) -> None:
+        """Move after MOVE_DELAY_SECONDS, or now if a move on the loop would be full."""
+        if self._mover is not None and not self._mover.done():
+            return  # the move under way takes these events too
+        self._gathered += added
+        if self._gathered >= MOVE_ON_LOOP_MAX_EVENTS:
+            if self._move_timer is not None:
+                self._move_timer.cancel()
+            self._start_move()
+        elif self._move_timer is None:
             loop = asyncio.get_running_loop()
             self._move_timer = loop.call_later(MOVE_DELAY_SECONDS, self._start_move)
 
     def _start_move(self) -> None:
         self._move_timer = None
+        self._gathered = 0
         if self._mover is None or self._mover.done():
             self._mover = asyncio.ensure_future(self._move())
 

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from strongroom.auth.aws_iam import CallerIdentity, StsClient, create_sts_http_client
+from strongroom.auth.aws_iam import sts_client as sts_client_module
 from strongroom.auth.aws_iam.vetting import VettedStsRequest
 from strongroom.errors import AuthenticationDenied, UpstreamUnavailableError
 from tests.aws_iam.factories import FAKE_CREDENTIALS, signed_request, vet
@@ -212,3 +213,22 @@ async def test_denial_reason_never_echoes_token_or_signature(stub_sts: StubSts) 
 def test_timeout_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         StsClient(create_sts_http_client(1.0), timeout=0)
+
+
+async def test_one_client_sends_each_request_to_its_own_endpoint(stub_sts: StubSts) -> None:
+    """Parsed endpoint URLs are kept per client: two endpoints must never be confused."""
+    with StubSts() as other:
+        async with create_sts_http_client(2.0) as http:
+            client = StsClient(http, timeout=2.0)
+            for url in (stub_sts.url, other.url, stub_sts.url):
+                assert await client.get_caller_identity(vetted_for(url)) == EXPECTED
+        assert len(stub_sts.requests) == 2
+        assert len(other.requests) == 1
+
+
+def test_the_parsed_urls_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sts_client_module, "_MAX_CACHED_URLS", 4)
+    client = StsClient(create_sts_http_client(1.0), timeout=1.0)
+    for port in range(10000, 10010):
+        assert str(client._url(f"https://127.0.0.1:{port}", "/")) == f"https://127.0.0.1:{port}/"
+    assert len(client._urls) == 4

@@ -47,6 +47,9 @@ _UPSTREAM_ERROR_CODES = frozenset(
 _DENIAL_STATUSES = frozenset({400, 401, 403})
 STS_LIMITS = httpx.Limits(max_connections=512, max_keepalive_connections=32, keepalive_expiry=30)
 _MAX_MESSAGE_CHARS = 200
+# Parsed URLs kept per client: one per auth method's sts_url (set by an admin), so few; past
+# this many, URLs are parsed on each call rather than kept.
+_MAX_CACHED_URLS = 256
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]+")
 
 
@@ -95,6 +98,8 @@ class StsClient:
         self._http = http
         self._timeout = timeout
         self._retry_delay = retry_delay
+        self._timeouts = httpx.Timeout(timeout).as_dict()
+        self._urls: dict[str, httpx.URL] = {}
 
     async def aclose(self) -> None:
         """Close the HTTP client (on the event loop that used it)."""
@@ -146,13 +151,24 @@ class StsClient:
             raise _Retryable(f"HTTP {status}")
         return self._interpret(vetted, status, content_type, body)
 
+    def _url(self, endpoint: str, path: str) -> httpx.URL:
+        """``endpoint + path``, parsed once: httpx's parsing of a URL string (IDNA, IP address
+        checks) costs as much as building the rest of the request."""
+        key = endpoint + path
+        url = self._urls.get(key)
+        if url is None:
+            url = httpx.URL(key)
+            if len(self._urls) < _MAX_CACHED_URLS:
+                self._urls[key] = url
+        return url
+
     async def _send(self, vetted: VettedStsRequest) -> tuple[int, str | None, bytes]:
         request = httpx.Request(
             "POST",
-            vetted.endpoint + vetted.path,
+            self._url(vetted.endpoint, vetted.path),
             headers=list(vetted.headers),
             content=vetted.body,
-            extensions={"timeout": httpx.Timeout(self._timeout).as_dict()},
+            extensions={"timeout": self._timeouts},
         )
         # send() (not post()) so that the client's default headers are not added: the request
         # carries exactly what was signed plus nothing but Content-Length if it was absent.

@@ -874,9 +874,11 @@ def burst_phase(
             signed = sign_many(burst_credentials(number), stub_url + "/", range(1, args.burst + 1))
             bodies = [login_body(access_id, s) for s in signed]
             time.sleep(0.5)  # let the signing's CPU settle before the idle window
-            idle_start = time.monotonic()
+            # Scraped before the idle window opens: a /metrics scrape costs the worker that
+            # serves it milliseconds of CPU, which must not be counted as idle reads' latency.
             histogram_start = read_histogram(server)
             batches_start = audit_batches(server)
+            idle_start = time.monotonic()
             time.sleep(args.idle_seconds)
             idle_end = time.monotonic()
             histogram_idle_end = read_histogram(server)

@@ -125,3 +125,26 @@ def test_inline_failures_are_counted_and_audited(
     failed = [e for e in events if e["action"] == "auth.login" and e["status"] == 401]
     assert failed
     assert failed[0]["reason"] == "access key does not match"
+
+
+def test_the_inline_sts_client_is_built_with_the_app_not_at_the_first_login(
+    client_for: Callable[..., tuple[TestClient, dict[str, str]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Building an STS client takes tens of milliseconds of CPU (httpx's TLS context): at the
+    first inline login it would stall the loop that serves reads."""
+    from strongroom.auth.aws_iam import sts_client as sts_client_module
+
+    built: list[str] = []
+    original = sts_client_module.create_sts_http_client
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        built.append(threading.current_thread().name)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr("strongroom.api.app.create_sts_http_client", counted)
+    client, body = client_for(inline=True)
+    at_start = len(built)
+    assert at_start >= 2  # the login thread's client and the inline one
+    assert client.post("/v1/auth/login", json=body).status_code == 200
+    assert client.post("/v1/auth/login", json=body).status_code == 200
+    assert len(built) == at_start

@@ -143,8 +143,13 @@ class LoginService:
         # The loop that runs logins: the login thread's, or (a login process) the caller's.
         self._parts = _LoginLoopParts(sts_client, LoginReads(database.engine), may_block=True)
         self._inline_when = inline_when if own_thread else None
-        self._inline_sts = inline_sts
-        self._inline: _LoginLoopParts | None = None
+        # Made now, not at the first login that runs inline: building an STS client (httpx
+        # loads its TLS context) took 20 to 30 ms of CPU, a stall of the loop serving reads.
+        self._inline: _LoginLoopParts | None = (
+            _LoginLoopParts(inline_sts(), LoginReads(database.engine), may_block=False)
+            if self._inline_when is not None and inline_sts is not None
+            else None
+        )
         self._logins = 0
 
     def close(self) -> None:
@@ -172,11 +177,7 @@ class LoginService:
         other request is in progress here; else on the login thread."""
         if self._loop is None:
             return await login(self._parts)
-        if self._inline_when is not None and self._inline_sts is not None and self._inline_when():
-            if self._inline is None:
-                self._inline = _LoginLoopParts(
-                    self._inline_sts(), LoginReads(self._db.engine), may_block=False
-                )
+        if self._inline is not None and self._inline_when is not None and self._inline_when():
             return await login(self._inline)
         return await self._loop.run(login(self._parts))
 

@@ -80,8 +80,10 @@ def run(body: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(body())
 
 
-async def ready_handoff(peers: Peers, count: int = 1) -> LoginHandoff:
-    handoff = LoginHandoff(count, nice=0).start()
+async def ready_handoff(
+    peers: Peers, count: int = 1, *, keep_when_idle: bool = False
+) -> LoginHandoff:
+    handoff = LoginHandoff(count, nice=0, keep_when_idle=keep_when_idle).start()
     for index in range(count):
         peers[index].send(READY)
     await until(lambda: all(process.ready for process in handoff.processes))

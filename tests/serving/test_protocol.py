@@ -20,9 +20,11 @@ from uvicorn.server import ServerState
 from strongroom.serving.handoff import LoginHandoff
 from strongroom.serving.protocol import LoginRoutingProtocol
 from strongroom.serving.state import LOGIN_HANDOFF
-from tests.serving.peers import LOGIN, Peers, handoffs, ready_handoff, until
+from tests.serving.peers import LOGIN, Peers, handoffs, ready_handoff
 
 READ = b"GET /v1/secrets/value?name=/a HTTP/1.1\r\nHost: x\r\n\r\n"
+SERVED_READ = b"served GET /v1/secrets/value"  # what the app answers: the worker served it
+SERVED_LOGIN = b"served POST /v1/auth/login"
 FIRST_BYTES_TIMEOUT = 0.3  # the listener's keep-alive timeout, which bounds the first bytes
 
 
@@ -84,6 +86,21 @@ class Worker:
         return await asyncio.open_connection("127.0.0.1", self.port)
 
 
+@asynccontextmanager
+async def worker_with_login_process(
+    peers: Peers, *, keep_when_idle: bool = False
+) -> AsyncIterator[Worker]:
+    """A listening worker whose login process (the test, on ``peers[0]``) is ready; on a clean
+    exit, the loop reported no error."""
+    handoff = await ready_handoff(peers, keep_when_idle=keep_when_idle)
+    try:
+        async with Worker(handoff).listening() as worker:
+            yield worker
+            assert not worker.errors
+    finally:
+        handoff.close()
+
+
 async def exchange(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
 ) -> bytes:
@@ -102,17 +119,14 @@ def test_a_request_that_is_not_a_login_is_served_by_the_worker_on_a_kept_connect
     run_on: Callable[[Any], None], peers: Peers
 ) -> None:
     async def body() -> None:
-        handoff = await ready_handoff(peers)
-        async with Worker(handoff).listening() as worker:
+        async with worker_with_login_process(peers) as worker:
             reader, writer = await worker.connect()
-            assert await exchange(reader, writer, READ) == b"served GET /v1/secrets/value"
+            assert await exchange(reader, writer, READ) == SERVED_READ
             # Only a connection's first bytes are looked at: a login later on a kept
             # connection is the worker's too, and so is a second read.
-            assert await exchange(reader, writer, LOGIN) == b"served POST /v1/auth/login"
-            assert await exchange(reader, writer, READ) == b"served GET /v1/secrets/value"
+            assert await exchange(reader, writer, LOGIN) == SERVED_LOGIN
+            assert await exchange(reader, writer, READ) == SERVED_READ
             writer.close()
-            assert not worker.errors
-        handoff.close()
 
     run_on(body)
 
@@ -121,9 +135,8 @@ def test_a_new_login_connection_goes_to_the_login_process_with_its_first_bytes(
     run_on: Callable[[Any], None], peers: Peers
 ) -> None:
     async def body() -> None:
-        handoff = await ready_handoff(peers)
         before = handoffs("login_process")
-        async with Worker(handoff).listening() as worker:
+        async with worker_with_login_process(peers) as worker:
             reader, writer = await worker.connect()
             writer.write(LOGIN)
             first_bytes, connection = await asyncio.to_thread(peers.receive, 0)
@@ -137,8 +150,6 @@ def test_a_new_login_connection_goes_to_the_login_process_with_its_first_bytes(
             assert await asyncio.wait_for(reader.read(), 5) == answer
             writer.close()
             assert not worker.state.connections  # the worker kept nothing of it
-            assert not worker.errors
-        handoff.close()
 
     run_on(body)
 
@@ -149,8 +160,7 @@ def test_a_connection_that_sends_nothing_is_closed_after_the_keep_alive_timeout(
     """Slowloris: a silent connection must not hold a descriptor for ever."""
 
     async def body() -> None:
-        handoff = await ready_handoff(peers)
-        async with Worker(handoff).listening() as worker:
+        async with worker_with_login_process(peers) as worker:
             reader, writer = await worker.connect()
             started = asyncio.get_running_loop().time()
             assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the server
@@ -161,12 +171,10 @@ def test_a_connection_that_sends_nothing_is_closed_after_the_keep_alive_timeout(
             # (uvicorn's own keep-alive timeout starts again after each response).
             reader, writer = await worker.connect()
             await asyncio.sleep(FIRST_BYTES_TIMEOUT * 0.6)
-            assert await exchange(reader, writer, READ) == b"served GET /v1/secrets/value"
+            assert await exchange(reader, writer, READ) == SERVED_READ
             await asyncio.sleep(FIRST_BYTES_TIMEOUT * 0.6)  # past the first-bytes deadline
-            assert await exchange(reader, writer, READ) == b"served GET /v1/secrets/value"
+            assert await exchange(reader, writer, READ) == SERVED_READ
             writer.close()
-            assert not worker.errors
-        handoff.close()
 
     run_on(body)
 
@@ -175,8 +183,7 @@ def test_a_client_that_leaves_before_sending_leaves_nothing_behind(
     run_on: Callable[[Any], None], peers: Peers
 ) -> None:
     async def body() -> None:
-        handoff = await ready_handoff(peers)
-        async with Worker(handoff).listening() as worker:
+        async with worker_with_login_process(peers) as worker:
             for _ in range(20):
                 _reader, writer = await worker.connect()
                 writer.close()
@@ -188,13 +195,11 @@ def test_a_client_that_leaves_before_sending_leaves_nothing_behind(
             writer.close()
             await asyncio.sleep(FIRST_BYTES_TIMEOUT * 1.5)  # any timer left would fire now
             reader, writer = await worker.connect()
-            assert await exchange(reader, writer, READ) == b"served GET /v1/secrets/value"
+            assert await exchange(reader, writer, READ) == SERVED_READ
             writer.close()
-            assert not worker.errors
             peers[0].settimeout(0.2)
             with pytest.raises(TimeoutError):
                 peers[0].recv(1)  # nothing was passed to the login process
-        handoff.close()
 
     run_on(body)
 
@@ -203,16 +208,12 @@ def test_an_idle_worker_that_keeps_a_login_serves_it_itself(
     run_on: Callable[[Any], None], peers: Peers
 ) -> None:
     async def body() -> None:
-        handoff = LoginHandoff(1, nice=0, keep_when_idle=True).start()
-        peers[0].send(b"ready")
-        await until(lambda: handoff.processes[0].ready)
         before = handoffs("worker_idle")
-        async with Worker(handoff).listening() as worker:
+        async with worker_with_login_process(peers, keep_when_idle=True) as worker:
             reader, writer = await worker.connect()
-            assert await exchange(reader, writer, LOGIN) == b"served POST /v1/auth/login"
+            assert await exchange(reader, writer, LOGIN) == SERVED_LOGIN
             assert handoffs("worker_idle") == before + 1
             writer.close()
-        handoff.close()
 
     run_on(body)
 
@@ -223,7 +224,7 @@ def test_without_login_processes_every_connection_is_the_workers(
     async def body() -> None:
         async with Worker(None).listening() as worker:
             reader, writer = await worker.connect()
-            assert await exchange(reader, writer, LOGIN) == b"served POST /v1/auth/login"
+            assert await exchange(reader, writer, LOGIN) == SERVED_LOGIN
             writer.close()
             assert not worker.errors
 
@@ -234,12 +235,11 @@ def test_a_login_connection_with_no_room_anywhere_is_served_by_the_worker(
     run_on: Callable[[Any], None], peers: Peers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async def body() -> None:
-        handoff = await ready_handoff(peers)
-        monkeypatch.setattr(handoff, "offer", lambda *_args, **_kwargs: False)
-        async with Worker(handoff).listening() as worker:
+        async with worker_with_login_process(peers) as worker:
+            handoff = worker.app_state[LOGIN_HANDOFF]
+            monkeypatch.setattr(handoff, "offer", lambda *_args, **_kwargs: False)
             reader, writer = await worker.connect()
-            assert await exchange(reader, writer, LOGIN) == b"served POST /v1/auth/login"
+            assert await exchange(reader, writer, LOGIN) == SERVED_LOGIN
             writer.close()
-        handoff.close()
 
     run_on(body)

@@ -39,8 +39,11 @@ class Settings(BaseSettings):
     # Console cookies get the Secure flag unless explicitly served over plain HTTP for dev.
     behind_https: bool = False
     # Login processes each server worker starts (0: logins are served in the workers), and
-    # how much lower their CPU priority is (nice increment): reads come first on a busy host.
+    # how they yield the CPU to reads: "idle" (Linux's SCHED_IDLE, in their worker's CPU group:
+    # a worker that wakes up takes the CPU from them at once) or "nice" (login_process_nice
+    # steps lower, in a CPU group of their own). "idle" falls back to "nice" where refused.
     login_processes: int = Field(default=1, ge=0, le=32)
+    login_process_scheduling: Literal["idle", "nice"] = "idle"
     login_process_nice: int = Field(default=10, ge=0, le=19)
     # A worker serving no other request runs a login itself, on its event loop (the fastest
     # path); a busy one hands it to a login process. False: always hand off (if one is ready).

@@ -571,13 +571,23 @@ def test_one_login_process_per_worker_at_a_lower_priority(stack: Stack) -> None:
     assert sorted(processes.values()) == sorted(workers)  # STRONGROOM_LOGIN_PROCESSES=1
     for pid, worker in processes.items():
         assert LOGIN_MODULE in _cmdline(pid)
-        assert nice(pid) == min(19, nice(worker) + 10)  # STRONGROOM_LOGIN_PROCESS_NICE=10
-        # A session, hence a CPU group ("autogroup"), of its own, at the same lower priority.
-        assert os.getsid(pid) == pid != os.getsid(worker)
-        autogroup = Path(f"/proc/{pid}/autogroup")
-        if autogroup.exists():  # kernels built with autogroup
-            assert autogroup.read_text().split()[-1] == "10"
-            assert autogroup.read_text() != Path(f"/proc/{worker}/autogroup").read_text()
+        # STRONGROOM_LOGIN_PROCESS_SCHEDULING=idle (the default): SCHED_IDLE, in the worker's
+        # session (hence CPU group), where a waking worker preempts it at once.
+        assert os.sched_getscheduler(pid) == os.SCHED_IDLE
+        assert os.sched_getscheduler(worker) == os.SCHED_OTHER
+        assert os.getsid(pid) == os.getsid(worker)
+
+
+def assert_nice_in_a_session_of_its_own(pid: int, worker: int) -> None:
+    """STRONGROOM_LOGIN_PROCESS_SCHEDULING=nice: STRONGROOM_LOGIN_PROCESS_NICE (10) steps
+    lower, in a session, hence a CPU group ("autogroup"), of its own at that priority."""
+    assert os.sched_getscheduler(pid) == os.SCHED_OTHER
+    assert nice(pid) == min(19, nice(worker) + 10)
+    assert os.getsid(pid) == pid != os.getsid(worker)
+    autogroup = Path(f"/proc/{pid}/autogroup")
+    if autogroup.exists():  # kernels built with autogroup
+        assert autogroup.read_text().split()[-1] == "10"
+        assert autogroup.read_text() != Path(f"/proc/{worker}/autogroup").read_text()
 
 
 def test_fresh_login_is_served_by_a_login_process(stack: Stack) -> None:
@@ -977,7 +987,14 @@ def test_no_login_processes_when_disabled(stack: Stack) -> None:
 
 
 def test_stopping_the_server_stops_its_login_processes(stack: Stack) -> None:
-    server = other_server(stack, workers=2, STRONGROOM_LOGIN_PROCESSES="2")
+    """Also in sessions of their own (``nice`` scheduling), out of reach of the signals that
+    a terminal sends to the server's session."""
+    server = other_server(
+        stack,
+        workers=2,
+        STRONGROOM_LOGIN_PROCESSES="2",
+        STRONGROOM_LOGIN_PROCESS_SCHEDULING="nice",
+    )
     server.start()
     try:
         wait_for_handoffs(server, stack.admin_body)
@@ -985,6 +1002,8 @@ def test_stopping_the_server_stops_its_login_processes(stack: Stack) -> None:
         workers = server.workers_pids()
         assert len(processes) == 4
         assert sorted(set(processes.values())) == sorted(workers)
+        for pid, worker in processes.items():
+            assert_nice_in_a_session_of_its_own(pid, worker)
 
         # A login that a login process holds when the server is told to stop is still answered.
         head, body = request_bytes(LOGIN_PATH, stack.admin_body)

@@ -132,6 +132,7 @@ def create_app(
                 settings.login_processes,
                 settings.login_process_nice,
                 keep_when_idle=login_inline_when_idle,
+                scheduling=settings.login_process_scheduling,
             ).start()
         yield {LOGIN_HANDOFF: handoff} if handoff is not None else {}
         if handoff is not None:

@@ -75,11 +75,16 @@ class _HasFileno(Protocol):
 
 
 class LoginProcess:
-    """One login process and the worker's end of its socket pair."""
+    """One login process and the worker's end of its socket pair.
 
-    def __init__(self, index: int, nice: int) -> None:
+    ``scheduling`` and ``nice``: how it yields the CPU to its worker (login_process.py,
+    ``lower_priority``).
+    """
+
+    def __init__(self, index: int, nice: int, scheduling: str = "nice") -> None:
         self.index = index
         self.nice = nice
+        self.scheduling = scheduling
         self.ready = False
         self.channel: socket.socket | None = None
         self.process: subprocess.Popen[bytes] | None = None
@@ -100,13 +105,12 @@ class LoginProcess:
                     str(theirs.fileno()),
                     "--nice",
                     str(self.nice),
+                    "--scheduling",
+                    self.scheduling,
                 ],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
-                # A session of its own, hence (where the kernel groups sessions for CPU
-                # fairness, "autogroup") a CPU group of its own: see login_process.lower_priority.
                 # It stops with its worker, through the socket pair, not through signals.
-                start_new_session=True,
             )
         except OSError:
             ours.close()
@@ -130,14 +134,17 @@ class LoginProcess:
 class LoginHandoff:
     """The login processes of one worker; create it on the worker's running event loop."""
 
-    def __init__(self, count: int, nice: int, *, keep_when_idle: bool = False) -> None:
+    def __init__(
+        self, count: int, nice: int, *, keep_when_idle: bool = False, scheduling: str = "nice"
+    ) -> None:
         """``keep_when_idle``: a login that reaches a worker serving no other request stays
-        there (the worker runs it on its own loop, the fastest path)."""
+        there (the worker runs it on its own loop, the fastest path). ``scheduling`` and
+        ``nice``: how the login processes yield the CPU (STRONGROOM_LOGIN_PROCESS_SCHEDULING)."""
         if count < 1:
             raise ValueError("a login handoff needs at least one login process")
         self._keep_when_idle = keep_when_idle
         self._loop = asyncio.get_running_loop()
-        self._processes = [LoginProcess(index, nice) for index in range(count)]
+        self._processes = [LoginProcess(index, nice, scheduling) for index in range(count)]
         self._next = 0
         self._closing = False
         self._last_handed_over = float("-inf")  # loop time of the last login passed on

@@ -1,12 +1,12 @@
 """A login process: serves the connections its worker passes over the Unix socket.
 
-    python -m strongroom.serving.login_process --channel-fd N [--nice 10]
+    python -m strongroom.serving.login_process --channel-fd N [--nice 10] [--scheduling idle]
 
 It builds the whole app from the same ``STRONGROOM_*`` settings as its worker (so every check
 and the audit trail are the same; a request that is not a login is served correctly too), and
-runs at a lower CPU priority (``--nice``): when the machine is busy, reads in the workers come
-first and logins take what is left. Logins run on this process's own event loop (nothing here
-needs protecting from them).
+yields the CPU to its worker (``--scheduling idle``, or ``--nice``: :func:`lower_priority`):
+when the machine is busy, reads in the workers come first and logins take what is left.
+Logins run on this process's own event loop (nothing here needs protecting from them).
 
 Each connection carries ``Connection: close`` on its response: the client's next request
 (usually a secret read) opens a new connection, which a worker serves.
@@ -202,35 +202,53 @@ async def _serve_app(channel: socket.socket) -> None:
 AUTOGROUP = Path("/proc/self/autogroup")
 
 
-def lower_priority(nice: int) -> None:
-    """Run this process ``nice`` steps below its worker, for the kernel's two kinds of fairness.
+def lower_priority(nice: int, *, idle: bool) -> str:
+    """Make this process yield the CPU to its worker; return how (``"idle"`` or ``"nice"``).
 
-    Its own nice value ranks it against the tasks of its CPU group. Where Linux groups each
-    session's tasks for fairness ("autogroup", on by default in most distributions), CPU time is
-    first shared between groups, whatever the tasks' nice values: in its worker's group a login
-    process's work counted against the worker, whose reads then waited for the CPU behind other
-    sessions (measured in ``bench/login.py``). This process therefore starts in a session of its
-    own (``start_new_session``), and its group gets the same lower priority. Without autogroup
-    (or in a cgroup, where it does not apply) that write does nothing, or fails and is skipped.
+    ``idle``: Linux's SCHED_IDLE policy, staying in the worker's session. Between the tasks of
+    one CPU group a SCHED_IDLE task is preempted at once by a normal one that wakes up, so a
+    read reaching the worker never waits for a login to finish its time slice. A nice value
+    only lowers a task's share: measured in ``bench/login.py``, workers woken during a burst
+    waited 4 to 8 ms for a core that two nice-10 login processes held.
+
+    Otherwise (``idle`` false, or SCHED_IDLE refused or missing): ``nice`` steps lower, in a
+    session of its own. Where Linux groups each session's tasks for fairness ("autogroup", on
+    by default in most distributions), CPU time is first shared between groups, whatever the
+    tasks' nice values: in its worker's group a login process's work counted against the
+    worker. Its own group gets the same lower priority. Without autogroup (or in a cgroup,
+    where it does not apply) that write does nothing, or fails and is skipped.
     """
-    os.nice(nice)
-    # No autogroup in this kernel, or not allowed: the nice value alone applies.
-    with contextlib.suppress(OSError):
-        AUTOGROUP.write_text(str(nice))
+    if idle:
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        except (AttributeError, OSError):  # not Linux, or not allowed here
+            pass
+        else:
+            return "idle"
+    os.setsid()
+    if nice > 0:
+        os.nice(nice)
+        # No autogroup in this kernel, or not allowed: the nice value alone applies.
+        with contextlib.suppress(OSError):
+            AUTOGROUP.write_text(str(nice))
+    return "nice"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="strongroom.serving.login_process")
     parser.add_argument("--channel-fd", type=int, required=True)
     parser.add_argument("--nice", type=int, default=10)
+    parser.add_argument("--scheduling", choices=("idle", "nice"), default="nice")
     args = parser.parse_args(argv)
-    if args.nice > 0:
-        lower_priority(args.nice)
+    # First, so that even start-up (imports, building the app) yields to the worker's reads.
+    scheduling = lower_priority(args.nice, idle=args.scheduling == "idle")
     from strongroom.config import Settings
     from strongroom.kit.logging import configure_logging
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
+    if scheduling != args.scheduling:
+        log.warning("login_process_sched_idle_refused", fallback=f"nice {args.nice}")
     # Ctrl-C in a terminal reaches the whole process group: the worker stops first and its
     # closed socket tells this process to finish its connections and exit.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -1,0 +1,77 @@
+"""How a login process yields the CPU (``login_process.lower_priority``), each case in a child
+process of its own (the change cannot be undone in this one): the policy, nice value, session
+and CPU group it ends up with, seen from the child itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    not hasattr(os, "SCHED_IDLE"), reason="scheduling policies are Linux's"
+)
+
+CHILD = """
+import json, os, sys
+from pathlib import Path
+if sys.argv[2] == "refused":
+    def refuse(*_args):
+        raise PermissionError(1, "Operation not permitted")
+    os.sched_setscheduler = refuse
+from strongroom.serving.login_process import lower_priority
+before = os.getsid(0)
+how = lower_priority(10, idle=sys.argv[1] == "idle")
+autogroup = Path("/proc/self/autogroup")
+print(json.dumps({
+    "how": how,
+    "policy": os.sched_getscheduler(0),
+    "nice": os.getpriority(os.PRIO_PROCESS, 0),
+    "own_session": os.getsid(0) == os.getpid(),
+    "same_session": os.getsid(0) == before,
+    "autogroup_nice": autogroup.read_text().split()[-1] if autogroup.exists() else None,
+}))
+"""
+
+
+def lowered(scheduling: str, setup: str = "") -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, scheduling, setup or "-"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    return dict(json.loads(result.stdout))
+
+
+def test_idle_is_sched_idle_in_the_callers_session() -> None:
+    seen = lowered("idle")
+    assert seen["how"] == "idle"
+    assert seen["policy"] == os.SCHED_IDLE
+    assert seen["same_session"] is True  # a waking worker of this CPU group preempts it
+    assert seen["nice"] == os.getpriority(os.PRIO_PROCESS, 0)  # untouched: SCHED_IDLE rules
+
+
+def test_nice_is_a_lower_priority_in_a_session_and_cpu_group_of_its_own() -> None:
+    seen = lowered("nice")
+    assert seen["how"] == "nice"
+    assert seen["policy"] == os.SCHED_OTHER
+    assert seen["nice"] == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
+    assert seen["own_session"] is True
+    if seen["autogroup_nice"] is not None:  # kernels built with autogroup
+        assert seen["autogroup_nice"] == "10"
+
+
+def test_idle_refused_falls_back_to_nice() -> None:
+    seen = lowered("idle", "refused")
+    assert seen["how"] == "nice"
+    assert seen["policy"] == os.SCHED_OTHER
+    assert seen["nice"] == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
+    assert seen["own_session"] is True

@@ -63,9 +63,11 @@ BACKLOG_RETRY_SECONDS = 0.05
 # send_fds errors that mean the login process's end is gone (any other is passing).
 _GONE = (BrokenPipeError, ConnectionResetError, ConnectionRefusedError)
 RESTART_DELAY_SECONDS = 1.0
-# A login within this long of the last one handed over belongs to a burst: it is handed over
-# too, even when it finds the worker idle for a moment. Each login kept costs the worker's
-# loop milliseconds of CPU, just when the burst's other connections reach it and reads wait.
+# A login within this long of one handed over because the worker was busy belongs to a burst:
+# it is handed over too, even when it finds the worker idle for a moment. Each login kept
+# costs the worker's loop milliseconds of CPU, just when the burst's other connections reach
+# it and reads wait. Only a busy worker's handoff opens the window: logins one after another
+# (each finding the worker idle) are no burst, and stay on the fastest path.
 BURST_WINDOW_SECONDS = 0.25
 STOP_TIMEOUT_SECONDS = 10.0
 
@@ -147,7 +149,7 @@ class LoginHandoff:
         self._processes = [LoginProcess(index, nice, scheduling) for index in range(count)]
         self._next = 0
         self._closing = False
-        self._last_handed_over = float("-inf")  # loop time of the last login passed on
+        self._last_busy_handoff = float("-inf")  # loop time of the last one passed on when busy
 
     @property
     def processes(self) -> Sequence[LoginProcess]:
@@ -205,7 +207,7 @@ class LoginHandoff:
         """Pass a new connection whose first bytes are ``first_chunk`` to a login process.
 
         ``worker_idle``: the worker serves no request at the moment (kept if keep_when_idle,
-        unless a login was passed on less than BURST_WINDOW_SECONDS ago).
+        unless a busy worker passed a login on less than BURST_WINDOW_SECONDS ago).
         Returns whether it was passed (see the module docstring for the contract).
         """
         if not starts_login_request(first_chunk):
@@ -214,13 +216,13 @@ class LoginHandoff:
         if (
             worker_idle
             and self._keep_when_idle
-            and now - self._last_handed_over > BURST_WINDOW_SECONDS
+            and now - self._last_busy_handoff > BURST_WINDOW_SECONDS
         ):
             _COUNT["worker_idle"].inc()
             return False
         passed = self._pass(connection, first_chunk)
-        if passed:
-            self._last_handed_over = now
+        if passed and not worker_idle:
+            self._last_busy_handoff = now
         return passed
 
     def _pass(self, connection: _HasFileno, first_chunk: bytes) -> bool:

@@ -268,3 +268,31 @@ def test_a_move_gathers_events_for_a_while_but_a_full_one_goes_at_once(
 
     asyncio.run(scenario())
     assert chained_request_ids(database) == [f"req-{n:04d}" for n in (0, 1, 2, *range(10, 18))]
+
+
+def test_with_the_lock_free_more_than_a_loop_move_holds_is_moved_on_the_loop_in_turns(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thread would hold the GIL against the loop for as long: with the lock free, events
+    beyond one loop move's worth wait for the next loop move, whole writes at a time."""
+    monkeypatch.setattr(writer_module, "MOVE_DELAY_SECONDS", 0.2)
+    monkeypatch.setattr(writer_module, "MOVE_ON_LOOP_MAX_EVENTS", 4)
+    writer = journaled_writer(database)
+    moves: list[tuple[int, bool]] = []
+    move_batch = writer._move_batch
+
+    def recorded(*args: Any, blocking: bool) -> None:
+        move_batch(*args, blocking=blocking)
+        moves.append((len(args[1]), blocking))
+
+    monkeypatch.setattr(writer, "_move_batch", recorded)
+
+    async def scenario() -> None:
+        for write in range(2):  # two journal writes of three events: six, over the four
+            await asyncio.gather(*(writer.write(event(3 * write + n)) for n in range(3)))
+        await asyncio.sleep(0.05)  # far less than the delay: the second write started it
+        assert moves == [(3, False), (3, False)]
+        await writer.drain()
+
+    asyncio.run(scenario())
+    assert chained_request_ids(database) == [f"req-{n:04d}" for n in range(6)]

@@ -198,12 +198,15 @@ class AuditWriter:
         if self._mover is None or self._mover.done():
             self._mover = asyncio.ensure_future(self._move())
 
-    def _take_unmoved(self) -> tuple[list[tuple[list[AuditEvent], int]], list[AuditEvent]]:
-        """The oldest journal writes, whole, up to MOVE_MAX_EVENTS events (at least one)."""
+    def _take_unmoved(
+        self, limit: int, *, at_least_one: bool = True
+    ) -> tuple[list[tuple[list[AuditEvent], int]], list[AuditEvent]]:
+        """The oldest journal writes, whole, up to ``limit`` events (and, unless told
+        otherwise, at least one write, however large)."""
         taken: list[tuple[list[AuditEvent], int]] = []
         events: list[AuditEvent] = []
         while self._unmoved and (
-            not taken or len(events) + len(self._unmoved[0][0]) <= MOVE_MAX_EVENTS
+            (at_least_one and not taken) or len(events) + len(self._unmoved[0][0]) <= limit
         ):
             write = self._unmoved.popleft()
             taken.append(write)
@@ -212,23 +215,32 @@ class AuditWriter:
 
     async def _move(self) -> None:
         """Move journaled events into the chain until none are left: on the loop when the
-        SQLite lock is free and the batch is small, else in a thread (no request waits)."""
+        SQLite lock is free, MOVE_ON_LOOP_MAX_EVENTS at a time; else (the lock is busy, or one
+        journal write alone is larger) in a thread, up to MOVE_MAX_EVENTS. No request waits."""
         while self._unmoved and self._journal is not None:
             journal = self._journal
-            taken, events = self._take_unmoved()
-            end, retired = taken[-1][1], self._retired
+            taken, events = self._take_unmoved(MOVE_ON_LOOP_MAX_EVENTS)
+            retired = self._retired
             self._retired = []
             try:
                 try:
                     if len(events) > MOVE_ON_LOOP_MAX_EVENTS:
                         raise WriterBusyError  # a long transaction would stall the loop
-                    self._move_batch(journal.name, events, end, retired, blocking=False)
+                    self._move_batch(journal.name, events, taken[-1][1], retired, blocking=False)
                     JOURNAL_MOVES.labels("loop").inc()
                 except WriterBusyError:
+                    # One thread hop for as many whole writes as a transaction may hold.
+                    more, extra = self._take_unmoved(
+                        MOVE_MAX_EVENTS - len(events), at_least_one=False
+                    )
+                    taken += more
+                    events += extra
                     await asyncio.to_thread(
-                        self._move_batch, journal.name, events, end, retired, blocking=True
+                        self._move_batch, journal.name, events, taken[-1][1], retired, blocking=True
                     )
                     JOURNAL_MOVES.labels("waited").inc()
+                else:
+                    await asyncio.sleep(0)  # requests run between two moves on the loop
             except Exception as exc:  # the events stay journaled; try again later
                 JOURNAL_MOVES.labels("failed").inc()
                 log.error("audit journal move failed", error=repr(exc), events=len(events))
@@ -328,7 +340,7 @@ class AuditWriter:
         if self._mover is not None and not self._mover.done():
             await self._mover
         while self._unmoved:
-            taken, events = self._take_unmoved()
+            taken, events = self._take_unmoved(MOVE_MAX_EVENTS)
             end = taken[-1][1]
             try:
                 await asyncio.to_thread(

@@ -42,6 +42,19 @@ def journaled_writer(database: Database, sink: AuditFileSink | None = None) -> A
     return AuditWriter(database, sink, journal=AuditJournal.create(directory))
 
 
+def recorded_moves(writer: AuditWriter, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool]]:
+    """The writer's moves into the chain as they happen: (events, in a thread)."""
+    moves: list[tuple[int, bool]] = []
+    move_batch = writer._move_batch
+
+    def recorded(*args: Any, blocking: bool) -> None:
+        move_batch(*args, blocking=blocking)
+        moves.append((len(args[1]), blocking))
+
+    monkeypatch.setattr(writer, "_move_batch", recorded)
+    return moves
+
+
 class HeldLock:
     """Another writer (a login's token write, another worker) holding SQLite's write turn."""
 
@@ -208,14 +221,7 @@ def test_a_backlog_moves_in_a_thread_in_bounded_transactions_of_whole_writes(
     monkeypatch.setattr(writer_module, "MOVE_MAX_EVENTS", 3)
     monkeypatch.setattr(writer_module, "MOVE_ON_LOOP_MAX_EVENTS", 1)
     writer = journaled_writer(database)
-    moves: list[tuple[int, bool]] = []
-    move_batch = writer._move_batch
-
-    def recorded(*args: Any, blocking: bool) -> None:
-        move_batch(*args, blocking=blocking)
-        moves.append((len(args[1]), blocking))
-
-    monkeypatch.setattr(writer, "_move_batch", recorded)
+    moves = recorded_moves(writer, monkeypatch)
 
     async def scenario() -> None:
         await writer.write(event(0))
@@ -245,14 +251,7 @@ def test_a_move_gathers_events_for_a_while_but_a_full_one_goes_at_once(
     monkeypatch.setattr(writer_module, "MOVE_DELAY_SECONDS", 0.2)
     monkeypatch.setattr(writer_module, "MOVE_ON_LOOP_MAX_EVENTS", 8)
     writer = journaled_writer(database)
-    moves: list[int] = []
-    move_batch = writer._move_batch
-
-    def recorded(*args: Any, blocking: bool) -> None:
-        move_batch(*args, blocking=blocking)
-        moves.append(len(args[1]))
-
-    monkeypatch.setattr(writer, "_move_batch", recorded)
+    moves = recorded_moves(writer, monkeypatch)
 
     async def scenario() -> None:
         for n in range(3):  # three passes of the loop, one journal write each
@@ -260,10 +259,10 @@ def test_a_move_gathers_events_for_a_while_but_a_full_one_goes_at_once(
             await asyncio.sleep(0.01)
         assert moves == []  # still gathering
         await asyncio.sleep(0.3)
-        assert moves == [3]  # one move for the three
+        assert moves == [(3, False)]  # one move for the three, on the loop
         await asyncio.gather(*(writer.write(event(n)) for n in range(10, 18)))  # a full move
         await asyncio.sleep(0.02)  # far less than the delay
-        assert moves == [3, 8]
+        assert moves == [(3, False), (8, False)]
         await writer.drain()
 
     asyncio.run(scenario())
@@ -278,14 +277,7 @@ def test_with_the_lock_free_more_than_a_loop_move_holds_is_moved_on_the_loop_in_
     monkeypatch.setattr(writer_module, "MOVE_DELAY_SECONDS", 0.2)
     monkeypatch.setattr(writer_module, "MOVE_ON_LOOP_MAX_EVENTS", 4)
     writer = journaled_writer(database)
-    moves: list[tuple[int, bool]] = []
-    move_batch = writer._move_batch
-
-    def recorded(*args: Any, blocking: bool) -> None:
-        move_batch(*args, blocking=blocking)
-        moves.append((len(args[1]), blocking))
-
-    monkeypatch.setattr(writer, "_move_batch", recorded)
+    moves = recorded_moves(writer, monkeypatch)
 
     async def scenario() -> None:
         for write in range(2):  # two journal writes of three events: six, over the four

@@ -986,14 +986,23 @@ def test_no_login_processes_when_disabled(stack: Stack) -> None:
     assert "Traceback" not in log, log
 
 
-def test_stopping_the_server_stops_its_login_processes(stack: Stack) -> None:
-    """Also in sessions of their own (``nice`` scheduling), out of reach of the signals that
-    a terminal sends to the server's session."""
+@pytest.mark.parametrize(
+    ("scheduling", "every_process"),
+    [
+        # Told through the main process only, login processes in sessions of their own.
+        ("nice", False),
+        # SIGTERM to every process at once, as systemd's stop (KillMode=control-group) does.
+        ("idle", True),
+    ],
+)
+def test_stopping_the_server_stops_its_login_processes(
+    stack: Stack, scheduling: str, every_process: bool
+) -> None:
     server = other_server(
         stack,
         workers=2,
         STRONGROOM_LOGIN_PROCESSES="2",
-        STRONGROOM_LOGIN_PROCESS_SCHEDULING="nice",
+        STRONGROOM_LOGIN_PROCESS_SCHEDULING=scheduling,
     )
     server.start()
     try:
@@ -1002,8 +1011,9 @@ def test_stopping_the_server_stops_its_login_processes(stack: Stack) -> None:
         workers = server.workers_pids()
         assert len(processes) == 4
         assert sorted(set(processes.values())) == sorted(workers)
-        for pid, worker in processes.items():
-            assert_nice_in_a_session_of_its_own(pid, worker)
+        if scheduling == "nice":
+            for pid, worker in processes.items():
+                assert_nice_in_a_session_of_its_own(pid, worker)
 
         # A login that a login process holds when the server is told to stop is still answered.
         head, body = request_bytes(LOGIN_PATH, stack.admin_body)
@@ -1014,6 +1024,9 @@ def test_stopping_the_server_stops_its_login_processes(stack: Stack) -> None:
             assert server.process is not None
             main = server.process
             main.terminate()
+            if every_process:
+                for pid in [*workers, *processes]:
+                    os.kill(pid, signal.SIGTERM)
             # The workers stop listening, then (their lifespan ending) close the socket pairs:
             # the login processes are draining when the body arrives.
             wait_until(

@@ -249,9 +249,12 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(settings.log_level, settings.log_format)
     if scheduling != args.scheduling:
         log.warning("login_process_sched_idle_refused", fallback=f"nice {args.nice}")
-    # Ctrl-C in a terminal reaches the whole process group: the worker stops first and its
-    # closed socket tells this process to finish its connections and exit.
+    # Ctrl-C in a terminal reaches the whole process group, and systemd's stop sends SIGTERM
+    # to every process of the service at once: the worker stops first and its closed socket
+    # tells this process to finish the logins it holds and exit (a worker killed outright
+    # closes it too). Dying on the signal would cut those logins off mid-answer.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     channel = socket.socket(fileno=args.channel_fd)
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         runner.run(_serve_app(channel))

@@ -83,7 +83,7 @@ class LoginProcess:
     ``lower_priority``).
     """
 
-    def __init__(self, index: int, nice: int, scheduling: str = "nice") -> None:
+    def __init__(self, index: int, nice: int, scheduling: str = "idle") -> None:
         self.index = index
         self.nice = nice
         self.scheduling = scheduling
@@ -137,7 +137,7 @@ class LoginHandoff:
     """The login processes of one worker; create it on the worker's running event loop."""
 
     def __init__(
-        self, count: int, nice: int, *, keep_when_idle: bool = False, scheduling: str = "nice"
+        self, count: int, nice: int, *, keep_when_idle: bool = False, scheduling: str = "idle"
     ) -> None:
         """``keep_when_idle``: a login that reaches a worker serving no other request stays
         there (the worker runs it on its own loop, the fastest path). ``scheduling`` and

@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="strongroom.serving.login_process")
     parser.add_argument("--channel-fd", type=int, required=True)
     parser.add_argument("--nice", type=int, default=10)
-    parser.add_argument("--scheduling", choices=("idle", "nice"), default="nice")
+    parser.add_argument("--scheduling", choices=("idle", "nice"), default="idle")
     args = parser.parse_args(argv)
     # First, so that even start-up (imports, building the app) yields to the worker's reads.
     scheduling = lower_priority(args.nice, idle=args.scheduling == "idle")

@@ -232,3 +232,38 @@ def test_the_parsed_urls_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> No
     for port in range(10000, 10010):
         assert str(client._url(f"https://127.0.0.1:{port}", "/")) == f"https://127.0.0.1:{port}/"
     assert len(client._urls) == 4
+
+
+def sts_seconds(outcome: str) -> tuple[float, float]:
+    """(count, sum) of the STS round-trip histogram for ``outcome``, as /metrics shows it."""
+    samples = {
+        sample.name: sample.value
+        for metric in sts_client_module.STS_LATENCY.collect()
+        for sample in metric.samples
+        if sample.labels.get("outcome") == outcome
+    }
+    return (
+        samples.get("strongroom_sts_request_seconds_count", 0.0),
+        samples.get("strongroom_sts_request_seconds_sum", 0.0),
+    )
+
+
+async def test_round_trips_are_timed_per_attempt_by_outcome(stub_sts: StubSts) -> None:
+    answered, failed = sts_seconds("answered"), sts_seconds("failed")
+    # A reset connection, then an answer after 0.2 s: two attempts, one of each outcome.
+    stub_sts.enqueue(Reset(), Reply(200, identity_xml(), delay=0.2))
+    await call(stub_sts.url)
+    now_answered, now_failed = sts_seconds("answered"), sts_seconds("failed")
+    assert now_failed[0] == failed[0] + 1  # the reset connection
+    assert now_answered[0] == answered[0] + 1
+    assert now_answered[1] - answered[1] >= 0.2  # the answer's delay is in its round trip
+
+
+async def test_a_timed_out_round_trip_is_timed_as_failed(stub_sts: StubSts) -> None:
+    count, total = sts_seconds("failed")
+    stub_sts.enqueue(Reply(200, identity_xml(), delay=5.0))
+    with pytest.raises(UpstreamUnavailableError):
+        await call(stub_sts.url, budget=0.5)
+    now_count, now_total = sts_seconds("failed")
+    assert now_count == count + 1
+    assert 0.4 < now_total - total < 1.5  # cut off by the budget, and still counted

@@ -419,6 +419,14 @@ def login_requests(url: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
+def sts_round_trips(url: str) -> float:
+    """STS round trips that got an answer (strongroom_sts_request_seconds), from /metrics."""
+    text = httpx.get(url + "/metrics", timeout=10).text
+    pattern = r'^strongroom_sts_request_seconds_count\{outcome="answered"\} (\S+)$'
+    found = re.search(pattern, text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
 def key_login_body(access_id: str, access_key: str) -> bytes:
     return json.dumps(
         {"access_id": access_id, "access_type": "access_key", "access_key": access_key}
@@ -648,12 +656,15 @@ def test_aws_iam_login_through_a_login_process(stack: Stack, moto: MotoWorld) ->
         call("POST", "/v1/secrets", json={"name": name, "value": f"value of {name}"})
 
     before = handoffs(stack.url)["login_process"]
+    sts_before = sts_round_trips(stack.url)
     signed = sign_get_caller_identity(moto.app.credentials, url=moto.server.url + "/")
     body = {"access_id": method["access_id"], "access_type": "aws_iam"}
     login = fresh_login(stack.url, json.dumps({**body, "cloud_id": signed["cloud_id"]}).encode())
     assert login.status_code == 200, login.text
     assert login.headers["connection"] == "close"
     assert handoffs(stack.url)["login_process"] == before + 1
+    # Its STS round trip is timed in the login process and shows in the workers' /metrics.
+    assert sts_round_trips(stack.url) == sts_before + 1
     answer = login.json()
     assert answer["roles"] == ["handoffApps"]
     assert answer["identity"] == {

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 
 import httpx
+from prometheus_client import Histogram
 
 from strongroom.auth.aws_iam.sts_network import create_sts_transport
 from strongroom.auth.aws_iam.sts_response import (
@@ -32,6 +34,15 @@ from strongroom.auth.aws_iam.sts_response import (
 )
 from strongroom.auth.aws_iam.vetting import VettedStsRequest
 from strongroom.errors import AuthenticationDenied, UpstreamUnavailableError
+
+STS_LATENCY = Histogram(
+    "strongroom_sts_request_seconds",
+    "Round trips to STS, from sending the replayed request to its whole answer; outcome is "
+    "answered (an HTTP answer, read whole) or failed (a connection error, a timeout, or an "
+    "answer refused as oversized or compressed)",
+    ["outcome"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
 
 # STS reports these as 400 but they say nothing about the client's credentials.
 _UPSTREAM_ERROR_CODES = frozenset(
@@ -133,8 +144,11 @@ class StsClient:
                 ) from second
 
     async def _attempt(self, vetted: VettedStsRequest) -> CallerIdentity:
+        started = time.perf_counter()
+        outcome = "failed"
         try:
             status, content_type, body = await self._send(vetted)
+            outcome = "answered"
         except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
             raise _Retryable(f"connection failed ({type(exc).__name__})") from exc
         except httpx.TimeoutException as exc:
@@ -147,6 +161,9 @@ class StsClient:
             raise UpstreamUnavailableError(
                 reason=f"request to STS at {vetted.endpoint} failed ({type(exc).__name__})"
             ) from exc
+        finally:
+            # Also when the whole call's timeout cancels the attempt: a slow STS shows here.
+            STS_LATENCY.labels(outcome).observe(time.perf_counter() - started)
         if status >= 500:
             raise _Retryable(f"HTTP {status}")
         return self._interpret(vetted, status, content_type, body)

@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,17 +90,91 @@ def tree_cpu_seconds(root: int) -> float:
     """User + system CPU time of ``root`` and every live process descended from it (a server's
     login processes run in sessions, hence process groups, of their own)."""
     stats = {stat.pid: stat for stat in proc_stats()}
-    total = 0
+    total = sum(stats[pid].cpu_ticks for pid in _descendants(root, stats))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _descendants(root: int, stats: dict[int, ProcStat]) -> list[int]:
+    """``root`` and every process in ``stats`` descended from it."""
+    found = []
     for stat in stats.values():
         ancestor = stat.pid
         while ancestor > 1 and ancestor != root:
             ancestor = stats[ancestor].ppid if ancestor in stats else 0
         if ancestor == root:
-            total += stat.cpu_ticks
-    return total / os.sysconf("SC_CLK_TCK")
+            found.append(stat.pid)
+    return found
 
 
 def group_cpu_seconds(pgid: int) -> float:
     """User + system CPU time of every live process in process group ``pgid``."""
     ticks = sum(stat.cpu_ticks for stat in proc_stats() if stat.pgrp == pgid)
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def tree_pids(root: int) -> list[int]:
+    """``root`` and every live process descended from it."""
+    return _descendants(root, {stat.pid: stat for stat in proc_stats()})
+
+
+def run_queue_wait_seconds(pids: Iterable[int]) -> float:
+    """Time the threads of ``pids`` spent runnable but waiting for a CPU (schedstat), so far.
+
+    Its growth over a window says whether those processes were slowed by other work on the
+    cores (0 where the kernel keeps no schedstats).
+    """
+    total = 0
+    for pid in pids:
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                total += int((task / "schedstat").read_text().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    return total / 1e9
+
+
+class IdleCpuGroup:
+    """A CPU cgroup with ``cpu.idle`` set, for a benchmark's load generators.
+
+    A task of an idle group gives up its core as soon as any task outside it wakes up, across
+    CPU groups too; a nice value or the SCHED_IDLE policy does that only within one group, and
+    where each session is a group of its own (autogroup) a waking server worker waited up to
+    25 ms behind a nice-19 stub STS (``perf sched``). Needs a writable cgroup v1 ``cpu``
+    hierarchy or cgroup v2 with the cpu controller (root, or a delegated subtree);
+    :meth:`create` returns None where neither is available.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def create(cls, name: str) -> IdleCpuGroup | None:
+        for parent in (Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup")):
+            if not (parent / "cpu.idle").exists() and not (parent / "cgroup.procs").exists():
+                continue
+            path = parent / f"{name}-{os.getpid()}"
+            try:
+                path.mkdir(exist_ok=True)
+                (path / "cpu.idle").write_text("1")
+            except OSError:
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+                continue
+            return cls(path)
+        return None
+
+    def add(self, pid: int) -> None:
+        """Move process ``pid`` (all its threads) into the group."""
+        (self.path / "cgroup.procs").write_text(str(pid))
+
+    def remove(self) -> None:
+        """Move what is left in the group back to its parent, then delete the group."""
+        with contextlib.suppress(OSError):
+            for pid in (self.path / "cgroup.procs").read_text().split():
+                with contextlib.suppress(OSError):
+                    (self.path.parent / "cgroup.procs").write_text(pid)
+            self.path.rmdir()

@@ -214,6 +214,12 @@ def machine_cpu() -> tuple[float, float]:
     return float(total - idle), float(total)
 
 
+def steal_seconds() -> float:
+    """CPU time the hypervisor gave to others while this machine's CPUs wanted it, so far."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
+
+
 def set_autogroup_nice(pid: str, nice: int) -> int | None:
     """Set the nice value of ``pid``'s session CPU group (Linux autogroup); return the old
     one, or None where there is no autogroup (or it may not be changed)."""
@@ -1254,6 +1260,13 @@ def build_table(results: dict[str, Any]) -> tuple[list[list[str]], dict[str, boo
         if burst["reads_failed"]:
             rows.append(["reads not 200", str(burst["reads_failed"]), "none", "NOT MET"])
             targets["reads_ok"] = False
+    steal = [
+        f"{name} {results[phase]['steal_s']:.2f} s"
+        for phase, name in (("sequential", "sequential phase"), ("burst", "bursts phase"))
+        if results.get(phase, {}).get("steal_s") is not None
+    ]
+    if steal:
+        rows.append(["CPU time stolen by the hypervisor", ", ".join(steal), "", ""])
     return rows, targets
 
 
@@ -1621,6 +1634,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.skip_sequential:
             log(f"phase 1: {args.logins} sequential logins over moto STS")
             profiler = profile_start(args, server, f"login_profile-{stamp}-sequential.folded")
+            steal_before = steal_seconds()
             try:
                 results["sequential"] = sequential_phase(
                     server,
@@ -1631,6 +1645,7 @@ def run(args: argparse.Namespace) -> int:
                     args.warmup,
                     fresh_connections=args.fresh_connections,
                 )
+                results["sequential"]["steal_s"] = round(steal_seconds() - steal_before, 2)
             finally:
                 profile_stop(profiler, results, "sequential")
         if not args.skip_burst:
@@ -1639,6 +1654,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{args.sts_delay} s"
             )
             profiler = profile_start(args, server, f"login_profile-{stamp}-burst.folded")
+            steal_before = steal_seconds()
             try:
                 results["burst"] = burst_phase(
                     server,
@@ -1650,6 +1666,7 @@ def run(args: argparse.Namespace) -> int:
                     args,
                     tmp,
                 )
+                results["burst"]["steal_s"] = round(steal_seconds() - steal_before, 2)
             finally:
                 profile_stop(profiler, results, "burst")
         results["login_handoffs"] = login_handoffs(server)

@@ -4,7 +4,7 @@
                                     [--burst 200] [--bursts 8]
                                     [--client-shards 1] [--sts-delay 0.2] [--readers 16]
                                     [--reader-rate 320] [--idle-seconds 3] [--no-wait]
-                                    [--load-nice 19]
+                                    [--load-nice 19] [--no-idle-group] [--reader-nice -10]
                                     [--profile [--profile-mode cpu|wall]] [--server-env N=V]
 
 Everything runs on 127.0.0.1: ``strongroom server`` (SQLite in a temp dir, ``--workers 2`` by
@@ -21,7 +21,8 @@ STS (``tests.support.stub_sts.StubSts``) in its own process, and a reader proces
    Added latency = login - STS, at p50 (target ≤ 3 ms) and p99. The logins go one after
    another through one kept-alive client, or each on a new connection (``--fresh-connections``,
    as a client that does not keep connections would). The table also gives the mean time the
-   app spent per login (its request histogram's sum), STS included.
+   app spent per login (its request histogram's sum), STS included, and the mean STS round
+   trip as the server's STS client timed it (``strongroom_sts_request_seconds``).
 2. Bursts. An auth method whose ``sts_url`` is the stub STS (allowed through
    ``STRONGROOM_STS_EXTRA_ENDPOINTS``), which answers every GetCallerIdentity after
    ``--sts-delay`` seconds. After a small warm-up, ``--burst`` logins signed for the stub's URL
@@ -42,17 +43,22 @@ STS (``tests.support.stub_sts.StubSts``) in its own process, and a reader proces
    the whole machine was. During the bursts the load generator and the stub run at
    ``--load-nice`` (default 19), and so do their sessions' CPU groups where Linux groups
    sessions ("autogroup": there a nice value alone ranks a task only within its session): they
-   stand in for 200 EC2 instances and AWS STS, which do not share the server's two cores. The
+   stand in for 200 EC2 instances and AWS STS, which do not share the server's two cores.
+   Where a CPU cgroup can be made (root), they also go into one with ``cpu.idle`` set, which
+   yields at once to any task outside it (``--no-idle-group`` to skip). The
    readers (the instrument) run at ``--reader-nice`` (default -10), their CPU group too: they
    stand in for clients on other machines, which never wait for the server's cores (at equal
    priority a waking reader waited up to a scheduler tick, 4 ms, behind the server's CPU
    group, its idle-priority login processes included, as ``perf sched`` showed); the table
    shows how long readers and workers waited for a core. The server keeps its priority. The
-   readers speak raw
-   keep-alive HTTP/1.1 (a sixth of httpx's CPU per request). The table also shows the server's
+   readers speak raw keep-alive HTTP/1.1 (a sixth of httpx's CPU per request). The results
+   list when in each burst its slowest reads started. The table also shows the server's
    own read latency (its ``strongroom_http_request_seconds`` histogram, so bucket bounds),
    where new login connections were served, and whether reads' audit events went to the audit
    journal or were committed (and then whether they waited for the SQLite lock).
+
+Both phases report the CPU time the hypervisor stole meanwhile (/proc/stat): on a shared
+virtual machine, a run with steal measured a machine slower than usual.
 
 ``--profile`` runs py-spy on the server's process tree during each phase (collapsed stacks in
 bench/results/login_profile-*.folded; ``cpu`` samples the GIL holder only, ``wall`` every

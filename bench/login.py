@@ -724,7 +724,17 @@ def sequential_phase(
                         f"{percentile(login_s, 50) * 1000:.2f} ms, STS p50 "
                         f"{percentile(sts_s, 50) * 1000:.2f} ms"
                     )
-    cpu = server.cpu_seconds() - cpu_before
+        cpu = server.cpu_seconds() - cpu_before
+        # The floor under every request: a health check (a bare endpoint) on the same client,
+        # after the logins (so that its CPU is not counted as theirs).
+        health_s: list[float] = []
+        health_headers = {"Connection": "close"} if fresh_connections else {}
+        for _ in range(count):
+            started = time.perf_counter()
+            checked = login_http.get(server.url + "/v1/sys/health", headers=health_headers)
+            health_s.append(time.perf_counter() - started)
+            if checked.status_code != 200:
+                raise RuntimeError(f"health check answered {checked.status_code}")
     app_after = route_seconds(server, LOGIN_ROUTE)
     app_logins = app_after[1] - app_before[1]
     sts_after = sts_seconds(server)
@@ -754,6 +764,7 @@ def sequential_phase(
         "server_sts_mean_ms": round((sts_after[0] - sts_before[0]) * 1000 / sts_calls, 3)
         if sts_calls
         else None,
+        "health_check": summary_ms(health_s),
         "login_ms": [round(s * 1000, 3) for s in login_s],
         "sts_ms": [round(s * 1000, 3) for s in sts_s],
     }
@@ -1111,6 +1122,17 @@ def build_table(results: dict[str, Any]) -> tuple[list[list[str]], dict[str, boo
                 [
                     "  time in the app per login, STS included (mean)",
                     f"{seq['app_mean_ms']:.2f} ms  (login mean {seq['login']['mean_ms']:.2f} ms)",
+                    "",
+                    "",
+                ]
+            )
+        if seq.get("health_check"):
+            health = seq["health_check"]
+            rows.append(
+                [
+                    "  health check round trip p50 (same client)",
+                    f"{health['p50_ms']:.2f} ms  (any request's floor; "
+                    f"login - STS - health: {seq['added_p50_ms'] - health['p50_ms']:.2f} ms)",
                     "",
                     "",
                 ]

@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import secrets
 import signal
 import socket
@@ -32,6 +33,7 @@ import httpx
 import pytest
 
 from strongroom.db.engine import Database
+from strongroom.serving.descriptors import DESCRIPTOR_TABLE_SLOTS
 from strongroom.serving.handoff import BURST_WINDOW_SECONDS
 from tests.audit.test_writer_journal import HeldLock
 from tests.e2e.server_process import STRONGROOM, ServerProcess
@@ -564,6 +566,19 @@ def stack(moto: MotoWorld, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         assert credentials["access_key"] not in log
 
 
+def descriptor_slots(pid: int) -> int:
+    """The size of a process's descriptor table (FDSize in /proc/<pid>/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("FDSize:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no FDSize for {pid}")
+
+
+def open_files_limit() -> int:
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return DESCRIPTOR_TABLE_SLOTS if soft == resource.RLIM_INFINITY else soft
+
+
 def other_server(stack: Stack, workers: int, **env: str) -> Server:
     """Another server on the same database (already bootstrapped), not started."""
     return Server({**stack.env, **env}, workers=workers, cwd=stack.root)
@@ -584,6 +599,9 @@ def test_one_login_process_per_worker_at_a_lower_priority(stack: Stack) -> None:
         assert os.sched_getscheduler(pid) == os.SCHED_IDLE
         assert os.sched_getscheduler(worker) == os.SCHED_OTHER
         assert os.getsid(pid) == os.getsid(worker)
+        # Both sized their descriptor tables at start-up (serving/descriptors.py).
+        for process in (pid, worker):
+            assert descriptor_slots(process) >= min(DESCRIPTOR_TABLE_SLOTS, open_files_limit())
 
 
 def assert_nice_in_a_session_of_its_own(pid: int, worker: int) -> None:

@@ -9,9 +9,12 @@ from fastapi import FastAPI
 from strongroom.api.app import create_app
 from strongroom.config import Settings
 from strongroom.kit.logging import configure_logging
+from strongroom.serving.descriptors import presize_descriptor_table
 
 
 def make_app() -> FastAPI:
+    # First, while this worker has one thread: later growth would stall its event loop.
+    presize_descriptor_table()
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(

@@ -11,4 +11,6 @@ spends one ``sendmsg`` on such a login instead of the whole request.
 - ``protocol``: a new connection's first protocol: it asks ``handoff`` on the first bytes, and
   gives anything it does not pass over to uvicorn's HTTP protocol.
 - ``login_process``: the login process (the whole app, serving the connections it is given).
+- ``descriptors``: each such process sizes its descriptor table at start-up (growing it later,
+  in a burst, stalled the event loop).
 """

@@ -35,6 +35,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from strongroom.auth.login_loop import new_event_loop
+from strongroom.serving.descriptors import presize_descriptor_table
 from strongroom.serving.handoff import READY
 from strongroom.serving.routing import MAX_FIRST_CHUNK
 
@@ -242,6 +243,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     # First, so that even start-up (imports, building the app) yields to the worker's reads.
     scheduling = lower_priority(args.nice, idle=args.scheduling == "idle")
+    # It receives a burst's connections: a table grown now, single-threaded, never stalls.
+    presize_descriptor_table()
     from strongroom.config import Settings
     from strongroom.kit.logging import configure_logging
 

@@ -1,0 +1,65 @@
+"""presize_descriptor_table, seen from a child process of its own (FDSize in /proc)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    not Path("/proc/self/status").exists(), reason="FDSize is Linux's /proc"
+)
+
+CHILD = """
+import json, os, resource, sys
+soft = int(sys.argv[1])
+if soft:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+from strongroom.serving.descriptors import presize_descriptor_table
+
+def fd_size():
+    for line in open("/proc/self/status"):
+        if line.startswith("FDSize:"):
+            return int(line.split()[1])
+
+before = fd_size()
+highest = presize_descriptor_table(int(sys.argv[2]))
+print(json.dumps({
+    "before": before,
+    "after": fd_size(),
+    "highest": highest,
+    "open": sorted(int(fd) for fd in os.listdir("/proc/self/fd")),
+}))
+"""
+
+
+def presized(soft_limit: int, slots: int) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, str(soft_limit), str(slots)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+def test_the_table_is_grown_to_the_slots_asked_for_and_nothing_stays_open() -> None:
+    seen = presized(0, 4096)
+    assert seen["before"] < 4096
+    assert seen["after"] >= 4096
+    assert seen["highest"] == 4095
+    # Only what a Python process has anyway (0-2, the /proc listing's own descriptor).
+    assert all(fd < 10 for fd in seen["open"])
+
+
+def test_the_soft_descriptor_limit_caps_it() -> None:
+    seen = presized(1024, 4096)
+    assert seen["highest"] == 1023
+    assert 1024 <= seen["after"] < 4096

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from strongroom.audit.writer import AuditFileSink, AuditWriter
 from strongroom.db.engine import Database
 from strongroom.errors import ServiceUnavailableError
 from tests.audit.test_journal import chained_request_ids, event, progress_rows
+from tests.support.concurrency import HeldLock
 
 
 def audit_table(database: Database, *, present: bool) -> None:
@@ -53,30 +53,6 @@ def recorded_moves(writer: AuditWriter, monkeypatch: pytest.MonkeyPatch) -> list
 
     monkeypatch.setattr(writer, "_move_batch", recorded)
     return moves
-
-
-class HeldLock:
-    """Another writer (a login's token write, another worker) holding SQLite's write turn."""
-
-    def __init__(self, database: Database) -> None:
-        self._database = database
-        self._taken = threading.Event()
-        self._release = threading.Event()
-        self._thread = threading.Thread(target=self._hold)
-
-    def _hold(self) -> None:
-        with self._database.write():
-            self._taken.set()
-            self._release.wait(30)
-
-    def __enter__(self) -> HeldLock:
-        self._thread.start()
-        assert self._taken.wait(10)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._release.set()
-        self._thread.join(10)
 
 
 def test_reads_are_answered_while_another_writer_holds_the_lock(database: Database) -> None:

@@ -4,7 +4,6 @@ after a complete checkpoint (that commit waits for an fsync of the new WAL heade
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ from sqlalchemy import text
 
 from strongroom.db import migrate
 from strongroom.db.engine import Checkpointer, Database
+from tests.support.concurrency import HeldLock
 
 
 @pytest.fixture
@@ -63,23 +63,10 @@ def test_restart_starts_the_wal_over_and_changes_nothing(database: Database) -> 
 
 
 def test_restart_gives_way_to_a_writer_holding_the_turn(database: Database) -> None:
-    holding, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with database.write():
-            holding.set()
-            release.wait(5)
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    try:
-        assert holding.wait(5)
+    with HeldLock(database):
         started = time.monotonic()
         assert database.restart_wal() is False  # at once: that writer restarts it if need be
         assert time.monotonic() - started < 1.0
-    finally:
-        release.set()
-        thread.join()
 
 
 def test_checkpointers_restart_the_wal_after_writes_and_leave_an_idle_one_alone(

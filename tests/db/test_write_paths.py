@@ -20,6 +20,7 @@ from strongroom.db import migrate
 from strongroom.db.engine import Database, WriterBusyError
 from strongroom.db.hot import HotReader
 from strongroom.db.tables import audit_events
+from tests.support.concurrency import HeldLock
 
 
 @pytest.fixture
@@ -40,21 +41,8 @@ def test_non_blocking_write_refuses_while_another_writer_holds_the_turn(
     sqlite_database: Database,
 ) -> None:
     database = sqlite_database
-    holding = threading.Event()
-    release = threading.Event()
-
-    def hold() -> None:
-        with database.write():
-            holding.set()
-            release.wait(5)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    holding.wait(5)
-    with pytest.raises(WriterBusyError), database.write(blocking=False):
+    with HeldLock(database), pytest.raises(WriterBusyError), database.write(blocking=False):
         pass
-    release.set()
-    holder.join()
     with database.write(blocking=False) as connection:
         connection.execute(text("select 1"))
 

@@ -35,8 +35,8 @@ import pytest
 from strongroom.db.engine import Database
 from strongroom.serving.descriptors import DESCRIPTOR_TABLE_SLOTS
 from strongroom.serving.handoff import BURST_WINDOW_SECONDS
-from tests.audit.test_writer_journal import HeldLock
 from tests.e2e.server_process import STRONGROOM, ServerProcess
+from tests.support.concurrency import HeldLock
 from tests.support.moto_world import MotoWorld
 from tests.support.signing import sign_get_caller_identity
 

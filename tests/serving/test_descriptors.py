@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.child import child_json
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/self/status").exists(), reason="FDSize is Linux's /proc"
@@ -39,15 +38,7 @@ print(json.dumps({
 
 
 def presized(soft_limit: int, slots: int) -> dict[str, Any]:
-    result = subprocess.run(
-        [sys.executable, "-c", CHILD, str(soft_limit), str(slots)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    assert result.returncode == 0, result.stderr
-    return dict(json.loads(result.stdout))
+    return child_json(CHILD, str(soft_limit), str(slots))
 
 
 def test_the_table_is_grown_to_the_slots_asked_for_and_nothing_stays_open() -> None:

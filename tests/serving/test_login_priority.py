@@ -4,14 +4,12 @@ and CPU group it ends up with, seen from the child itself."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.child import child_json
 
 pytestmark = pytest.mark.skipif(
     not hasattr(os, "SCHED_IDLE"), reason="scheduling policies are Linux's"
@@ -42,15 +40,7 @@ print(json.dumps({
 
 
 def lowered(scheduling: str, setup: str = "") -> dict[str, Any]:
-    result = subprocess.run(
-        [sys.executable, "-c", CHILD, scheduling, setup or "-"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    assert result.returncode == 0, result.stderr
-    return dict(json.loads(result.stdout))
+    return child_json(CHILD, scheduling, setup or "-")
 
 
 def test_idle_is_sched_idle_in_the_callers_session() -> None:

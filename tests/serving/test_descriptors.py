@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,10 @@ def presized(soft_limit: int, slots: int) -> dict[str, Any]:
 
 
 def test_the_table_is_grown_to_the_slots_asked_for_and_nothing_stays_open() -> None:
-    seen = presized(0, 4096)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 4096:
+        pytest.skip(f"the hard descriptor limit here is {hard}")
+    seen = presized(4096, 4096)
     assert seen["before"] < 4096
     assert seen["after"] >= 4096
     assert seen["highest"] == 4095

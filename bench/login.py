@@ -212,9 +212,14 @@ class Profiler:
         return self.output
 
 
+def cpu_jiffies() -> list[int]:
+    """The all-CPUs line of /proc/stat: user, nice, system, idle, iowait, irq, softirq, steal…"""
+    return [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+
+
 def machine_cpu() -> tuple[float, float]:
     """(busy, total) jiffies of all CPUs, from /proc/stat."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    fields = cpu_jiffies()
     idle = fields[3] + fields[4]  # idle + iowait
     total = sum(fields[:8])
     return float(total - idle), float(total)
@@ -222,8 +227,8 @@ def machine_cpu() -> tuple[float, float]:
 
 def steal_seconds() -> float:
     """CPU time the hypervisor gave to others while this machine's CPUs wanted it, so far."""
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()
-    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
+    fields = cpu_jiffies()
+    return fields[7] / os.sysconf("SC_CLK_TCK") if len(fields) > 7 else 0.0
 
 
 def set_autogroup_nice(pid: str, nice: int) -> int | None:

@@ -315,7 +315,7 @@ def test_value_from_stdin_keeps_inner_newlines(admin: Invoker, unique: str) -> N
 
 
 def test_help_is_there_for_every_command(invoke: Invoker) -> None:
-    from strongroom.cli.commands import _COMMANDS
+    from strongroom.cli.commands import COMMANDS as _COMMANDS
 
     overview = invoke("--help")
     assert overview.exit_code == 0

@@ -17,10 +17,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from strongroom.config import Settings
 from strongroom.errors import ConfigurationError, ConflictError
 
-if TYPE_CHECKING:  # the CLI imports SQLAlchemy only for the commands that use it
+if TYPE_CHECKING:  # the server stack is imported only by the commands that use it
+    from strongroom.config import Settings
     from strongroom.db.engine import Database
 
 err = Console(stderr=True)
@@ -53,6 +53,8 @@ def _services(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 def _load_settings() -> Settings:
+    from strongroom.config import Settings
+
     try:
         return Settings()
     except Exception as exc:  # pydantic's message names the variable and the problem

@@ -16,6 +16,7 @@ Configuration, TOML::
     profile = "default"          # CLI profile to log in with
     interval = 60                # seconds between version checks (at least 1)
     max_backoff = 60             # longest wait between retries while the server fails
+    renew_before = 120           # log in again this many seconds before the token expires
 
     [[template]]
     destination = "/run/app/db.env"   # written atomically (temporary file + rename)
@@ -52,6 +53,7 @@ from strongroom.cli.errors import CliError, ServerError, ServerUnreachableError
 
 DEFAULT_INTERVAL = 60.0
 DEFAULT_MAX_BACKOFF = 60.0
+DEFAULT_RENEW_BEFORE = 120.0
 DEFAULT_MODE = 0o600
 MAX_TEMPLATE_BYTES = 1024 * 1024
 COMMAND_TIMEOUT_SECONDS = 60
@@ -101,6 +103,7 @@ class AgentConfig:
     server_url: str | None = None
     interval: float = DEFAULT_INTERVAL
     max_backoff: float = DEFAULT_MAX_BACKOFF
+    renew_before: float = DEFAULT_RENEW_BEFORE
     templates: tuple[TemplateConfig, ...] = ()
 
 
@@ -112,7 +115,7 @@ def load_config(path: Path) -> AgentConfig:
         raise AgentConfigError(f"cannot read {path}: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise AgentConfigError(f"{path} is not valid TOML: {exc}") from None
-    known = {"profile", "server_url", "interval", "max_backoff", "template"}
+    known = {"profile", "server_url", "interval", "max_backoff", "renew_before", "template"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise AgentConfigError(f"{path}: unknown keys {unknown}; known: {sorted(known)}")
@@ -132,6 +135,7 @@ def load_config(path: Path) -> AgentConfig:
         else None,
         interval=_seconds(path, "interval", data.get("interval", DEFAULT_INTERVAL)),
         max_backoff=_seconds(path, "max_backoff", data.get("max_backoff", DEFAULT_MAX_BACKOFF)),
+        renew_before=_seconds(path, "renew_before", data.get("renew_before", DEFAULT_RENEW_BEFORE)),
         templates=templates,
     )
 
@@ -307,13 +311,12 @@ class Agent:
         *,
         log: Log = _stderr_log,
         clock: Callable[[], float] = time.time,
-        renew_margin: float = 120.0,
     ) -> None:
         self._config = config
         self._source = source
         self._log = log
         self._clock = clock
-        self._renew_margin = renew_margin
+        self._renew_margin = config.renew_before
         self._states = [_TemplateState(t) for t in config.templates]
         self._stop = threading.Event()
 

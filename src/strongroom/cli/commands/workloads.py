@@ -143,6 +143,7 @@ def agent(
         ),
     ] = None,
     as_json: JsonOption = False,
+    server_url: ServerUrlOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Keep files rendered from secrets current: render, watch versions, reload the app.
@@ -155,7 +156,7 @@ def agent(
         loaded = load_config(config)
         home = strongroom_home()
         stored = ProfileStore(home).load(profile or loaded.profile)
-        url = server_url_of(loaded.server_url, stored)
+        url = server_url_of(server_url or loaded.server_url, stored)
         cache = TokenCache(home, stored.name, stored.access_id)
         with StrongroomClient(stored, server_url=url, cache=cache) as client:
             worker = Agent(loaded, client)

@@ -121,11 +121,14 @@ def server(
 
         if not is_bootstrapped(database):
             creds = bootstrap(database, keys, writer)
-            err.print(
-                "[bold green]Admin credentials (shown once):[/]\n"
+            # Plain writes: a terminal-width wrap must not split the command in two.
+            sys.stderr.write(
+                "Admin credentials (shown once):\n"
                 f"  access ID:  {creds.access_id}\n  access key: {creds.access_key}\n"
-                f"Configure the CLI: strongroom configure --profile admin "
-                f"--access-id {creds.access_id} --access-type access_key --access-key …"
+                "Configure the CLI (in this checkout: .venv/bin/strongroom); it asks for the key:\n"
+                f"  strongroom configure --profile default --access-id {creds.access_id} "
+                "--access-type access_key\n"
+                f"The console: http://{host}:{port}/ui/ (sign in with the same two values)\n"
             )
     try:
         _check_audit_journal(database)

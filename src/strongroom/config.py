@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from strongroom.kit.forwarded import TrustedProxies
+
 
 class Settings(BaseSettings):
     """Configuration of one server process (SPEC section 1)."""
@@ -31,8 +33,11 @@ class Settings(BaseSettings):
     audit_file: Path | None = None
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
-    # Failed logins tolerated per source IP and per access ID in one window before 429.
+    # Failed logins tolerated in one window before 429, per (source address, access ID) and
+    # per source address (default: five times the first), never per access ID alone: access
+    # IDs are not secret, and failing logins in someone's name must not lock them out.
     login_failure_limit: int = Field(default=20, ge=1)
+    login_source_failure_limit: int | None = Field(default=None, ge=1)
     login_failure_window_seconds: int = Field(default=60, ge=1)
     # Allowed clock difference for a signed STS request's X-Amz-Date (SPEC section 3, check 4).
     sts_max_clock_skew_seconds: int = Field(default=900, ge=1, le=900)
@@ -48,7 +53,7 @@ class Settings(BaseSettings):
     # A worker serving no other request runs a login itself, on its event loop (the fastest
     # path); a busy one hands it to a login process. False: always hand off (if one is ready).
     login_inline_when_idle: bool = True
-    # Trust X-Forwarded-For from these proxy addresses only (empty: never).
+    # Trust X-Forwarded-For from these proxy addresses only (empty: never); CIDRs or addresses.
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     @field_validator("sts_extra_endpoints", "trusted_proxies", mode="before")
@@ -57,6 +62,17 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_proxies(cls, value: list[str]) -> list[str]:
+        TrustedProxies.from_cidrs(value)  # ValueError names the bad entry
+        return value
+
+    @property
+    def source_failure_limit(self) -> int:
+        """Failed logins tolerated per source address in one window."""
+        return self.login_source_failure_limit or 5 * self.login_failure_limit
 
     @property
     def is_sqlite(self) -> bool:

@@ -8,7 +8,12 @@ from datetime import timedelta
 
 import pytest
 
-from strongroom.auth.aws_iam import SERVER_ID_HEADER, UnverifiedStsRequest
+from strongroom.auth.aws_iam import (
+    LOGIN_NONCE_HEADER,
+    SERVER_ID_HEADER,
+    VAULT_SERVER_ID_HEADER,
+    UnverifiedStsRequest,
+)
 from strongroom.auth.aws_iam.vetting import (
     check_body,
     check_freshness,
@@ -245,10 +250,7 @@ INVALID = InvalidRequestError
             headers(add=(("X-Amz-Foo", "bar"),)), DENIED, "'X-Amz-Foo' is not allowed", id="x-amz"
         ),
         pytest.param(
-            headers(add=(("X-Vault-AWS-IAM-Server-ID", "a"),)),
-            DENIED,
-            "not allowed",
-            id="vault server id header",
+            headers(add=(("X-Vault-Token", "hvs.a"),)), DENIED, "not allowed", id="vault token"
         ),
         pytest.param(
             headers(add=(("Transfer-Encoding", "chunked"),)), DENIED, "not allowed", id="te"
@@ -440,6 +442,114 @@ def test_server_id_must_be_signed() -> None:
     request = with_headers(signed_request(), add=((SERVER_ID_HEADER, "vault-a.example"),))
     with pytest.raises(AuthenticationDenied) as caught:
         vet(request, server_id="vault-a.example")
+    assert "not listed in SignedHeaders" in caught.value.reason
+
+
+@pytest.mark.parametrize(
+    "sign_kwargs",
+    [
+        pytest.param({"extra_headers": {VAULT_SERVER_ID_HEADER: "vault-a.example"}}, id="vault"),
+        pytest.param(
+            {
+                "server_id": "vault-a.example",
+                "extra_headers": {VAULT_SERVER_ID_HEADER: "vault-a.example"},
+            },
+            id="both names, equal",
+        ),
+    ],
+)
+def test_vaults_server_id_header_is_the_same_header(sign_kwargs: dict[str, object]) -> None:
+    """hvac's ``header_value`` and the vault CLI send X-Vault-AWS-IAM-Server-ID."""
+    vetted = vet(signed_request(**sign_kwargs), server_id="vault-a.example")  # type: ignore[arg-type]
+    # Sent on under its own name: the signature covers the name the client signed.
+    assert dict(vetted.headers)[VAULT_SERVER_ID_HEADER] == "vault-a.example"
+
+
+@pytest.mark.parametrize(
+    ("request_", "server_id", "fragment"),
+    [
+        pytest.param(
+            signed_request(extra_headers={VAULT_SERVER_ID_HEADER: "vault-b.example"}),
+            "vault-a.example",
+            f"{VAULT_SERVER_ID_HEADER} names another server",
+            id="vault header, other server",
+        ),
+        pytest.param(
+            with_headers(signed_request(), add=((VAULT_SERVER_ID_HEADER, "vault-a.example"),)),
+            "vault-a.example",
+            f"{VAULT_SERVER_ID_HEADER} is not listed in SignedHeaders",
+            id="vault header added after signing",
+        ),
+        # Two audiences in one request: whichever a reader looks at decides (differential).
+        pytest.param(
+            signed_request(
+                server_id="vault-a.example",
+                extra_headers={VAULT_SERVER_ID_HEADER: "vault-b.example"},
+            ),
+            "vault-a.example",
+            "name different servers",
+            id="both names disagree",
+        ),
+        pytest.param(
+            signed_request(
+                server_id="vault-a.example",
+                extra_headers={VAULT_SERVER_ID_HEADER: "vault-b.example"},
+            ),
+            None,
+            "name different servers",
+            id="both names disagree, no SERVER_ID",
+        ),
+        pytest.param(
+            with_headers(
+                signed_request(server_id="vault-a.example"),
+                add=((VAULT_SERVER_ID_HEADER, "vault-a.example"),),
+            ),
+            "vault-a.example",
+            f"{VAULT_SERVER_ID_HEADER} is not listed in SignedHeaders",
+            id="second name added after signing",
+        ),
+    ],
+)
+def test_vault_server_id_refused(
+    request_: UnverifiedStsRequest, server_id: str | None, fragment: str
+) -> None:
+    with pytest.raises(AuthenticationDenied) as caught:
+        vet(request_, server_id=server_id)
+    assert fragment in caught.value.reason
+
+
+# -- (3) login nonce -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("nonce", ["a" * 16, "Z9_-" * 16, "0123456789abcdefABCDEF_-"])
+def test_a_signed_login_nonce_is_accepted_and_sent(nonce: str) -> None:
+    vetted = vet(signed_request(extra_headers={LOGIN_NONCE_HEADER: nonce}))
+    assert dict(vetted.headers)[LOGIN_NONCE_HEADER] == nonce
+
+
+def test_the_nonce_makes_same_second_signatures_differ() -> None:
+    """Same key, same second: only the nonce tells the two requests apart."""
+    first = vet(signed_request(extra_headers={LOGIN_NONCE_HEADER: "a" * 16}))
+    second = vet(signed_request(extra_headers={LOGIN_NONCE_HEADER: "b" * 16}))
+    assert first.amz_date == second.amz_date
+    assert first.signature != second.signature
+
+
+@pytest.mark.parametrize(
+    "nonce",
+    ["a" * 15, "a" * 65, "a" * 15 + "=", "a" * 15 + "+", "a" * 15 + "/", "a" * 15 + ".", ""],
+)
+def test_a_malformed_login_nonce_is_400(nonce: str) -> None:
+    with pytest.raises(InvalidRequestError, match=LOGIN_NONCE_HEADER):
+        vet(signed_request(extra_headers={LOGIN_NONCE_HEADER: nonce}))
+
+
+def test_an_unsigned_login_nonce_is_refused() -> None:
+    # Added after signing it changes nothing STS checks: the client believes in a protection
+    # it does not have. Said at once rather than as a random same-second replay later.
+    request = with_headers(signed_request(), add=((LOGIN_NONCE_HEADER, "a" * 16),))
+    with pytest.raises(AuthenticationDenied) as caught:
+        vet(request)
     assert "not listed in SignedHeaders" in caught.value.reason
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -14,6 +16,7 @@ from strongroom.auth.aws_iam import decode_cloud_id, vet_sts_request
 from strongroom.cli.aws_login import (
     CREDENTIAL_SOURCES,
     DEFAULT_STS_URL,
+    LOGIN_NONCE_HEADER,
     AwsCredentials,
     normalize_sts_url,
     sign_get_caller_identity,
@@ -97,6 +100,36 @@ def test_server_id_is_signed_and_passes_the_servers_vetting() -> None:
         now=datetime.now(UTC),
     )
     assert vetted.access_key_id == FAKE.access_key
+
+
+def test_every_login_signs_a_fresh_nonce() -> None:
+    """Two logins in one X-Amz-Date second (botocore's clock fixed) still sign differently:
+    the server would refuse the second of two identical signed requests as a replay."""
+    moment = datetime(2026, 11, 27, 19, 43, 50, tzinfo=UTC)
+    # botocore's clock is naive UTC.
+    naive = moment.replace(tzinfo=None)
+    with mock.patch("botocore.auth.get_current_datetime", return_value=naive):
+        first, second = (
+            sign_get_caller_identity(FAKE, sts_url=DEFAULT_STS_URL, region="us-east-1")
+            for _ in range(2)
+        )
+    assert first.amz_date == second.amz_date
+    nonces = [dict(s.headers)[LOGIN_NONCE_HEADER] for s in (first, second)]
+    assert nonces[0] != nonces[1]
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{32}", nonce) for nonce in nonces)
+    signatures = set()
+    for signed in (first, second):
+        authorization = dict(signed.headers)["Authorization"]
+        signed_headers = authorization.split("SignedHeaders=")[1].split(",")[0].split(";")
+        assert "x-strongroom-login-nonce" in signed_headers
+        vetted = vet_sts_request(
+            decode_cloud_id(signed.cloud_id()),
+            sts_url="https://sts.amazonaws.com",
+            server_id=None,
+            now=moment,
+        )
+        signatures.add(vetted.signature)
+    assert len(signatures) == 2
 
 
 def test_no_credentials_names_every_source_tried(invoke: Invoker, server: RunningServer) -> None:

@@ -224,7 +224,8 @@ def test_concurrent_commands_of_one_profile_log_in_once(tmp_path: Path) -> None:
 
 
 def test_two_aws_logins_never_share_a_signature(tmp_path: Path) -> None:
-    """The server spends each signature once; the client waits for a new X-Amz-Date second."""
+    """The server spends each signature once; every login signs a fresh nonce, so two logins
+    within one X-Amz-Date second differ."""
     server = FakeServer()
     profile = Profile(name="default", access_id=ACCESS_ID, access_type="aws_iam")
     with make_client(tmp_path, server, profile=profile) as client:

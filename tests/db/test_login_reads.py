@@ -75,17 +75,17 @@ def test_unknown_access_id_is_none(database: Database, reads: LoginReads) -> Non
 
 
 def test_failure_counts_are_utc_times_as_stored(database: Database, reads: LoginReads) -> None:
-    assert reads.failure_counts(["ip:10.0.0.1", "id:p-abcdef123456"]) == []
+    assert reads.failure_counts(["ip:10.0.0.1", "pair:10.0.0.1|p-abcdef123456"]) == []
     with database.write() as connection:
         connection.execute(
             login_failures.insert().values(key="ip:10.0.0.1", window_start=NOW, count=3)
         )
         connection.execute(
             login_failures.insert().values(
-                key="id:other", window_start=NOW - timedelta(hours=1), count=9
+                key="pair:10.0.0.2|p-abcdef123456", window_start=NOW - timedelta(hours=1), count=9
             )
         )
-    counts = reads.failure_counts(["ip:10.0.0.1", "id:p-abcdef123456"])
+    counts = reads.failure_counts(["ip:10.0.0.1", "pair:10.0.0.1|p-abcdef123456"])
     assert [(c.key, c.window_start, c.failures) for c in counts] == [("ip:10.0.0.1", NOW, 3)]
     assert counts[0].window_start.utcoffset() == timedelta(0)
     assert reads.failure_counts([]) == []

@@ -17,6 +17,7 @@ from strongroom.api.services import Services
 from strongroom.audit.journal import AuditJournal, journal_directory, recover_orphans
 from strongroom.audit.writer import AuditFileSink, AuditWriter
 from strongroom.auth.aws_iam import StsClient, create_sts_http_client
+from strongroom.auth.login_failures import FailureLimits
 from strongroom.auth.service import LoginPolicy, LoginService
 from strongroom.auth.tokens import TokenService
 from strongroom.auth_methods.service import AuthMethodService
@@ -111,8 +112,11 @@ def create_app(
                 default_ttl=timedelta(minutes=settings.default_token_ttl_minutes),
                 server_id=settings.server_id,
                 max_clock_skew=timedelta(seconds=settings.sts_max_clock_skew_seconds),
-                failure_limit=settings.login_failure_limit,
-                failure_window=timedelta(seconds=settings.login_failure_window_seconds),
+                failures=FailureLimits(
+                    pair=settings.login_failure_limit,
+                    source=settings.source_failure_limit,
+                    window=timedelta(seconds=settings.login_failure_window_seconds),
+                ),
             ),
             own_thread=login_thread,
             inline_when=in_flight.alone if login_inline_when_idle else None,

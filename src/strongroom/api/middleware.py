@@ -2,6 +2,9 @@
 
 For every HTTP request it:
 - gives the request an ID (echoed as ``X-Request-ID``) and an :class:`AuditEvent`;
+- decides its source address, once, for everything downstream (``bound_ips``, the failed-login
+  counters, the audit trail): the TCP peer, or the client that trusted proxies name in
+  ``X-Forwarded-For`` (:mod:`strongroom.kit.forwarded`);
 - refuses bodies over the limit by their Content-Length before the app reads them, and cuts
   off streamed bodies that grow past it (memory exhaustion);
 - holds the response start until the event is stored: if the audit trail cannot be written,
@@ -12,7 +15,6 @@ For every HTTP request it:
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -27,6 +29,7 @@ from strongroom.audit.event import AuditEvent
 from strongroom.audit.writer import AuditWriter
 from strongroom.errors import PayloadTooLargeError, ServiceUnavailableError
 from strongroom.kit.clock import Clock
+from strongroom.kit.forwarded import FORWARDED_FOR, TrustedProxies, header_values, normal_peer
 from strongroom.kit.ids import new_request_id
 from strongroom.kit.inflight import InFlight
 
@@ -95,23 +98,15 @@ class RequestEnvelope:
         self._writer = writer
         self._clock = clock
         self._max_body = max_body_bytes
-        self._trusted = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
+        self._proxies = TrustedProxies.from_cidrs(trusted_proxies)
 
     def _source_ip(self, scope: Scope) -> str:
+        """The one place a request's source address is decided (kit/forwarded.py)."""
         client = scope.get("client")
-        peer = client[0] if client else "unknown"
-        if not self._trusted:
-            return str(peer)
-        try:
-            trusted_peer = any(ipaddress.ip_address(peer) in n for n in self._trusted)
-        except ValueError:
-            return str(peer)
-        if trusted_peer:
-            for name, value in scope["headers"]:
-                if name == b"x-forwarded-for":
-                    # The right-most address is the one our trusted proxy saw.
-                    return value.decode("latin-1").split(",")[-1].strip()[:64] or str(peer)
-        return str(peer)
+        peer = str(client[0]) if client else None
+        if not self._proxies.trusts(peer):
+            return normal_peer(peer)
+        return self._proxies.client_address(peer, header_values(scope["headers"], FORWARDED_FOR))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -33,7 +33,8 @@ _FAILURES = "SELECT key, window_start, count FROM login_failures WHERE key IN ({
 
 @dataclass(frozen=True, slots=True)
 class FailureCount:
-    """Failed logins counted for one key (``ip:…`` or ``id:…``) since ``window_start``."""
+    """Failed logins counted for one key (``ip:…`` or ``pair:…``, see login_failures.py)
+    since ``window_start``."""
 
     key: str
     window_start: datetime

@@ -2,8 +2,9 @@
 
 Every failed login raises :class:`AuthenticationDenied` with a precise ``reason`` for the audit
 trail and the server log; the client always sees the same 401 body. Failures are counted per
-source address and per access ID in the database (so all replicas share the count) and answer
-429 with ``Retry-After`` past the limit.
+source address and per (source address, access ID), never per access ID alone, in the database
+(so all replicas share the count), and answer 429 with ``Retry-After`` past the limit
+(:mod:`strongroom.auth.login_failures`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, delete
 
 from strongroom.audit.event import AuditEvent
 from strongroom.audit.store import append_events
@@ -31,6 +31,13 @@ from strongroom.auth.aws_iam import (
     decode_vault_fields,
     vet_sts_request,
 )
+from strongroom.auth.login_failures import (
+    FailureCounter,
+    FailureKeys,
+    FailureLimits,
+    check_rate_limit,
+    failure_keys,
+)
 from strongroom.auth.login_loop import LoginLoop
 from strongroom.auth.login_reads import LoginReads
 from strongroom.auth.schemas import LoginRequest, parse_login_request
@@ -39,13 +46,8 @@ from strongroom.auth_methods.service import AuthMethodRecord
 from strongroom.crypto import TokenDigester
 from strongroom.db import driver
 from strongroom.db.engine import Database, WriterBusyError
-from strongroom.db.tables import login_failures, login_replay
-from strongroom.errors import (
-    AuthenticationDenied,
-    InvalidRequestError,
-    RateLimitedError,
-    StrongroomError,
-)
+from strongroom.db.tables import login_replay
+from strongroom.errors import AuthenticationDenied, InvalidRequestError
 from strongroom.kit.clock import isoformat_z
 from strongroom.kit.glob import glob_match
 
@@ -65,8 +67,7 @@ class LoginPolicy:
     default_ttl: timedelta
     server_id: str | None
     max_clock_skew: timedelta
-    failure_limit: int
-    failure_window: timedelta
+    failures: FailureLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +140,7 @@ class LoginService:
         self._digester = digester
         self._tokens = token_service
         self._policy = policy
+        self._failures = FailureCounter(database, policy.failures)
         self._loop = LoginLoop() if own_thread else None
         # The loop that runs logins: the login thread's, or (a login process) the caller's.
         self._parts = _LoginLoopParts(sts_client, LoginReads(database.engine), may_block=True)
@@ -233,13 +235,13 @@ class LoginService:
         event: AuditEvent,
         now: datetime,
     ) -> dict[str, Any]:
-        failure_keys = (f"ip:{source_ip}", f"id:{body.access_id}")
+        # Counted per source and per (source, access ID), never per access ID alone: anyone
+        # can name an access ID, so its own counter would let them lock its owner out.
+        keys = failure_keys(source_ip, body.access_id)
         try:
-            return await self._login(parts, body, source_ip, failure_keys, event, now)
+            return await self._login(parts, body, source_ip, keys, event, now)
         except AuthenticationDenied:
-            await self._write(
-                parts, lambda blocking: self._record_failure(failure_keys, now, blocking)
-            )
+            await self._write(parts, lambda blocking: self._failures.record(keys, now, blocking))
             raise
 
     async def _login(
@@ -247,11 +249,12 @@ class LoginService:
         parts: _LoginLoopParts,
         body: LoginRequest,
         source_ip: str,
-        failure_keys: Sequence[str],
+        keys: FailureKeys,
         event: AuditEvent,
         now: datetime,
     ) -> dict[str, Any]:
-        self._check_rate_limit(parts.reads, failure_keys, now)  # 429 before any work
+        # 429 before any work: a source that failed too often costs no key check, no STS call.
+        check_rate_limit(parts.reads.failure_counts(keys.all()), self._policy.failures, now)
         method = parts.reads.auth_method(body.access_id)
         if method is None:
             raise AuthenticationDenied(f"no auth method with access ID {body.access_id!r}")
@@ -424,50 +427,10 @@ class LoginService:
             if sub_claims_match(driver.loaded_json(sub_claims) or {}, claims)
         ]
 
-    # -- failure counting (shared by replicas through the database) ------------------------
-
     def _sweep_due(self) -> bool:
         """Expired replay entries are swept on one login in 64, not on every one."""
         self._logins += 1
         return self._logins % 64 == 1
-
-    def _check_rate_limit(self, reads: LoginReads, keys: Sequence[str], now: datetime) -> None:
-        """RateLimitedError when a source or access ID has failed too often in the window."""
-        window = self._policy.failure_window
-        for counted in reads.failure_counts(keys):
-            ends = counted.window_start + window
-            if counted.failures >= self._policy.failure_limit and ends > now:
-                raise RateLimitedError(
-                    max(1, int((ends - now).total_seconds()) + 1),
-                    reason=f"too many failed logins for {counted.key}",
-                )
-
-    def _record_failure(self, keys: Sequence[str], now: datetime, blocking: bool = True) -> None:
-        try:
-            with self._db.write(blocking=blocking) as connection:
-                for key in keys:
-                    row = connection.execute(
-                        select(login_failures).where(login_failures.c.key == key)
-                    ).first()
-                    if row is None:
-                        connection.execute(
-                            login_failures.insert().values(key=key, window_start=now, count=1)
-                        )
-                    elif row.window_start + self._policy.failure_window <= now:
-                        connection.execute(
-                            login_failures.update()
-                            .where(login_failures.c.key == key)
-                            .values(window_start=now, count=1)
-                        )
-                    else:
-                        connection.execute(
-                            login_failures.update()
-                            .where(login_failures.c.key == key)
-                            .values(count=login_failures.c.count + 1)
-                        )
-        except (IntegrityError, StrongroomError):
-            # Counting is best effort: a lost increment must not turn a 401 into a 500.
-            return
 
 
 def _bounds_of(method: AuthMethodRecord) -> AwsIamBounds:

@@ -14,9 +14,13 @@ PyPI package ``akeyless-cloud-id`` produces::
                          "sts_request_body":    b64(body),
                          "sts_request_headers": b64(json({"Header": ["value"], …}))}))
 
-No Host header travels in the map; the signature covers the URL's host. A profile with a
-``server_id`` adds ``X-Strongroom-Server-ID`` *before* signing, so it is listed in
-SignedHeaders and the login cannot be replayed against another server.
+No Host header travels in the map; the signature covers the URL's host. Every login adds a
+fresh random ``X-Strongroom-Login-Nonce`` *before* signing: SigV4 dates have one-second
+resolution, so without it two processes of one role (one instance profile) logging in within
+the same second would sign byte-identical requests, and the server, which accepts a signed
+request only once, would refuse all but one. A profile with a ``server_id`` adds
+``X-Strongroom-Server-ID`` before signing too, so it is listed in SignedHeaders and the login
+cannot be replayed against another server.
 
 Credentials come from botocore's default chain: environment variables, shared credentials and
 config files (including ``AWS_PROFILE``, SSO, assume-role profiles), container credentials
@@ -29,6 +33,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,6 +45,8 @@ GLOBAL_STS_REGION = "us-east-1"
 GET_CALLER_IDENTITY_BODY = "Action=GetCallerIdentity&Version=2011-06-15"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded; charset=utf-8"
 SERVER_ID_HEADER = "X-Strongroom-Server-ID"
+LOGIN_NONCE_HEADER = "X-Strongroom-Login-Nonce"
+LOGIN_NONCE_BYTES = 24  # 32 URL-safe characters; the server takes 16 to 64
 CREDENTIAL_SOURCES = (
     "environment variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)",
     "shared credentials and config files (~/.aws/credentials, ~/.aws/config, AWS_PROFILE)",
@@ -157,8 +164,12 @@ def sign_get_caller_identity(
     region: str,
     server_id: str | None = None,
     user_agent: str = "strongroom-cli",
+    nonce: str | None = None,
 ) -> SignedStsRequest:
-    """Sign GetCallerIdentity for ``sts_url`` (already normalised) with SigV4, service sts."""
+    """Sign GetCallerIdentity for ``sts_url`` (already normalised) with SigV4, service sts.
+
+    ``nonce``: the login nonce to sign (default: a fresh random one, as every login needs).
+    """
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import ReadOnlyCredentials
@@ -167,6 +178,8 @@ def sign_get_caller_identity(
     headers: dict[str, str] = {
         "Content-Type": FORM_CONTENT_TYPE,
         "Content-Length": str(len(body.encode())),
+        # Signed, so two same-second logins never sign the same request (module docstring).
+        LOGIN_NONCE_HEADER: nonce or secrets.token_urlsafe(LOGIN_NONCE_BYTES),
     }
     if server_id:
         # Before signing: the header must be listed in SignedHeaders (SPEC section 3, check 5).

@@ -8,8 +8,9 @@ Authentication contract (SPEC section 8):
   waited re-reads the cache before logging in: concurrent commands log in once.
 - If the server answers 401 to a *cached* token (revoked, or the server's data was reset),
   the client drops the cache, logs in once more and repeats the call once.
-- An aws_iam login never reuses an X-Amz-Date second already used for this profile, so two
-  logins never carry the same signature (the server accepts a signature only once).
+- Every aws_iam login signs a fresh random nonce (``X-Strongroom-Login-Nonce``), so no two
+  logins carry the same signature, even within one X-Amz-Date second (the server accepts a
+  signature only once).
 
 Errors are :mod:`strongroom.cli.errors`; nothing here prints.
 """
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -122,7 +122,6 @@ class StrongroomClient:
         http: httpx.Client | None = None,
         aws_credentials: Callable[[], AwsCredentials] = load_aws_credentials,
         clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.profile = profile
         self.server_url = server_url.rstrip("/")
@@ -132,8 +131,6 @@ class StrongroomClient:
         )
         self._aws_credentials = aws_credentials
         self._clock = clock
-        self._sleep = sleep
-        self._last_signed_at: int | None = None
 
     def close(self) -> None:
         self._http.close()
@@ -200,11 +197,9 @@ class StrongroomClient:
         Raises LoginFailedError (401), ServerError, ServerUnreachableError, AwsCredentialsError.
         """
         with self._cache.locked():
-            previous = self._cache.load(self.server_url)
-            return self._login_locked(previous)
+            return self._login_locked()
 
-    def _login_locked(self, previous: CachedToken | None) -> Json:
-        signed_at: int | None = None
+    def _login_locked(self) -> Json:
         if self.profile.access_type == "access_key":
             body: Json = {
                 "access_id": self.profile.access_id,
@@ -212,8 +207,6 @@ class StrongroomClient:
                 "access_key": self.profile.access_key,
             }
         else:
-            earlier = max(self._last_signed_at or 0, (previous.signed_at or 0) if previous else 0)
-            signed_at = self._wait_for_fresh_second(earlier)
             credentials = self._aws_credentials()
             sts_url = normalize_sts_url(self.profile.aws_sts_url)
             signed = sign_get_caller_identity(
@@ -223,8 +216,6 @@ class StrongroomClient:
                 server_id=self.profile.server_id,
                 user_agent=USER_AGENT,
             )
-            signed_at = _amz_date_seconds(signed.amz_date) or signed_at
-            self._last_signed_at = signed_at
             body = aws_iam_login_body(self.profile.access_id, signed)
         response = self._send("POST", "/v1/auth/login", json=body)
         if response.status_code == 401:
@@ -249,7 +240,6 @@ class StrongroomClient:
                 token=token,
                 expiry=self._clock() + lifetime,
                 server_url=self.server_url,
-                signed_at=signed_at,
             ),
             expires_at=str(result.get("expires_at", "")),
         )
@@ -260,14 +250,6 @@ class StrongroomClient:
         cached = self._cache.load(self.server_url)
         return cached.expiry if cached is not None else None
 
-    def _wait_for_fresh_second(self, earlier: int) -> int:
-        """Sleep until the clock is past second ``earlier``; return the current second."""
-        now = self._clock()
-        if int(now) <= earlier:
-            self._sleep(earlier + 1 - now + 0.01)
-            now = self._clock()
-        return int(now)
-
     def _token(self) -> tuple[str, bool]:
         """A token to use and whether it came from the cache."""
         cached = self._cache.load(self.server_url)
@@ -277,7 +259,7 @@ class StrongroomClient:
             cached = self._cache.load(self.server_url)
             if cached is not None and cached.usable(self._clock()):
                 return cached.token, True  # another process logged in while we waited
-            return str(self._login_locked(cached)["token"]), False
+            return str(self._login_locked()["token"]), False
 
     def _relogin_after_rejection(self, rejected: str) -> str:
         with self._cache.locked():
@@ -285,7 +267,7 @@ class StrongroomClient:
             if cached is not None and cached.token != rejected and cached.usable(self._clock()):
                 return cached.token  # another process already replaced it
             self._cache.remove()
-            return str(self._login_locked(cached)["token"])
+            return str(self._login_locked()["token"])
 
     def request(
         self,
@@ -425,11 +407,3 @@ class StrongroomClient:
     def delete_item(self, name: str, version: int | None) -> None:
         params = {"version": version} if version is not None else None
         self.request("DELETE", f"/v1/secrets/{item_path(name)}", params=params)
-
-
-def _amz_date_seconds(amz_date: str) -> int | None:
-    try:
-        moment = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-    except ValueError:
-        return None
-    return int(moment.timestamp())

@@ -12,7 +12,7 @@ mode 0600, every file written atomically (temporary file in the same directory, 
         aws_sts_region = "eu-west-1"              (aws_iam; optional, else derived from the URL)
         server_id     = "…"                       (optional: signed X-Strongroom-Server-ID)
     .tmp_creds/<profile>-<access_id>   the last token, JSON
-        {"token", "expiry" (unix seconds), "expires_at" (ISO), "server_url", "signed_at"}
+        {"token", "expiry" (unix seconds), "expires_at" (ISO), "server_url"}
     .tmp_creds/<profile>-<access_id>.lock   serialises logins of one profile across processes
 
 A profile written in the Akeyless style (one table named after the profile) is read as well.
@@ -236,7 +236,6 @@ class CachedToken:
     token: str = field(repr=False)
     expiry: float  # unix seconds
     server_url: str
-    signed_at: int | None = None  # unix second of the AWS signature that obtained it
 
     def usable(self, now: float) -> bool:
         """Still good for at least ``REFRESH_MARGIN_SECONDS``."""
@@ -261,7 +260,6 @@ class TokenCache:
                 token=str(data["token"]),
                 expiry=float(data["expiry"]),
                 server_url=str(data["server_url"]),
-                signed_at=int(data["signed_at"]) if data.get("signed_at") is not None else None,
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None
@@ -274,7 +272,6 @@ class TokenCache:
             "expiry": int(cached.expiry),
             "expires_at": expires_at,
             "server_url": cached.server_url,
-            "signed_at": cached.signed_at,
         }
         write_private_file(self.path, json.dumps(record).encode())
 

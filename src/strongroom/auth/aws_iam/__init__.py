@@ -54,7 +54,9 @@ from strongroom.auth.aws_iam.sts_response import (
 from strongroom.auth.aws_iam.vetting import (
     ALLOWED_HEADERS,
     DEFAULT_MAX_SKEW,
+    LOGIN_NONCE_HEADER,
     SERVER_ID_HEADER,
+    VAULT_SERVER_ID_HEADER,
     VettedStsRequest,
     vet_sts_request,
 )
@@ -65,8 +67,10 @@ __all__ = [
     "DEFAULT_MAX_SKEW",
     "GET_CALLER_IDENTITY_BODY",
     "GLOBAL_STS_ENDPOINT",
+    "LOGIN_NONCE_HEADER",
     "MAX_CLOUD_ID_CHARS",
     "SERVER_ID_HEADER",
+    "VAULT_SERVER_ID_HEADER",
     "AwsIamBounds",
     "AwsIdentityClaims",
     "CallerIdentity",

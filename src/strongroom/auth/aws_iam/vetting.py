@@ -27,7 +27,12 @@ Checks run in this order; each is a small function with a comment naming what it
     4  X-Amz-Date is yyyymmddTHHMMSSZ                      InvalidRequestError
     4  X-Amz-Date within max_skew of now, both ways        AuthenticationDenied
     4  credential-scope date is X-Amz-Date's day           AuthenticationDenied
-    5  X-Strongroom-Server-ID present, equal and signed    AuthenticationDenied
+    3  X-Strongroom-Login-Nonce (if sent) is 16-64         InvalidRequestError
+       URL-safe characters
+    3  X-Strongroom-Login-Nonce (if sent) is signed        AuthenticationDenied
+    5  X-Strongroom-Server-ID and X-Vault-AWS-IAM-Server-ID AuthenticationDenied
+       agree when both are sent; with SERVER_ID set, one
+       is present, and each sent is equal and signed
     6  single use: the caller's replay cache, keyed by ``VettedStsRequest.signature``
 
 The rule: a request we cannot read is malformed (400 InvalidRequest); a request we can read but
@@ -61,6 +66,14 @@ MAX_BODY_BYTES = 1024
 MAX_METHOD_CHARS = 16
 
 SERVER_ID_HEADER = "X-Strongroom-Server-ID"
+# Vault's and OpenBao's name for the same header (hvac's header_value, the vault CLI):
+# accepted as the same header, so their clients log in unchanged.
+VAULT_SERVER_ID_HEADER = "X-Vault-AWS-IAM-Server-ID"
+SERVER_ID_HEADERS = (SERVER_ID_HEADER, VAULT_SERVER_ID_HEADER)
+# SigV4 dates have one-second resolution: two processes of one role signing in the same second
+# would sign byte-identical requests, and the replay cache would refuse all but the first.
+# A fresh random nonce, signed, makes every login's signature its own.
+LOGIN_NONCE_HEADER = "X-Strongroom-Login-Nonce"
 # lower-case name -> canonical name, in the order the rebuilt request carries them.
 ALLOWED_HEADERS: dict[str, str] = {
     name.lower(): name
@@ -74,6 +87,8 @@ ALLOWED_HEADERS: dict[str, str] = {
         "X-Amz-Security-Token",
         "X-Amz-Content-Sha256",
         SERVER_ID_HEADER,
+        VAULT_SERVER_ID_HEADER,
+        LOGIN_NONCE_HEADER,
     )
 }
 _REQUIRED_SIGNED_HEADERS = ("host", "x-amz-date")
@@ -83,6 +98,7 @@ _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _HEADER_VALUE = re.compile(r"[\x20-\x7e\t]*")
 _AMZ_DATE = re.compile(r"[0-9]{8}T[0-9]{6}Z")
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,10}")
+_LOGIN_NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 # botocore, hvac and the Go SDK write ", " between the parts; akeyless-cloud-id writes ",  ".
 _AUTHORIZATION = re.compile(
     r"AWS4-HMAC-SHA256 "
@@ -377,6 +393,25 @@ def check_scope_date(auth: SigV4Authorization, amz_date: datetime) -> None:
         )
 
 
+def check_login_nonce(headers: dict[str, str], auth: SigV4Authorization) -> None:
+    """(3) A login nonce, if sent, is 16 to 64 URL-safe characters and is signed.
+
+    It exists to make same-second logins of one identity sign different requests (see
+    LOGIN_NONCE_HEADER); an unsigned one would change nothing STS checks, so a client that
+    sends one unsigned is broken, and is told so rather than failing at random later.
+    Raises InvalidRequestError for a malformed value, AuthenticationDenied if it is unsigned.
+    """
+    value = headers.get(LOGIN_NONCE_HEADER.lower())
+    if value is None:
+        return
+    if not _LOGIN_NONCE.fullmatch(value):
+        raise InvalidRequestError(
+            f"{LOGIN_NONCE_HEADER} must be 16 to 64 URL-safe characters (A-Z, a-z, 0-9, - and _)"
+        )
+    if LOGIN_NONCE_HEADER.lower() not in auth.signed_headers:
+        raise AuthenticationDenied(f"{LOGIN_NONCE_HEADER} is not listed in SignedHeaders")
+
+
 def check_server_id(
     headers: dict[str, str], auth: SigV4Authorization, server_id: str | None
 ) -> None:
@@ -384,22 +419,30 @@ def check_server_id(
 
     Audience binding: a login signed for another server (a rogue or merely different service
     that accepts the same scheme) cannot be replayed here, and an unsigned header could simply
-    be added by whoever captured the request.
+    be added by whoever captured the request. ``X-Vault-AWS-IAM-Server-ID`` is the same
+    header under Vault's name. Both names at once must agree, SERVER_ID set or not: two
+    audiences in one request leave which one it was signed for to whichever reader looks
+    (parser differential); with SERVER_ID set, every one sent must be equal and signed.
     """
+    sent = {name: headers[name.lower()] for name in SERVER_ID_HEADERS if name.lower() in headers}
+    if len(set(sent.values())) > 1:
+        raise AuthenticationDenied(
+            f"{SERVER_ID_HEADER} and {VAULT_SERVER_ID_HEADER} name different servers"
+        )
     if server_id is None:
         return
-    value = headers.get(SERVER_ID_HEADER.lower())
-    if value is None:
+    if not sent:
         raise AuthenticationDenied(
-            f"the signed request has no {SERVER_ID_HEADER} header; this server requires one"
+            f"the signed request has no {SERVER_ID_HEADER} header (or {VAULT_SERVER_ID_HEADER});"
+            " this server requires one"
         )
-    if not hmac.compare_digest(value.encode(), server_id.encode()):
-        raise AuthenticationDenied(
-            f"{SERVER_ID_HEADER} names another server: the request was signed for a different "
-            "audience"
-        )
-    if SERVER_ID_HEADER.lower() not in auth.signed_headers:
-        raise AuthenticationDenied(f"{SERVER_ID_HEADER} is not listed in SignedHeaders")
+    for name, value in sent.items():
+        if not hmac.compare_digest(value.encode(), server_id.encode()):
+            raise AuthenticationDenied(
+                f"{name} names another server: the request was signed for a different audience"
+            )
+        if name.lower() not in auth.signed_headers:
+            raise AuthenticationDenied(f"{name} is not listed in SignedHeaders")
 
 
 def rebuild_headers(headers: dict[str, str], url: SplitUrl) -> tuple[tuple[str, str], ...]:
@@ -442,6 +485,7 @@ def vet_sts_request(
     amz_date = require_amz_date(headers)
     check_freshness(amz_date, now, max_skew)
     check_scope_date(auth, amz_date)
+    check_login_nonce(headers, auth)
     check_server_id(headers, auth, server_id)
     return VettedStsRequest(
         endpoint=endpoint,

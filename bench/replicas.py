@@ -80,11 +80,11 @@ from processes import (
 )
 from strongroom_server import (
     SECRET_NAME,
-    STRONGROOM,
     bootstrap,
     check_read,
     new_master_key,
     reader_token,
+    run_cli,
     server_env,
     start_server,
 )
@@ -342,15 +342,7 @@ def wait_for_quiet(replicas: list[Replica], limit: float, max_wait: float) -> fl
 
 def verify_chain(env: dict[str, str], directory: Path) -> dict[str, Any]:
     started = time.monotonic()
-    done = subprocess.run(
-        [STRONGROOM, "audit", "verify", "--json"],
-        env=env,
-        cwd=directory,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    done = run_cli(env, directory, "audit", "verify", "--json", timeout=600)
     try:
         result = dict(json.loads(done.stdout.strip().splitlines()[-1]))
     except (ValueError, IndexError):

@@ -73,17 +73,24 @@ def new_master_key() -> str:
     return base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def bootstrap(env: dict[str, str], directory: Path) -> dict[str, str]:
-    """``strongroom bootstrap --json`` (migrates the database): the admin's access id and key."""
-    boot = subprocess.run(
-        [STRONGROOM, "bootstrap", "--json"],
+def run_cli(
+    env: dict[str, str], directory: Path, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``strongroom <args>`` in ``directory``; its output captured, its exit status not checked."""
+    return subprocess.run(
+        [STRONGROOM, *args],
         env=env,
         cwd=directory,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
+
+
+def bootstrap(env: dict[str, str], directory: Path) -> dict[str, str]:
+    """``strongroom bootstrap --json`` (migrates the database): the admin's access id and key."""
+    boot = run_cli(env, directory, "bootstrap", "--json")
     if boot.returncode != 0:
         raise RuntimeError(f"strongroom bootstrap failed:\n{boot.stderr}")
     return dict(json.loads(boot.stdout))

@@ -130,6 +130,9 @@ class DelayLine:
         return self._timer.name
 
     def push(self, sink: Sink, data: bytes | None) -> None:
+        if not self.delay:
+            sink(data)
+            return
         deadline = time.monotonic() + self.delay
         self._queue.append((deadline, sink, data))
         if len(self._queue) == 1:

@@ -104,6 +104,16 @@ class BackendCpu:
     def seconds(self) -> float:
         return pids_cpu_seconds(backend_pids(self._admin, self._database))
 
+    def connections(self) -> dict[str, int]:
+        """Backends connected to the database now, by ``application_name`` (every one counts
+        against the server's ``max_connections``, which other users of it share)."""
+        rows = self._admin.execute(
+            "SELECT application_name, count(*) FROM pg_stat_activity "
+            "WHERE datname = %s AND backend_type = 'client backend' GROUP BY 1 ORDER BY 1",
+            (self._database,),
+        ).fetchall()
+        return {str(name): int(count) for name, count in rows}
+
     def close(self) -> None:
         self._admin.close()
 

@@ -221,6 +221,7 @@ def strongroom_target(
         helper_pids: tuple[int, ...] = ()
         probe: Callable[[], postgres.RoundTripProbe] | None = None
         proxy: postgres.DelayProxy | None = None
+        connections: Callable[[], dict[str, int]] | None = None
         if postgres_plan is None:
             database_url = f"sqlite:///{directory / 'strongroom.db'}"
             info["database"] = "sqlite (temp dir)"
@@ -245,6 +246,7 @@ def strongroom_target(
             )
             backends = postgres.BackendCpu(postgres_plan.admin_url, database.name)
             stack.callback(backends.close)
+            connections = backends.connections
             probe_url = database.url(port=port, application_name="bench-rtt-probe")
             info["database"] = f"postgresql {database.name} on {database.host}:{database.port}"
             info["db_round_trip_idle"] = {
@@ -280,6 +282,8 @@ def strongroom_target(
             extra: dict[str, Any] = {}
             if file_audit and audit_file.exists():
                 extra["audit_file_lines"] = count_lines(audit_file)
+            if connections is not None:
+                extra["db_connections_after"] = connections()
             return extra
 
         yield Target(
@@ -968,6 +972,8 @@ def main(argv: list[str] | None = None) -> int:
     for key, info in targets_info.items():
         if "audit_file_lines" in info:
             print(f"{LABELS[key]}: audit file has {info['audit_file_lines']:,} lines")
+        if "db_connections_after" in info:
+            print(f"{LABELS[key]}: connections to its database: {info['db_connections_after']}")
     print_postgres_report(results, targets_info)
     checks = target_checks(results)
     print_target_checks(checks)

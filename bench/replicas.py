@@ -492,6 +492,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             )
         for replica in replicas:
             check_read(replica.base, token, value)
+        info["db_connections_after"] = backends.connections()
         info["chain"] = verify_chain(env_of(1), directory_of(1))
         log(f"audit chain after the runs: {info['chain']}")
         info["replica_commands"] = [" ".join(r.command) for r in replicas]
@@ -519,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     print_report(outcome["runs"], args)
     chain = outcome["info"]["chain"]
     print(f"audit chain: {'intact' if chain.get('ok') else 'BROKEN'} ({chain})")
+    print(f"database connections after the runs: {outcome['info']['db_connections_after']}")
     document = {
         "benchmark": "replicas",
         "started_at": started.isoformat(),

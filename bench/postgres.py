@@ -60,7 +60,7 @@ def admin_parts(admin_url: str) -> dict[str, Any]:
     parts = conninfo_to_dict(admin_url)
     return {
         "host": parts.get("host", "127.0.0.1"),
-        "port": int(parts.get("port", 5432)),
+        "port": int(str(parts.get("port") or 5432)),
         "user": parts.get("user", "postgres"),
     }
 

@@ -33,8 +33,8 @@ each under what it is doing:
 From the samples: the share of append time spent waiting for another append's lock (the figure
 issue 13 asks to bring down), the mean number of appends in progress and queued, and how much of
 the time at least one append held its locks ("head busy": near 100 %, appends are serialised).
-Appends are counted exactly from the chain: the events added over the run (``audit_head.seq``)
-and the transactions that added them (distinct ``xmin`` of the new ``audit_events`` rows).
+Appends are counted exactly from what they wrote: the ``audit_events`` rows added over the run
+and the transactions that added them (distinct ``xmin``), whatever the chain's head looks like.
 After the runs ``strongroom audit verify`` checks the chain (it must be intact: replicas must
 queue, never fork it).
 
@@ -231,17 +231,28 @@ class Replica:
         return self.base + "/v1/secrets" + SECRET_NAME
 
 
-def chain_position(connection: psycopg.Connection[Any]) -> int:
-    return int(connection.execute("SELECT seq FROM audit_head WHERE id = 1").fetchone()[0])
+# Appends are counted from the rows they left, by transaction id, so that the count does not
+# depend on how the chain is kept (today one head row; later, perhaps one chain per writer).
+AUDIT_TABLE = "audit_events"
 
 
-def appends_between(connection: psycopg.Connection[Any], after: int, upto: int) -> int:
-    """Transactions that appended the events ``after`` < seq <= ``upto`` (one xmin each)."""
+def current_xid(connection: psycopg.Connection[Any]) -> int:
+    """A transaction id taken now: rows written after it have a larger ``xmin``."""
+    row = connection.execute("SELECT txid_current() % 4294967296").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def appends_between(connection: psycopg.Connection[Any], after: int, upto: int) -> tuple[int, int]:
+    """(events, transactions) that the audit table gained between two :func:`current_xid`
+    readings (a fresh database: no transaction id wraparound in between)."""
     row = connection.execute(
-        "SELECT count(DISTINCT xmin::text) FROM audit_events WHERE seq > %s AND seq <= %s",
+        f"SELECT count(*), count(DISTINCT xmin::text) FROM {AUDIT_TABLE} "  # noqa: S608 (a constant)
+        "WHERE xmin::text::bigint > %s AND xmin::text::bigint < %s",
         (after, upto),
     ).fetchone()
-    return int(row[0])
+    assert row is not None
+    return int(row[0]), int(row[1])
 
 
 def run_load(
@@ -284,7 +295,7 @@ def measure(
     foreign = wait_for_quiet(replicas, args.quiet_limit, args.quiet_wait)
     if args.warmup > 0:
         run_load(active, header, args, args.warmup)
-    seq_before = chain_position(db)
+    xid_before = current_xid(db)
     server_before = [tree_cpu_seconds(r.process.pid) for r in active]
     db_before = backends.seconds()
     busy_before = machine_busy_seconds()
@@ -296,11 +307,9 @@ def measure(
         for r, before in zip(active, server_before, strict=True)
     )
     db_cpu = backends.seconds() - db_before
-    seq_after = chain_position(db)
-    appends = appends_between(db, seq_before, seq_after)
+    events, appends = appends_between(db, xid_before, current_xid(db))
     requests = sum(r["requests"] for r in per_replica)
     seconds = max(r["seconds"] for r in per_replica)
-    events = seq_after - seq_before
     return {
         "replicas": count,
         "reads_per_s": round(sum(r["reads_per_s"] for r in per_replica), 1),
@@ -474,7 +483,9 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         log("read checked on every replica (200, right value; 403 outside the grant)")
         header = ("Authorization", f"Bearer {token}")
 
-        db = stack.enter_context(psycopg.connect(database.url(), autocommit=True))
+        db = stack.enter_context(
+            psycopg.connect(database.url(application_name="bench-counters"), autocommit=True)
+        )
         backends = postgres.BackendCpu(args.postgres_url, database.name)
         stack.callback(backends.close)
         sampler = WaitSampler(args.postgres_url, database.name, args.sample_ms / 1000)

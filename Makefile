@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench bench-read bench-login clean
+.PHONY: run test lint typecheck unit bench bench-read bench-login bench-replicas clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,13 +27,17 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
-bench: bench-read bench-login
+bench: bench-read bench-login bench-replicas
 
 bench-read: $(STAMP)
 	$(BIN)/python bench/read_path.py
 
 bench-login: $(STAMP)
 	$(BIN)/python bench/login.py
+
+bench-replicas: $(STAMP)
+	$(BIN)/python bench/replicas.py
+	$(BIN)/python bench/replicas.py --delay-ms 1
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache strongroom-data

@@ -8,8 +8,8 @@
                                     [--profile [--profile-mode cpu|wall]] [--server-env N=V]
 
 Everything runs on 127.0.0.1: ``strongroom server`` (SQLite in a temp dir, ``--workers 2`` by
-default), moto's STS (``tests.support.moto_sts.MotoServer``, signature checks ON), a scripted
-STS (``tests.support.stub_sts.StubSts``) in its own process, and a reader process.
+default), moto's STS (``aws_sts.MotoSts``, signature checks ON), a stub STS that answers after a
+delay (``aws_sts.DelayedSts``) in its own process, and a reader process.
 
 1. Sequential logins over the STS round trip. An IAM role is created in moto and assumed; each
    of ``--logins`` logins (after ``--warmup`` ones) carries a GetCallerIdentity request freshly
@@ -85,7 +85,6 @@ import resource
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -97,21 +96,24 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-ROOT = BENCH_DIR.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # for tests.support (moto, stub STS, signing)
-
-import httpx  # noqa: E402
-from processes import (  # noqa: E402
+import httpx
+from aws_sts import DelayedSts, MotoSts, identity_xml, sign_get_caller_identity
+from processes import (
     IdleCpuGroup,
     Processes,
+    free_port,
     group_cpu_seconds,
     raise_on_signal,
     run_queue_wait_seconds,
+    tail,
     tree_cpu_seconds,
     tree_pids,
 )
+
+from strongroom.cli.aws_login import GET_CALLER_IDENTITY_BODY, AwsCredentials
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
 
 RESULTS_DIR = BENCH_DIR / "results"
 VENV_BIN = Path(sys.executable).parent
@@ -162,12 +164,6 @@ def summary_ms(seconds: Sequence[float]) -> dict[str, Any]:
 
 
 PROCS = Processes()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
 
 
 class Profiler:
@@ -248,13 +244,6 @@ def self_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 def other_benchmarks() -> list[str]:
     """Command lines of other benchmark processes that would disturb the measurement."""
     found: list[str] = []
@@ -285,24 +274,15 @@ def wait_until_quiet(max_wait: float) -> list[str]:
 
 
 def stub_sts_main(args: argparse.Namespace) -> int:
-    """Run StubSts answering every request with an identity after ``delay`` seconds.
+    """Run a stub STS answering every request with an identity after ``delay`` seconds.
 
     Commands on stdin, one a line: ``count`` (prints the requests received), ``stop``.
     """
-    from tests.support.stub_sts import Reply, StubSts, identity_xml
-
-    stub = StubSts(
-        Reply(
-            200,
-            identity_xml(arn=args.arn, user_id=args.user_id, account=args.account),
-            delay=args.delay,
-        )
+    stub = DelayedSts(
+        identity_xml(arn=args.arn, user_id=args.user_id, account=args.account),
+        delay=args.delay,
+        backlog=args.backlog,
     )
-    # socketserver listens with request_queue_size = 5: a burst of connects beyond what the
-    # accept thread drains overflows the accept queue, the kernel drops the SYNs and the
-    # clients retransmit after 1 s. listen() again on the listening socket raises the backlog
-    # (Linux; capped by net.core.somaxconn).
-    stub._server.socket.listen(args.backlog)
     stub.start()
     print(json.dumps({"url": stub.url}), flush=True)
     deadline = time.monotonic() + args.max_seconds
@@ -637,8 +617,6 @@ def sign_many(
     Requests signed for one URL at the same X-Amz-Date are identical, so every batch meant for
     one server must use one ``base`` and disjoint offsets (or it replays its own signatures).
     """
-    from tests.support.signing import sign_get_caller_identity
-
     now = base or datetime.now(UTC).replace(microsecond=0)
     age = (datetime.now(UTC) - now).total_seconds()
     if max(offsets) + age > MAX_SIGNING_OFFSET_S:
@@ -653,10 +631,8 @@ def sign_many(
     ]
 
 
-def burst_credentials(number: int) -> Any:
+def burst_credentials(number: int) -> AwsCredentials:
     """A throwaway AWS key pair for burst ``number`` (only ever sent to the stub STS)."""
-    from tests.support.moto_sts import AwsCredentials
-
     return AwsCredentials(f"AKIABENCHBURST{number:06d}", secrets.token_urlsafe(30))
 
 
@@ -861,8 +837,6 @@ def burst_phase(
     args: argparse.Namespace,
     tmp: Path,
 ) -> dict[str, Any]:
-    from tests.support.signing import GET_CALLER_IDENTITY_BODY
-
     # The stub alone, with as many concurrent requests: what the server's burst cannot beat.
     stub.send("count")
     before = int(stub.receive()["count"])
@@ -1604,7 +1578,6 @@ def run(args: argparse.Namespace) -> int:
         import uvloop  # the server's loop too; keeps the load generator's CPU down
 
         uvloop.install()
-    from tests.support.moto_sts import MotoServer
 
     waited_for: list[str] = []
     if not args.no_wait:
@@ -1622,15 +1595,13 @@ def run(args: argparse.Namespace) -> int:
         "waited_for": waited_for,
     }
     tmp = Path(tempfile.mkdtemp(prefix="strongroom-login-bench-"))
-    moto: MotoServer | None = None
+    moto: MotoSts | None = None
     stub: HelperProcess | None = None
     server: Server | None = None
     try:
         log("starting moto STS (signature checks on)")
-        moto = MotoServer(host=LOOPBACK).start()
-        role_arn = moto.create_role(ROLE_NAME)
-        moto.enable_signature_checks()
-        principal = moto.assume_role(role_arn, SESSION_NAME)
+        moto = MotoSts(PROCS, tmp / "moto.log")
+        principal = moto.assume_new_role(ROLE_NAME, SESSION_NAME)
         log(f"assumed {principal.arn}")
 
         stub = HelperProcess(

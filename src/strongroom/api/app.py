@@ -16,7 +16,7 @@ from strongroom.api.routes import audit, auth, auth_methods, roles, secrets, sys
 from strongroom.api.services import Services
 from strongroom.audit.journal import AuditJournal, journal_directory, recover_orphans
 from strongroom.audit.writer import AuditFileSink, AuditWriter
-from strongroom.auth.aws_iam import StsClient, create_sts_http_client
+from strongroom.auth.aws_iam import StsClient, create_sts_http_client, parse_connect_to
 from strongroom.auth.service import LoginPolicy, LoginService
 from strongroom.auth.tokens import TokenService
 from strongroom.auth_methods.service import AuthMethodService
@@ -66,6 +66,7 @@ def create_app(
     process's audit journal and reach the chain shortly after (a server's processes say True);
     journals left by processes that ended are chained first.
     """
+    connect_to = parse_connect_to(settings.sts_connect_to)  # ConfigurationError before any work
     # Automatic checkpoints are off when background ones run: a commit never pays for one.
     database = Database.from_url(settings.database_url, background_checkpoints=True)
     if not migrate.is_up_to_date(database):
@@ -89,7 +90,7 @@ def create_app(
 
     def new_sts_client() -> StsClient:
         http = create_sts_http_client(settings.sts_timeout_seconds, transport=sts_transport)
-        return StsClient(http, timeout=settings.sts_timeout_seconds)
+        return StsClient(http, timeout=settings.sts_timeout_seconds, connect_to=connect_to)
 
     in_flight = InFlight()
     services = Services(

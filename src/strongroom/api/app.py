@@ -12,7 +12,16 @@ from fastapi import FastAPI
 
 from strongroom.api.errors import install_error_handlers
 from strongroom.api.middleware import RequestEnvelope
-from strongroom.api.routes import audit, auth, auth_methods, roles, secrets, sys
+from strongroom.api.routes import (
+    audit,
+    auth,
+    auth_methods,
+    roles,
+    secrets,
+    sys,
+    vault_auth,
+    vault_kv,
+)
 from strongroom.api.services import Services
 from strongroom.audit.journal import AuditJournal, journal_directory, recover_orphans
 from strongroom.audit.writer import AuditFileSink, AuditWriter
@@ -152,8 +161,10 @@ def create_app(
     )
     app.state.services = services
     install_error_handlers(app)
-    # Secrets first: routes are matched in order, and reads are the traffic (~50 µs per read).
-    for module in (secrets, sys, auth, auth_methods, roles, audit):
+    # Secrets first: routes are matched in order, and reads are the traffic (~50 µs per read);
+    # then Vault's KV reads (SPEC section 10; its prefixes /v1/secret/ and /v1/sys/internal/
+    # overlap no native route).
+    for module in (secrets, vault_kv, sys, auth, auth_methods, roles, audit, vault_auth):
         app.include_router(module.router)
     # Inside the envelope (middleware added later wraps what was added before).
     app.add_middleware(auth.LoginFastPath, services=services, route=auth.login_route())

@@ -40,7 +40,8 @@ def error_response(
     )
 
 
-def _note_reason(scope: Scope, reason: str) -> None:
+def note_reason(scope: Scope, reason: str) -> None:
+    """Keep the precise reason of a failure in the request's audit event (the first one wins)."""
     event: AuditEvent | None = scope.get("state", {}).get("audit")
     if event is not None and not event.reason:
         event.reason = reason[:2000]
@@ -48,7 +49,7 @@ def _note_reason(scope: Scope, reason: str) -> None:
 
 def strongroom_error_response(scope: Scope, exc: StrongroomError) -> Response:
     """The answer to ``exc``; its precise reason goes to the request's audit event only."""
-    _note_reason(scope, exc.reason)
+    note_reason(scope, exc.reason)
     headers = None
     if isinstance(exc, RateLimitedError):
         headers = {"Retry-After": str(exc.retry_after)}
@@ -63,12 +64,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         message = describe_validation_errors(list(exc.errors()))
-        _note_reason(request.scope, message)
+        note_reason(request.scope, message)
         return error_response(400, "InvalidRequest", message)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = _HTTP_CODES.get(exc.status_code, "Error")
         message = str(exc.detail) if exc.status_code != 404 else "no such endpoint"
-        _note_reason(request.scope, message)
+        note_reason(request.scope, message)
         return error_response(exc.status_code, code, message)

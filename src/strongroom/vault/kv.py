@@ -16,6 +16,7 @@ is no soft delete), ``destroyed`` (false) and ``version``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -56,12 +57,35 @@ def is_in_mount(unverified_path: str) -> bool:
     return path == MOUNT or path.startswith(MOUNT_PATH)
 
 
+def _exact_int(literal: str) -> int:
+    number = int(literal)
+    if not -(2**63) <= number < 2**64:
+        raise ValueError("an integer beyond 64 bits")
+    return number
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(text: str | bytes) -> Any:
+    """JSON as every answer can carry it back unchanged; ValueError otherwise.
+
+    Integers beyond 64 bits (which orjson would turn into inexact floats, and could not
+    write back), ``NaN`` and ``Infinity`` (not JSON) and nesting too deep are refused.
+    """
+    try:
+        return json.loads(text, parse_int=_exact_int, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def data_of(value: str) -> dict[str, Any]:
     """The ``data`` object Vault clients read for an item's value (see the module docstring)."""
     if value.startswith("{"):
         try:
-            parsed = orjson.loads(value)
-        except orjson.JSONDecodeError:
+            parsed = parse_json(value)
+        except ValueError:
             parsed = None
         if isinstance(parsed, dict):
             return parsed

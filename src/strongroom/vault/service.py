@@ -12,7 +12,6 @@ import re
 from datetime import datetime
 from typing import Any
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from strongroom.audit.event import AuditEvent
@@ -87,8 +86,13 @@ class VaultService:
             body = VaultAwsLogin.model_validate_json(unverified_body)
         except ValidationError as exc:
             raise InvalidRequestError(describe_validation_errors(exc.errors())) from None
-        if body.iam_request_url is None and (body.pkcs7 is not None or body.identity is not None):
-            raise InvalidRequestError("only IAM logins (iam_* fields) are served, not EC2 ones")
+        if body.iam_request_url is None:
+            if body.pkcs7 is not None or body.identity is not None:
+                raise InvalidRequestError("only IAM logins (iam_* fields) are served, not EC2 ones")
+            raise InvalidRequestError(
+                "iam_http_request_method, iam_request_url, iam_request_body and "
+                "iam_request_headers are required"
+            )
         if not body.role:
             raise InvalidRequestError(
                 "role is required: the auth method's access ID (p-…) or its name"
@@ -193,9 +197,10 @@ class VaultService:
         name = normalize_item_path(kv.item_name(unverified_path))
         event.path = name
         try:
-            write = kv.parse_write(orjson.loads(unverified_body or b"null"))
-        except orjson.JSONDecodeError:
-            raise InvalidRequestError("the body is not valid JSON") from None
+            unverified = kv.parse_json(unverified_body or b"null")
+        except ValueError as exc:
+            raise InvalidRequestError(f"the body is not valid JSON: {str(exc)[:200]}") from None
+        write = kv.parse_write(unverified)
         value = kv.value_of(write.data)
         if len(value.encode()) > MAX_VALUE_BYTES:
             raise PayloadTooLargeError(f"a secret value is at most {MAX_VALUE_BYTES} bytes")

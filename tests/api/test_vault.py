@@ -234,6 +234,10 @@ def test_bad_writes_get_vaults_error_shape(
         ("PATCH", "/v1/secret/data/x", 405),
         ("GET", "/v1/secret/config", 404),
         ("GET", "/v1/secret/subkeys/x", 404),
+        ("GET", "/v1/secret/data/%0Ax", 404),
+        ("TRACE", "/v1/secret/data/x", 405),
+        ("GET", "/v1/auth/aws/login", 405),
+        ("GET", "/v1/auth/token/lookup", 404),
     ],
 )
 def test_unserved_and_malformed_paths(
@@ -242,6 +246,12 @@ def test_unserved_and_malformed_paths(
     response = harness.client.request(method, path, headers=vault(harness.admin.token))
     assert response.status_code == status, response.text
     assert set(response.json()) == {"errors"}
+
+
+def test_native_paths_keep_the_native_error_shape(harness: Harness) -> None:
+    for path in ("/v1/nowhere", "/v1/secrets", "/v1/auth/tokens"):
+        response = harness.client.get(path, headers=vault(harness.admin.token))
+        assert set(response.json()) == {"error", "message"}, path
 
 
 def test_the_kv_preflight_of_the_clis(harness: Harness) -> None:

@@ -30,6 +30,9 @@ from strongroom.errors import (
 )
 
 PERMISSION_DENIED = "permission denied"
+# Paths of the Vault-compatible surface: every answer under them has Vault's shape, routing's
+# 404 and 405 included. (The native API's /v1/auth/token has no trailing slash.)
+VAULT_PATH_PREFIXES = ("/v1/secret/", "/v1/sys/internal/ui/", "/v1/auth/aws/", "/v1/auth/token/")
 
 
 class UnsupportedOperationError(StrongroomError):
@@ -48,6 +51,15 @@ class VaultError:
 
     def body(self) -> dict[str, list[str]]:
         return {"errors": self.errors}
+
+
+def vault_http_error(status: int, message: str) -> VaultError:
+    """Vault's answer when routing itself fails (no such path, or not with this method)."""
+    if status == 404:
+        return VaultError(404, [])
+    if status == 405:
+        return VaultError(405, ["unsupported operation"])
+    return VaultError(status, [message])
 
 
 def vault_error(exc: StrongroomError) -> VaultError:

@@ -22,11 +22,14 @@ _LOGIN_BODY = {
 }
 
 
-@router.api_route(
-    "/v1/auth/aws/login",
-    methods=["POST", "PUT"],
-    summary="Vault: log in with a signed AWS request (role: access ID or auth method name)",
-    openapi_extra={"requestBody": _LOGIN_BODY},
+_LOGIN_SUMMARY = "Vault: log in with a signed AWS request (role: access ID or auth method name)"
+
+
+@router.post(
+    "/v1/auth/aws/login", summary=_LOGIN_SUMMARY, openapi_extra={"requestBody": _LOGIN_BODY}
+)
+@router.put(
+    "/v1/auth/aws/login", summary=_LOGIN_SUMMARY, openapi_extra={"requestBody": _LOGIN_BODY}
 )
 async def vault_aws_login(request: Request) -> Response:
     event = audit_event_of(request)
@@ -44,12 +47,8 @@ async def vault_lookup_self(request: Request) -> Response:
     return vault_response(request, data=data)
 
 
-@router.api_route(
-    "/v1/auth/token/revoke-self",
-    methods=["POST", "PUT"],
-    status_code=204,
-    summary="Vault: revoke the caller's token",
-)
+@router.post("/v1/auth/token/revoke-self", status_code=204, summary="Vault: revoke own token")
+@router.put("/v1/auth/token/revoke-self", status_code=204, summary="Vault: revoke own token")
 async def vault_revoke_self(request: Request) -> Response:
     services, event, caller = authorized(request, "auth.token.revoke")
     services.vault.revoke_self(caller, event)

@@ -10,8 +10,11 @@
                                                        (secret.delete)
     GET            /v1/sys/internal/ui/mounts/<path>   the mount serving a path: what the
                                                        CLIs and agents ask first
-    anything else under /v1/secret/                    404 {"errors": []}, or 405 for a
-                                                       method the path does not serve
+    DELETE         /v1/secret/data/<p>                 405: Vault's soft delete has no
+                                                       counterpart (see below)
+
+Anything else under these prefixes is answered in Vault's shape by the app's error handlers
+(``api/errors.py``): 404 ``{"errors": []}``, 405 ``{"errors": ["unsupported operation"]}``.
 
 Vault's ``LIST`` method reaches the app through ``serving/vault_methods.py`` on a server
 (the HTTP parser knows no such method); the LIST routes stay out of the OpenAPI schema, which
@@ -26,7 +29,7 @@ from starlette.responses import Response
 from strongroom.api.routes.secrets import MAX_VERSION
 from strongroom.api.services import authorized
 from strongroom.api.vault_route import VaultRoute, vault_no_content, vault_response
-from strongroom.errors import InvalidRequestError, NotFoundError
+from strongroom.errors import InvalidRequestError
 from strongroom.vault.errors import UnsupportedOperationError
 
 router = APIRouter(tags=["vault"], route_class=VaultRoute)
@@ -73,12 +76,11 @@ async def vault_kv_read(request: Request, path: str) -> Response:
     return vault_response(request, data=data)
 
 
-@router.api_route(
-    _DATA,
-    methods=["POST", "PUT"],
-    summary="Vault KV v2: write a new version (options.cas: check-and-set)",
-    openapi_extra={"requestBody": _WRITE_BODY},
-)
+_WRITE_SUMMARY = "Vault KV v2: write a new version (options.cas: check-and-set)"
+
+
+@router.post(_DATA, summary=_WRITE_SUMMARY, openapi_extra={"requestBody": _WRITE_BODY})
+@router.put(_DATA, summary=_WRITE_SUMMARY, openapi_extra={"requestBody": _WRITE_BODY})
 async def vault_kv_write(request: Request, path: str) -> Response:
     services, event, caller = authorized(request, "secret.write")
     raw = await request.body()
@@ -132,20 +134,11 @@ async def vault_mount(request: Request, path: str) -> Response:
     return vault_response(request, data=services.vault.mount(path))
 
 
-@router.api_route(
-    "/v1/secret/{rest:path}",
-    methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "LIST", "OPTIONS"],
-    include_in_schema=False,
-)
-async def vault_kv_other(request: Request, rest: str) -> Response:
-    """What the routes above do not serve, answered in Vault's shape."""
-    if rest.startswith("data/") and request.method == "DELETE":
-        # Vault's soft delete (undeletable, the newest version hidden) has no counterpart;
-        # removing the newest version instead would bring back the one before it.
-        raise UnsupportedOperationError(
-            "soft delete of versions is not supported; DELETE /v1/secret/metadata/<path> "
-            "deletes a secret and all its versions"
-        )
-    if rest.startswith(("data/", "metadata/")) or rest in ("data", "metadata"):
-        raise UnsupportedOperationError(reason=f"{request.method} on secret/{rest[:200]}")
-    raise NotFoundError(reason=f"secret/{rest[:200]} is not served (KV v2: data/, metadata/)")
+@router.delete(_DATA, include_in_schema=False)
+async def vault_kv_soft_delete(request: Request, path: str) -> Response:
+    # Vault's soft delete (undeletable, the newest version hidden) has no counterpart here;
+    # removing the newest version instead would bring back the one before it.
+    raise UnsupportedOperationError(
+        "soft delete of versions is not supported; DELETE /v1/secret/metadata/<path> "
+        "deletes a secret and all its versions"
+    )

@@ -410,6 +410,21 @@ def test_aws_login_failures_are_vaults_400_and_audited_as_denied(
     assert any("other-role" in r for r in reasons)
 
 
+def test_connect_to_changes_nothing_in_check_1(iam_harness: Harness, moto: MotoWorld) -> None:
+    """Server-side request forgery: where logins connect is the operator's setting; a request
+    signed for that address itself (moto's URL) is still not one for the auth method's sts_url,
+    https://sts.amazonaws.com, and is refused before any outbound call."""
+    signed = sign_get_caller_identity(moto.app.credentials, url=moto.server.url + "/")
+    fields = {key: value for key, value in signed.items() if key.startswith("iam_")}
+    response = iam_harness.client.post("/v1/auth/aws/login", json={"role": "workload", **fields})
+    assert (response.status_code, response.json()) == (
+        400,
+        {"errors": ["access authentication failed"]},
+    )
+    login = next(e for e in audit_events(iam_harness, 5) if e["action"] == "auth.login")
+    assert "requests are only sent to sts_url" in login["reason"]
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [

@@ -11,7 +11,7 @@
     GET            /v1/sys/internal/ui/mounts/<path>   the mount serving a path: what the
                                                        CLIs and agents ask first
     DELETE         /v1/secret/data/<p>                 405: Vault's soft delete has no
-                                                       counterpart (see below)
+                                                       counterpart here
 
 Anything else under these prefixes is answered in Vault's shape by the app's error handlers
 (``api/errors.py``): 404 ``{"errors": []}``, 405 ``{"errors": ["unsupported operation"]}``.

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     server_id: str | None = None
     sts_extra_endpoints: Annotated[list[str], NoDecode] = Field(default_factory=list)
     sts_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # host=URL pairs: replays of requests signed for host connect to URL's address instead
+    # (SPEC section 3); parsed and checked by auth.aws_iam.parse_connect_to at start-up.
+    sts_connect_to: Annotated[list[str], NoDecode] = Field(default_factory=list)
     default_token_ttl_minutes: int = Field(default=30, ge=1, le=720)
     audit_file: Path | None = None
     log_level: str = "INFO"
@@ -56,7 +59,7 @@ class Settings(BaseSettings):
     # Trust X-Forwarded-For from these proxy addresses only (empty: never); CIDRs or addresses.
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    @field_validator("sts_extra_endpoints", "trusted_proxies", mode="before")
+    @field_validator("sts_extra_endpoints", "sts_connect_to", "trusted_proxies", mode="before")
     @classmethod
     def _split_comma_list(cls, value: object) -> object:
         if isinstance(value, str):

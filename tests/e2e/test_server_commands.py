@@ -48,6 +48,23 @@ def test_server_without_master_key_refuses_clearly(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_server_refuses_a_bad_sts_connect_to_in_one_line(tmp_path: Path) -> None:
+    result = _server_refusing(
+        {
+            "STRONGROOM_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+            "STRONGROOM_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+            "STRONGROOM_STS_CONNECT_TO": "sts.amazonaws.com=http://127.0.0.1:5000/sts",
+        }
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert (
+        "STRONGROOM_STS_CONNECT_TO entry 'sts.amazonaws.com=http://127.0.0.1:5000/sts'" in lines[0]
+    )
+    assert not (tmp_path / "db.sqlite").exists()  # refused before touching the database
+
+
 def test_server_refuses_an_audit_journal_directory_that_is_a_link(tmp_path: Path) -> None:
     """Whoever could point it elsewhere could plant events for the next start to chain."""
     elsewhere = tmp_path / "elsewhere"

@@ -243,3 +243,37 @@ def test_a_login_connection_with_no_room_anywhere_is_served_by_the_worker(
             writer.close()
 
     run_on(body)
+
+
+LIST = b"LIST /v1/secret/metadata/app HTTP/1.1\r\nHost: x\r\n\r\n"
+SERVED_LIST = b"served LIST /v1/secret/metadata/app"
+
+
+@pytest.mark.parametrize("with_login_process", [True, False])
+def test_vaults_list_method_reaches_the_app_on_every_request_of_a_connection(
+    run_on: Callable[[Any], None], peers: Peers, with_login_process: bool
+) -> None:
+    """httptools' parser knows no LIST; hvac and the bao CLI list with it (SPEC section 10)."""
+
+    async def body() -> None:
+        handoff = await ready_handoff(peers) if with_login_process else None
+        try:
+            async with Worker(handoff).listening() as worker:
+                reader, writer = await worker.connect()
+                assert await exchange(reader, writer, LIST) == SERVED_LIST  # first bytes
+                assert await exchange(reader, writer, READ) == SERVED_READ
+                assert await exchange(reader, writer, LIST) == SERVED_LIST  # kept connection
+                assert await exchange(reader, writer, LIST) == SERVED_LIST
+                # The stand-in method stays itself when a client really sends it.
+                link = b"LINK /v1/secret/metadata/app HTTP/1.1\r\nHost: x\r\n\r\n"
+                assert (
+                    await exchange(reader, writer, link) == b"served LINK /v1/secret/metadata/app"
+                )
+                assert await exchange(reader, writer, READ) == SERVED_READ
+                writer.close()
+                assert not worker.errors
+        finally:
+            if handoff is not None:
+                handoff.close()
+
+    run_on(body)

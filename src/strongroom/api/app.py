@@ -12,11 +12,20 @@ from fastapi import FastAPI
 
 from strongroom.api.errors import install_error_handlers
 from strongroom.api.middleware import RequestEnvelope
-from strongroom.api.routes import audit, auth, auth_methods, roles, secrets, sys
+from strongroom.api.routes import (
+    audit,
+    auth,
+    auth_methods,
+    roles,
+    secrets,
+    sys,
+    vault_auth,
+    vault_kv,
+)
 from strongroom.api.services import Services
 from strongroom.audit.journal import AuditJournal, journal_directory, recover_orphans
 from strongroom.audit.writer import AuditFileSink, AuditWriter
-from strongroom.auth.aws_iam import StsClient, create_sts_http_client
+from strongroom.auth.aws_iam import StsClient, create_sts_http_client, parse_connect_to
 from strongroom.auth.login_failures import FailureLimits
 from strongroom.auth.service import LoginPolicy, LoginService
 from strongroom.auth.tokens import TokenService
@@ -67,6 +76,7 @@ def create_app(
     process's audit journal and reach the chain shortly after (a server's processes say True);
     journals left by processes that ended are chained first.
     """
+    connect_to = parse_connect_to(settings.sts_connect_to)  # ConfigurationError before any work
     # Automatic checkpoints are off when background ones run: a commit never pays for one.
     database = Database.from_url(settings.database_url, background_checkpoints=True)
     if not migrate.is_up_to_date(database):
@@ -90,7 +100,7 @@ def create_app(
 
     def new_sts_client() -> StsClient:
         http = create_sts_http_client(settings.sts_timeout_seconds, transport=sts_transport)
-        return StsClient(http, timeout=settings.sts_timeout_seconds)
+        return StsClient(http, timeout=settings.sts_timeout_seconds, connect_to=connect_to)
 
     in_flight = InFlight()
     services = Services(
@@ -155,8 +165,10 @@ def create_app(
     )
     app.state.services = services
     install_error_handlers(app)
-    # Secrets first: routes are matched in order, and reads are the traffic (~50 µs per read).
-    for module in (secrets, sys, auth, auth_methods, roles, audit):
+    # Secrets first: routes are matched in order, and reads are the traffic (~50 µs per read);
+    # then Vault's KV reads (SPEC section 10; its prefixes /v1/secret/ and /v1/sys/internal/
+    # overlap no native route).
+    for module in (secrets, vault_kv, sys, auth, auth_methods, roles, audit, vault_auth):
         app.include_router(module.router)
     # Inside the envelope (middleware added later wraps what was added before).
     app.add_middleware(auth.LoginFastPath, services=services, route=auth.login_route())

@@ -207,3 +207,12 @@ class AuthMethodService:
     @staticmethod
     def id_by_name(connection: Connection, name: str) -> int:
         return int(AuthMethodService._row_by_name(connection, name).id)
+
+    def access_id_of(self, name: str) -> str | None:
+        """The access ID of the auth method named ``name``, or None; no authorization (SPEC
+        section 10: a Vault login names its auth method, and access IDs are not secret)."""
+        with self._db.read() as connection:
+            access_id = connection.execute(
+                select(auth_methods.c.access_id).where(auth_methods.c.name == name)
+            ).scalar_one_or_none()
+        return None if access_id is None else str(access_id)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from strongroom.config import Settings
@@ -30,7 +31,9 @@ DEV_DATA_DIR = Path("strongroom-data")
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
+    # soft_wrap: one line whatever its length (rich wraps at 80 columns off a terminal);
+    # escape: a message quoting a setting's value must not be read as rich markup.
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -82,6 +85,13 @@ def _prepare_dev_environment() -> None:
     os.environ.setdefault("STRONGROOM_LOG_FORMAT", "console")
 
 
+def _check_sts_settings(settings: Settings) -> None:
+    """Refuse a bad STRONGROOM_STS_CONNECT_TO at start (ConfigurationError), not at a login."""
+    from strongroom.auth.aws_iam.endpoint import parse_connect_to
+
+    parse_connect_to(settings.sts_connect_to)
+
+
 def _check_audit_journal(database: Database) -> None:
     """Fail at start, with a message, rather than in every worker: each writes a journal."""
     from strongroom.audit.journal import AuditJournal, journal_directory
@@ -111,6 +121,7 @@ def server(
     settings = _load_settings()
     configure_logging(settings.log_level, settings.log_format)
     try:
+        _check_sts_settings(settings)
         database, _master, keys, writer = _services(settings)
     except ConfigurationError as exc:
         raise _fail(str(exc)) from None

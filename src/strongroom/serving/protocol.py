@@ -29,6 +29,7 @@ from uvicorn.server import ServerState
 
 from strongroom.serving.handoff import LoginHandoff
 from strongroom.serving.state import LOGIN_HANDOFF
+from strongroom.serving.vault_methods import VaultMethodsProtocol
 
 
 class LoginRoutingProtocol(asyncio.Protocol):
@@ -93,7 +94,8 @@ class LoginRoutingProtocol(asyncio.Protocol):
 
     def _become_http(self, transport: asyncio.Transport) -> HttpToolsProtocol:
         """Give the connection to uvicorn's HTTP protocol (it owns the transport from now on)."""
-        http = HttpToolsProtocol(
+        # uvicorn's protocol, with Vault's LIST method (vault_methods.py).
+        http = VaultMethodsProtocol(
             config=self._config,
             server_state=self._server_state,
             app_state=self._app_state,

@@ -16,8 +16,8 @@ run: $(STAMP)
 	$(BIN)/strongroom server --dev
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench alembic
+	$(BIN)/ruff format --check src tests bench alembic
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench bench-read bench-login clean
+.PHONY: run test test-container lint typecheck unit lock lock-upgrade bench bench-read bench-login clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,22 @@ unit: $(STAMP)
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
+
+# Builds the server image from the Dockerfile and runs it (tests/container/test_image.py): needs
+# root, podman, buildah and debootstrap (Debian's), and PostgreSQL on 127.0.0.1.
+test-container: $(STAMP)
+	$(BIN)/pytest -q -m container tests/container
+
+# requirements/*.lock from pyproject.toml, with hashes: the image installs exactly these.
+# `lock` keeps the pins it can and adds what pyproject.toml now asks for; `lock-upgrade` moves
+# every pin to the newest release allowed.
+UV_COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --universal --python-version 3.11
+lock: $(STAMP)
+	$(UV_COMPILE) $(UPGRADE) pyproject.toml -o requirements/server.lock
+	$(UV_COMPILE) $(UPGRADE) requirements/build.in -o requirements/build.lock
+
+lock-upgrade:
+	$(MAKE) lock UPGRADE=--upgrade
 
 bench: bench-read bench-login
 

@@ -71,3 +71,13 @@ def test_only_the_load_balancer_is_a_trusted_proxy(compose: dict[str, Any]) -> N
     ]
     assert "ports" not in services["server"], "clients reach the replicas through the balancer"
     assert "ports" not in services["db"]
+
+
+def test_the_load_balancer_replaces_a_client_forwarded_for() -> None:
+    """Source IP spoofing: the servers believe X-Forwarded-For from the balancer, so what it
+    passes on must be the address the client connected from, never what the client sent.
+    (HAProxy 2.6 from Debian, run in front of two servers of the image, showed it.)"""
+    config = (CHECKOUT / "container" / "haproxy.cfg").read_text()
+    directives = [line.split("#")[0].strip() for line in config.splitlines()]
+    assert "http-request set-header X-Forwarded-For %[src]" in directives
+    assert "option forwardfor" not in directives, "adds a line after the client's own"

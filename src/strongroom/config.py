@@ -12,7 +12,19 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from strongroom.kit.cpu_quota import available_cpus, whole_cpus
 from strongroom.kit.forwarded import TrustedProxies
+
+# The default worker count stops here: past four, a server of this kind gains little from more
+# processes (each holds its own caches and connections), and a quota-less machine with many
+# cores should not get one per core by surprise.
+DEFAULT_WORKERS_AT_MOST = 4
+
+
+def default_workers() -> int:
+    """Worker processes when STRONGROOM_WORKERS is not set: the CPUs this process may use (the
+    container's CPU quota, the machine's, or its CPU affinity, whichever is least), at most 4."""
+    return whole_cpus(available_cpus(), DEFAULT_WORKERS_AT_MOST)
 
 
 class Settings(BaseSettings):
@@ -21,6 +33,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STRONGROOM_", extra="ignore")
 
     database_url: str = "sqlite:///./strongroom-data/strongroom.db"
+    # Where `strongroom server` listens (its --host/--port win) and `strongroom healthcheck`
+    # asks: a container sets these once for both.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8300, ge=1, le=65535)
+    workers: int = Field(default_factory=default_workers, ge=1, le=64)
     master_key: SecretStr | None = None
     master_key_file: Path | None = None
     kms_key_id: str | None = None

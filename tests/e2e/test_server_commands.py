@@ -1,6 +1,7 @@
 """The server-side commands as an operator runs them: `server --dev`, the refusal without a
-master key, `db upgrade`, `keys rotate`, `keys rewrap`, `audit verify` (and the audit journals
-it chains first)."""
+master key, `db upgrade`, `bootstrap` (idempotent, and creating the master key file on a first
+start), `keys rotate`, `keys rewrap`, `audit verify` (and the audit journals it chains first),
+`server` configured by STRONGROOM_HOST/PORT/WORKERS alone and `healthcheck` following them."""
 
 from __future__ import annotations
 
@@ -158,8 +159,10 @@ def test_offline_commands(tmp_path: Path) -> None:
     assert "Database at revision" in server.run_cli("db", "upgrade").stdout
     admin = server.bootstrap()
     again = server.run_cli("bootstrap", check=False)
-    assert again.returncode == 1
-    assert "already bootstrapped" in again.stderr
+    assert again.returncode == 0, again.stderr
+    assert "Already bootstrapped" in again.stderr
+    assert "Access key" not in again.stdout
+    assert json.loads(server.run_cli("bootstrap", "--json").stdout)["already_bootstrapped"]
     server.start()
     try:
         token = httpx.post(
@@ -254,3 +257,75 @@ def test_audit_verify_leaves_journals_alone_on_an_older_schema(tmp_path: Path) -
     assert orphan.exists()
     server.run_cli("db", "upgrade")
     assert "Chained 2 journaled" in server.run_cli("audit", "verify").stderr
+
+
+def test_bootstrap_creates_the_master_key_file_once_and_never_replaces_a_lost_one(
+    tmp_path: Path,
+) -> None:
+    """What a container's one-shot set-up runs on every start (docker-compose.yml)."""
+    key_file = tmp_path / "keys" / "master.key"
+    env = {
+        **_CLEAN_ENV,
+        "STRONGROOM_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+        "STRONGROOM_MASTER_KEY_FILE": str(key_file),
+    }
+
+    def bootstrap() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [STRONGROOM, "bootstrap", "--create-master-key"],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    first = bootstrap()
+    assert first.returncode == 0, first.stderr
+    assert "Created the master key file" in first.stderr
+    assert re.search(r"Access ID:\s+p-[a-z0-9]{12}", first.stdout)
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    key = key_file.read_bytes()
+
+    second = bootstrap()
+    assert second.returncode == 0, second.stderr
+    assert "Already bootstrapped" in second.stderr
+    assert "Created" not in second.stderr
+    assert "Access" not in second.stdout
+    assert key_file.read_bytes() == key
+
+    # The key file is lost (a volume not carried over): a new key would orphan every value.
+    key_file.unlink()
+    lost = bootstrap()
+    assert lost.returncode == 1
+    assert "restore that key file" in lost.stderr
+    assert "Traceback" not in lost.stderr
+    assert not key_file.exists()
+
+
+def test_server_and_healthcheck_follow_the_environment(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **_CLEAN_ENV,
+        "STRONGROOM_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+        "STRONGROOM_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+        "STRONGROOM_HOST": "0.0.0.0",  # noqa: S104  (healthcheck asks loopback then)
+        "STRONGROOM_PORT": str(port),
+        "STRONGROOM_WORKERS": "1",
+    }
+
+    def healthcheck(**override: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [STRONGROOM, "healthcheck", "--timeout", "2"],
+            env={**env, **override}, capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+
+    process = subprocess.Popen(
+        [STRONGROOM, "server"], env=env, cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}")
+        assert healthcheck().returncode == 0
+        elsewhere = healthcheck(STRONGROOM_PORT=str(free_port()))
+        assert elsewhere.returncode == 1
+        assert "no answer" in elsewhere.stderr
+    finally:
+        output = _stop(process)
+    assert f"listening on http://0.0.0.0:{port} with 1 worker(s)" in output

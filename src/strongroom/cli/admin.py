@@ -6,6 +6,7 @@ the server host, not from an operator's laptop.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import sys
@@ -103,9 +104,19 @@ def _check_audit_journal(database: Database) -> None:
 
 def server(
     dev: bool = typer.Option(False, "--dev", help="Zero set-up: SQLite and a generated key."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-    port: int = typer.Option(8300, "--port", help="Port to listen on."),
-    workers: int = typer.Option(0, "--workers", help="Worker processes (0: one per core)."),
+    host: str | None = typer.Option(
+        None, "--host", help="Address to listen on [default: STRONGROOM_HOST, else 127.0.0.1]."
+    ),
+    port: int | None = typer.Option(
+        None, "--port", help="Port to listen on [default: STRONGROOM_PORT, else 8300]."
+    ),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        min=1,
+        help="Worker processes [default: STRONGROOM_WORKERS, else the CPUs the container or "
+        "machine allows, at most 4].",
+    ),
 ) -> None:
     """Run the Strongroom server."""
     import uvicorn
@@ -141,7 +152,9 @@ def server(
     except (ConfigurationError, OSError) as exc:
         raise _fail(f"audit journal: {exc}") from None
     database.dispose()
-    count = workers or os.cpu_count() or 1
+    host = host or settings.host
+    port = port or settings.port
+    count = workers or settings.workers
     err.print(f"Strongroom listening on http://{host}:{port} with {count} worker(s)")
     uvicorn.run(
         "strongroom.api.asgi:make_app",
@@ -163,21 +176,121 @@ def server(
 
 def bootstrap_command(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    create_master_key: bool = typer.Option(
+        False,
+        "--create-master-key",
+        help="First start only: create STRONGROOM_MASTER_KEY_FILE (mode 0600) if it does not "
+        "exist and no master key has wrapped data keys in the database yet.",
+    ),
 ) -> None:
-    """Create the admin role and an admin API key (shown once)."""
-    from strongroom.bootstrap import bootstrap
+    """Migrate the database, then create the admin role and an admin API key (shown once).
+
+    Idempotent: on a database that has its admin already, it says so, changes nothing and
+    exits 0 (a container's one-shot set-up runs it on every start).
+    """
+    from strongroom.bootstrap import bootstrap, is_bootstrapped
 
     settings = _load_settings()
     try:
+        if create_master_key:
+            _create_master_key_file(settings)
         database, _master, keys, writer = _services(settings)
-        creds = bootstrap(database, keys, writer)
-    except (ConfigurationError, ConflictError) as exc:
-        raise _fail(getattr(exc, "message", str(exc))) from None
+        creds = None if is_bootstrapped(database) else bootstrap(database, keys, writer)
+    except ConflictError:  # another bootstrap won the race: the admin exists now
+        creds = None
+    except ConfigurationError as exc:
+        raise _fail(str(exc)) from None
+    if creds is None:
+        message = (
+            "Already bootstrapped: the admin role exists; nothing changed. "
+            "(Create more admin keys with an admin key: strongroom create-auth-method-api-key.)"
+        )
+        if as_json:
+            print(json.dumps({"already_bootstrapped": True, "message": message}))
+        else:
+            err.print(message)
+        return
     if as_json:
         print(json.dumps({"access_id": creds.access_id, "access_key": creds.access_key}))
     else:
         out.print(f"Access ID:  {creds.access_id}\nAccess key: {creds.access_key}")
         err.print("Store the access key now: it is not shown again.")
+
+
+def _create_master_key_file(settings: Settings) -> None:
+    """Create the master key file that STRONGROOM_MASTER_KEY_FILE names, if it is missing.
+
+    Refuses (ConfigurationError) when the database already holds data keys: they are wrapped
+    by the key that used to be there, and a new one would make every stored value unreadable
+    (restore the lost file instead).
+    """
+    from strongroom.crypto import generate_master_key_file
+    from strongroom.db import migrate
+    from strongroom.db.engine import Database
+    from strongroom.db.keys import has_data_keys
+
+    path = settings.master_key_file
+    if path is None:
+        raise ConfigurationError("--create-master-key needs STRONGROOM_MASTER_KEY_FILE: where to")
+    if path.exists():
+        return
+    database = Database.from_url(settings.database_url)
+    try:
+        migrate.upgrade(database)
+        if has_data_keys(database):
+            raise ConfigurationError(
+                f"the master key file {path} does not exist, but this database already holds "
+                "data keys wrapped by a master key: restore that key file (a new key would "
+                "leave every stored value unreadable)"
+            )
+    finally:
+        database.dispose()
+    try:
+        generate_master_key_file(path)
+    except FileExistsError:  # created meanwhile by a concurrent run: use that one
+        return
+    err.print(
+        f"Created the master key file {path} (mode 0600). Back it up now: without it nobody "
+        "can read what this database stores."
+    )
+
+
+def _local_address(listening_on: str) -> str:
+    """Where to reach a server listening on ``listening_on``: loopback for "every address"."""
+    try:
+        ip = ipaddress.ip_address(listening_on)
+    except ValueError:
+        return listening_on or "127.0.0.1"  # a host name
+    if ip.is_unspecified:
+        return "::1" if ip.version == 6 else "127.0.0.1"
+    return listening_on
+
+
+def healthcheck(
+    host: str | None = typer.Option(
+        None, "--host", help="The server's address [default: STRONGROOM_HOST, else 127.0.0.1]."
+    ),
+    port: int | None = typer.Option(
+        None, "--port", help="The server's port [default: STRONGROOM_PORT, else 8300]."
+    ),
+    timeout: float = typer.Option(3.0, "--timeout", min=0.1, help="Seconds to wait."),
+) -> None:
+    """Exit 0 if the local server answers GET /v1/sys/health, else 1 (a container's HEALTHCHECK)."""
+    import http.client
+
+    settings = _load_settings()
+    address = _local_address(host or settings.host)
+    port = port or settings.port
+    connection = http.client.HTTPConnection(address, port, timeout=timeout)
+    try:
+        connection.request("GET", "/v1/sys/health")
+        status = connection.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:
+        raise _fail(f"no answer from {address} port {port}: {exc}") from None
+    finally:
+        connection.close()
+    if status != 200:
+        raise _fail(f"{address} port {port} answered /v1/sys/health with {status}")
 
 
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)

@@ -51,6 +51,12 @@ def load_or_create_keys(database: Database, master: MasterKeyProvider) -> Keys:
     return Keys(keyring=Keyring(unwrapped), digester=TokenDigester(digest_key))
 
 
+def has_data_keys(database: Database) -> bool:
+    """Whether a master key has already wrapped data keys here (the database is in use)."""
+    with database.read() as connection:
+        return connection.execute(select(data_keys.c.id).limit(1)).first() is not None
+
+
 def _insert_key(
     connection: Connection, master: MasterKeyProvider, key_id: int, purpose: str
 ) -> None:

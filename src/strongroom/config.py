@@ -6,17 +6,28 @@ hands the parts each component needs to it.
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
+import math
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+ENV_PREFIX = "STRONGROOM_"
+# Read by the client side (CLI, `run`, `agent`) or by the server's command line, not by Settings:
+# known, so never warned about as unknown.
+OTHER_KNOWN_VARIABLES = frozenset({"URL", "HOME", "PROFILE", "HOST", "PORT"})
+MAX_DEFAULT_WORKERS = 4
+
 
 class Settings(BaseSettings):
     """Configuration of one server process (SPEC section 1)."""
 
-    model_config = SettingsConfigDict(env_prefix="STRONGROOM_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     database_url: str = "sqlite:///./strongroom-data/strongroom.db"
     master_key: SecretStr | None = None
@@ -38,16 +49,31 @@ class Settings(BaseSettings):
     sts_max_clock_skew_seconds: int = Field(default=900, ge=1, le=900)
     # Console cookies get the Secure flag unless explicitly served over plain HTTP for dev.
     behind_https: bool = False
-    # Login processes each server worker starts (0: logins are served in the workers), and
-    # how they yield the CPU to reads: "idle" (Linux's SCHED_IDLE, in their worker's CPU group:
-    # a worker that wakes up takes the CPU from them at once) or "nice" (login_process_nice
-    # steps lower, in a CPU group of their own). "idle" falls back to "nice" where refused.
-    login_processes: int = Field(default=1, ge=0, le=32)
+    # Server worker processes (None: the CPU quota of the container or machine, at most 4).
+    workers: int | None = Field(default=None, ge=1, le=64)
+    # Where work runs (strongroom.serving.placement has the whole picture). Login processes of
+    # the server, shared by its workers (0: logins are served in the workers; None: one per
+    # worker), and how they yield the CPU to reads: "idle" (Linux's SCHED_IDLE, in the workers'
+    # CPU group: a worker that wakes up takes the CPU from them at once) or "nice"
+    # (login_process_nice steps lower, in a CPU group of their own). "idle" falls back to
+    # "nice" where refused.
+    login_processes: int | None = Field(default=None, ge=0, le=32)
     login_process_scheduling: Literal["idle", "nice"] = "idle"
     login_process_nice: int = Field(default=10, ge=0, le=19)
     # A worker serving no other request runs a login itself, on its event loop (the fastest
     # path); a busy one hands it to a login process. False: always hand off (if one is ready).
     login_inline_when_idle: bool = True
+    # A process that serves reads runs logins on a loop thread of its own (False: on its event
+    # loop, between the reads).
+    login_thread: bool = True
+    # SQLite: WAL checkpoints in a background thread of each worker (False: SQLite's automatic
+    # checkpoints, inside whichever commit crosses the threshold).
+    wal_checkpoint_thread: bool = True
+    # SQLite: reads' and denials' audit events are durable in a per-process journal and reach
+    # the chain shortly after (False: each batch commits to the chain before the answer).
+    audit_journal: bool = True
+    # A database unreachable at start is tried again for this long (each attempt logged).
+    db_start_wait_seconds: float = Field(default=30.0, ge=0, le=3600)
     # Trust X-Forwarded-For from these proxy addresses only (empty: never).
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
@@ -58,6 +84,71 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        # Checked at start: a value that does not parse would otherwise fail every request.
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or CIDR network (e.g. 10.0.0.0/8)"
+                ) from None
+        return value
+
+    @property
+    def worker_count(self) -> int:
+        """Workers to run: the setting, else the CPU quota (at most MAX_DEFAULT_WORKERS)."""
+        return self.workers or min(cpu_quota(), MAX_DEFAULT_WORKERS)
+
+    def login_process_count(self, workers: int) -> int:
+        """Login processes of a server with ``workers`` workers."""
+        return workers if self.login_processes is None else self.login_processes
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def cpu_quota(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup CPU quota (containers)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_quota(cgroup_root)
+    return max(1, min(cpus, math.ceil(quota))) if quota else max(1, cpus)
+
+
+def _cgroup_quota(root: Path) -> float | None:
+    """``quota / period`` from cgroup v2's ``cpu.max`` or v1's ``cfs`` files; None: no quota."""
+    try:
+        fields = (root / "cpu.max").read_text().split()
+        if len(fields) == 2 and fields[0] != "max":
+            return int(fields[0]) / int(fields[1])
+        return None
+    except (OSError, ValueError, ZeroDivisionError):
+        pass
+    try:
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """``STRONGROOM_*`` variables that no setting reads, each with the closest known name
+    (None when nothing is close): a misspelt setting would otherwise be silently ignored."""
+    known = {name.upper() for name in Settings.model_fields} | OTHER_KNOWN_VARIABLES
+    found = []
+    for variable in sorted(environ):
+        if not variable.startswith(ENV_PREFIX):
+            continue
+        name = variable[len(ENV_PREFIX) :]
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
+        found.append((variable, ENV_PREFIX + close[0] if close else None))
+    return found

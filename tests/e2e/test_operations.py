@@ -399,8 +399,12 @@ def test_a_full_disk_answers_503_without_a_crash_loop_and_recovers(tmp_path: Pat
             assert client.post("/v1/secrets", json={"name": "/disk/a", "value": "x"}).is_success
             filler = fill(data)
 
-            assert set(statuses(client, 20, write=True)) == {503}
-            assert set(statuses(client, 20, write=False)) == {503}
+            # What still fits in pages already allocated (the WAL's, a journal's last page)
+            # succeeds; everything else is 503, never a 500 or a dropped connection.
+            for write, ok in ((True, 201), (False, 200)):
+                found = statuses(client, 30, write=write)
+                assert 503 in found, found
+                assert set(found) <= {ok, 503}, found
             # A worker dies (as when SQLite's -shm mapping cannot be backed: SIGBUS): the
             # supervisor logs it and starts another, which starts although nothing can be
             # written, and answers 503 too.
@@ -416,7 +420,9 @@ def test_a_full_disk_answers_503_without_a_crash_loop_and_recovers(tmp_path: Pat
                 json.loads(line) for line in server.log().splitlines() if "worker_exited" in line
             ]
             assert [(e["pid"], e["signal"]) for e in exited] == [(victim, "SIGBUS")]
-            assert set(statuses(client, 20, write=False)) == {503}
+            found = statuses(client, 20, write=False)
+            assert 503 in found, found
+            assert set(found) <= {200, 503}, found
 
             filler.unlink()  # room again: the server recovers by itself
             wait_until(

@@ -139,7 +139,9 @@ def _prepare_server(dev: bool, host: str, port: int, workers: int) -> Supervisor
 
     settings = startup.load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    startup.warn_unknown_variables(os.environ, lambda line: err.print(f"warning: {line}"))
+    startup.warn_unknown_variables(
+        os.environ, lambda line: err.print(f"warning: {line}", soft_wrap=True, markup=False)
+    )
     startup.check_data_folder(settings.database_url)
     startup.wait_for_database(settings.database_url, settings.db_start_wait_seconds)
     master = load_master_key_provider(settings)

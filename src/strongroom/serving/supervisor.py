@@ -190,6 +190,7 @@ class Supervisor:
         old_wakeup = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
         selector = selectors.DefaultSelector()
         selector.register(wake_read, selectors.EVENT_READ)
+        self._selector = selector
         try:
             for child in self.children:  # login processes first: ready before the first login
                 self._start(child)
@@ -252,6 +253,7 @@ class Supervisor:
         code = 0
         try:
             signal.set_wakeup_fd(-1)
+            self._selector.close()  # the supervisor's: not this child's to hold
             for number in self._wake:
                 os.close(number)
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):

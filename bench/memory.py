@@ -44,16 +44,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def pss_kib(pid: int) -> int | None:
-    """The process's proportional set size in KiB (None: it is gone)."""
+def rollup(pid: int) -> dict[str, int] | None:
+    """The process's ``smaps_rollup`` figures in KiB (None: it is gone)."""
     try:
         text = Path(f"/proc/{pid}/smaps_rollup").read_text()
     except OSError:
         return None
-    for line in text.splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1])
-    return None
+    figures = {}
+    for line in text.splitlines()[1:]:
+        name, _, rest = line.partition(":")
+        with contextlib.suppress(ValueError, IndexError):
+            figures[name] = int(rest.split()[0])
+    return figures
 
 
 def describe(pid: int) -> str:
@@ -67,22 +69,29 @@ def describe(pid: int) -> str:
     return " ".join(shown)[:90]
 
 
-def measure_tree(root: int) -> list[tuple[int, str, int]]:
-    """(pid, command, PSS KiB) of ``root`` and its live descendants."""
+Row = tuple[int, str, int, int]  # pid, command, PSS KiB, private (USS) KiB
+
+
+def measure_tree(root: int) -> list[Row]:
+    """One row for ``root`` and each of its live descendants."""
     rows = []
     for pid in sorted(tree_pids(root)):
-        pss = pss_kib(pid)
-        if pss is not None:
-            rows.append((pid, describe(pid), pss))
+        figures = rollup(pid)
+        if figures is not None:
+            private = figures.get("Private_Clean", 0) + figures.get("Private_Dirty", 0)
+            rows.append((pid, describe(pid), figures.get("Pss", 0), private))
     return rows
 
 
-def print_rows(title: str, rows: Sequence[tuple[int, str, int]]) -> int:
-    total = sum(pss for _, _, pss in rows)
+def print_rows(title: str, rows: Sequence[Row]) -> int:
+    """Print the rows (PSS, and the private part: what the process alone holds); the total
+    PSS in KiB."""
+    total = sum(row[2] for row in rows)
     print(f"\n{title}")
-    for pid, command, pss in rows:
-        print(f"  {pid:>8}  {pss / 1024:8.1f} MB  {command}")
-    print(f"  {'total':>8}  {total / 1024:8.1f} MB  ({len(rows)} processes)")
+    print(f"  {'pid':>8}  {'PSS':>11}  {'private':>11}  command")
+    for pid, command, pss, private in rows:
+        print(f"  {pid:>8}  {pss / 1024:8.1f} MB  {private / 1024:8.1f} MB  {command}")
+    print(f"  {'total':>8}  {total / 1024:8.1f} MB  {'':>11}  ({len(rows)} processes)")
     return total
 
 

@@ -515,7 +515,7 @@ class Server:
         for pid in tree_pids(self.process.pid):
             with contextlib.suppress(OSError):
                 command = Path(f"/proc/{pid}/cmdline").read_bytes()
-                if pid != self.process.pid and b"login_process" not in command:
+                if b": worker " in command:  # the title the supervisor gives each worker
                     workers.append(pid)
         return workers
 

@@ -83,6 +83,7 @@ async def measure(iterations: int, moto_url: str, credentials: Any, tmp: Path) -
     from strongroom.auth_methods.schemas import AwsIamAuthMethodCreate
     from strongroom.config import Settings
     from strongroom.kit.clock import utc_now
+    from strongroom.serving.placement import Placement
 
     settings = Settings(
         database_url=f"sqlite:///{tmp / 'db.sqlite'}",
@@ -91,7 +92,7 @@ async def measure(iterations: int, moto_url: str, credentials: Any, tmp: Path) -
         log_level="WARNING",
     )
     # As in a login process: logins run on the caller's loop (no login thread).
-    app = create_app(settings, login_thread=False)
+    app = create_app(settings, placement=Placement.in_process(login_thread=False))
     services = app.state.services
     event = AuditEvent(time=utc_now(), request_id="r-setup", source_ip="127.0.0.1", action="x")
     created = services.auth_methods.create(

@@ -25,6 +25,7 @@ from strongroom.audit.writer import AuditWriter
 from strongroom.bootstrap import bootstrap
 from strongroom.config import Settings
 from strongroom.crypto import LocalMasterKey
+from strongroom.serving.placement import Placement
 from tests.support.moto_world import MotoWorld, moto_world
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -162,7 +163,7 @@ def make_harness(
         kwargs: dict[str, Any] = {
             "master_key": master_key,
             "sts_transport": sts_transport,
-            "audit_journal": overrides.pop("audit_journal", False),
+            "placement": Placement.in_process(audit_journal=overrides.pop("audit_journal", False)),
         }
         if clock is not None:
             kwargs["clock"] = clock

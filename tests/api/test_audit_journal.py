@@ -13,6 +13,7 @@ from strongroom.api.app import create_app
 from strongroom.audit.journal import AuditJournal
 from strongroom.audit.store import verify_chain
 from strongroom.crypto import LocalMasterKey
+from strongroom.serving.placement import Placement
 from tests.audit.test_journal import chained_request_ids, event, write_orphan
 from tests.audit.test_writer_journal import HeldLock
 from tests.conftest import Harness
@@ -74,7 +75,11 @@ def test_events_a_dead_process_journaled_are_chained_when_the_app_starts(
     orphan = write_orphan(journal.directory, [event(1), event(2)])
     assert orphan.path.exists()
     # A new worker on the same database (as uvicorn starts one for a worker that died).
-    again = create_app(journaled.services.settings, master_key=master_key, audit_journal=True)
+    again = create_app(
+        journaled.services.settings,
+        master_key=master_key,
+        placement=Placement.in_process(audit_journal=True),
+    )
     services = again.state.services
     try:
         assert not orphan.path.exists()

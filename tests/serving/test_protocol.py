@@ -20,7 +20,7 @@ from uvicorn.server import ServerState
 from strongroom.serving.handoff import LoginHandoff
 from strongroom.serving.protocol import LoginRoutingProtocol
 from strongroom.serving.state import LOGIN_HANDOFF
-from tests.serving.peers import LOGIN, Peers, handoffs, ready_handoff
+from tests.serving.peers import LOGIN, Peers, handoffs, ready_handoff, until
 
 READ = b"GET /v1/secrets/value?name=/a HTTP/1.1\r\nHost: x\r\n\r\n"
 SERVED_READ = b"served GET /v1/secrets/value"  # what the app answers: the worker served it
@@ -174,6 +174,33 @@ def test_a_connection_that_sends_nothing_is_closed_after_the_keep_alive_timeout(
             assert await exchange(reader, writer, READ) == SERVED_READ
             await asyncio.sleep(FIRST_BYTES_TIMEOUT * 0.6)  # past the first-bytes deadline
             assert await exchange(reader, writer, READ) == SERVED_READ
+            writer.close()
+
+    run_on(body)
+
+
+def test_shutdown_closes_a_connection_that_has_sent_nothing_yet(
+    run_on: Callable[[Any], None], peers: Peers
+) -> None:
+    """SIGTERM (SPEC section 11): uvicorn calls ``shutdown()`` on each connection in its set,
+    then waits for the set to empty. A connection still waiting for its first bytes is in it
+    and is closed at once, long before its first-bytes timer; invisible to the shutdown, it
+    was served later by a worker that should have stopped."""
+
+    async def body() -> None:
+        async with worker_with_login_process(peers) as worker:
+            worker.config.timeout_keep_alive = 30  # the first-bytes timer stays out of this
+            reader, writer = await worker.connect()
+            await until(lambda: len(worker.state.connections) == 1)
+            for connection in list(worker.state.connections):
+                connection.shutdown()
+            assert await asyncio.wait_for(reader.read(), 2) == b""  # closed by the server
+            await until(lambda: not worker.state.connections)
+            writer.close()
+            # A connection that has become uvicorn's leaves the set to uvicorn's own protocol.
+            reader, writer = await worker.connect()
+            assert await exchange(reader, writer, READ) == SERVED_READ
+            assert all(not isinstance(c, LoginRoutingProtocol) for c in worker.state.connections)
             writer.close()
 
     run_on(body)

@@ -50,6 +50,7 @@ from strongroom.db.tables import login_replay
 from strongroom.errors import AuthenticationDenied, InvalidRequestError
 from strongroom.kit.clock import isoformat_z
 from strongroom.kit.glob import glob_match
+from strongroom.serving.placement import Placement
 
 T = TypeVar("T")
 
@@ -121,20 +122,24 @@ class LoginService:
         sts_client: StsClient,
         policy: LoginPolicy,
         *,
-        own_thread: bool = True,
-        inline_when: Callable[[], bool] | None = None,
+        placement: Placement,
+        idle: Callable[[], bool] | None = None,
         inline_sts: Callable[[], StsClient] | None = None,
     ) -> None:
-        """``own_thread``: run logins on a loop thread of their own (see login_loop.py), so
-        that a process serving reads keeps serving them during a burst of logins; a login
-        process (strongroom.serving) runs them on its own loop.
+        """Where logins run comes from ``placement`` (strongroom.serving.placement):
 
-        ``inline_when`` (with ``own_thread``): when it returns True at the start of a login
-        (the worker serves no other request), the login runs on the caller's loop instead:
-        no thread hop, and nothing there to slow down. It then never waits for the SQLite
-        writer lock on that loop (a busy lock sends the write to a thread), and uses an STS
-        client of that loop's own, made by ``inline_sts``.
+        ``placement.login_thread``: on a loop thread of their own (see login_loop.py), so that
+        a process serving reads keeps serving them during a burst of logins; a login process
+        runs them on its own loop.
+
+        ``placement.login_inline_when_idle``: when ``idle()`` returns True at the start of a
+        login (the process serves no other request), the login runs on the caller's loop
+        instead: no thread hop, and nothing there to slow down. It then never waits for the
+        SQLite writer lock on that loop (a busy lock sends the write to a thread), and uses an
+        STS client of that loop's own, made by ``inline_sts``.
         """
+        own_thread = placement.login_thread
+        inline_when = idle if placement.login_inline_when_idle else None
         self._db = database
         self._writer = writer
         self._digester = digester

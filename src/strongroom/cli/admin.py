@@ -24,6 +24,8 @@ from strongroom.errors import ConfigurationError, ConflictError
 
 if TYPE_CHECKING:  # the CLI imports SQLAlchemy only for the commands that use it
     from strongroom.db.engine import Database
+    from strongroom.db.keys import Keys
+    from strongroom.serving.supervisor import Supervisor
 
 err = Console(stderr=True)
 out = Console()
@@ -32,9 +34,8 @@ DEV_DATA_DIR = Path("strongroom-data")
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    # soft_wrap: one line whatever its length (rich wraps at 80 columns off a terminal);
-    # escape: a message quoting a setting's value must not be read as rich markup.
-    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    # One line whatever the terminal's width: scripts and log collectors read it whole.
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
     return typer.Exit(code)
 
 
@@ -119,9 +120,7 @@ def server(
     ),
 ) -> None:
     """Run the Strongroom server."""
-    import uvicorn
-
-    from strongroom.kit.logging import configure_logging
+    from strongroom.serving.startup import StartupError, one_line
 
     # Several processes serve (workers, login processes): /metrics must add up what each one
     # counted. Set before anything imports prometheus_client, which reads it at import.
@@ -129,48 +128,86 @@ def server(
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="strongroom-metrics-")
     if dev:
         _prepare_dev_environment()
-    settings = _load_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    # Every start-up problem is one line and exit 1 (SPEC section 1), never a traceback.
     try:
-        _check_sts_settings(settings)
-        database, _master, keys, writer = _services(settings)
-    except ConfigurationError as exc:
+        supervisor = _prepare_server(dev, host, port, workers)
+    except StartupError as exc:
         raise _fail(str(exc)) from None
-    if dev:
-        from strongroom.bootstrap import bootstrap, is_bootstrapped
+    except ConfigurationError as exc:
+        raise _fail(one_line(str(exc))) from None
+    except Exception as exc:
+        raise _fail(f"start-up failed: {one_line(repr(exc))}") from None
+    raise typer.Exit(supervisor.run())
 
-        if not is_bootstrapped(database):
-            creds = bootstrap(database, keys, writer)
-            err.print(
-                "[bold green]Admin credentials (shown once):[/]\n"
-                f"  access ID:  {creds.access_id}\n  access key: {creds.access_key}\n"
-                f"Configure the CLI: strongroom configure --profile admin "
-                f"--access-id {creds.access_id} --access-type access_key --access-key …"
-            )
+
+def _prepare_server(
+    dev: bool, host: str | None, port: int | None, workers: int | None
+) -> Supervisor:
+    """Check and prepare everything the workers need; the supervisor that will fork them."""
+    from strongroom.crypto import load_master_key_provider
+    from strongroom.db import migrate
+    from strongroom.db.engine import Database
+    from strongroom.db.keys import load_or_create_keys
+    from strongroom.kit.logging import configure_logging
+    from strongroom.serving import startup
+    from strongroom.serving.handoff import LoginPool
+    from strongroom.serving.supervisor import Supervisor, preload
+
+    settings = startup.load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    _check_sts_settings(settings)
+    startup.warn_unknown_variables(
+        os.environ, lambda line: err.print(f"warning: {line}", soft_wrap=True, markup=False)
+    )
+    startup.check_data_folder(settings.database_url)
+    startup.wait_for_database(settings.database_url, settings.db_start_wait_seconds)
+    master = load_master_key_provider(settings)
+    database = Database.from_url(settings.database_url)
     try:
-        _check_audit_journal(database)
-    except (ConfigurationError, OSError) as exc:
-        raise _fail(f"audit journal: {exc}") from None
-    database.dispose()
+        # Under the migration lock, so that replicas starting together on one new database
+        # migrate and create its data keys one after the other.
+        with migrate.migration_lock(database):
+            if not migrate.is_up_to_date(database):
+                migrate.upgrade(database, lock=False)
+            keys = load_or_create_keys(database, master)
+        if dev:
+            _bootstrap_dev(database, settings, keys)
+        try:
+            _check_audit_journal(database)
+        except (ConfigurationError, OSError) as exc:
+            raise startup.StartupError(f"audit journal: {exc}") from None
+    finally:
+        database.dispose()  # nothing open crosses the fork
     host = host or settings.host
     port = port or settings.port
-    count = workers or settings.workers
-    err.print(f"Strongroom listening on http://{host}:{port} with {count} worker(s)")
-    uvicorn.run(
-        "strongroom.api.asgi:make_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=count,
-        access_log=False,
-        log_level="warning",
-        server_header=False,
-        # The app judges X-Forwarded-For itself, from STRONGROOM_TRUSTED_PROXIES only.
-        # uvicorn's own handling would trust it from 127.0.0.1 and rewrite the client address
-        # before the app sees it (source IP spoofing into the audit trail and bound_ips).
-        proxy_headers=False,
-        # Passes new login connections to the login processes (strongroom.serving).
-        http="strongroom.serving.protocol:LoginRoutingProtocol",
+    count = workers or settings.worker_count
+    logins = settings.login_process_count(count)
+    listener = startup.listen(host, port)
+    preload()
+    err.print(
+        f"Strongroom listening on http://{host}:{port} with {count} worker(s) and "
+        f"{logins} login process(es), database {startup.database_label(settings.database_url)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return Supervisor(settings, listener, count, LoginPool(logins) if logins else None)
+
+
+def _bootstrap_dev(database: Database, settings: Settings, keys: Keys) -> None:
+    from strongroom.audit.writer import AuditFileSink, AuditWriter
+    from strongroom.bootstrap import bootstrap, is_bootstrapped
+
+    if is_bootstrapped(database):
+        return
+    writer = AuditWriter(
+        database, AuditFileSink(settings.audit_file) if settings.audit_file else None
+    )
+    creds = bootstrap(database, keys, writer)
+    err.print(
+        "[bold green]Admin credentials (shown once):[/]\n"
+        f"  access ID:  {creds.access_id}\n  access key: {creds.access_key}\n"
+        f"Configure the CLI: strongroom configure --profile admin "
+        f"--access-id {creds.access_id} --access-type access_key --access-key …"
     )
 
 

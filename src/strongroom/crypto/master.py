@@ -29,15 +29,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import botocore.session
-from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    NoCredentialsError,
-    ParamValidationError,
-)
-
 from strongroom.crypto.envelope import KEY_ID_MAX, KEY_SIZE, key_id_of, open_sealed, seal
 from strongroom.crypto.errors import DecryptionError
 from strongroom.errors import ConfigurationError
@@ -303,6 +294,11 @@ class KmsMasterKey:
         self._region = region
         self._endpoint_url = endpoint_url
         if client is None:
+            # Only where KMS is configured: botocore costs every server process megabytes.
+            import botocore.session
+            from botocore.config import Config
+            from botocore.exceptions import BotoCoreError
+
             # Bounded timeouts and retries: an unreachable KMS must fail start-up with a
             # message, not hang it.
             config = Config(
@@ -369,6 +365,13 @@ class KmsMasterKey:
         return {KMS_CONTEXT_KEY: str(key_id)}
 
     def _call(self, operation: str, method: Callable[..., Any], **params: Any) -> dict[str, Any]:
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            NoCredentialsError,
+            ParamValidationError,
+        )
+
         # Every handler raises `from None`: the botocore exception is summarised in the message,
         # and dropping it keeps request parameters (the plaintext data key) out of tracebacks.
         try:

@@ -32,14 +32,26 @@ class Keys:
     digester: TokenDigester
 
 
-def load_or_create_keys(database: Database, master: MasterKeyProvider) -> Keys:
-    """Unwrap every data key; create the first ones on a new database."""
-    with database.write() as connection:
-        rows = connection.execute(select(data_keys.c.id, data_keys.c.wrapped)).all()
-        if not rows:
-            _insert_key(connection, master, DIGEST_KEY_ID, "digest")
-            _insert_key(connection, master, 1, "encryption")
+def load_or_create_keys(
+    database: Database, master: MasterKeyProvider, *, create: bool = True
+) -> Keys:
+    """Unwrap every data key; create the first ones on a new database.
+
+    ``create=False``: only read them (a server's workers: the supervisor created them at
+    start, and a worker that starts while the database cannot be written must still start).
+    """
+    if not create:
+        with database.read() as connection:
             rows = connection.execute(select(data_keys.c.id, data_keys.c.wrapped)).all()
+        if not rows:
+            raise ConfigurationError("the database has no data keys: start the server first")
+    else:
+        with database.write() as connection:
+            rows = connection.execute(select(data_keys.c.id, data_keys.c.wrapped)).all()
+            if not rows:
+                _insert_key(connection, master, DIGEST_KEY_ID, "digest")
+                _insert_key(connection, master, 1, "encryption")
+                rows = connection.execute(select(data_keys.c.id, data_keys.c.wrapped)).all()
     try:
         unwrapped = {row.id: master.unwrap(row.wrapped, row.id) for row in rows}
     except DecryptionError as exc:

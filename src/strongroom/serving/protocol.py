@@ -67,12 +67,14 @@ class LoginRoutingProtocol(asyncio.Protocol):
         self._first_bytes_timer = asyncio.get_running_loop().call_later(
             self._config.timeout_keep_alive, self._transport.close
         )
+        self._track(True)
 
     def data_received(self, data: bytes) -> None:
         transport = self._transport
         if self._http is not None or transport is None:  # not reached: the swap reroutes
             return
         self._cancel_timer()
+        self._track(False)
         handoff, self._handoff = self._handoff, None
         if handoff is not None and self._hand_over(transport, handoff, data):
             return
@@ -86,6 +88,24 @@ class LoginRoutingProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
+        self._track(False)
+
+    # SIGTERM (SPEC section 11): uvicorn stops accepting, then calls ``shutdown()`` on every
+    # connection in its set and waits until the set is empty. A connection still waiting for
+    # its first bytes is in that set too: it has nothing in flight and is closed at once.
+    # Outside the set it was invisible to the shutdown, and a client that sent its request
+    # later was served by a worker that should have stopped (and kept it from exiting).
+
+    def shutdown(self) -> None:
+        if self._transport is not None and self._http is None:
+            self._transport.close()
+
+    def _track(self, waiting: bool) -> None:
+        connections = cast(set[Any], self._server_state.connections)
+        if waiting:
+            connections.add(self)
+        else:
+            connections.discard(self)
 
     def _cancel_timer(self) -> None:
         if self._first_bytes_timer is not None:

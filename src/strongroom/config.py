@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # A worker serving no other request runs a login itself, on its event loop (the fastest
     # path); a busy one hands it to a login process. False: always hand off (if one is ready).
     login_inline_when_idle: bool = True
+    # No-escalation checks of role and auth method changes run on a thread of their own, so
+    # that a costly one (bounded by its budget) never holds up the event loop. False: inline.
+    rbac_check_thread: bool = True
     # Trust X-Forwarded-For from these proxy addresses only (empty: never).
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 

@@ -32,14 +32,14 @@ async def get_role(request: Request, name: str) -> Response:
 @router.delete("/v1/roles/{name}", status_code=204, summary="Delete a role")
 async def delete_role(request: Request, name: str) -> Response:
     services, event, caller = authorized(request, "role.delete")
-    services.roles.delete(caller, name, event, event.time)
+    await services.roles.delete(caller, name, event, event.time)
     return Response(status_code=204)
 
 
 @router.put("/v1/roles/{name}/rules", summary="Set a rule (replaces the same type and path)")
 async def set_rule(request: Request, name: str, body: RuleSet) -> Response:
     services, event, caller = authorized(request, "role.rule.set")
-    return json_response(services.roles.set_rule(caller, name, body, event, event.time))
+    return json_response(await services.roles.set_rule(caller, name, body, event, event.time))
 
 
 @router.delete("/v1/roles/{name}/rules", status_code=204, summary="Remove a rule")
@@ -50,14 +50,15 @@ async def delete_rule(
     rule_type: str = Query(default="item-rule", max_length=32),
 ) -> Response:
     services, event, caller = authorized(request, "role.rule.delete")
-    services.roles.delete_rule(caller, name, rule_type, path, event, event.time)
+    await services.roles.delete_rule(caller, name, rule_type, path, event, event.time)
     return Response(status_code=204)
 
 
 @router.post("/v1/roles/{name}/associations", status_code=201, summary="Associate an auth method")
 async def associate(request: Request, name: str, body: AssociationCreate) -> Response:
     services, event, caller = authorized(request, "role.associate")
-    return json_response(services.roles.associate(caller, name, body, event, event.time), 201)
+    created = await services.roles.associate(caller, name, body, event, event.time)
+    return json_response(created, 201)
 
 
 @router.delete(
@@ -67,5 +68,5 @@ async def associate(request: Request, name: str, body: AssociationCreate) -> Res
 )
 async def dissociate(request: Request, name: str, assoc_id: str) -> Response:
     services, event, caller = authorized(request, "role.dissociate")
-    services.roles.dissociate(caller, name, assoc_id, event, event.time)
+    await services.roles.dissociate(caller, name, assoc_id, event, event.time)
     return Response(status_code=204)

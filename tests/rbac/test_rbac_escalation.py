@@ -224,4 +224,4 @@ def test_real_rule_sets_spend_little_of_the_budget() -> None:
     assert caller.covers(ITEM, "/team-3/shared/+", GRANTABLE, NOW, budget=budget)
     assert not caller.covers(ITEM, "/team-7/shared/+", GRANTABLE, NOW, budget=budget)
     assert not caller.covers(ITEM, "/team-3/*", frozenset({C.READ}), NOW, budget=budget)
-    assert budget.spent < CHECK_BUDGET_STEPS // 100
+    assert budget.spent < CHECK_BUDGET_STEPS // 20

@@ -34,6 +34,7 @@ from strongroom.rbac.pattern import SEGMENT_CHARS, BoundToken, Token, Wildcard
 
 # The symbol standing for every segment character that no pattern in the question names.
 OTHER = ""
+_NOWHERE: frozenset[int] = frozenset()
 
 Tokens = Sequence[Token | BoundToken]
 
@@ -90,32 +91,40 @@ class _Nfa:
             )
         budget.spend(sum(len(closure) for closure in self._closure))
         self.start = frozenset(chain.from_iterable(self._closure[s] for s in starts))
+        self._finals = frozenset(s for s, atom in enumerate(self._atoms) if atom is None)
+        self._moves: dict[str, list[frozenset[int]]] = {}
         self._steps: dict[tuple[frozenset[int], str], frozenset[int]] = {}
 
     def accepts(self, states: frozenset[int]) -> bool:
-        return any(self._atoms[state] is None for state in states)
+        return not states.isdisjoint(self._finals)
+
+    def _moves_on(self, symbol: str) -> list[frozenset[int]]:
+        """For each state, the states reading ``symbol`` from it leads to (closed)."""
+        moves = self._moves.get(symbol)
+        if moves is None:
+            moves = []
+            for state, atom in enumerate(self._atoms):
+                if atom is _Atom.ANY_RUN or (atom is _Atom.NON_SLASH_RUN and symbol != "/"):
+                    moves.append(self._closure[state])
+                elif atom is not None and (
+                    atom == symbol or (atom is _Atom.NON_SLASH and symbol != "/")
+                ):
+                    moves.append(self._closure[state + 1])
+                else:
+                    moves.append(_NOWHERE)
+            self._budget.spend(len(moves))
+            self._moves[symbol] = moves
+        return moves
 
     def step(self, states: frozenset[int], symbol: str) -> frozenset[int]:
         key = (states, symbol)
         cached = self._steps.get(key)
         if cached is not None:
             return cached
-        reached: set[int] = set()
-        cost = len(states)
-        for state in states:
-            atom = self._atoms[state]
-            if atom is None:
-                continue
-            if atom is _Atom.ANY_RUN or (atom is _Atom.NON_SLASH_RUN and symbol != "/"):
-                closure = self._closure[state]
-            elif atom == symbol or (atom is _Atom.NON_SLASH and symbol != "/"):
-                closure = self._closure[state + 1]
-            else:
-                continue
-            reached |= closure
-            cost += len(closure)
-        self._budget.spend(cost)
-        result = frozenset(reached)
+        moves = self._moves_on(symbol)
+        reached = [moves[state] for state in states]
+        self._budget.spend(len(states) + sum(map(len, reached)))
+        result = _NOWHERE.union(*reached)
         self._steps[key] = result
         return result
 
@@ -166,12 +175,16 @@ def _search(
             and theirs.accepts(there) == others_accept
         ):
             return True
-        budget.spend(len(alphabet))
+        # Trying a symbol is a step; one that leads somewhere costs about three more (the
+        # other automata's moves, the visited-set probe). Charged so, a step of the budget
+        # costs about the same time whichever part of the search dominates.
+        tried = len(alphabet)
         for symbol in alphabet:
             next_here = mine.step(here, symbol)
             next_where = _universe_step(universe, where, symbol)
             if not next_here or next_where is None:
                 continue
+            tried += 3
             next_there = theirs.step(there, symbol)
             if others_accept and not next_there:
                 continue
@@ -179,6 +192,7 @@ def _search(
             if following not in seen:
                 seen.add(following)
                 queue.append(following)
+        budget.spend(tried)
     return False
 
 

@@ -56,7 +56,10 @@ _CAPABILITY_ORDER = [c.value for c in Capability]
 # rule a caller holds takes part in each of its checks.
 MAX_RULES_PER_ROLE = 256
 
-GRANT_REFUSED = "you can grant only capabilities you hold on every path the rule can match"
+GRANT_REFUSED = (
+    "you can grant only capabilities you hold on every path the rule can match, "
+    "for as long as the rule lasts"
+)
 ASSOCIATION_REFUSED = (
     "you can associate a role with an auth method only if you hold everything the role grants"
 )

@@ -31,6 +31,8 @@ async def get_auth_method(request: Request, name: str) -> Response:
 
 @router.patch("/v1/auth-methods/{name}", summary="Change an auth method")
 async def update_auth_method(request: Request, name: str, body: AuthMethodUpdate) -> Response:
+    """Needs auth-method-rule ``update``. A change that may let more identities log in, or keep
+    tokens longer, also needs every grant of the roles associated with the method."""
     services, event, caller = authorized(request, "auth_method.update")
     changed = await services.auth_methods.update(caller, name, body, event, event.time)
     return json_response(changed)

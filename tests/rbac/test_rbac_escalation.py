@@ -19,6 +19,7 @@ from strongroom.rbac.escalation import (
     check_rule_change,
     weakens_deny,
 )
+from tests.rbac.test_rbac_covers import rule
 
 C = Capability
 ITEM, ROLE, AUTH = RuleType.ITEM, RuleType.ROLE, RuleType.AUTH_METHOD
@@ -26,15 +27,6 @@ NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
 HOUR = NOW + timedelta(hours=1)
 DAY = NOW + timedelta(days=1)
 AGO = NOW - timedelta(minutes=1)
-
-
-def rule(
-    path: str,
-    *capabilities: Capability,
-    rule_type: RuleType = ITEM,
-    expires_at: datetime | None = None,
-) -> Rule:
-    return Rule(rule_type, path, frozenset(capabilities), expires_at)
 
 
 ADMIN = RuleSet([rule("/*", *GRANTABLE, rule_type=t) for t in RuleType], {})

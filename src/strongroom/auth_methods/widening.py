@@ -31,17 +31,10 @@ from datetime import datetime
 from ipaddress import ip_network
 from typing import Any
 
-_LISTS = (
-    "bound_aws_account_id",
-    "bound_arn",
-    "bound_role_name",
-    "bound_role_id",
-    "bound_resource_id",
-    "bound_user_name",
-    "bound_user_id",
-)
+from strongroom.auth_methods.schemas import AWS_IAM_BOUND_LISTS
+
 # Setting one of these where it was not set adds a condition, and so narrows.
-_SET_NARROWS = frozenset(_LISTS) - {"bound_arn"}
+_SET_NARROWS = frozenset(AWS_IAM_BOUND_LISTS) - {"bound_arn"}
 
 
 def widened_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
@@ -51,7 +44,11 @@ def widened_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str
     Both are stored configurations (JSON values: lists of strings, ISO 8601 text, numbers);
     a missing key is an unset setting.
     """
-    widened = [name for name in _LISTS if not _list_narrows(name, old.get(name), new.get(name))]
+    widened = [
+        name
+        for name in AWS_IAM_BOUND_LISTS
+        if not _list_narrows(name, old.get(name), new.get(name))
+    ]
     if not _networks_narrow(old.get("bound_ips"), new.get("bound_ips")):
         widened.append("bound_ips")
     if old.get("sts_url") != new.get("sts_url"):

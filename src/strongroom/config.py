@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     audit_journal: bool = True
     # A database unreachable at start is tried again for this long (each attempt logged).
     db_start_wait_seconds: float = Field(default=30.0, ge=0, le=3600)
+    # No-escalation checks of role and auth method changes run on a thread of their own, so
+    # that a costly one (bounded by its budget) never holds up the event loop. False: inline.
+    rbac_check_thread: bool = True
     # Trust X-Forwarded-For from these proxy addresses only (empty: never); CIDRs or addresses.
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 

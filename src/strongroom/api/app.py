@@ -42,6 +42,7 @@ from strongroom.db.keys import load_or_create_keys
 from strongroom.errors import ConfigurationError
 from strongroom.kit.clock import Clock, utc_now
 from strongroom.kit.inflight import InFlight
+from strongroom.roles.checks import EscalationChecks
 from strongroom.roles.service import RoleService
 from strongroom.secrets.service import SecretService
 from strongroom.serving.handoff import LoginHandoff, LoginPool
@@ -95,8 +96,9 @@ def create_app(
     )
     hot = HotReader(database.engine)
     token_service = TokenService(keys.digester, database, hot)
+    checks = EscalationChecks(in_thread=settings.rbac_check_thread)
     auth_method_service = AuthMethodService(
-        database, writer, keys.digester, sts_extra_endpoints=settings.sts_extra_endpoints
+        database, writer, keys.digester, checks, sts_extra_endpoints=settings.sts_extra_endpoints
     )
 
     def new_sts_client() -> StsClient:
@@ -111,7 +113,7 @@ def create_app(
         writer=writer,
         tokens=token_service,
         auth_methods=auth_method_service,
-        roles=RoleService(database, writer),
+        roles=RoleService(database, writer, checks),
         secrets=SecretService(database, writer, keys.keyring, hot),
         login=LoginService(
             database,
@@ -157,6 +159,7 @@ def create_app(
         checkpointer.stop()
         await writer.drain()
         await services.login.aclose()
+        checks.close()
         hot.close()
         database.dispose()
 

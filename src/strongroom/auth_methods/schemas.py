@@ -91,7 +91,7 @@ class AuthMethodUpdate(_Strict):
     _aware_expiry = field_validator("access_expires")(_aware)
 
 
-AWS_IAM_CONFIG_FIELDS = (
+AWS_IAM_BOUND_LISTS = (
     "bound_aws_account_id",
     "bound_arn",
     "bound_role_name",
@@ -99,6 +99,6 @@ AWS_IAM_CONFIG_FIELDS = (
     "bound_resource_id",
     "bound_user_name",
     "bound_user_id",
-    "sts_url",
 )
+AWS_IAM_CONFIG_FIELDS = (*AWS_IAM_BOUND_LISTS, "sts_url")
 COMMON_CONFIG_FIELDS = ("jwt_ttl", "access_expires", "bound_ips")

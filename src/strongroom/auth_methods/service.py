@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from strongroom.audit.event import AuditEvent
 from strongroom.audit.writer import AuditWriter, audited_write
 from strongroom.auth.aws_iam import validate_sts_url
-from strongroom.auth.tokens import Caller, bump_generation
+from strongroom.auth.tokens import Caller, bump_generation, rules_of_roles
 from strongroom.auth_methods.schemas import (
     AWS_IAM_CONFIG_FIELDS,
     COMMON_CONFIG_FIELDS,
@@ -21,14 +21,17 @@ from strongroom.auth_methods.schemas import (
     AuthMethodUpdate,
     AwsIamAuthMethodCreate,
 )
+from strongroom.auth_methods.widening import widened_settings
 from strongroom.crypto import TokenDigester
 from strongroom.db.engine import Database
 from strongroom.db.tables import auth_methods, role_associations, roles
-from strongroom.errors import ConflictError, InvalidRequestError, NotFoundError
+from strongroom.errors import ConflictError, ForbiddenError, InvalidRequestError, NotFoundError
 from strongroom.kit.clock import isoformat_z
 from strongroom.kit.ids import new_access_id, new_access_key
 from strongroom.kit.names import validate_object_name
 from strongroom.rbac import Capability, RuleType
+from strongroom.rbac.escalation import check_grants
+from strongroom.roles.checks import EscalationChecks
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +73,14 @@ class AuthMethodService:
         database: Database,
         writer: AuditWriter,
         digester: TokenDigester,
+        checks: EscalationChecks,
         *,
         sts_extra_endpoints: Sequence[str],
     ) -> None:
         self._db = database
         self._writer = writer
         self._digester = digester
+        self._checks = checks
         self._sts_extra_endpoints = tuple(sts_extra_endpoints)
 
     def create(
@@ -148,7 +153,7 @@ class AuthMethodService:
             ).all()
         return render(row, associations)
 
-    def update(
+    async def update(
         self,
         caller: Caller,
         name: str,
@@ -156,26 +161,54 @@ class AuthMethodService:
         event: AuditEvent,
         now: datetime,
     ) -> dict[str, Any]:
+        """Change the method's settings; the fields given replace the stored ones.
+
+        Attack: widening the bounds of a method associated with a strong role (adding one's
+        own IAM role to ``bound_role_name``, dropping ``bound_ips``, …) and logging in through
+        it. A change that may let more in, or keep tokens longer
+        (:func:`~strongroom.auth_methods.widening.widened_settings`), hands the rules of every
+        role associated with the method to new holders, so the caller must hold everything
+        those roles grant, as for an association; a change that only narrows needs ``update``
+        alone.
+        """
         validate_object_name(name, kind="auth method")
         event.path = "/" + name
         caller.require(Capability.UPDATE, RuleType.AUTH_METHOD, "/" + name, now)
         changes = patch.model_dump(exclude_unset=True)
         description = changes.pop("description", None)
-        with audited_write(self._db, self._writer, event, 200) as connection:
+        with self._db.read() as connection:
             row = self._row_by_name(connection, name)
-            allowed = set(COMMON_CONFIG_FIELDS)
-            if row.type == "aws_iam":
-                allowed |= set(AWS_IAM_CONFIG_FIELDS)
-            unknown = set(changes) - allowed
-            if unknown:
-                raise InvalidRequestError(
-                    f"fields {sorted(unknown)} do not apply to a {row.type} auth method"
+            config = self._changed_config(row, changes)
+            widened = widened_settings(row.config, config)
+            role_ids = [
+                association.role_id
+                for association in connection.execute(
+                    select(role_associations.c.role_id).where(
+                        role_associations.c.auth_method_id == row.id
+                    )
                 )
-            if changes.get("sts_url") is not None:
-                changes["sts_url"] = validate_sts_url(changes["sts_url"], self._sts_extra_endpoints)
-            if "bound_aws_account_id" in changes and not changes["bound_aws_account_id"]:
-                raise InvalidRequestError("bound_aws_account_id cannot be empty")
-            config = {**row.config, **_config_to_json(changes)}
+            ]
+            rules = rules_of_roles(connection, sorted(set(role_ids))) if widened else []
+        if rules:
+            refused = await self._checks.run(
+                lambda budget: check_grants(caller.rules, rules, now, budget)
+            )
+            if refused is not None:
+                rule = refused.rule
+                raise ForbiddenError(
+                    "you can widen who logs in through an auth method (or for how long) only "
+                    "if you hold everything its associated roles grant",
+                    reason=f"escalation refused (auth_method.update: {', '.join(widened)}): "
+                    f"{sorted(c.value for c in rule.capabilities)} on "
+                    f"{rule.rule_type.value} {rule.path}",
+                )
+        with audited_write(self._db, self._writer, event, 200) as connection:
+            locked = self._row_by_name(connection, name, lock=True)
+            # What was judged a narrowing of the old settings may widen newer ones.
+            if locked.config != row.config:
+                raise ConflictError(
+                    "the auth method changed while this change was being checked; retry"
+                )
             values: dict[str, Any] = {"config": config, "updated_at": now}
             if description is not None:
                 values["description"] = description
@@ -186,6 +219,23 @@ class AuthMethodService:
             bump_generation(connection)
             updated = self._row_by_name(connection, name)
         return render(updated)
+
+    def _changed_config(self, row: Any, changes: dict[str, Any]) -> dict[str, Any]:
+        """The stored configuration with ``changes`` applied; InvalidRequestError for a field
+        that does not apply to the method's type or a value that is not allowed."""
+        allowed = set(COMMON_CONFIG_FIELDS)
+        if row.type == "aws_iam":
+            allowed |= set(AWS_IAM_CONFIG_FIELDS)
+        unknown = set(changes) - allowed
+        if unknown:
+            raise InvalidRequestError(
+                f"fields {sorted(unknown)} do not apply to a {row.type} auth method"
+            )
+        if changes.get("sts_url") is not None:
+            changes["sts_url"] = validate_sts_url(changes["sts_url"], self._sts_extra_endpoints)
+        if "bound_aws_account_id" in changes and not changes["bound_aws_account_id"]:
+            raise InvalidRequestError("bound_aws_account_id cannot be empty")
+        return {**row.config, **_config_to_json(changes)}
 
     def delete(self, caller: Caller, name: str, event: AuditEvent, now: datetime) -> None:
         """Delete the method; its associations and every token it issued go with it."""
@@ -198,8 +248,10 @@ class AuthMethodService:
             bump_generation(connection)
 
     @staticmethod
-    def _row_by_name(connection: Connection, name: str) -> Any:
-        row = connection.execute(select(auth_methods).where(auth_methods.c.name == name)).first()
+    def _row_by_name(connection: Connection, name: str, *, lock: bool = False) -> Any:
+        """The method's row (``lock``: locked until the transaction ends, on PostgreSQL)."""
+        query = select(auth_methods).where(auth_methods.c.name == name)
+        row = connection.execute(query.with_for_update() if lock else query).first()
         if row is None:
             raise NotFoundError(f"no auth method named {name!r}")
         return row

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench bench-read bench-login bench-replicas clean
+.PHONY: run test test-fast lint fmt typecheck unit bench bench-read bench-login bench-replicas clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench alembic
 	$(BIN)/ruff format --check src tests bench alembic
 
+# Fixes what ruff can fix, formats, then reports what is left to fix by hand.
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix-only --quiet src tests bench alembic
+	$(BIN)/ruff format src tests bench alembic
+	$(BIN)/ruff check src tests bench alembic
+
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
@@ -26,6 +32,12 @@ unit: $(STAMP)
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
+
+# The quick loop while working: SQLite only (the PostgreSQL half of each database test is
+# marked postgres), no browser, no container, no slow tests (real server processes, fuzzing).
+# `make test` before pushing runs everything but the container tests.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not postgres and not browser and not container and not slow"
 
 bench: bench-read bench-login bench-replicas
 

@@ -38,14 +38,14 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
-from login import (  # noqa: E402
+from login import wait_for_login_processes  # noqa: E402
+from login_rig import (  # noqa: E402
     LOOPBACK,
     RESULTS_DIR,
     Server,
     log,
     login_handoffs,
     machine_info,
-    wait_for_login_processes,
 )
 
 LOGIN = (

@@ -14,12 +14,12 @@ import pytest
 from sqlalchemy import func, select, text
 
 from strongroom.audit.event import AuditEvent
-from strongroom.audit.store import verify_chain
 from strongroom.audit.writer import AuditWriter
 from strongroom.db import migrate
 from strongroom.db.engine import Database, WriterBusyError
 from strongroom.db.hot import HotReader
 from strongroom.db.tables import audit_events
+from tests.support.audit_chain import TEST_CHAIN_KEY, anchored, verify
 from tests.support.concurrency import HeldLock
 
 
@@ -52,7 +52,7 @@ def test_audit_batch_is_handed_to_a_thread_when_the_lock_is_busy(
 ) -> None:
     """The event loop must not wait for another writer: the batch finishes in a thread."""
     database = sqlite_database
-    writer = AuditWriter(database, None)
+    writer = AuditWriter(anchored(database), TEST_CHAIN_KEY)
     holding = threading.Event()
 
     def hold_for(seconds: float) -> None:
@@ -85,7 +85,7 @@ def test_audit_batch_is_handed_to_a_thread_when_the_lock_is_busy(
     assert asyncio.run(scenario()) >= 0.2
     with database.read() as connection:
         assert connection.execute(select(func.count()).select_from(audit_events)).scalar() == 5
-        assert verify_chain(connection).broken is None
+    assert verify(database).broken is None
 
 
 def test_hot_reader_reconnects_after_losing_its_connection(database: Database) -> None:

@@ -15,6 +15,7 @@ from strongroom.api.middleware import RequestEnvelope
 from strongroom.api.routes import audit, auth, auth_methods, roles, secrets, sys
 from strongroom.api.services import Services
 from strongroom.audit.journal import AuditJournal, journal_directory, recover_orphans
+from strongroom.audit.store import seal_anchor
 from strongroom.audit.writer import AuditFileSink, AuditWriter
 from strongroom.auth.aws_iam import StsClient, create_sts_http_client
 from strongroom.auth.service import LoginPolicy, LoginService
@@ -71,13 +72,15 @@ def create_app(
     if not migrate.is_up_to_date(database):
         migrate.upgrade(database)
     keys = load_or_create_keys(database, master_key or load_master_key_provider(settings))
+    seal_anchor(database, keys.audit)  # before anything appends (audit/chain.py)
     journal = None
     journal_dir = journal_directory(database) if audit_journal else None
     if journal_dir is not None:
-        recover_orphans(database, journal_dir)
+        recover_orphans(database, keys.audit, journal_dir)
         journal = AuditJournal.create(journal_dir)
     writer = AuditWriter(
         database,
+        keys.audit,
         AuditFileSink(settings.audit_file) if settings.audit_file else None,
         journal=journal,
     )

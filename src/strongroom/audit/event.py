@@ -27,14 +27,14 @@ class AuditEvent:
     status: int = 0
     outcome: str = ""
     reason: str | None = None
-    # Set once the event is in the store (a mutation writes it in its own transaction).
+    # Set once the event is stored: its transaction committed, or its journal write returned.
     written: bool = field(default=False, compare=False)
 
     def finish(self, status: int, reason: str | None = None) -> None:
-        """Record the response status; the outcome follows from it unless already set."""
+        """Record the response status and the outcome that follows from it (a write that
+        finished its event and then failed to store it is finished again with its 503)."""
         self.status = status
-        if not self.outcome:
-            self.outcome = outcome_for_status(status)
+        self.outcome = outcome_for_status(status)
         if reason and not self.reason:
             self.reason = reason[:2000]
 

@@ -36,18 +36,25 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 def _services(settings: Settings):  # type: ignore[no-untyped-def]
     """Database, keys and audit writer for offline commands."""
+    from strongroom.audit.store import seal_anchor
     from strongroom.audit.writer import AuditFileSink, AuditWriter
     from strongroom.crypto import load_master_key_provider
     from strongroom.db import migrate
     from strongroom.db.engine import Database
     from strongroom.db.keys import load_or_create_keys
+    from strongroom.kit.logging import configure_logging
 
+    # Logs (a migration's, an anchoring's) go to stderr: stdout is the command's output.
+    configure_logging(settings.log_level, settings.log_format)
     database = Database.from_url(settings.database_url)
     migrate.upgrade(database)
     master = load_master_key_provider(settings)
     keys = load_or_create_keys(database, master)
+    seal_anchor(database, keys.audit)
     writer = AuditWriter(
-        database, AuditFileSink(settings.audit_file) if settings.audit_file else None
+        database,
+        keys.audit,
+        AuditFileSink(settings.audit_file) if settings.audit_file else None,
     )
     return database, master, keys, writer
 
@@ -233,28 +240,45 @@ def keys_rewrap() -> None:
 def audit_verify(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Check the audit hash chain end to end."""
-    from strongroom.audit.journal import journal_directory, recover_orphans
+    """Check the audit chain end to end, in one consistent snapshot, changing nothing.
+
+    Needs the master key (or KMS key): the chain's links are keyed. Events that server
+    processes have journaled but not chained yet (SQLite) are counted as pending, not chained
+    here; their processes chain them, or the next server start if those have stopped.
+    """
+    from sqlalchemy.exc import OperationalError
+
+    from strongroom.audit.journal import journal_directory, pending_events
     from strongroom.audit.store import verify_chain
+    from strongroom.crypto import load_master_key_provider
     from strongroom.db import migrate
     from strongroom.db.engine import Database
+    from strongroom.db.keys import load_keys
+    from strongroom.errors import ServiceUnavailableError
 
-    database = Database.from_url(_load_settings().database_url)
-    # Events journaled by server processes that ended without chaining them (a crash) are
-    # chained first: otherwise they would be missing from what is verified. Only into a schema
-    # of this version: an older one has nowhere to record how far a journal is chained.
-    directory = journal_directory(database)
-    if directory is not None and directory.is_dir() and not migrate.is_up_to_date(database):
-        err.print(
-            "[yellow]Journaled audit events not chained:[/] the database schema is older than "
-            "this version; run `strongroom db upgrade` (or start the server), then verify again."
-        )
-    else:
-        recovered = recover_orphans(database, directory)
-        if recovered.events and not as_json:
-            err.print(f"Chained {recovered.events} journaled event(s) left by a stopped server.")
-    with database.read() as connection:
-        result = verify_chain(connection)
+    settings = _load_settings()
+    database = Database.from_url(settings.database_url)
+    try:
+        # Verify never migrates (a write): an older schema is verified by the version that
+        # wrote it, or after `strongroom db upgrade`.
+        if not migrate.is_up_to_date(database):
+            raise _fail(
+                "the database schema is not this version's: run `strongroom db upgrade` (or "
+                "start the server), then verify again"
+            )
+        master = load_master_key_provider(settings)
+        with database.snapshot() as connection:
+            keys = load_keys(connection, master)
+            if keys is None:
+                raise _fail("the database has no keys yet: nothing was ever written to it")
+            result = verify_chain(connection, keys.audit)
+            pending = pending_events(connection, journal_directory(database))
+    except ConfigurationError as exc:
+        raise _fail(str(exc)) from None
+    except (OperationalError, ServiceUnavailableError) as exc:
+        raise _fail(f"cannot read the database: {getattr(exc, 'reason', None) or exc}") from None
+    finally:
+        database.dispose()
     if as_json:
         print(
             json.dumps(
@@ -263,15 +287,38 @@ def audit_verify(
                     "ok": result.broken is None,
                     "broken_at": result.broken.seq if result.broken else None,
                     "problem": result.broken.problem if result.broken else None,
+                    "unkeyed": result.unkeyed,
+                    "anchored_at": result.anchored_at,
+                    "pending": pending.events,
+                    "unreadable_journals": pending.unreadable,
                 }
             )
         )
     elif result.broken is None:
+        keyed = result.checked - result.unkeyed
         out.print(f"Audit chain intact: {result.checked} event(s) verified.")
+        if result.unkeyed:
+            out.print(
+                f"Keyed since {result.anchored_at}: {keyed} keyed event(s), anchored on the "
+                f"{result.unkeyed} unkeyed event(s) an older version wrote before it."
+            )
+        elif result.anchored_at is not None:
+            out.print(f"Keyed since {result.anchored_at}: every event is keyed.")
     else:
         err.print(
             f"[bold red]Audit chain broken[/] at event {result.broken.seq}: "
             f"{result.broken.problem} ({result.checked} event(s) verified before it)."
+        )
+    if not as_json and pending.events:
+        out.print(
+            f"Pending: {pending.events} journaled event(s) not chained yet, in "
+            f"{pending.journals} journal(s); they join the chain shortly (a stopped server's at "
+            "the next start)."
+        )
+    if not as_json and pending.unreadable:
+        err.print(
+            f"[yellow]{pending.unreadable} audit journal(s) hold lines that are not events[/] "
+            f"(kept aside as *.unreadable in {journal_directory(database)})."
         )
     if result.broken is not None:
         raise typer.Exit(1)

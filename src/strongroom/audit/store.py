@@ -206,13 +206,19 @@ def _rows(
         after = rows[-1].seq
 
 
-def verify_chain(connection: Connection, key: ChainKey, batch: int = 5000) -> VerifyResult:
+def verify_chain(connection: Connection, key: ChainKey | None, batch: int = 5000) -> VerifyResult:
     """Walk the whole chain as ``connection`` sees it; report the first break.
 
+    ``key`` is None for a database without data keys yet (nothing can have been written).
     Run it in one consistent snapshot (``Database.snapshot``): events are appended while it
     reads, and a head read in one snapshot with events read in another disagree. Writes nothing.
     """
     head = connection.execute(select(audit_chain_head.c.seq, audit_chain_head.c.hash)).one()
+    if key is None:
+        any_event = connection.execute(select(audit_events.c.seq).limit(1)).first()
+        if head.seq == 0 and any_event is None:
+            return VerifyResult(0, 0, None)
+        return VerifyResult(0, head.seq, ChainBreak(1, "events are stored but no data keys"))
     anchor = read_anchor(connection)
 
     def result(checked: int, broken: ChainBreak | None) -> VerifyResult:

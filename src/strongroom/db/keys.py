@@ -5,10 +5,10 @@ numbered encryption keys, the newest of which encrypts new values.
 
 The audit chain key (``strongroom.audit.chain``) is derived from the digest key with HKDF,
 purpose ``AUDIT_CHAIN_KEY_PURPOSE``, rather than stored in a row of its own: it is then
-unusable without the master key like every data key, follows ``keys change-master`` with the
-digest key, and has no "create it when missing" path that someone with write access to the
-database could trigger by deleting a row (the digest key cannot be replaced without
-invalidating every token and access key).
+unusable without the master key like every data key, survives a new master key
+(``rewrap_master``) with the digest key, and has no "create it when missing" path that someone
+with write access to the database could trigger by deleting a row (the digest key cannot be
+replaced without invalidating every token and access key).
 """
 
 from __future__ import annotations

@@ -362,8 +362,8 @@ def test_audit_verify_never_reports_a_break_while_servers_write(
     try:
         for thread in threads:
             thread.start()
-        time.sleep(1)
-        for _ in range(5):
+        time.sleep(0.5)
+        for _ in range(4):
             reports.append(verify(server))
     finally:
         stop.set()

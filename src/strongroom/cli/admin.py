@@ -180,7 +180,7 @@ db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 keys_app = typer.Typer(
     help="Data keys: add a new one, re-encrypt values under it.", no_args_is_help=True
 )
-audit_app = typer.Typer(help="The audit trail: verify its hash chain.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail: verify its keyed chain.", no_args_is_help=True)
 
 
 @db_app.command("upgrade")

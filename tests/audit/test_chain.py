@@ -226,3 +226,16 @@ def test_a_snapshot_writes_nothing(database: Database) -> None:
     with database.snapshot() as connection, pytest.raises(Exception, match=r"readonly|read-only"):
         connection.execute(text("DELETE FROM audit_anchor"))
     assert verify(database).broken is None
+
+
+def test_a_server_of_an_older_version_cannot_append_unkeyed_links_after_the_upgrade(
+    database: Database,
+) -> None:
+    """A rolling upgrade: a replica still running the previous version would extend the keyed
+    chain with unkeyed links that no verify accepts. Its first append statement fails instead
+    (its audited requests answer 503), because the head table it names is gone."""
+    older_versions_first_statement = (
+        "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash"
+    )
+    with pytest.raises(Exception, match="audit_head"), database.write() as connection:
+        connection.exec_driver_sql(older_versions_first_statement)

@@ -22,6 +22,7 @@ from strongroom.crypto import derive_key
 from strongroom.db import migrate
 from strongroom.db.engine import Database
 from strongroom.db.keys import AUDIT_CHAIN_KEY_PURPOSE
+from strongroom.errors import ServiceUnavailableError
 from tests.audit.test_journal import event
 from tests.support.audit_chain import TEST_CHAIN_KEY, verify
 
@@ -237,5 +238,6 @@ def test_a_server_of_an_older_version_cannot_append_unkeyed_links_after_the_upgr
     older_versions_first_statement = (
         "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash"
     )
-    with pytest.raises(Exception, match="audit_head"), database.write() as connection:
+    with pytest.raises(ServiceUnavailableError) as refused, database.write() as connection:
         connection.exec_driver_sql(older_versions_first_statement)
+    assert "no such table: audit_head" in refused.value.reason

@@ -310,10 +310,12 @@ def _key() -> str:
 
 
 def _refusal(tmp_path: Path, audit_file: Path) -> subprocess.CompletedProcess[str]:
-    """``strongroom server`` with ``audit_file``, on a database of its own, expected to stop."""
+    """``strongroom server`` with ``audit_file``, on a database of its own, expected to stop:
+    in one line (SPEC section 1), before it touches the database."""
+    database = tmp_path / (audit_file.name + ".sqlite")
     server = ServerProcess(
         {
-            "STRONGROOM_DATABASE_URL": f"sqlite:///{tmp_path / (audit_file.name + '.sqlite')}",
+            "STRONGROOM_DATABASE_URL": f"sqlite:///{database}",
             "STRONGROOM_MASTER_KEY": _key(),
             "STRONGROOM_AUDIT_FILE": str(audit_file),
         },
@@ -327,8 +329,11 @@ def _refusal(tmp_path: Path, audit_file: Path) -> subprocess.CompletedProcess[st
         timeout=60,
         check=False,
     )
-    # The console wraps long lines at 80 columns; the message is read as one line.
-    refused.stderr = " ".join(refused.stderr.split())
+    # Warnings name STRONGROOM_* variables of the test run that no setting reads.
+    lines = [line for line in refused.stderr.splitlines() if not line.startswith("warning:")]
+    assert len(lines) == 1, refused.stderr
+    assert not database.exists()
+    refused.stderr = lines[0]
     return refused
 
 

@@ -127,11 +127,19 @@ def stack(
         ).raise_for_status()
 
         def iam_body() -> dict[str, str]:
-            signed = sign_get_caller_identity(moto.app.credentials, url=moto.server.url + "/")
+            # A fresh signed nonce, as the CLI sends: two logins signed within one second
+            # are two requests, not a replay.
+            signed = sign_get_caller_identity(
+                moto.app.credentials,
+                url=moto.server.url + "/",
+                extra_headers={"X-Strongroom-Login-Nonce": secrets.token_urlsafe(16)},
+            )
             return {
                 "access_id": method["access_id"],
                 "access_type": "aws_iam",
                 "cloud_id": signed["cloud_id"],
+                # The same login as Vault's AWS auth sends it (SPEC section 10).
+                **{key: value for key, value in signed.items() if key.startswith("iam_")},
             }
 
         yield Stack(server, disk, database_url, admin_body, admin, iam_body, audit_file)
@@ -188,6 +196,11 @@ def test_a_full_audit_file_disk_fails_every_path_closed_and_changes_nothing(
         assert first_refusal == 503, "a read past the full disk was answered with that"
 
         aws_login = stack.iam_body()
+        vault_login = {
+            "role": "iamApps",
+            **{key: value for key, value in stack.iam_body().items() if key.startswith("iam_")},
+        }
+        vault = {"X-Vault-Token": admin.headers["Authorization"].removeprefix("Bearer ")}
         outcomes = {
             "create a secret": _outcome(
                 stack, lambda: admin.post("/v1/secrets", json={"name": "/fc/new", "value": "x"})
@@ -224,6 +237,32 @@ def test_a_full_audit_file_disk_fails_every_path_closed_and_changes_nothing(
                     timeout=15,
                 ),
             ),
+            # The Vault-compatible surface appends through the same writer and services.
+            "Vault KV write": _outcome(
+                stack,
+                lambda: httpx.post(
+                    url + "/v1/secret/data/fc/vault",
+                    json={"data": {"k": "v"}},
+                    headers=vault,
+                    timeout=15,
+                ),
+            ),
+            "Vault KV read": _outcome(
+                stack, lambda: httpx.get(url + "/v1/secret/data/fc/kept", headers=vault, timeout=15)
+            ),
+            "Vault KV delete": _outcome(
+                stack,
+                lambda: httpx.delete(
+                    url + "/v1/secret/metadata/fc/kept", headers=vault, timeout=15
+                ),
+            ),
+            "Vault AWS login": _outcome(
+                stack, lambda: httpx.post(url + "/v1/auth/aws/login", json=vault_login, timeout=15)
+            ),
+            "Vault token lookup": _outcome(
+                stack,
+                lambda: httpx.get(url + "/v1/auth/token/lookup-self", headers=vault, timeout=15),
+            ),
             "console page": _outcome(stack, lambda: console.get("/ui/secrets")),
             "console create": _outcome(
                 stack,
@@ -258,11 +297,14 @@ def test_a_full_audit_file_disk_fails_every_path_closed_and_changes_nothing(
         stack.disk.empty(stack.pid)
         # Nothing was changed: no secret, no new version, no role, no token, no spent signature.
         assert admin.get("/v1/secrets/fc/new").status_code == 404
+        assert admin.get("/v1/secrets/fc/vault").status_code == 404
         kept = admin.get("/v1/secrets/fc/kept").json()
         assert (kept["value"], kept["version"]) == (SECRET_VALUE, 1)
         assert admin.get("/v1/roles/r").status_code == 404
         assert _sql(stack.database_url, "SELECT count(*) FROM tokens")[0][0] == tokens_before
         replayed = httpx.post(url + "/v1/auth/login", json=aws_login, timeout=15)
+        assert replayed.status_code == 200, replayed.text
+        replayed = httpx.post(url + "/v1/auth/aws/login", json=vault_login, timeout=15)
         assert replayed.status_code == 200, replayed.text
         created = admin.post("/v1/secrets", json={"name": "/fc/new", "value": "x"})
         assert created.status_code == 201

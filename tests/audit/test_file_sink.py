@@ -153,11 +153,15 @@ def test_a_mutation_rolls_back_when_the_file_fails(
     ):
         connection.execute(text("INSERT INTO things VALUES ('x')"))
     assert not created.written
-    assert created.status == 0  # the middleware records the 503 instead
+    # Reopened: the middleware records the 503 instead, not the success that never committed.
+    assert (created.status, created.outcome) == (0, "")
+    created.finish(503)
+    assert created.outcome == "failure"
     with database.read() as connection:
         assert connection.execute(text("SELECT count(*) FROM things")).scalar() == 0
     assert chained_request_ids(database) == []
     monkeypatch.undo()
+    created.reopen()
     with audited_write(database, writer, created, 201) as connection:
         connection.execute(text("INSERT INTO things VALUES ('x')"))
     assert created.written

@@ -24,7 +24,7 @@ transaction (``backend_xid`` set: in this read-only load, only audit appends wri
 each under what it is doing:
 
 - ``lock``: waiting for a heavyweight lock (``wait_event_type = 'Lock'``): an append queued
-  behind another append's lock on the chain head (``audit_head``, one row every append locks);
+  behind another append's lock on the chain head (``audit_chain_head``, one row every append locks);
 - ``client``: ``idle in transaction``: holding its locks while waiting for its server process to
   send the next statement (a round trip, the server's thread or GIL);
 - ``wal``: flushing its commit (a ``WAL*`` wait event);

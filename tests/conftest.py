@@ -172,7 +172,9 @@ def make_harness(
         client.__enter__()
         clients.append(client)
         services = app.state.services
-        creds = bootstrap(services.database, services.keys, AuditWriter(services.database, None))
+        creds = bootstrap(
+            services.database, services.keys, AuditWriter(services.database, services.keys.audit)
+        )
         harness = Harness(
             app=app, client=client, admin=Admin(creds.access_id, creds.access_key, "")
         )

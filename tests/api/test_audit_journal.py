@@ -11,12 +11,12 @@ import pytest
 
 from strongroom.api.app import create_app
 from strongroom.audit.journal import AuditJournal
-from strongroom.audit.store import verify_chain
 from strongroom.crypto import LocalMasterKey
 from strongroom.serving.placement import Placement
 from tests.audit.test_journal import chained_request_ids, event, write_orphan
 from tests.audit.test_writer_journal import HeldLock
 from tests.conftest import Harness
+from tests.support.audit_chain import verify
 
 
 @pytest.fixture
@@ -51,8 +51,7 @@ def test_reads_are_answered_while_a_login_holds_the_write_lock(journaled: Harnes
     assert b"t-bogus" not in held
     events = client.get("/v1/audit", params={"limit": 50}, headers=headers).json()["events"]
     assert ids <= {e["request_id"] for e in events}
-    with database.read() as connection:
-        assert verify_chain(connection).broken is None
+    assert verify(database, journaled.services.keys.audit).broken is None
 
 
 def test_a_journal_that_cannot_be_written_answers_503(journaled: Harness) -> None:

@@ -53,7 +53,9 @@ def client_for(
         client.__enter__()
         made.append(client)
         services = app.state.services
-        creds = bootstrap(services.database, services.keys, AuditWriter(services.database, None))
+        creds = bootstrap(
+            services.database, services.keys, AuditWriter(services.database, services.keys.audit)
+        )
         body = {
             "access_id": creds.access_id,
             "access_type": "access_key",

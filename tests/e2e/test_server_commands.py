@@ -1,7 +1,8 @@
 """The server-side commands as an operator runs them: `server --dev`, the refusal without a
 master key, `db upgrade`, `bootstrap` (idempotent, and creating the master key file on a first
-start), `keys rotate`, `keys rewrap`, `audit verify` (and the audit journals it chains first),
-`server` configured by STRONGROOM_HOST/PORT/WORKERS alone and `healthcheck` following them."""
+start), `keys rotate`, `keys rewrap`, `audit verify` (and the journaled events it reports as
+pending), `server` configured by STRONGROOM_HOST/PORT/WORKERS alone and `healthcheck` following
+them."""
 
 from __future__ import annotations
 
@@ -233,30 +234,39 @@ def _orphaned_journal(tmp_path: Path) -> Path:
     return journal.path
 
 
-def test_audit_verify_chains_what_a_killed_server_left_in_its_journal(tmp_path: Path) -> None:
+def test_audit_verify_reports_what_a_killed_server_left_in_its_journal(tmp_path: Path) -> None:
+    """Verify changes nothing: the journal stays for the next server start to chain."""
     server = _offline(tmp_path)
-    server.run_cli("db", "upgrade")
+    server.bootstrap()
     orphan = _orphaned_journal(tmp_path)
     verified = server.run_cli("audit", "verify")
-    assert "Chained 2 journaled event(s) left by a stopped server" in verified.stderr
-    assert "Audit chain intact: 2 event(s) verified" in verified.stdout
+    assert "Audit chain intact: 1 event(s) verified" in verified.stdout
+    assert "Pending: 2 journaled event(s) not chained yet, in 1 journal(s)" in verified.stdout
+    assert orphan.exists()
+    server.start()  # a server start chains what a process that died left behind
+    server.stop()
     assert not orphan.exists()
-    assert json.loads(server.run_cli("audit", "verify", "--json").stdout)["checked"] == 2
+    report = json.loads(server.run_cli("audit", "verify", "--json").stdout)
+    assert (report["ok"], report["pending"]) == (True, 0)
+    assert report["checked"] >= 3
 
 
-def test_audit_verify_leaves_journals_alone_on_an_older_schema(tmp_path: Path) -> None:
+def test_audit_verify_leaves_an_older_schema_alone(tmp_path: Path) -> None:
     server = _offline(tmp_path)
     database = Database.from_url(server.env["STRONGROOM_DATABASE_URL"])
     migrate.upgrade(database, "0001")  # no audit_journal_progress table yet
     database.dispose()
     orphan = _orphaned_journal(tmp_path)
-    verified = server.run_cli("audit", "verify")
+    verified = server.run_cli("audit", "verify", check=False)
+    assert verified.returncode == 1
     assert "strongroom db upgrade" in verified.stderr
     assert "Traceback" not in verified.stderr
-    assert "Audit chain intact: 0 event(s) verified" in verified.stdout
     assert orphan.exists()
+    database = Database.from_url(server.env["STRONGROOM_DATABASE_URL"])
+    assert migrate.current_revision(database) == "0001"  # verify migrates nothing
+    database.dispose()
     server.run_cli("db", "upgrade")
-    assert "Chained 2 journaled" in server.run_cli("audit", "verify").stderr
+    assert "Pending: 2 journaled" in server.run_cli("audit", "verify").stdout
 
 
 def test_bootstrap_creates_the_master_key_file_once_and_never_replaces_a_lost_one(

@@ -31,7 +31,9 @@ def _build_app(tmp: Path) -> tuple[object, str]:
         master_key=LocalMasterKey.from_base64(key),
     )
     services = app.state.services
-    creds = bootstrap(services.database, services.keys, AuditWriter(services.database, None))
+    creds = bootstrap(
+        services.database, services.keys, AuditWriter(services.database, services.keys.audit)
+    )
     from fastapi.testclient import TestClient
 
     # No `with`: the app must not go through its lifespan shutdown before the fuzzer uses it.

@@ -26,7 +26,9 @@ from strongroom.api.routes import (
     vault_kv,
 )
 from strongroom.api.services import Services
+from strongroom.audit.chain import ChainKey
 from strongroom.audit.journal import AuditJournal, journal_directory, recover_orphans
+from strongroom.audit.store import seal_anchor
 from strongroom.audit.writer import AuditFileSink, AuditWriter
 from strongroom.auth.aws_iam import StsClient, create_sts_http_client, parse_connect_to
 from strongroom.auth.login_failures import FailureLimits
@@ -83,14 +85,18 @@ def create_app(
     keys = load_or_create_keys(
         database, master_key or load_master_key_provider(settings), create=placement.migrate
     )
+    # Before anything appends (audit/chain.py). A server's supervisor sealed it before forking,
+    # so a worker only reads here: it still starts when the database cannot be written.
+    seal_anchor(database, keys.audit)
     journal = None
     orphans_left = False
     journal_dir = journal_directory(database) if placement.audit_journal else None
     if journal_dir is not None:
-        orphans_left = not _recover_orphans(database, journal_dir)
+        orphans_left = not _recover_orphans(database, keys.audit, journal_dir)
         journal = _open_journal(journal_dir)
     writer = AuditWriter(
         database,
+        keys.audit,
         AuditFileSink(settings.audit_file) if settings.audit_file else None,
         journal=journal,
     )
@@ -147,7 +153,7 @@ def create_app(
         if placement.login_handoff and login_pool is not None and len(login_pool) > 0:
             handoff = LoginHandoff(login_pool, keep_when_idle=placement.login_inline_when_idle)
         recovery = (
-            asyncio.create_task(_recover_orphans_later(database, journal_dir))
+            asyncio.create_task(_recover_orphans_later(database, keys.audit, journal_dir))
             if orphans_left and journal_dir is not None
             else None
         )
@@ -195,20 +201,20 @@ def create_app(
 # would die the same way.
 
 
-def _recover_orphans(database: Database, directory: Path) -> bool:
+def _recover_orphans(database: Database, key: ChainKey, directory: Path) -> bool:
     """Chain the journals of processes that ended; False when that failed (retried later)."""
     try:
-        recover_orphans(database, directory)
+        recover_orphans(database, key, directory)
     except Exception as exc:  # any storage failure: retried by _recover_orphans_later
         log.warning("audit_journal_recovery_failed", error=repr(exc), retry_seconds=RETRY_SECONDS)
         return False
     return True
 
 
-async def _recover_orphans_later(database: Database, directory: Path) -> None:
+async def _recover_orphans_later(database: Database, key: ChainKey, directory: Path) -> None:
     while True:
         await asyncio.sleep(RETRY_SECONDS)
-        if await asyncio.to_thread(_recover_orphans, database, directory):
+        if await asyncio.to_thread(_recover_orphans, database, key, directory):
             return
 
 

@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, delete
 
 from strongroom.audit.event import AuditEvent
-from strongroom.audit.store import append_events
 from strongroom.audit.writer import AuditWriter
 from strongroom.auth.aws_iam import (
     AwsIamBounds,
@@ -299,11 +298,17 @@ class LoginService:
                     self._spend(connection, spend, now)
                 body = self._mint_in(connection, method, claims, event, now)
         except driver.INTEGRITY_ERRORS:
+            event.token_digest = None
+            event.reopen()
             # Another login with the same signed request committed first (replay attack).
             raise AuthenticationDenied(
                 "replayed request: this signature was already used"
             ) from None
-        self._writer.copy_to_file([event])
+        except BaseException:
+            event.token_digest = None  # no token was issued: its event must not name one
+            event.reopen()
+            raise
+        event.written = True
         return body
 
     def _mint_in(
@@ -330,7 +335,8 @@ class LoginService:
         )
         event.token_digest = self._digester.digest(minted.token)
         event.finish(200)
-        append_events(connection, [event])
+        # Chain and AUDIT_FILE inside the transaction: a failing sink mints no token (503).
+        self._writer.append(connection, [event])
         return {
             "token": minted.token,
             "expires_at": isoformat_z(minted.expires_at),

@@ -41,18 +41,25 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 def _services(settings: Settings):  # type: ignore[no-untyped-def]
     """Database, keys and audit writer for offline commands."""
+    from strongroom.audit.store import seal_anchor
     from strongroom.audit.writer import AuditFileSink, AuditWriter
     from strongroom.crypto import load_master_key_provider
     from strongroom.db import migrate
     from strongroom.db.engine import Database
     from strongroom.db.keys import load_or_create_keys
+    from strongroom.kit.logging import configure_logging
 
+    # Logs (a migration's, an anchoring's) go to stderr: stdout is the command's output.
+    configure_logging(settings.log_level, settings.log_format)
     database = Database.from_url(settings.database_url)
     migrate.upgrade(database)
     master = load_master_key_provider(settings)
     keys = load_or_create_keys(database, master)
+    seal_anchor(database, keys.audit)
     writer = AuditWriter(
-        database, AuditFileSink(settings.audit_file) if settings.audit_file else None
+        database,
+        keys.audit,
+        AuditFileSink(settings.audit_file) if settings.audit_file else None,
     )
     return database, master, keys, writer
 
@@ -144,6 +151,7 @@ def _prepare_server(
     dev: bool, host: str | None, port: int | None, workers: int | None
 ) -> Supervisor:
     """Check and prepare everything the workers need; the supervisor that will fork them."""
+    from strongroom.audit.store import seal_anchor
     from strongroom.crypto import load_master_key_provider
     from strongroom.db import migrate
     from strongroom.db.engine import Database
@@ -160,6 +168,7 @@ def _prepare_server(
         os.environ, lambda line: err.print(f"warning: {line}", soft_wrap=True, markup=False)
     )
     startup.check_data_folder(settings.database_url)
+    startup.check_audit_file(settings.audit_file)
     startup.wait_for_database(settings.database_url, settings.db_start_wait_seconds)
     master = load_master_key_provider(settings)
     database = Database.from_url(settings.database_url)
@@ -170,6 +179,9 @@ def _prepare_server(
             if not migrate.is_up_to_date(database):
                 migrate.upgrade(database, lock=False)
             keys = load_or_create_keys(database, master)
+            # The keyed chain's anchor, sealed before any child appends (audit/chain.py): the
+            # workers then only read it, and start even when nothing can be written.
+            seal_anchor(database, keys.audit)
         if dev:
             _bootstrap_dev(database, settings, keys)
         try:
@@ -199,10 +211,12 @@ def _bootstrap_dev(database: Database, settings: Settings, keys: Keys) -> None:
 
     if is_bootstrapped(database):
         return
-    writer = AuditWriter(
-        database, AuditFileSink(settings.audit_file) if settings.audit_file else None
-    )
-    creds = bootstrap(database, keys, writer)
+    sink = AuditFileSink(settings.audit_file) if settings.audit_file else None
+    try:
+        creds = bootstrap(database, keys, AuditWriter(database, keys.audit, sink))
+    finally:
+        if sink is not None:
+            sink.close()  # the workers open their own: no descriptor crosses the fork
     err.print(
         "[bold green]Admin credentials (shown once):[/]\n"
         f"  access ID:  {creds.access_id}\n  access key: {creds.access_key}\n"
@@ -334,7 +348,7 @@ db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 keys_app = typer.Typer(
     help="Data keys: add a new one, re-encrypt values under it.", no_args_is_help=True
 )
-audit_app = typer.Typer(help="The audit trail: verify its hash chain.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail: verify its keyed chain.", no_args_is_help=True)
 
 
 @db_app.command("upgrade")
@@ -394,28 +408,43 @@ def keys_rewrap() -> None:
 def audit_verify(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Check the audit hash chain end to end."""
-    from strongroom.audit.journal import journal_directory, recover_orphans
+    """Check the audit chain end to end, in one consistent snapshot, changing nothing.
+
+    Needs the master key (or KMS key): the chain's links are keyed. Events that server
+    processes have journaled but not chained yet (SQLite) are counted as pending, not chained
+    here; their processes chain them, or the next server start if those have stopped.
+    """
+    from sqlalchemy.exc import OperationalError
+
+    from strongroom.audit.journal import journal_directory, pending_events
     from strongroom.audit.store import verify_chain
+    from strongroom.crypto import load_master_key_provider
     from strongroom.db import migrate
     from strongroom.db.engine import Database
+    from strongroom.db.keys import load_keys
+    from strongroom.errors import ServiceUnavailableError
 
-    database = Database.from_url(_load_settings().database_url)
-    # Events journaled by server processes that ended without chaining them (a crash) are
-    # chained first: otherwise they would be missing from what is verified. Only into a schema
-    # of this version: an older one has nowhere to record how far a journal is chained.
-    directory = journal_directory(database)
-    if directory is not None and directory.is_dir() and not migrate.is_up_to_date(database):
-        err.print(
-            "[yellow]Journaled audit events not chained:[/] the database schema is older than "
-            "this version; run `strongroom db upgrade` (or start the server), then verify again."
-        )
-    else:
-        recovered = recover_orphans(database, directory)
-        if recovered.events and not as_json:
-            err.print(f"Chained {recovered.events} journaled event(s) left by a stopped server.")
-    with database.read() as connection:
-        result = verify_chain(connection)
+    settings = _load_settings()
+    database = Database.from_url(settings.database_url)
+    try:
+        # Verify never migrates (a write): an older schema is verified by the version that
+        # wrote it, or after `strongroom db upgrade`.
+        if not migrate.is_up_to_date(database):
+            raise _fail(
+                "the database schema is not this version's: run `strongroom db upgrade` (or "
+                "start the server), then verify again"
+            )
+        master = load_master_key_provider(settings)
+        with database.snapshot() as connection:
+            keys = load_keys(connection, master)
+            result = verify_chain(connection, keys.audit if keys is not None else None)
+            pending = pending_events(connection, journal_directory(database))
+    except ConfigurationError as exc:
+        raise _fail(str(exc)) from None
+    except (OperationalError, ServiceUnavailableError) as exc:
+        raise _fail(f"cannot read the database: {getattr(exc, 'reason', None) or exc}") from None
+    finally:
+        database.dispose()
     if as_json:
         print(
             json.dumps(
@@ -424,15 +453,38 @@ def audit_verify(
                     "ok": result.broken is None,
                     "broken_at": result.broken.seq if result.broken else None,
                     "problem": result.broken.problem if result.broken else None,
+                    "unkeyed": result.unkeyed,
+                    "anchored_at": result.anchored_at,
+                    "pending": pending.events,
+                    "unreadable_journals": pending.unreadable,
                 }
             )
         )
     elif result.broken is None:
+        keyed = result.checked - result.unkeyed
         out.print(f"Audit chain intact: {result.checked} event(s) verified.")
+        if result.unkeyed:
+            out.print(
+                f"Keyed since {result.anchored_at}: {keyed} keyed event(s), anchored on the "
+                f"{result.unkeyed} unkeyed event(s) an older version wrote before it."
+            )
+        elif result.anchored_at is not None:
+            out.print(f"Keyed since {result.anchored_at}: every event is keyed.")
     else:
         err.print(
             f"[bold red]Audit chain broken[/] at event {result.broken.seq}: "
             f"{result.broken.problem} ({result.checked} event(s) verified before it)."
+        )
+    if not as_json and pending.events:
+        out.print(
+            f"Pending: {pending.events} journaled event(s) not chained yet, in "
+            f"{pending.journals} journal(s); they join the chain shortly (a stopped server's at "
+            "the next start)."
+        )
+    if not as_json and pending.unreadable:
+        err.print(
+            f"[yellow]{pending.unreadable} audit journal(s) hold lines that are not events[/] "
+            f"(kept aside as *.unreadable in {journal_directory(database)})."
         )
     if result.broken is not None:
         raise typer.Exit(1)

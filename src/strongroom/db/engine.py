@@ -161,6 +161,36 @@ class Database:
             ) from exc
 
     @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A read-only transaction that sees one consistent state of the whole database for as
+        long as it lasts, whatever others commit meanwhile, and can write nothing.
+
+        PostgreSQL: REPEATABLE READ, READ ONLY (the snapshot is taken at the first statement).
+        SQLite: one read transaction (WAL mode: its snapshot is taken at the first read) with
+        ``PRAGMA query_only`` on, reset before the connection goes back to the pool.
+        """
+        try:
+            with self.engine.connect() as raw:
+                if self.dialect == "sqlite":
+                    driver_connection: Any = raw.connection.driver_connection
+                    driver_connection.execute("PRAGMA query_only = ON")
+                    try:
+                        with raw.begin():
+                            yield raw
+                    finally:
+                        driver_connection.execute("PRAGMA query_only = OFF")
+                    return
+                connection = raw.execution_options(
+                    isolation_level="REPEATABLE READ", postgresql_readonly=True
+                )
+                with connection.begin():
+                    yield connection
+        except OperationalError as exc:
+            raise ServiceUnavailableError(
+                "the database is unavailable", reason=f"database error: {exc.orig!r}"
+            ) from exc
+
+    @contextmanager
     def write(self, *, blocking: bool = True) -> Iterator[Connection]:
         """One write transaction: committed when the block ends, rolled back if it raises.
 

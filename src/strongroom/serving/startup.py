@@ -93,6 +93,22 @@ def check_data_folder(database_url: str) -> None:
         ) from None
 
 
+def check_audit_file(audit_file: Path | None) -> None:
+    """``AUDIT_FILE``, if set, opens for appending as the workers will open it: created 0600
+    (its folder 0700) if missing; a symbolic link, anything but a regular file, or a file of
+    another user is refused (``AuditFileSink``). Refused at start, in one line, rather than by
+    every worker that the supervisor would start again and again."""
+    if audit_file is None:
+        return
+    from strongroom.audit.writer import AuditFileSink
+    from strongroom.errors import ConfigurationError
+
+    try:
+        AuditFileSink(audit_file).close()
+    except ConfigurationError as exc:
+        raise StartupError(one_line(str(exc))) from None
+
+
 def wait_for_database(database_url: str, wait_seconds: float) -> None:
     """Connect once; retry for ``wait_seconds`` while the database does not answer."""
     label = database_label(database_url)

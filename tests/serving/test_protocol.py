@@ -8,6 +8,7 @@ server`` uses) and on asyncio's own loop: the protocol swap (``set_protocol``) m
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
@@ -150,6 +151,27 @@ def test_a_new_login_connection_goes_to_the_login_process_with_its_first_bytes(
             assert await asyncio.wait_for(reader.read(), 5) == answer
             writer.close()
             assert not worker.state.connections  # the worker kept nothing of it
+
+    run_on(body)
+
+
+def test_a_login_goes_over_with_its_accept_time(
+    run_on: Callable[[Any], None], peers: Peers
+) -> None:
+    """The login process's time limit on the head runs from the worker's accept, not from
+    the handoff: waiting before the first byte buys a slow sender nothing."""
+
+    async def body() -> None:
+        async with worker_with_login_process(peers) as worker:
+            before_connect = time.monotonic()
+            _reader, writer = await worker.connect()
+            await asyncio.sleep(FIRST_BYTES_TIMEOUT / 2)
+            sent_at = time.monotonic()
+            writer.write(LOGIN)
+            _chunk, accepted_at, connection = await asyncio.to_thread(peers.receive_stamped, 0)
+            connection.close()
+            assert before_connect <= accepted_at < sent_at
+            writer.close()
 
     run_on(body)
 

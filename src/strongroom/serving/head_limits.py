@@ -22,7 +22,10 @@ holds for a connection's first request and for every later one on a kept connect
 
 Protocol-level answers carry ``Cache-Control: no-store`` and ``Connection: close``; they never
 reach the app, so they are counted (``strongroom_http_connections_refused_total``) rather than
-audited: no request was made.
+audited: no request was made. After such an answer the connection's sending side is shut and
+what the client still sends is read and dropped (at most :data:`LINGER_BYTES`, for at most
+:data:`LINGER_SECONDS`) before it is closed: closed with unread bytes, the socket would send a
+reset that can destroy the answer in the client's buffer before the client reads it.
 
 The deadline costs a request one clock read: a connection keeps at most one timer, which,
 when it fires for a head that has since completed, goes back to sleep until the deadline of
@@ -64,6 +67,11 @@ class HeadLimits:
 
 
 LIMITS = HeadLimits()
+# After a refusal: how much of what the client still sends is read and dropped, and for how
+# long, so that it sees the answer rather than a reset (the rest of its head and a body up to
+# the 1 MiB body limit; a client sending more is cut off, reset and all).
+LINGER_BYTES = 1024 * 1024 + 64 * 1024
+LINGER_SECONDS = 2.0
 # What a header line costs besides its name and value: ": " and "\r\n".
 _LINE_OVERHEAD = 4
 
@@ -116,6 +124,8 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._refusal: tuple[int, str, str] | None = None
         self._head_deadline: float | None = None  # loop time; None: not waiting for a head
         self._head_timer: asyncio.TimerHandle | None = None
+        self._linger_left: int | None = None  # after a refusal: bytes still to drop
+        self._linger_timer: asyncio.TimerHandle | None = None
 
     # -- the connection ------------------------------------------------------------------
 
@@ -128,13 +138,19 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._head_deadline = None
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        for timer in (self._head_timer, self._linger_timer):
+            if timer is not None:
+                timer.cancel()
+        self._head_timer = self._linger_timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         """uvicorn's, with the head limits and the API's error shape for malformed HTTP."""
+        if self._linger_left is not None:
+            self._linger_left -= len(data)  # refused already: dropped
+            if self._linger_left < 0:
+                self.transport.close()
+            return
         self._unset_keepalive_if_required()
         if self._in_head:
             self._head_received += len(data)
@@ -245,4 +261,9 @@ class BoundedHttpProtocol(HttpToolsProtocol):
                 name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers
             )
             self.transport.write(_answer(status, code, message, defaults))
+            if self.transport.can_write_eof():
+                self.transport.write_eof()  # sent after the answer; the client's EOF closes
+                self._linger_left = LINGER_BYTES
+                self._linger_timer = self.loop.call_later(LINGER_SECONDS, self.transport.close)
+                return
         self.transport.close()

@@ -27,9 +27,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 
-from tests.conftest import POSTGRES_ADMIN_URL, _postgres_admin
+from tests.conftest import fresh_database_url
 from tests.e2e.test_login_processes import Server, fresh_login, key_login_body
 
 pytestmark = pytest.mark.slow
@@ -53,25 +52,6 @@ class Stack:
     lister_credentials: dict[str, str]
 
 
-@contextlib.contextmanager
-def module_database(kind: str, request: pytest.FixtureRequest, root: Path) -> Iterator[str]:
-    """A fresh database for one module (the ``database_url`` fixture is per test)."""
-    if kind == "sqlite":
-        yield f"sqlite:///{root / 'data' / 'strongroom.db'}"
-        return
-    template: str = request.getfixturevalue("postgres_template")
-    name = f"strongroom_m_{os.getpid()}_{secrets.token_hex(4)}"
-    admin = _postgres_admin()
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-    try:
-        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def bearer(url: str, credentials: dict[str, str]) -> httpx.Client:
     body = key_login_body(credentials["access_id"], credentials["access_key"])
     login = fresh_login(url, body)
@@ -88,7 +68,9 @@ def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("least-exposure")
-    with module_database(request.param, request, root) as database_url:
+    data = root / "data"
+    data.mkdir()
+    with fresh_database_url(request.param, request, data) as database_url:
         env = {
             "STRONGROOM_DATABASE_URL": database_url,
             "STRONGROOM_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),

@@ -10,93 +10,40 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import uvicorn
-import uvloop
 from uvicorn.server import ServerState
 
 from strongroom.serving.head_limits import REFUSED, BoundedHttpProtocol, HeadLimits
 from strongroom.serving.login_process import PassedConnectionProtocol
+from tests.serving.listener import Listener
 
 LIMITS = HeadLimits(line_bytes=256, head_bytes=1024, timeout_seconds=1.0)
 KEEP_ALIVE_SECONDS = 30  # longer than LIMITS' timeout: only the head limit can close
-
-
-async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] != "http":
-        return
-    while (await receive()).get("more_body"):
-        pass
-    body = f"served {scope['path']}".encode()
-    headers = [(b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 def refused(reason: str) -> float:
     return REFUSED.labels(reason)._value.get()
 
 
-@pytest.fixture(params=["uvloop", "asyncio"])
-def run_on(request: pytest.FixtureRequest) -> Callable[[Any], None]:
-    factory = uvloop.new_event_loop if request.param == "uvloop" else asyncio.new_event_loop
+class Bounded(Listener):
+    """Serves with ``BoundedHttpProtocol`` (or ``make``'s protocol) under :data:`LIMITS`."""
 
-    def run(body: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(body())
+    def __init__(
+        self, make: Callable[[uvicorn.Config, ServerState], asyncio.Protocol] | None = None
+    ) -> None:
+        super().__init__(keep_alive=KEEP_ALIVE_SECONDS)
+        self.make = make
 
-    return run
-
-
-class Listener:
-    """A listener serving ``app`` with ``make_protocol(config, state)`` per connection."""
-
-    def __init__(self, make_protocol: Callable[[uvicorn.Config, ServerState], Any]) -> None:
-        self.config = uvicorn.Config(app, timeout_keep_alive=KEEP_ALIVE_SECONDS, lifespan="off")
-        self.config.load()
-        self.state = ServerState()
-        self.make_protocol = make_protocol
-        self.errors: list[dict[str, Any]] = []
-        self.port = 0
-
-    @asynccontextmanager
-    async def listening(self) -> AsyncIterator[Listener]:
-        loop = asyncio.get_running_loop()
-        loop.set_exception_handler(lambda _loop, context: self.errors.append(context))
-        server = await loop.create_server(
-            lambda: self.make_protocol(self.config, self.state), "127.0.0.1", 0
-        )
-        self.port = server.sockets[0].getsockname()[1]
-        try:
-            yield self
-            assert not self.errors
-        finally:
-            server.close()
-            for connection in list(self.state.connections):
-                connection.shutdown()
-            await asyncio.wait_for(server.wait_closed(), 5)
-
-    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        return await asyncio.open_connection("127.0.0.1", self.port)
-
-
-def bounded(
-    head_started: float | None = None,
-) -> Callable[[uvicorn.Config, ServerState], BoundedHttpProtocol]:
-    def make(config: uvicorn.Config, state: ServerState) -> BoundedHttpProtocol:
+    def protocol(self) -> asyncio.Protocol:
+        if self.make is not None:
+            return self.make(self.config, self.state)
         return BoundedHttpProtocol(
-            config=config,
-            server_state=state,
-            app_state={},
-            head_started=head_started,
-            limits=LIMITS,
+            config=self.config, server_state=self.state, app_state={}, limits=LIMITS
         )
-
-    return make
 
 
 async def response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
@@ -136,17 +83,17 @@ def test_heads_within_the_limits_are_served_on_a_kept_connection(
     run_on: Callable[[Any], None],
 ) -> None:
     async def body() -> None:
-        async with Listener(bounded()).listening() as listener:
+        async with Bounded().listening() as listener:
             reader, writer = await listener.connect()
             at_limit = request("/a", header(b"X-Line", LIMITS.line_bytes))
             status, _headers, served = await exchange(reader, writer, at_limit)
-            assert (status, served) == (200, b"served /a")
+            assert (status, served) == (200, b"served GET /a")
             status, _headers, served = await exchange(reader, writer, request("/b"))
-            assert (status, served) == (200, b"served /b")
+            assert (status, served) == (200, b"served GET /b")
             # Many lines, together just under the head's limit.
             lines = [header(b"X-%d" % i, 100) for i in range(9)]
             status, _headers, served = await exchange(reader, writer, request("/c", *lines))
-            assert (status, served) == (200, b"served /c")
+            assert (status, served) == (200, b"served GET /c")
             writer.close()
 
     run_on(body)
@@ -174,7 +121,7 @@ def test_a_head_over_the_limits_gets_431_and_never_reaches_the_app(
 ) -> None:
     async def body() -> None:
         before = refused("head_too_large")
-        async with Listener(bounded()).listening() as listener:
+        async with Bounded().listening() as listener:
             reader, writer = await listener.connect()
             status, headers, answer = await exchange(reader, writer, data)
             assert status == 431
@@ -192,7 +139,7 @@ def test_a_head_over_the_limits_on_a_kept_connection_gets_431(
     run_on: Callable[[Any], None],
 ) -> None:
     async def body() -> None:
-        async with Listener(bounded()).listening() as listener:
+        async with Bounded().listening() as listener:
             reader, writer = await listener.connect()
             status, _headers, _body = await exchange(reader, writer, request("/a"))
             assert status == 200
@@ -207,7 +154,7 @@ def test_a_head_over_the_limits_on_a_kept_connection_gets_431(
 
 def test_malformed_http_gets_400_in_the_api_error_shape(run_on: Callable[[Any], None]) -> None:
     async def body() -> None:
-        async with Listener(bounded()).listening() as listener:
+        async with Bounded().listening() as listener:
             reader, writer = await listener.connect()
             status, headers, answer = await exchange(
                 reader, writer, b"GET /a HTTP/1.1\r\nno colon here\r\n\r\n"
@@ -230,7 +177,7 @@ def test_a_head_sent_too_slowly_is_cut_off(run_on: Callable[[Any], None], kept: 
 
     async def body() -> None:
         before = refused("head_timeout")
-        async with Listener(bounded()).listening() as listener:
+        async with Bounded().listening() as listener:
             reader, writer = await listener.connect()
             if kept:
                 status, _headers, _body = await exchange(reader, writer, request("/a"))
@@ -257,7 +204,7 @@ def test_heads_that_each_finish_in_time_are_never_cut(run_on: Callable[[Any], No
     """The one timer per connection, set for the first head, must not cut a later one."""
 
     async def body() -> None:
-        async with Listener(bounded()).listening() as listener:
+        async with Bounded().listening() as listener:
             reader, writer = await listener.connect()
             for path in ("/a", "/b", "/c", "/d"):
                 status, _headers, _body = await exchange(reader, writer, request(path))
@@ -286,12 +233,12 @@ def test_the_time_limit_runs_from_the_accept(run_on: Callable[[Any], None]) -> N
         return make
 
     async def body() -> None:
-        async with Listener(passed(request("/complete"))).listening() as listener:
+        async with Bounded(passed(request("/complete"))).listening() as listener:
             reader, writer = await listener.connect()
             status, _headers, served = await response(reader)
-            assert (status, served) == (200, b"served /complete")
+            assert (status, served) == (200, b"served GET /complete")
             writer.close()
-        async with Listener(passed(b"GET /partial HTTP/1.1\r\n")).listening() as listener:
+        async with Bounded(passed(b"GET /partial HTTP/1.1\r\n")).listening() as listener:
             reader, writer = await listener.connect()
             assert await closed(reader, LIMITS.timeout_seconds / 2)
             writer.close()

@@ -10,6 +10,8 @@ spends one ``sendmsg`` on such a login instead of the whole request.
 - ``handoff``: the worker's side (start the login processes, pass a connection over).
 - ``protocol``: a new connection's first protocol: it asks ``handoff`` on the first bytes, and
   gives anything it does not pass over to uvicorn's HTTP protocol.
+- ``head_limits``: the HTTP protocol every connection is served with, in workers and login
+  processes: request heads bounded in size (431) and time (slowloris).
 - ``login_process``: the login process (the whole app, serving the connections it is given).
 - ``descriptors``: each such process sizes its descriptor table at start-up (growing it later,
   in a burst, stalled the event loop).

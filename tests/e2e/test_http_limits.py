@@ -298,6 +298,15 @@ def test_every_response_with_a_value_or_a_token_is_no_store(stack: Stack) -> Non
         "not found": admin.get("/v1/secrets/cache/missing"),
         "health": admin.get("/v1/sys/health"),
     }
+    # The Vault-compatible surface answers in its own envelope, through the same request
+    # envelope: one Cache-Control header there too.
+    vault = {"X-Vault-Token": admin.headers["Authorization"].removeprefix("Bearer ")}
+    responses |= {
+        "vault kv read": admin.get("/v1/secret/data/cache/db", headers=vault),
+        "vault list": admin.request("LIST", "/v1/secret/metadata/cache", headers=vault),
+        "vault token lookup": admin.get("/v1/auth/token/lookup-self", headers=vault),
+        "vault error": admin.get("/v1/secret/data/cache/db", headers={"X-Vault-Token": "t-x"}),
+    }
     browser, signed_in = console_sign_in(
         stack.server.url, credentials["access_id"], credentials["access_key"]
     )
@@ -307,6 +316,9 @@ def test_every_response_with_a_value_or_a_token_is_no_store(stack: Stack) -> Non
         browser.close()
     assert responses["secret read"].json()["value"] == "hunter2"
     assert responses["login (login process)"].json()["token"].startswith("t-")
+    assert responses["vault kv read"].json()["data"]["data"] == {"value": "hunter2"}
+    assert responses["vault list"].json()["data"]["keys"] == ["db"]
+    assert responses["vault error"].status_code == 403
     not_stored = {name: r.headers.get_list("cache-control") for name, r in responses.items()}
     assert signed_in == "no-store"
     assert all(values == ["no-store"] for values in not_stored.values()), not_stored

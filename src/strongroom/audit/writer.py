@@ -34,6 +34,7 @@ from strongroom.audit.journal import AuditJournal, encode_events, forget_progres
 from strongroom.audit.store import append_events
 from strongroom.db.engine import Database, WriterBusyError
 from strongroom.errors import ServiceUnavailableError
+from strongroom.kit.private_files import private_directory, private_opener
 
 log = structlog.get_logger("strongroom.audit")
 
@@ -76,9 +77,12 @@ class AuditFileSink:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # Disclosure: the trail names every caller, path and source address. Created 0600 in
+        # folders made 0700, whatever the umask (SPEC section 6); an existing file (one a log
+        # shipper reads, say) keeps its mode.
+        private_directory(path.parent)
         # One handle for the process's life: O_APPEND keeps lines from several workers whole.
-        self._handle = path.open("ab", buffering=0)
+        self._handle = open(path, "ab", buffering=0, opener=private_opener)  # noqa: SIM115 (held)
 
     def append(self, events: Sequence[AuditEvent]) -> None:
         lines = b"".join(orjson.dumps(event.record()) + b"\n" for event in events)

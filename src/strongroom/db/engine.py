@@ -55,9 +55,10 @@ def make_engine(database_url: str, *, background_checkpoints: bool = False) -> E
     )
 
 
-# The files SQLite and this module keep next to a database: its WAL, its shared memory, a
-# rollback journal (briefly, before WAL mode is on) and the writers' flock.
-SQLITE_COMPANIONS = ("-wal", "-shm", "-journal", ".write-lock")
+# The files SQLite and Strongroom keep next to a database: its WAL, its shared memory, a
+# rollback journal (briefly, before WAL mode is on), the writers' flock and the migration
+# lock's (db/migrate.py).
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal", ".write-lock", ".migrate-lock")
 
 
 def _private_sqlite_files(database: Path) -> None:

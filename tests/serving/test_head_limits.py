@@ -18,6 +18,7 @@ import uvicorn
 from uvicorn.server import ServerState
 
 from strongroom.serving.head_limits import REFUSED, BoundedHttpProtocol, HeadLimits
+from strongroom.serving.http_protocol import ServerHttpProtocol
 from strongroom.serving.login_process import PassedConnectionProtocol
 from tests.serving.listener import Listener
 
@@ -241,6 +242,76 @@ def test_the_time_limit_runs_from_the_accept(run_on: Callable[[Any], None]) -> N
         async with Bounded(passed(b"GET /partial HTTP/1.1\r\n")).listening() as listener:
             reader, writer = await listener.connect()
             assert await closed(reader, LIMITS.timeout_seconds / 2)
+            writer.close()
+
+    run_on(body)
+
+
+# -- the server's protocol: Vault's LIST and the limits together ------------------------------
+
+LISTING = b"LIST /v1/secret/metadata/app HTTP/1.1\r\nHost: x\r\n"
+SERVED_LIST = b"served LIST /v1/secret/metadata/app"
+
+
+def server_protocol(config: uvicorn.Config, state: ServerState) -> ServerHttpProtocol:
+    return ServerHttpProtocol(config=config, server_state=state, app_state={}, limits=LIMITS)
+
+
+def test_the_servers_protocol_has_vaults_list_and_the_head_limits(
+    run_on: Callable[[Any], None],
+) -> None:
+    """Every connection of a server, in a worker or a login process, is served with
+    ``ServerHttpProtocol``: LIST reaches the app and heads stay bounded on every request of a
+    kept connection. Composed the other way round LIST is a 400; without the bounded
+    protocol a head of any size is parsed."""
+
+    async def body() -> None:
+        async with Bounded(server_protocol).listening() as listener:
+            reader, writer = await listener.connect()
+            status, _headers, served = await exchange(reader, writer, LISTING + b"\r\n")
+            assert (status, served) == (200, SERVED_LIST)
+            status, _headers, served = await exchange(reader, writer, request("/b"))
+            assert (status, served) == (200, b"served GET /b")
+            status, _headers, served = await exchange(reader, writer, LISTING + b"\r\n")
+            assert (status, served) == (200, SERVED_LIST)
+            too_large = LISTING + header(b"X-Big", LIMITS.line_bytes + 1) + b"\r\n"
+            status, headers, answer = await exchange(reader, writer, too_large)
+            assert status == 431
+            assert json.loads(answer)["error"] == "RequestHeaderFieldsTooLarge"
+            assert headers["cache-control"] == "no-store"
+            assert await closed(reader)
+            writer.close()
+            assert not listener.errors
+
+    run_on(body)
+
+
+@pytest.mark.parametrize(
+    ("first_chunk", "expected"),
+    [
+        pytest.param(LISTING + b"\r\n", (200, SERVED_LIST), id="list"),
+        pytest.param(
+            LISTING + header(b"X-Big", LIMITS.line_bytes + 1) + b"\r\n", (431, None), id="431"
+        ),
+    ],
+)
+def test_a_login_process_serves_passed_bytes_with_list_and_the_limits(
+    run_on: Callable[[Any], None], first_chunk: bytes, expected: tuple[int, bytes | None]
+) -> None:
+    """The bytes a worker read before passing a connection on go through both as well."""
+
+    def make(config: uvicorn.Config, state: ServerState) -> PassedConnectionProtocol:
+        return PassedConnectionProtocol(
+            first_chunk, config=config, server_state=state, app_state={}, limits=LIMITS
+        )
+
+    async def body() -> None:
+        async with Bounded(make).listening() as listener:
+            reader, writer = await listener.connect()
+            status, _headers, answer = await response(reader)
+            assert status == expected[0]
+            if expected[1] is not None:
+                assert answer == expected[1]
             writer.close()
 
     run_on(body)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from strongroom.serving.handoff import LoginHandoff
+from strongroom.serving.head_limits import LIMITS
 from strongroom.serving.protocol import LoginRoutingProtocol
 from strongroom.serving.state import LOGIN_HANDOFF
 from tests.serving.listener import Listener
@@ -273,6 +274,34 @@ def test_vaults_list_method_reaches_the_app_on_every_request_of_a_connection(
                 )
                 assert await exchange(reader, writer, READ) == SERVED_READ
                 writer.close()
+                assert not worker.errors
+        finally:
+            if handoff is not None:
+                handoff.close()
+
+    run_on(body)
+
+
+@pytest.mark.parametrize("with_login_process", [True, False])
+def test_heads_over_the_limits_get_431_on_every_request_of_a_connection(
+    run_on: Callable[[Any], None], peers: Peers, with_login_process: bool
+) -> None:
+    """The worker's connections get the head limits (SPEC section 5: 16 KiB a header line)
+    whether or not they waited for their first bytes, and keep them once kept alive."""
+    too_large = b"GET /v1/sys/health HTTP/1.1\r\nX-Big: " + b"v" * LIMITS.line_bytes + b"\r\n\r\n"
+
+    async def body() -> None:
+        handoff = await ready_handoff(peers) if with_login_process else None
+        try:
+            async with Worker(handoff).listening() as worker:
+                for kept in (False, True):
+                    reader, writer = await worker.connect()
+                    if kept:
+                        assert await exchange(reader, writer, LIST) == SERVED_LIST
+                    writer.write(too_large)
+                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+                    assert head.startswith(b"HTTP/1.1 431 "), head
+                    writer.close()
                 assert not worker.errors
         finally:
             if handoff is not None:

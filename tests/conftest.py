@@ -9,6 +9,7 @@ Without a reachable PostgreSQL the second half is skipped with a message, unless
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
 from collections.abc import Callable, Iterator
@@ -75,11 +76,12 @@ def postgres_template() -> Iterator[str]:
     admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty (but migrated, for PostgreSQL) database for one test."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'strongroom.db'}"
+@contextlib.contextmanager
+def fresh_database_url(kind: str, request: pytest.FixtureRequest, folder: Path) -> Iterator[str]:
+    """A fresh, empty (but migrated, for PostgreSQL) database: a SQLite file in ``folder``, or
+    a PostgreSQL database cloned from the template, dropped at the end."""
+    if kind == "sqlite":
+        yield f"sqlite:///{folder / 'strongroom.db'}"
         return
     from sqlalchemy import text
 
@@ -88,10 +90,19 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     admin = _postgres_admin()
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty (but migrated, for PostgreSQL) database for one test."""
+    with fresh_database_url(request.param, request, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

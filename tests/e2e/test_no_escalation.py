@@ -225,6 +225,18 @@ def test_widening_an_auth_method_needs_everything_its_roles_grant(world: World) 
         ):
             refused = attacker.patch("/v1/auth-methods/widen-iam", json=widening)
             assert refused.status_code == 403, (widening, refused.text)
+        # A value no method may have is a 400 before any widening check: sts_url never null
+        # (a null counted as a widening, and was a 403 here, a stored null for the admin),
+        # never an address that is not an STS endpoint (server-side request forgery).
+        for invalid in (
+            {"sts_url": None},
+            {"sts_url": ""},
+            {"sts_url": "http://169.254.169.254/latest/meta-data/"},
+            {"bound_role_name": None},
+        ):
+            refused = attacker.patch("/v1/auth-methods/widen-iam", json=invalid)
+            assert refused.status_code == 400, (invalid, refused.text)
+            assert refused.json()["error"] == "InvalidRequest", (invalid, refused.text)
         # Narrowing needs update alone.
         narrowed = attacker.patch(
             "/v1/auth-methods/widen-iam", json={"jwt_ttl": 10, "description": "tightened"}

@@ -14,7 +14,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
-from strongroom.serving.handoff import LoginHandoff, LoginPool
+from strongroom.serving.handoff import ACCEPTED_AT_BYTES, LoginHandoff, LoginPool, unpack_message
 
 LOGIN = b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
 SMALL_BUFFER = 4096  # the login processes' sockets fill after a few messages
@@ -58,9 +58,17 @@ class Peers:
 
     def receive(self, index: int) -> tuple[bytes, socket.socket]:
         """One passed connection: the first bytes and the connection."""
-        chunk, fds, _flags, _address = socket.recv_fds(self.ends[index], 65536, 1)
-        assert len(fds) == 1, (chunk, fds)
-        return chunk, socket.socket(fileno=fds[0])
+        chunk, _accepted_at, connection = self.receive_stamped(index)
+        return chunk, connection
+
+    def receive_stamped(self, index: int) -> tuple[bytes, float, socket.socket]:
+        """One passed connection: the first bytes, its accept time and the connection."""
+        message, fds, _flags, _address = socket.recv_fds(
+            self.ends[index], ACCEPTED_AT_BYTES + 65536, 1
+        )
+        assert len(fds) == 1, (message, fds)
+        accepted_at, chunk = unpack_message(message)
+        return chunk, accepted_at, socket.socket(fileno=fds[0])
 
 
 class Clients:

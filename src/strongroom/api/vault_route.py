@@ -26,9 +26,6 @@ from strongroom.errors import InvalidRequestError, StrongroomError
 from strongroom.kit.validation import describe_validation_errors
 from strongroom.vault.errors import vault_error
 
-# Every Vault answer may carry a token or a value: no cache may keep any of them.
-_NO_STORE = {"Cache-Control": "no-store"}
-
 
 def vault_response(
     request: Request,
@@ -48,13 +45,13 @@ def vault_response(
         "warnings": None,
         "auth": auth,
     }
-    return Response(
-        orjson.dumps(body), status_code=status, media_type="application/json", headers=_NO_STORE
-    )
+    # Cache-Control: no-store, as on every response, comes from the request envelope
+    # (api/middleware.py); a second one here would repeat the header.
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
 def vault_no_content() -> Response:
-    return Response(status_code=204, headers=_NO_STORE)
+    return Response(status_code=204)
 
 
 def vault_error_response(scope: Scope, exc: StrongroomError) -> Response:
@@ -69,7 +66,7 @@ def vault_error_response(scope: Scope, exc: StrongroomError) -> Response:
         orjson.dumps(answer.body()),
         status_code=answer.status,
         media_type="application/json",
-        headers={**_NO_STORE, **(answer.headers or {})},
+        headers=answer.headers,
     )
 
 

@@ -53,9 +53,10 @@ def _config_to_json(values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def render(row: Any, associations: Sequence[Any] = ()) -> dict[str, Any]:
-    """The public view of an auth method row (never the access key digest)."""
-    return {
+def render(row: Any, associations: Sequence[Any] | None = ()) -> dict[str, Any]:
+    """The view of an auth method row for a caller who may read it (never the access key
+    digest); ``associations`` None leaves them out (not looked up)."""
+    view = {
         "name": row.name,
         "type": row.type,
         "access_id": row.access_id,
@@ -63,8 +64,12 @@ def render(row: Any, associations: Sequence[Any] = ()) -> dict[str, Any]:
         "created_at": isoformat_z(row.created_at),
         "updated_at": isoformat_z(row.updated_at),
         **row.config,
-        "associations": [{"assoc_id": a.assoc_id, "role_name": a.role_name} for a in associations],
     }
+    if associations is not None:
+        view["associations"] = [
+            {"assoc_id": a.assoc_id, "role_name": a.role_name} for a in associations
+        ]
+    return view
 
 
 class AuthMethodService:
@@ -130,14 +135,26 @@ class AuthMethodService:
         return result
 
     def list(self, caller: Caller, now: datetime) -> list[dict[str, Any]]:
-        """Every auth method the caller may list; the others do not appear."""
+        """Every auth method the caller may list; the others do not appear.
+
+        Each shows its name and type; the rest of its view (access ID, description, bounds,
+        ``sts_url``, token lifetime) only when the caller may also read it, as ``get`` would
+        show it (without the associations, which ``get`` looks up).
+        """
         with self._db.read() as connection:
             rows = connection.execute(select(auth_methods).order_by(auth_methods.c.name)).all()
-        return [
-            render(row)
-            for row in rows
-            if caller.rules.may(Capability.LIST, RuleType.AUTH_METHOD, "/" + row.name, now)
-        ]
+        listed = []
+        for row in rows:
+            allowed = caller.rules.allowed(RuleType.AUTH_METHOD, "/" + row.name, now)
+            if Capability.LIST not in allowed:
+                continue
+            # Reconnaissance: whoever may only list learns which methods exist, not which
+            # accounts, roles and addresses they admit nor the access IDs that log in to them.
+            if Capability.READ in allowed:
+                listed.append(render(row, associations=None))
+            else:
+                listed.append({"name": row.name, "type": row.type})
+        return listed
 
     def get(self, caller: Caller, name: str, event: AuditEvent, now: datetime) -> dict[str, Any]:
         validate_object_name(name, kind="auth method")
@@ -231,8 +248,13 @@ class AuthMethodService:
             raise InvalidRequestError(
                 f"fields {sorted(unknown)} do not apply to a {row.type} auth method"
             )
-        if changes.get("sts_url") is not None:
-            changes["sts_url"] = validate_sts_url(changes["sts_url"], self._sts_extra_endpoints)
+        if "sts_url" in changes:
+            # Server-side request forgery: every login replays its request to sts_url. Never
+            # unset (the schema refuses null, so it is a 400 before any widening check), always
+            # an allowed STS endpoint.
+            changes["sts_url"] = validate_sts_url(
+                str(changes["sts_url"]), self._sts_extra_endpoints
+            )
         if "bound_aws_account_id" in changes and not changes["bound_aws_account_id"]:
             raise InvalidRequestError("bound_aws_account_id cannot be empty")
         return {**row.config, **_config_to_json(changes)}

@@ -587,6 +587,10 @@ def create_auth_method_api_key(
         s.out.notice("Store the access key now: it is not shown again.")
 
 
+# In a listing, where a field is held back: the caller may list the entry, not read it.
+NEEDS_READ = "(needs read)"
+
+
 def _bounds_summary(method: Json) -> str:
     parts = []
     for key in (
@@ -611,7 +615,7 @@ def list_auth_methods(
     server_url: ServerUrlOption = None,
     debug: DebugOption = False,
 ) -> None:
-    """List the auth methods you may list."""
+    """List the auth methods you may list (access IDs and bounds: those you may read)."""
     with connect(profile, as_json, server_url, debug) as s:
         methods = s.client.list_auth_methods()
         if as_json:
@@ -622,7 +626,12 @@ def list_auth_methods(
             s.out.table(
                 ["Name", "Type", "Access ID", "Bounds"],
                 [
-                    [m.get("name"), m.get("type"), m.get("access_id"), _bounds_summary(m)]
+                    [
+                        m.get("name"),
+                        m.get("type"),
+                        m.get("access_id", NEEDS_READ),
+                        _bounds_summary(m) if "access_id" in m else "",
+                    ]
                     for m in methods
                 ],
             )
@@ -760,7 +769,7 @@ def list_roles(
     server_url: ServerUrlOption = None,
     debug: DebugOption = False,
 ) -> None:
-    """List the access roles you may list."""
+    """List the access roles you may list (descriptions: those you may read)."""
     with connect(profile, as_json, server_url, debug) as s:
         roles = s.client.list_roles()
         if as_json:
@@ -770,7 +779,10 @@ def list_roles(
         else:
             s.out.table(
                 ["Name", "Description", "Created"],
-                [[r.get("name"), r.get("description"), r.get("created_at")] for r in roles],
+                [
+                    [r.get("name"), r.get("description", NEEDS_READ), r.get("created_at")]
+                    for r in roles
+                ],
             )
 
 

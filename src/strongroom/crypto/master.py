@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from strongroom.crypto.envelope import KEY_ID_MAX, KEY_SIZE, key_id_of, open_sealed, seal
 from strongroom.crypto.errors import DecryptionError
 from strongroom.errors import ConfigurationError
+from strongroom.kit.private_files import private_directory
 
 if TYPE_CHECKING:
     from strongroom.config import Settings
@@ -232,7 +233,7 @@ def generate_master_key_file(path: str | os.PathLike[str]) -> LocalMasterKey:
     path = Path(path)
     key = secrets.token_bytes(KEY_SIZE)
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_directory(path.parent)
         # mkstemp creates the file 0600 in the target directory, so link() below stays on one
         # file system and the key is never readable by others, not even for an instant.
         fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

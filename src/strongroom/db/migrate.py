@@ -24,6 +24,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 
 from strongroom.db.engine import Database
+from strongroom.kit.private_files import private_opener
 
 _SCRIPT_LOCATION = str(Path(__file__).parent / "migrations")
 # pg_advisory_lock key of the migration lock: "strm" in ASCII, any value no one else uses.
@@ -72,7 +73,9 @@ def migration_lock(database: Database) -> Iterator[None]:
     if database.dialect != "sqlite" or not path or path == ":memory:":
         yield
         return
-    with Path(path + ".migrate-lock").open("a+b") as lock_file:
+    # 0600 (an explicit mode, whatever the umask): anyone who can open the lock file can flock
+    # it, and hold every server of this database from starting for as long as they like.
+    with open(path + ".migrate-lock", "a+b", opener=private_opener) as lock_file:
         fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
         try:
             yield

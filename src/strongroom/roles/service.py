@@ -148,13 +148,27 @@ class RoleService:
         return {"name": body.name, "description": body.description}
 
     def list(self, caller: Caller, now: datetime) -> list[dict[str, Any]]:
+        """Every role the caller may list, by name; its description and creation time only
+        when the caller may also read it (its rules and associations: ``get``)."""
         with self._db.read() as connection:
             rows = connection.execute(select(roles).order_by(roles.c.name)).all()
-        return [
-            {"name": r.name, "description": r.description, "created_at": isoformat_z(r.created_at)}
-            for r in rows
-            if caller.rules.may(Capability.LIST, RuleType.ROLE, "/" + r.name, now)
-        ]
+        listed: list[dict[str, Any]] = []
+        for row in rows:
+            allowed = caller.rules.allowed(RuleType.ROLE, "/" + row.name, now)
+            if Capability.LIST not in allowed:
+                continue
+            # Reconnaissance: list alone shows which roles exist, not what they are for.
+            if Capability.READ in allowed:
+                listed.append(
+                    {
+                        "name": row.name,
+                        "description": row.description,
+                        "created_at": isoformat_z(row.created_at),
+                    }
+                )
+            else:
+                listed.append({"name": row.name})
+        return listed
 
     def get(self, caller: Caller, name: str, event: AuditEvent, now: datetime) -> dict[str, Any]:
         self._authorize(caller, Capability.READ, name, event, now)

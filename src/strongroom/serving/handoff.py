@@ -5,10 +5,11 @@ forks both). Each login process has a socket pair of type ``SOCK_SEQPACKET`` and
 flag, made by the supervisor before it forks anything (:class:`LoginPool`): every worker holds
 the workers' end of every pair, each login process the other end of its own, and the supervisor
 both ends of all of them for as long as the server runs. A worker sends one message per
-connection, carrying the bytes already read from it and, as ``SCM_RIGHTS`` ancillary data, the
-connection's socket. The worker then closes its copy of the socket; the login process owns the
-connection from there on. The kernel duplicates the descriptor when the message is sent, so
-nothing is lost in between.
+connection, carrying when the worker accepted it (8 bytes, :func:`pack_accepted_at`: a request
+head's time limit runs from there), the bytes already read from it and, as ``SCM_RIGHTS``
+ancillary data, the connection's socket. The worker then closes its copy of the socket; the
+login process owns the connection from there on. The kernel duplicates the descriptor when the
+message is sent, so nothing is lost in between.
 
 Because the supervisor holds both ends, a socket pair outlives the login processes that come
 and go on it: connections sent while one is being replaced wait in the socket for the next.
@@ -34,6 +35,8 @@ import contextlib
 import mmap
 import os
 import socket
+import struct
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Protocol
@@ -75,6 +78,23 @@ _GONE = (BrokenPipeError, ConnectionResetError, ConnectionRefusedError)
 # it and reads wait. Only a busy worker's handoff opens the window: logins one after another
 # (each finding the worker idle) are no burst, and stay on the fastest path.
 BURST_WINDOW_SECONDS = 0.25
+# A message's prefix: the connection's accept time, as time.monotonic() (one clock for every
+# process of the machine), so that the login process knows how long the head has taken, time
+# spent waiting in a backlog or in the socket for a login process being replaced included.
+_ACCEPTED_AT = struct.Struct("!d")
+ACCEPTED_AT_BYTES = _ACCEPTED_AT.size
+
+
+def pack_accepted_at(accepted_at: float) -> bytes:
+    return _ACCEPTED_AT.pack(accepted_at)
+
+
+def unpack_message(message: bytes) -> tuple[float, bytes]:
+    """(accept time, first bytes) of a message from a worker; ValueError if too short."""
+    if len(message) < ACCEPTED_AT_BYTES:
+        raise ValueError("a handoff message starts with the connection's accept time")
+    (accepted_at,) = _ACCEPTED_AT.unpack_from(message)
+    return float(accepted_at), message[ACCEPTED_AT_BYTES:]
 
 
 class _HasFileno(Protocol):
@@ -139,8 +159,9 @@ class LoginChannel:
         self.index = index
         self._pool = pool
         self.channel: socket.socket | None = pool.worker_ends[index]
-        # Connections waiting for room on the socket: a duplicate descriptor and first bytes.
-        self.backlog: deque[tuple[int, bytes]] = deque()
+        # Connections waiting for room on the socket: a duplicate descriptor, the accept time
+        # (packed) and the first bytes.
+        self.backlog: deque[tuple[int, bytes, bytes]] = deque()
 
     @property
     def ready(self) -> bool:
@@ -176,12 +197,18 @@ class LoginHandoff:
         return self._processes
 
     def offer(
-        self, connection: _HasFileno, first_chunk: bytes, *, worker_idle: bool = False
+        self,
+        connection: _HasFileno,
+        first_chunk: bytes,
+        *,
+        worker_idle: bool = False,
+        accepted_at: float | None = None,
     ) -> bool:
         """Pass a new connection whose first bytes are ``first_chunk`` to a login process.
 
         ``worker_idle``: the worker serves no request at the moment (kept if keep_when_idle,
         unless a busy worker passed a login on less than BURST_WINDOW_SECONDS ago).
+        ``accepted_at``: ``time.monotonic()`` when the worker accepted it (None: now).
         Returns whether it was passed (see the module docstring for the contract).
         """
         if not starts_login_request(first_chunk):
@@ -194,12 +221,13 @@ class LoginHandoff:
         ):
             _COUNT["worker_idle"].inc()
             return False
-        passed = self._pass(connection, first_chunk)
+        stamp = pack_accepted_at(time.monotonic() if accepted_at is None else accepted_at)
+        passed = self._pass(connection, stamp, first_chunk)
         if passed and not worker_idle:
             self._last_busy_handoff = now
         return passed
 
-    def _pass(self, connection: _HasFileno, first_chunk: bytes) -> bool:
+    def _pass(self, connection: _HasFileno, stamp: bytes, first_chunk: bytes) -> bool:
         for _ in range(len(self._processes)):
             process = self._processes[self._next]
             self._next = (self._next + 1) % len(self._processes)
@@ -207,7 +235,7 @@ class LoginHandoff:
                 continue
             if not process.backlog:
                 try:
-                    socket.send_fds(process.channel, [first_chunk], [connection.fileno()])
+                    socket.send_fds(process.channel, [stamp, first_chunk], [connection.fileno()])
                 except BlockingIOError:
                     pass  # the socket is full: queue it below
                 except _GONE:
@@ -225,7 +253,7 @@ class LoginHandoff:
                 duplicate = os.dup(connection.fileno())
             except OSError:
                 break  # no descriptor left to hold it with: served here
-            process.backlog.append((duplicate, first_chunk))
+            process.backlog.append((duplicate, stamp, first_chunk))
             if len(process.backlog) == 1:
                 self._arm_backlog(process)
             _COUNT["login_process_queued"].inc()
@@ -240,9 +268,9 @@ class LoginHandoff:
         if channel is None:
             return
         while process.backlog:
-            descriptor, first_chunk = process.backlog[0]
+            descriptor, stamp, first_chunk = process.backlog[0]
             try:
-                socket.send_fds(channel, [first_chunk], [descriptor])
+                socket.send_fds(channel, [stamp, first_chunk], [descriptor])
             except BlockingIOError:
                 return  # still full: the writer stays armed
             except _GONE:

@@ -30,13 +30,13 @@ from typing import Any
 
 import structlog
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from strongroom.auth.login_loop import new_event_loop
 from strongroom.config import Settings
 from strongroom.serving.descriptors import presize_descriptor_table
-from strongroom.serving.handoff import LoginPool
+from strongroom.serving.handoff import ACCEPTED_AT_BYTES, LoginPool, unpack_message
+from strongroom.serving.http_protocol import ServerHttpProtocol
 from strongroom.serving.placement import Placement
 from strongroom.serving.routing import MAX_FIRST_CHUNK
 
@@ -71,8 +71,10 @@ class CloseAfterResponse:
         await self.app(scope, receive, send_closing)
 
 
-class PassedConnectionProtocol(HttpToolsProtocol):
-    """uvicorn's protocol, fed first with the bytes the worker had already read."""
+class PassedConnectionProtocol(ServerHttpProtocol):
+    """The server's HTTP protocol (Vault's ``LIST``, the head limits: ``http_protocol.py``), fed
+    first with the bytes the worker had already read; the head's time runs from the worker's
+    accept (``head_started``)."""
 
     def __init__(self, first_chunk: bytes, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -120,21 +122,28 @@ class LoginProcessServer:
     def _on_channel(self) -> None:
         while True:
             try:
-                chunk, fds, _flags, _address = socket.recv_fds(self._channel, MAX_FIRST_CHUNK, 1)
+                message, fds, _flags, _address = socket.recv_fds(
+                    self._channel, ACCEPTED_AT_BYTES + MAX_FIRST_CHUNK, 1
+                )
             except BlockingIOError:
                 return
             except OSError:
-                chunk, fds = b"", []
-            if not chunk and not fds:
+                message, fds = b"", []
+            if not message and not fds:
                 self._closed.set()  # the workers and the supervisor are done with it
                 return
             for fd in fds[1:]:  # never more than one is sent; never leak one
                 os.close(fd)
             if not fds:
                 continue
-            self._serve(socket.socket(fileno=fds[0]), chunk)
+            try:
+                accepted_at, chunk = unpack_message(message)
+            except ValueError:  # not from our workers' code: nothing to serve it with
+                os.close(fds[0])
+                continue
+            self._serve(socket.socket(fileno=fds[0]), chunk, accepted_at)
 
-    def _serve(self, connection: socket.socket, first_chunk: bytes) -> None:
+    def _serve(self, connection: socket.socket, first_chunk: bytes, accepted_at: float) -> None:
         connection.setblocking(False)
 
         def protocol() -> asyncio.Protocol:
@@ -143,6 +152,7 @@ class LoginProcessServer:
                 config=self._config,
                 server_state=self._state,
                 app_state=self._app_state,
+                head_started=accepted_at,
             )
 
         task = asyncio.get_running_loop().create_task(self._accept(connection, protocol))

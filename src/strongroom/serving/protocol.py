@@ -7,8 +7,12 @@ does nothing but wait for the first bytes:
 
 - a login goes to a login process (:meth:`LoginHandoff.offer`), and this worker forgets the
   connection;
-- anything else (or a login nobody can take) gets uvicorn's HTTP protocol, which takes over
-  the transport as if it had had it from the start.
+- anything else (or a login nobody can take) gets uvicorn's HTTP protocol (with Vault's
+  ``LIST`` and the limits on request heads: :mod:`~strongroom.serving.http_protocol`), which
+  takes over the transport as if it had had it from the start.
+
+Either way the connection's accept time goes along: a request head must be complete within
+10 s of it, however the time was spent (waiting for the first bytes, in a handoff, or after).
 
 Why not uvicorn's protocol from the start: at the start of a burst a worker accepts a hundred
 login connections within milliseconds, and every read it serves meanwhile waits behind them.
@@ -21,15 +25,15 @@ costs the worker about 40 % less CPU (``bench/login_handoff.py``). Without a han
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, cast
 
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from strongroom.serving.handoff import LoginHandoff
+from strongroom.serving.http_protocol import ServerHttpProtocol
 from strongroom.serving.state import LOGIN_HANDOFF
-from strongroom.serving.vault_methods import VaultMethodsProtocol
 
 
 class LoginRoutingProtocol(asyncio.Protocol):
@@ -53,9 +57,11 @@ class LoginRoutingProtocol(asyncio.Protocol):
         self._handoff: LoginHandoff | None = handoff if isinstance(handoff, LoginHandoff) else None
         self._transport: asyncio.Transport | None = None
         self._first_bytes_timer: asyncio.TimerHandle | None = None
-        self._http: HttpToolsProtocol | None = None
+        self._http: ServerHttpProtocol | None = None
+        self._accepted_at = 0.0  # time.monotonic(): the head's time runs from here
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._accepted_at = time.monotonic()
         # uvloop's transports behave as asyncio.Transport without subclassing it.
         self._transport = cast(asyncio.Transport, transport)
         if self._handoff is None:
@@ -112,14 +118,15 @@ class LoginRoutingProtocol(asyncio.Protocol):
             self._first_bytes_timer.cancel()
             self._first_bytes_timer = None
 
-    def _become_http(self, transport: asyncio.Transport) -> HttpToolsProtocol:
+    def _become_http(self, transport: asyncio.Transport) -> ServerHttpProtocol:
         """Give the connection to uvicorn's HTTP protocol (it owns the transport from now on)."""
-        # uvicorn's protocol, with Vault's LIST method (vault_methods.py).
-        http = VaultMethodsProtocol(
+        # uvicorn's protocol, with Vault's LIST method and the head limits (http_protocol.py).
+        http = ServerHttpProtocol(
             config=self._config,
             server_state=self._server_state,
             app_state=self._app_state,
             _loop=self._loop,
+            head_started=self._accepted_at,
         )
         self._http = http
         transport.set_protocol(http)
@@ -130,7 +137,9 @@ class LoginRoutingProtocol(asyncio.Protocol):
         connection = transport.get_extra_info("socket")
         # uvicorn's set of request tasks in progress on this worker (all connections).
         idle = not self._server_state.tasks
-        if connection is None or not handoff.offer(connection, data, worker_idle=idle):
+        if connection is None or not handoff.offer(
+            connection, data, worker_idle=idle, accepted_at=self._accepted_at
+        ):
             return False
         # The login process holds the connection now. Closing our copy of the descriptor
         # neither sends FIN nor drops unread bytes: the socket lives on in the login process.

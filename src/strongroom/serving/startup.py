@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from strongroom.config import Settings, unknown_variables
+from strongroom.kit.private_files import private_directory
 
 log = structlog.get_logger("strongroom.serving")
 
@@ -65,7 +66,7 @@ def database_label(database_url: str) -> str:
 
 
 def check_data_folder(database_url: str) -> None:
-    """SQLite: the database's folder exists (made if missing) and takes new files."""
+    """SQLite: the database's folder exists (made 0700 if missing) and takes new files."""
     try:
         url = make_url(database_url)
     except ArgumentError:
@@ -76,7 +77,9 @@ def check_data_folder(database_url: str) -> None:
         return
     folder = Path(url.database).resolve().parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        # Missing folders are made 0700 whatever the umask (kit/private_files.py): the
+        # database, its WAL and the audit journals go in it.
+        private_directory(folder)
         # Creating a file is the test that holds for root and on read-only mounts alike.
         descriptor, probe = tempfile.mkstemp(prefix=".write-check-", dir=folder)
         os.close(descriptor)

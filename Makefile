@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench bench-read bench-login clean
+.PHONY: run test test-fast lint fmt typecheck unit bench bench-read bench-login bench-replicas clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,14 @@ run: $(STAMP)
 	$(BIN)/strongroom server --dev
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench alembic
+	$(BIN)/ruff format --check src tests bench alembic
+
+# Fixes what ruff can fix, formats, then reports what is left to fix by hand.
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix-only --quiet src tests bench alembic
+	$(BIN)/ruff format src tests bench alembic
+	$(BIN)/ruff check src tests bench alembic
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -27,7 +33,13 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
-bench: bench-read bench-login
+# The quick loop while working: SQLite only (the PostgreSQL half of each database test is
+# marked postgres), no browser, no container, no slow tests (real server processes, fuzzing).
+# `make test` before pushing runs everything but the container tests.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not postgres and not browser and not container and not slow"
+
+bench: bench-read bench-login bench-replicas
 
 bench-read: $(STAMP)
 	$(BIN)/python bench/read_path.py
@@ -35,5 +47,27 @@ bench-read: $(STAMP)
 bench-login: $(STAMP)
 	$(BIN)/python bench/login.py
 
+bench-replicas: $(STAMP)
+	$(BIN)/python bench/replicas.py
+	$(BIN)/python bench/replicas.py --delay-ms 1
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache strongroom-data
+
+.PHONY: test-container lock lock-upgrade
+
+# Builds the server image from the Dockerfile and runs it (tests/container/test_image.py): needs
+# root, podman, buildah and debootstrap (Debian's), and PostgreSQL on 127.0.0.1.
+test-container: $(STAMP)
+	$(BIN)/pytest -q -m container tests/container
+
+# requirements/*.lock from pyproject.toml, with hashes: the image installs exactly these.
+# `lock` keeps the pins it can and adds what pyproject.toml now asks for; `lock-upgrade` moves
+# every pin to the newest release allowed.
+UV_COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --universal --python-version 3.11
+lock: $(STAMP)
+	$(UV_COMPILE) $(UPGRADE) pyproject.toml -o requirements/server.lock
+	$(UV_COMPILE) $(UPGRADE) requirements/build.in -o requirements/build.lock
+
+lock-upgrade:
+	$(MAKE) lock UPGRADE=--upgrade

@@ -8,8 +8,8 @@
                                     [--profile [--profile-mode cpu|wall]] [--server-env N=V]
 
 Everything runs on 127.0.0.1: ``strongroom server`` (SQLite in a temp dir, ``--workers 2`` by
-default), moto's STS (``tests.support.moto_sts.MotoServer``, signature checks ON), a scripted
-STS (``tests.support.stub_sts.StubSts``) in its own process, and a reader process.
+default), moto's STS (``aws_sts.MotoSts``, signature checks ON), a stub STS that answers after a
+delay (``aws_sts.DelayedSts``) in its own process, and a reader process.
 
 1. Sequential logins over the STS round trip. An IAM role is created in moto and assumed; each
    of ``--logins`` logins (after ``--warmup`` ones) carries a GetCallerIdentity request freshly
@@ -68,6 +68,9 @@ Results: a table on stdout, progress on stderr, ``bench/results/login-<timestamp
 (failed requests, if any, are listed from the audit trail). If other benchmarks (wrk, bao,
 bench/read_path*) are running, the script first waits for them to finish (``--no-wait`` to
 skip). Every process started here is stopped on exit, error, Ctrl-C or SIGTERM.
+
+This file is the entry and the phases; ``login_rig.py`` has the processes they drive and the
+probes they read, ``login_report.py`` the figures, the targets and the table.
 """
 
 from __future__ import annotations
@@ -75,21 +78,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
-import base64
 import contextlib
 import json
 import os
-import platform
-import random
-import resource
 import secrets
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -97,26 +93,50 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-ROOT = BENCH_DIR.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # for tests.support (moto, stub STS, signing)
-
-import httpx  # noqa: E402
-from processes import (  # noqa: E402
+import httpx
+from aws_sts import MotoSts, sign_get_caller_identity
+from login_report import (
+    histogram_delta,
+    histogram_summary,
+    percentile,
+    pooled,
+    report,
+    summary_ms,
+)
+from login_rig import (
+    PROCS,
+    RESULTS_DIR,
+    ROOT,
+    HelperProcess,
+    Profiler,
+    Server,
+    audit_batches,
+    failed_requests,
+    log,
+    login_handoffs,
+    machine_cpu,
+    machine_info,
+    other_benchmarks,
+    read_histogram,
+    readers_main,
+    route_seconds,
+    self_cpu_seconds,
+    set_autogroup_nice,
+    steal_seconds,
+    sts_seconds,
+    stub_sts_main,
+    wait_until_quiet,
+)
+from processes import (
     IdleCpuGroup,
-    Processes,
     group_cpu_seconds,
     raise_on_signal,
     run_queue_wait_seconds,
-    tree_cpu_seconds,
-    tree_pids,
+    tail,
 )
 
-RESULTS_DIR = BENCH_DIR / "results"
-VENV_BIN = Path(sys.executable).parent
-STRONGROOM = str(VENV_BIN / "strongroom") if (VENV_BIN / "strongroom").exists() else "strongroom"
-LOOPBACK = "127.0.0.1"
+from strongroom.cli.aws_login import GET_CALLER_IDENTITY_BODY, AwsCredentials
+
 LOGIN_ROUTE = "/v1/auth/login"
 SECRET_NAME = "/bench/db-password"
 ROLE_NAME = "bench-role"  # the IAM role in moto
@@ -124,425 +144,9 @@ SESSION_NAME = "i-0bench000000000001"
 MAX_SIGNING_OFFSET_S = 840  # X-Amz-Date must stay within 15 minutes of the server's clock
 
 WARMUP_BURST = 8  # concurrent warm-up logins through the stub before the bursts
-TARGET_ADDED_P50_MS = 3.0
-TARGET_BURST_WALL_S = 1.5
-TARGET_READ_P99_FACTOR = 2.0
 
 
-def log(message: str) -> None:
-    print(f"[login-bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile, ``q`` in [0, 100]; NaN when empty."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100.0
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def summary_ms(seconds: Sequence[float]) -> dict[str, Any]:
-    ms = [s * 1000.0 for s in seconds]
-    if not ms:
-        return {"n": 0, "p50_ms": None, "p90_ms": None, "p99_ms": None, "max_ms": None}
-    return {
-        "n": len(ms),
-        "p50_ms": round(percentile(ms, 50), 3),
-        "p90_ms": round(percentile(ms, 90), 3),
-        "p99_ms": round(percentile(ms, 99), 3),
-        "max_ms": round(max(ms), 3),
-        "mean_ms": round(sum(ms) / len(ms), 3),
-    }
-
-
-# -- processes -----------------------------------------------------------------------------
-
-
-PROCS = Processes()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
-class Profiler:
-    """``py-spy record`` of the server's process tree (workers included), collapsed stacks.
-
-    Started and stopped around one phase with ``--profile``; it samples without pausing the
-    workers (``--nonblocking``) so the figures it shadows are only slightly disturbed.
-    """
-
-    def __init__(self, pid: int, output: Path, mode: str = "cpu", rate: int = 500) -> None:
-        self.output = output
-        py_spy = VENV_BIN / "py-spy"
-        self.command = [
-            str(py_spy if py_spy.exists() else "py-spy"),
-            "record",
-            "--pid",
-            str(pid),
-            "--subprocesses",
-            "--nonblocking",
-            # cpu: only the thread holding the GIL (where CPU goes); wall: every thread, idle
-            # ones too (where requests wait).
-            "--gil" if mode == "cpu" else "--idle",
-            "--threads",
-            "--format",
-            "raw",
-            "--rate",
-            str(rate),
-            "--output",
-            str(output),
-        ]
-        self._log = output.with_suffix(".log").open("wb")
-        self.process = PROCS.spawn(self.command, stdout=self._log, stderr=self._log)
-        time.sleep(1.0)  # let it attach
-
-    def stop(self) -> Path:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGINT)  # py-spy writes its output on SIGINT
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=30)
-        PROCS.stop(self.process)
-        self._log.close()
-        return self.output
-
-
-def cpu_jiffies() -> list[int]:
-    """The all-CPUs line of /proc/stat: user, nice, system, idle, iowait, irq, softirq, steal…"""
-    return [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-
-
-def machine_cpu() -> tuple[float, float]:
-    """(busy, total) jiffies of all CPUs, from /proc/stat."""
-    fields = cpu_jiffies()
-    idle = fields[3] + fields[4]  # idle + iowait
-    total = sum(fields[:8])
-    return float(total - idle), float(total)
-
-
-def steal_seconds() -> float:
-    """CPU time the hypervisor gave to others while this machine's CPUs wanted it, so far."""
-    fields = cpu_jiffies()
-    return fields[7] / os.sysconf("SC_CLK_TCK") if len(fields) > 7 else 0.0
-
-
-def set_autogroup_nice(pid: str, nice: int) -> int | None:
-    """Set the nice value of ``pid``'s session CPU group (Linux autogroup); return the old
-    one, or None where there is no autogroup (or it may not be changed)."""
-    path = Path(f"/proc/{pid}/autogroup")
-    try:
-        previous = int(path.read_text().split("nice")[-1])
-        path.write_text(str(nice))
-    except (OSError, ValueError):
-        return None
-    return previous
-
-
-def self_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def other_benchmarks() -> list[str]:
-    """Command lines of other benchmark processes that would disturb the measurement."""
-    found: list[str] = []
-    mine = {os.getpid(), os.getppid()}
-    for pattern in ("wrk", "bao", "bench/read_path"):
-        result = subprocess.run(
-            ["pgrep", "-fa", pattern], capture_output=True, text=True, check=False
-        )
-        for line in result.stdout.splitlines():
-            pid, _, cmd = line.partition(" ")
-            if pid.isdigit() and int(pid) not in mine and "bench/login" not in cmd:
-                found.append(line.strip())
-    return sorted(set(found))
-
-
-def wait_until_quiet(max_wait: float) -> list[str]:
-    """Wait (bounded) until no other benchmark runs; return what still runs, if any."""
-    deadline = time.monotonic() + max_wait
-    busy = other_benchmarks()
-    while busy and time.monotonic() < deadline:
-        log(f"waiting for {len(busy)} other benchmark process(es) to finish: {busy[:3]}")
-        time.sleep(min(10.0, max(0.0, deadline - time.monotonic())))
-        busy = other_benchmarks()
-    return busy
-
-
-# -- the stub STS and the readers: helper processes (this file, hidden modes) --------------
-
-
-def stub_sts_main(args: argparse.Namespace) -> int:
-    """Run StubSts answering every request with an identity after ``delay`` seconds.
-
-    Commands on stdin, one a line: ``count`` (prints the requests received), ``stop``.
-    """
-    from tests.support.stub_sts import Reply, StubSts, identity_xml
-
-    stub = StubSts(
-        Reply(
-            200,
-            identity_xml(arn=args.arn, user_id=args.user_id, account=args.account),
-            delay=args.delay,
-        )
-    )
-    # socketserver listens with request_queue_size = 5: a burst of connects beyond what the
-    # accept thread drains overflows the accept queue, the kernel drops the SYNs and the
-    # clients retransmit after 1 s. listen() again on the listening socket raises the backlog
-    # (Linux; capped by net.core.somaxconn).
-    stub._server.socket.listen(args.backlog)
-    stub.start()
-    print(json.dumps({"url": stub.url}), flush=True)
-    deadline = time.monotonic() + args.max_seconds
-    try:
-        for line in sys.stdin:
-            command = line.strip()
-            if command == "count":
-                print(json.dumps({"count": stub.request_count}), flush=True)
-            elif command == "stop" or time.monotonic() > deadline:
-                break
-    finally:
-        stub.stop()
-    return 0
-
-
-async def _readers_async(args: argparse.Namespace) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def watch_stdin() -> None:
-        for line in sys.stdin:
-            if line.strip() == "stop":
-                break
-        loop.call_soon_threadsafe(stop.set)
-
-    threading.Thread(target=watch_stdin, daemon=True).start()
-    samples: list[tuple[float, float, int]] = []
-    interval = args.readers / args.rate if args.rate > 0 else 0.0
-    url = httpx.URL(args.url)
-    # The instrument must cost the shared cores as little as it can: a raw keep-alive
-    # HTTP/1.1 exchange per read (about a tenth of httpx's CPU per request), so that what it
-    # measures is the server, not its own client library competing with it.
-    request = (
-        f"GET {url.raw_path.decode()} HTTP/1.1\r\nHost: {url.host}:{url.port}\r\n"
-        f"Authorization: Bearer {os.environ['BENCH_READER_TOKEN']}\r\n\r\n"
-    ).encode()
-
-    async def exchange(
-        streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None,
-    ) -> tuple[int, tuple[asyncio.StreamReader, asyncio.StreamWriter] | None]:
-        if streams is None:
-            streams = await asyncio.open_connection(url.host, url.port)
-        reader_stream, writer = streams
-        writer.write(request)
-        head = await reader_stream.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        length = 0
-        closing = False
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"connection" and value.strip().lower() == b"close":
-                closing = True
-        await reader_stream.readexactly(length)
-        if closing:
-            writer.close()
-            return status, None
-        return status, streams
-
-    async def reader() -> None:
-        streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-        next_at = time.monotonic() + random.random() * interval
-        while not stop.is_set():
-            if interval:
-                delay = next_at - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                    if stop.is_set():
-                        break
-                # A late reader does not catch up with a burst of its own.
-                next_at = max(next_at + interval, time.monotonic())
-            started = time.monotonic()
-            try:
-                status, streams = await asyncio.wait_for(exchange(streams), 30)
-            except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError):
-                status, streams = 0, None
-            samples.append((started, time.monotonic() - started, status))
-        if streams is not None:
-            streams[1].close()
-
-    tasks = [asyncio.create_task(reader()) for _ in range(args.readers)]
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), args.max_seconds)
-    stop.set()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    sys.stdout.write(json.dumps({"samples": samples}) + "\n")
-    sys.stdout.flush()
-    return 0
-
-
-def readers_main(args: argparse.Namespace) -> int:
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    return asyncio.run(_readers_async(args))
-
-
-class HelperProcess:
-    """A hidden mode of this file run as a child process, talked to over stdin/stdout."""
-
-    def __init__(
-        self, mode: str, *extra: str, log_path: Path, env: dict[str, str] | None = None
-    ) -> None:
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.process = PROCS.spawn(
-            [sys.executable, str(Path(__file__).resolve()), mode, *extra],
-            env={**os.environ, **(env or {})},
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            cwd=str(ROOT),
-            text=True,
-        )
-
-    def send(self, line: str) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(line + "\n")
-        self.process.stdin.flush()
-
-    def receive(self) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"helper process ended early:\n{tail(self.log_path)}")
-        return dict(json.loads(line))
-
-    def stop(self) -> None:
-        with contextlib.suppress(BrokenPipeError, OSError, ValueError):
-            self.send("stop")
-        PROCS.stop(self.process)
-        self._log.close()
-
-
-# -- the server ----------------------------------------------------------------------------
-
-
-class Server:
-    """``strongroom server`` with SQLite in ``directory``; output to ``server.log``."""
-
-    def __init__(
-        self,
-        directory: Path,
-        workers: int,
-        extra_endpoints: Sequence[str],
-        extra_env: Sequence[str] = (),
-    ) -> None:
-        self.directory = directory
-        self.workers = workers
-        self.port = free_port()
-        self.url = f"http://{LOOPBACK}:{self.port}"
-        self.log_path = directory / "server.log"
-        metrics = directory / "metrics"
-        metrics.mkdir()
-        self.env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("STRONGROOM_", "PROMETHEUS_MULTIPROC_DIR", "AWS_"))
-        }
-        self.env.update(
-            {
-                "STRONGROOM_DATABASE_URL": f"sqlite:///{directory / 'strongroom.db'}",
-                "STRONGROOM_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
-                "STRONGROOM_STS_EXTRA_ENDPOINTS": ",".join(extra_endpoints),
-                "STRONGROOM_LOG_LEVEL": "WARNING",
-                "STRONGROOM_LOG_FORMAT": "json",
-                "PROMETHEUS_MULTIPROC_DIR": str(metrics),
-            }
-        )
-        for item in extra_env:
-            name, _, value = item.partition("=")
-            self.env[name] = value
-        self.process: subprocess.Popen[Any] | None = None
-        self.command: list[str] = []
-
-    def bootstrap(self) -> dict[str, str]:
-        result = subprocess.run(
-            [STRONGROOM, "bootstrap", "--json"],
-            env=self.env,
-            cwd=self.directory,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"strongroom bootstrap failed:\n{result.stderr}")
-        return dict(json.loads(result.stdout))
-
-    def start(self) -> None:
-        self.command = [
-            STRONGROOM,
-            "server",
-            "--host",
-            LOOPBACK,
-            "--port",
-            str(self.port),
-            "--workers",
-            str(self.workers),
-        ]
-        with self.log_path.open("wb") as output:
-            self.process = PROCS.spawn(
-                self.command, env=self.env, cwd=self.directory, stdout=output, stderr=output
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{tail(self.log_path)}")
-            try:
-                if httpx.get(self.url + "/v1/sys/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"server not ready after 60 s:\n{tail(self.log_path)}")
-
-    def cpu_seconds(self) -> float:
-        return tree_cpu_seconds(self.process.pid) if self.process else 0.0
-
-    def worker_pids(self) -> list[int]:
-        """The worker processes: neither the supervisor nor the login processes."""
-        if self.process is None:
-            return []
-        workers = []
-        for pid in tree_pids(self.process.pid):
-            with contextlib.suppress(OSError):
-                command = Path(f"/proc/{pid}/cmdline").read_bytes()
-                if pid != self.process.pid and b"login_process" not in command:
-                    workers.append(pid)
-        return workers
-
-    def stop(self) -> None:
-        if self.process is not None:
-            PROCS.stop(self.process)
-            self.process = None
+# -- set-up: roles, auth methods and a secret through the REST API -------------------------
 
 
 def set_up(server: Server, admin: dict[str, str], moto_url: str, stub_url: str) -> dict[str, str]:
@@ -637,8 +241,6 @@ def sign_many(
     Requests signed for one URL at the same X-Amz-Date are identical, so every batch meant for
     one server must use one ``base`` and disjoint offsets (or it replays its own signatures).
     """
-    from tests.support.signing import sign_get_caller_identity
-
     now = base or datetime.now(UTC).replace(microsecond=0)
     age = (datetime.now(UTC) - now).total_seconds()
     if max(offsets) + age > MAX_SIGNING_OFFSET_S:
@@ -653,10 +255,8 @@ def sign_many(
     ]
 
 
-def burst_credentials(number: int) -> Any:
+def burst_credentials(number: int) -> AwsCredentials:
     """A throwaway AWS key pair for burst ``number`` (only ever sent to the stub STS)."""
-    from tests.support.moto_sts import AwsCredentials
-
     return AwsCredentials(f"AKIABENCHBURST{number:06d}", secrets.token_urlsafe(30))
 
 
@@ -775,7 +375,7 @@ def sequential_phase(
     }
 
 
-# -- phase 2: bursts against a slow STS, readers alongside ----------------------------------
+# -- phase 2: bursts against a slow STS, readers alongside ---------------------------------
 
 
 async def fire(
@@ -861,8 +461,6 @@ def burst_phase(
     args: argparse.Namespace,
     tmp: Path,
 ) -> dict[str, Any]:
-    from tests.support.signing import GET_CALLER_IDENTITY_BODY
-
     # The stub alone, with as many concurrent requests: what the server's burst cannot beat.
     stub.send("count")
     before = int(stub.receive()["count"])
@@ -1070,269 +668,29 @@ def burst_phase(
     }
 
 
-# -- report --------------------------------------------------------------------------------
+def wait_for_login_processes(server: Server, deadline_s: float = 60.0) -> None:
+    """Wait until every worker passes new login connections to a ready login process.
 
-
-def verdict(ok: bool) -> str:
-    return "met" if ok else "NOT MET"
-
-
-def build_table(results: dict[str, Any]) -> tuple[list[list[str]], dict[str, bool]]:
-    rows: list[list[str]] = []
-    targets: dict[str, bool] = {}
-    seq = results.get("sequential")
-    if seq:
-        rows += [
-            [
-                "login p50 / p99 (sequential, moto STS)",
-                f"{seq['login']['p50_ms']:.2f} / {seq['login']['p99_ms']:.2f} ms",
-                "",
-                "",
-            ],
-            [
-                "STS alone p50 / p99 (moto GetCallerIdentity)",
-                f"{seq['sts_alone']['p50_ms']:.2f} / {seq['sts_alone']['p99_ms']:.2f} ms",
-                "",
-                "",
-            ],
-        ]
-        targets["added_p50"] = seq["added_p50_ms"] <= TARGET_ADDED_P50_MS
-        rows.append(
-            [
-                "added latency p50 (login - STS)",
-                f"{seq['added_p50_ms']:.2f} ms",
-                f"≤ {TARGET_ADDED_P50_MS:g} ms",
-                verdict(targets["added_p50"]),
-            ]
+    Probes are malformed logins (``{}``, a 400 that no failure counter sees) on fresh
+    connections, sent together: an idle worker keeps a login for itself
+    (``STRONGROOM_LOGIN_INLINE_WHEN_IDLE``), a busy one hands it over. Done when a round
+    handed some over and found no worker without a ready login process.
+    """
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        before = login_handoffs(server)
+        if not before:
+            return  # no login processes (STRONGROOM_LOGIN_PROCESSES=0)
+        asyncio.run(fire(server.url + "/v1/auth/login", [b"{}"] * 16))
+        after = login_handoffs(server)
+        handed = sum(
+            after.get(k, 0.0) - before.get(k, 0.0)
+            for k in ("login_process", "login_process_queued")
         )
-        rows.append(["added latency p99 (login - STS)", f"{seq['added_p99_ms']:.2f} ms", "", ""])
-        rows.append(
-            [
-                "  sequential logins' connections",
-                "a new one per login" if seq.get("fresh_connections") else "one, kept alive",
-                "",
-                "",
-            ]
-        )
-        rows.append(
-            [
-                "server CPU per login (both workers)",
-                f"{seq['server_cpu_ms_per_login']:.2f} ms",
-                "",
-                "",
-            ]
-        )
-        if seq.get("app_mean_ms") is not None:
-            rows.append(
-                [
-                    "  time in the app per login, STS included (mean)",
-                    f"{seq['app_mean_ms']:.2f} ms  (login mean {seq['login']['mean_ms']:.2f} ms)",
-                    "",
-                    "",
-                ]
-            )
-        if seq.get("health_check"):
-            health = seq["health_check"]
-            rows.append(
-                [
-                    "  health check round trip p50 (same client)",
-                    f"{health['p50_ms']:.2f} ms  (any request's floor; "
-                    f"login - STS - health: {seq['added_p50_ms'] - health['p50_ms']:.2f} ms)",
-                    "",
-                    "",
-                ]
-            )
-        if seq.get("server_sts_mean_ms") is not None:
-            rows.append(
-                [
-                    "  STS round trip as the server timed it (mean)",
-                    f"{seq['server_sts_mean_ms']:.2f} ms  (STS alone mean "
-                    f"{seq['sts_alone']['mean_ms']:.2f} ms)",
-                    "",
-                    "",
-                ]
-            )
-    burst = results.get("burst")
-    if burst:
-        walls = [b["wall_s"] for b in burst["bursts"]]
-        n = burst["burst_size"]
-        stub = burst["stub_alone"]
-        rows.append(
-            [
-                f"stub STS alone: {n} concurrent, {results['args']['sts_delay'] * 1000:g} ms delay",
-                f"{stub['wall_s']:.3f} s",
-                "",
-                "ok" if stub["statuses"] == {"200": n} else "FAILED",
-            ]
-        )
-        targets["burst_wall"] = max(walls) < TARGET_BURST_WALL_S
-        rows.append(
-            [
-                f"{n} concurrent logins, wall (worst of {len(walls)})",
-                f"{max(walls):.3f} s  ({', '.join(f'{w:.3f}' for w in walls)})",
-                f"< {TARGET_BURST_WALL_S:g} s",
-                verdict(targets["burst_wall"]),
-            ]
-        )
-        client_cpu = [b["client_cpu_s"] for b in burst["bursts"]]
-        busy = [b["machine_busy_fraction"] for b in burst["bursts"]]
-        server_cpu = [b["server_cpu_s"] for b in burst["bursts"]]
-        rows.append(
-            [
-                "  CPU during bursts: server / load generator",
-                f"{max(server_cpu):.2f} / {max(client_cpu):.2f} s (worst), machine busy "
-                f"{max(busy):.0%}, client shards {burst['bursts'][0]['client_shards']}",
-                "",
-                "",
-            ]
-        )
-        handoffs = results.get("login_handoffs") or {}
-        queued = handoffs.get("login_process_queued", 0)
-        if handoffs:
-            kept = sum(
-                handoffs.get(k, 0) for k in ("worker_idle", "worker_busy", "worker_not_ready")
-            )
-            rows.append(
-                [
-                    "  new login connections: login process / worker",
-                    f"{handoffs.get('login_process', 0) + queued:.0f} ({queued:.0f} queued) / "
-                    f"{kept:.0f}  (worker: {handoffs.get('worker_idle', 0):.0f} idle, "
-                    f"{handoffs.get('worker_busy', 0):.0f} login processes behind, "
-                    f"{handoffs.get('worker_not_ready', 0):.0f} not ready)",
-                    "",
-                    "",
-                ]
-            )
-        statuses: Counter[str] = Counter()
-        for b in burst["bursts"]:
-            statuses.update(b["statuses"])
-        failures = {k: v for k, v in statuses.items() if k != "200"}
-        targets["burst_all_200"] = not failures
-        rows.append(
-            [
-                "burst logins answered 200",
-                f"{statuses.get('200', 0)}/{sum(statuses.values())}"
-                + (f"  failures {failures}" if failures else ""),
-                "all",
-                verdict(targets["burst_all_200"]),
-            ]
-        )
-        idle = burst["reads_idle"]
-        during = burst["reads_during"]
-        if not idle["n"] or not during["n"]:
-            return rows, targets  # no readers
-        rows.append(
-            [
-                "reads p50 / p99 idle (just before bursts)",
-                f"{idle['p50_ms']:.2f} / {idle['p99_ms']:.2f} ms  (n={idle['n']})",
-                "",
-                "",
-            ]
-        )
-        server_idle = burst.get("server_reads_idle")
-        server_during = burst.get("server_reads_during")
-        if server_idle and server_during and server_idle["n"] and server_during["n"]:
-            rows.append(
-                [
-                    "  server's own read latency p50 / p99: idle | bursts",
-                    f"≤ {server_idle['p50_le_ms']:g} / ≤ {server_idle['p99_le_ms']:g} ms | "
-                    f"≤ {server_during['p50_le_ms']:g} / ≤ {server_during['p99_le_ms']:g} ms "
-                    "(histogram buckets)",
-                    "",
-                    "",
-                ]
-            )
-        batches_idle = burst.get("audit_batches_idle") or {}
-        batches_during = burst.get("audit_batches_during") or {}
-
-        def batches(counts: dict[str, float]) -> str:
-            committed = counts.get("loop", 0) + counts.get("waited", 0) + counts.get("thread", 0)
-            return (
-                f"{counts.get('journal', 0):.0f} journaled, {committed:.0f} committed "
-                f"({counts.get('waited', 0):.0f} waited for the lock)"
-            )
-
-        if batches_idle or batches_during:
-            rows.append(
-                [
-                    "  reads' audit batches: idle | bursts",
-                    f"{batches(batches_idle)} | {batches(batches_during)}",
-                    "",
-                    "",
-                ]
-            )
-        waits = [
-            b["run_queue_wait_ms_per_s"] for b in burst["bursts"] if "run_queue_wait_ms_per_s" in b
-        ]
-        if waits:
-
-            def mean_wait(who: str, window: str) -> float:
-                return sum(w[who][window] for w in waits) / len(waits)
-
-            rows.append(
-                [
-                    "  waiting for a core (ms per s): readers | workers, idle → bursts",
-                    f"{mean_wait('readers', 'idle'):.2f} → {mean_wait('readers', 'during'):.2f} | "
-                    f"{mean_wait('workers', 'idle'):.2f} → {mean_wait('workers', 'during'):.2f}"
-                    "  (run-queue time, mean of bursts)",
-                    "",
-                    "",
-                ]
-            )
-        targets["reads_p99"] = during["p99_ms"] <= TARGET_READ_P99_FACTOR * idle["p99_ms"]
-        rows.append(
-            [
-                "reads p50 / p99 during bursts",
-                f"{during['p50_ms']:.2f} / {during['p99_ms']:.2f} ms  (n={during['n']}, "
-                f"max {during['max_ms']:.1f})",
-                f"p99 ≤ {TARGET_READ_P99_FACTOR:g}x idle = "
-                f"{TARGET_READ_P99_FACTOR * idle['p99_ms']:.2f} ms",
-                verdict(targets["reads_p99"]),
-            ]
-        )
-        if burst["reads_failed"]:
-            rows.append(["reads not 200", str(burst["reads_failed"]), "none", "NOT MET"])
-            targets["reads_ok"] = False
-    steal = [
-        f"{name} {results[phase]['steal_s']:.2f} s"
-        for phase, name in (("sequential", "sequential phase"), ("burst", "bursts phase"))
-        if results.get(phase, {}).get("steal_s") is not None
-    ]
-    if steal:
-        rows.append(["CPU time stolen by the hypervisor", ", ".join(steal), "", ""])
-    return rows, targets
-
-
-def print_table(rows: list[list[str]]) -> None:
-    header = ["measure", "value", "target", "status"]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
-    line = "  ".join("-" * w for w in widths)
-    print(line)
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    print(line)
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
-    print(line)
-
-
-def machine_info() -> dict[str, Any]:
-    head = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    return {
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "git_head": head,
-        "src_dirty": bool(dirty),
-        "loadavg_at_start": list(os.getloadavg()),
-    }
+        if handed and after.get("worker_not_ready", 0.0) == before.get("worker_not_ready", 0.0):
+            return
+        time.sleep(0.5)
+    log("login processes still not ready; measuring anyway")
 
 
 # -- main ----------------------------------------------------------------------------------
@@ -1428,163 +786,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def metrics_text(server: Server) -> str:
-    """The server's /metrics page (all workers), or "" if it cannot be had."""
-    try:
-        return httpx.get(server.url + "/metrics", timeout=5).text
-    except httpx.HTTPError:
-        return ""
-
-
-def read_histogram(server: Server) -> dict[float, float]:
-    """Cumulative bucket counts of the server's own latency of secret reads (all workers).
-
-    ``strongroom_http_request_seconds`` is observed by the app's outermost middleware: it
-    covers routing, the handler and the audit commit, not the time a request waited for the
-    worker's event loop or the network. Compared with the readers' own figures, it tells time
-    spent in the app from time spent waiting for it.
-    """
-    text = metrics_text(server)
-    if not text:
-        return {}
-    buckets: dict[float, float] = {}
-    for line in text.splitlines():
-        if line.startswith("strongroom_http_request_seconds_bucket{") and 'route="/v1/secrets' in (
-            line
-        ):
-            labels, _, value = line.partition("} ")
-            bound = labels.split('le="', 1)[1].split('"', 1)[0]
-            le = float("inf") if bound == "+Inf" else float(bound)
-            buckets[le] = buckets.get(le, 0.0) + float(value)
-    return buckets
-
-
-def histogram_delta(after: dict[float, float], before: dict[float, float]) -> dict[float, float]:
-    return {le: count - before.get(le, 0.0) for le, count in after.items()}
-
-
-def pooled(deltas: Sequence[dict[Any, float]]) -> dict[str, float]:
-    total: dict[str, float] = {}
-    for delta in deltas:
-        for key, count in delta.items():
-            total[str(key)] = total.get(str(key), 0.0) + count
-    return total
-
-
-def histogram_summary(deltas: Sequence[dict[float, float]]) -> dict[str, Any]:
-    """Pooled bucket counts; p50/p99 as the upper bound of the bucket they fall in (ms)."""
-    pooled: dict[float, float] = {}
-    for delta in deltas:
-        for le, count in delta.items():
-            pooled[le] = pooled.get(le, 0.0) + count
-    total = pooled.get(float("inf"), 0.0)
-
-    def bound(q: float) -> float | None:
-        if total <= 0:
-            return None
-        for le in sorted(pooled):
-            if pooled[le] >= q * total:
-                return le * 1000.0
-        return None
-
-    return {"n": int(total), "p50_le_ms": bound(0.50), "p99_le_ms": bound(0.99)}
-
-
-def wait_for_login_processes(server: Server, deadline_s: float = 60.0) -> None:
-    """Wait until every worker passes new login connections to a ready login process.
-
-    Probes are malformed logins (``{}``, a 400 that no failure counter sees) on fresh
-    connections, sent together: an idle worker keeps a login for itself
-    (``STRONGROOM_LOGIN_INLINE_WHEN_IDLE``), a busy one hands it over. Done when a round
-    handed some over and found no worker without a ready login process.
-    """
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        before = login_handoffs(server)
-        if not before:
-            return  # no login processes (STRONGROOM_LOGIN_PROCESSES=0)
-        asyncio.run(fire(server.url + "/v1/auth/login", [b"{}"] * 16))
-        after = login_handoffs(server)
-        handed = sum(
-            after.get(k, 0.0) - before.get(k, 0.0)
-            for k in ("login_process", "login_process_queued")
-        )
-        if handed and after.get("worker_not_ready", 0.0) == before.get("worker_not_ready", 0.0):
-            return
-        time.sleep(0.5)
-    log("login processes still not ready; measuring anyway")
-
-
-def labelled_counts(server: Server, metric: str, label: str) -> dict[str, float]:
-    """A counter's values by one label, summed over the other labels (all workers)."""
-    text = metrics_text(server)
-    if not text:
-        return {}
-    counts: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith(metric + "{"):
-            labels, _, value = line.partition("} ")
-            name = labels.split(f'{label}="', 1)[1].split('"', 1)[0]
-            counts[name] = counts.get(name, 0.0) + float(value)
-    return counts
-
-
-def route_seconds(server: Server, route: str) -> tuple[float, float]:
-    """(sum, count) of ``strongroom_http_request_seconds`` for one route, all processes.
-
-    The sum is exact (not a bucket bound): its delta over a phase, divided by the count's,
-    is the mean time the app spent on the route, from the outermost middleware's view.
-    """
-    text = metrics_text(server)
-    if not text:
-        return 0.0, 0.0
-    totals = [0.0, 0.0]
-    label = f'route="{route}"'
-    for line in text.splitlines():
-        for index, name in enumerate(("_sum{", "_count{")):
-            if line.startswith("strongroom_http_request_seconds" + name) and label in line:
-                totals[index] += float(line.rpartition(" ")[2])
-    return totals[0], totals[1]
-
-
-def sts_seconds(server: Server) -> tuple[float, float]:
-    """(sum, count) of ``strongroom_sts_request_seconds``, answered calls, all processes."""
-    text = metrics_text(server)
-    totals = [0.0, 0.0]
-    for line in text.splitlines() if text else ():
-        for index, name in enumerate(("_sum{", "_count{")):
-            if line.startswith("strongroom_sts_request_seconds" + name) and "answered" in line:
-                totals[index] += float(line.rpartition(" ")[2])
-    return totals[0], totals[1]
-
-
-def login_handoffs(server: Server) -> dict[str, float]:
-    """Where new login connections were served (strongroom_login_handoffs_total)."""
-    return labelled_counts(server, "strongroom_login_handoffs_total", "outcome")
-
-
-def audit_batches(server: Server) -> dict[str, float]:
-    """Where reads' audit group commits ran (strongroom_audit_batches_total)."""
-    return labelled_counts(server, "strongroom_audit_batches_total", "path")
-
-
-def failed_requests(database: Path) -> list[dict[str, Any]]:
-    """Failed requests by action, status and reason, read from the audit trail (SQLite)."""
-    import sqlite3
-
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
-            rows = db.execute(
-                "SELECT action, status, reason, count(*) FROM audit_events WHERE status >= 400 "
-                "GROUP BY action, status, reason ORDER BY count(*) DESC LIMIT 20"
-            ).fetchall()
-    except sqlite3.Error as exc:
-        return [{"error": repr(exc)}]
-    return [
-        {"action": a, "status": st, "reason": (r or "")[:300], "count": n} for a, st, r, n in rows
-    ]
-
-
 def profile_start(args: argparse.Namespace, server: Server, name: str) -> Profiler | None:
     if not args.profile or server.process is None:
         return None
@@ -1604,7 +805,6 @@ def run(args: argparse.Namespace) -> int:
         import uvloop  # the server's loop too; keeps the load generator's CPU down
 
         uvloop.install()
-    from tests.support.moto_sts import MotoServer
 
     waited_for: list[str] = []
     if not args.no_wait:
@@ -1622,15 +822,13 @@ def run(args: argparse.Namespace) -> int:
         "waited_for": waited_for,
     }
     tmp = Path(tempfile.mkdtemp(prefix="strongroom-login-bench-"))
-    moto: MotoServer | None = None
+    moto: MotoSts | None = None
     stub: HelperProcess | None = None
     server: Server | None = None
     try:
         log("starting moto STS (signature checks on)")
-        moto = MotoServer(host=LOOPBACK).start()
-        role_arn = moto.create_role(ROLE_NAME)
-        moto.enable_signature_checks()
-        principal = moto.assume_role(role_arn, SESSION_NAME)
+        moto = MotoSts(PROCS, tmp / "moto.log")
+        principal = moto.assume_new_role(ROLE_NAME, SESSION_NAME)
         log(f"assumed {principal.arn}")
 
         stub = HelperProcess(
@@ -1722,29 +920,7 @@ def run(args: argparse.Namespace) -> int:
 
     results["finished_at"] = datetime.now(UTC).isoformat()
     results["other_benchmarks_after"] = other_benchmarks()
-    rows, targets = build_table(results)
-    results["targets"] = {
-        "added_latency_p50_ms_max": TARGET_ADDED_P50_MS,
-        "burst_wall_s_max": TARGET_BURST_WALL_S,
-        "read_p99_during_max_factor_of_idle": TARGET_READ_P99_FACTOR,
-        "met": targets,
-    }
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = RESULTS_DIR / f"login-{started_at.strftime('%Y%m%dT%H%M%SZ')}.json"
-    out.write_text(json.dumps(results, indent=1) + "\n")
-    print()
-    print(
-        f"AWS IAM login benchmark, strongroom server --workers {args.workers}, SQLite, "
-        f"{os.cpu_count()} CPUs"
-    )
-    print_table(rows)
-    if results["other_benchmarks_before"] or results["other_benchmarks_after"]:
-        print(
-            "WARNING: other benchmarks were running:",
-            results["other_benchmarks_before"] or results["other_benchmarks_after"],
-        )
-    print(f"results: {out.relative_to(ROOT)}")
-    return 0 if all(targets.values()) else 1
+    return 0 if report(results, started_at, args.workers) else 1
 
 
 _PUBLIC_ARGS = {

@@ -38,14 +38,14 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
-from login import (  # noqa: E402
+from login import wait_for_login_processes  # noqa: E402
+from login_rig import (  # noqa: E402
     LOOPBACK,
     RESULTS_DIR,
     Server,
     log,
     login_handoffs,
     machine_info,
-    wait_for_login_processes,
 )
 
 LOGIN = (
@@ -77,7 +77,7 @@ async def burst(port: int, request: bytes, size: int) -> list[bytes]:
 def measure(server: Server, request: bytes, rounds: int, size: int) -> tuple[float, set[bytes]]:
     """Worker CPU seconds per connection over ``rounds`` bursts, and the status lines seen."""
     assert server.process is not None
-    pid = server.process.pid
+    pid = server.worker_pids()[0]  # the one worker (its supervisor forked it)
     statuses: set[bytes] = set()
     before = own_cpu_seconds(pid)
     for _ in range(rounds):

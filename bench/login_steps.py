@@ -31,13 +31,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
+from aws_sts import MotoSts, sign_get_caller_identity
+from processes import Processes
+
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import httpx  # noqa: E402
-
 RESULTS_DIR = BENCH_DIR / "results"
 
 
@@ -84,7 +83,7 @@ async def measure(iterations: int, moto_url: str, credentials: Any, tmp: Path) -
     from strongroom.auth_methods.schemas import AwsIamAuthMethodCreate
     from strongroom.config import Settings
     from strongroom.kit.clock import utc_now
-    from tests.support.signing import sign_get_caller_identity
+    from strongroom.serving.placement import Placement
 
     settings = Settings(
         database_url=f"sqlite:///{tmp / 'db.sqlite'}",
@@ -93,7 +92,7 @@ async def measure(iterations: int, moto_url: str, credentials: Any, tmp: Path) -
         log_level="WARNING",
     )
     # As in a login process: logins run on the caller's loop (no login thread).
-    app = create_app(settings, login_thread=False)
+    app = create_app(settings, placement=Placement.in_process(login_thread=False))
     services = app.state.services
     event = AuditEvent(time=utc_now(), request_id="r-setup", source_ip="127.0.0.1", action="x")
     created = services.auth_methods.create(
@@ -276,14 +275,17 @@ def main() -> int:
     args = parser.parse_args()
     import uvloop
 
-    from tests.support.moto_sts import MotoServer
-
-    with MotoServer() as moto, tempfile.TemporaryDirectory(prefix="login-steps-") as tmp:
-        role = moto.create_role("bench-role")
-        moto.enable_signature_checks()
-        principal = moto.assume_role(role, "i-0bench000000000001")
-        uvloop.install()
-        steps = asyncio.run(measure(args.iterations, moto.url, principal.credentials, Path(tmp)))
+    procs = Processes()
+    with tempfile.TemporaryDirectory(prefix="login-steps-") as tmp:
+        try:
+            moto = MotoSts(procs, Path(tmp) / "moto.log")
+            principal = moto.assume_new_role("bench-role", "i-0bench000000000001")
+            uvloop.install()
+            steps = asyncio.run(
+                measure(args.iterations, moto.url, principal.credentials, Path(tmp))
+            )
+        finally:
+            procs.stop_all()
     width = max(len(name) for name in steps)
     print(f"{'step'.ljust(width)}  {'p50 ms':>8}  {'p99 ms':>8}")
     for name, row in steps.items():

@@ -6,12 +6,17 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import httpx
+
+LOOPBACK = "127.0.0.1"
 
 
 class Processes:
@@ -63,6 +68,60 @@ def raise_on_signal(signum: int, _frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
+def free_port(*, with_next: bool = False) -> int:
+    """A free loopback port (and the one after it free too, for OpenBao's cluster port)."""
+    for _ in range(200):
+        with socket.socket() as sock:
+            sock.bind((LOOPBACK, 0))
+            port = int(sock.getsockname()[1])
+        if not with_next:
+            return port
+        try:
+            with socket.socket() as sock:
+                sock.bind((LOOPBACK, port + 1))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair on 127.0.0.1")
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    """The last ``lines`` lines of a log, for error messages."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def wait_until_ready(
+    process: subprocess.Popen[Any], url: str, log_path: Path, timeout: float = 60.0
+) -> None:
+    """Poll ``url`` until it answers 200; raise (with the log's tail) if the process exits
+    first or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"server exited early (code {process.returncode}):\n{tail(log_path)}"
+            )
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server at {url} not ready after {timeout:.0f} s:\n{tail(log_path)}")
+
+
+def machine_busy_seconds() -> float:
+    """CPU time spent by everything on the machine (all cores), from /proc/stat."""
+    with open("/proc/stat") as handle:
+        fields = [int(x) for x in handle.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal ...: everything but idle and iowait.
+    busy = sum(fields[:8]) - fields[3] - fields[4]
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass(frozen=True)
 class ProcStat:
     pid: int
@@ -71,19 +130,23 @@ class ProcStat:
     cpu_ticks: int  # user + system
 
 
+def _proc_stat(pid: int | str) -> ProcStat | None:
+    """What /proc/<pid>/stat says now; None once the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    # fields[0] is field 3 of proc(5): state; ppid is 4, pgrp 5, utime 14, stime 15.
+    ticks = int(fields[11]) + int(fields[12])
+    return ProcStat(int(pid), int(fields[1]), int(fields[2]), ticks)
+
+
 def proc_stats() -> Iterator[ProcStat]:
     """What /proc says of every process now (those gone meanwhile are skipped)."""
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        # fields[0] is field 3 of proc(5): state; ppid is 4, pgrp 5, utime 14, stime 15.
-        ticks = int(fields[11]) + int(fields[12])
-        yield ProcStat(int(entry.name), int(fields[1]), int(fields[2]), ticks)
+        if entry.name.isdigit() and (stat := _proc_stat(entry.name)) is not None:
+            yield stat
 
 
 def tree_cpu_seconds(root: int) -> float:
@@ -104,6 +167,12 @@ def _descendants(root: int, stats: dict[int, ProcStat]) -> list[int]:
         if ancestor == root:
             found.append(stat.pid)
     return found
+
+
+def pids_cpu_seconds(pids: Iterable[int]) -> float:
+    """User + system CPU time of the live processes ``pids`` (those gone are skipped)."""
+    ticks = sum(stat.cpu_ticks for pid in pids if (stat := _proc_stat(pid)) is not None)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def group_cpu_seconds(pgid: int) -> float:

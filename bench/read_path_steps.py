@@ -340,11 +340,11 @@ async def measure(
 
         def store(batch: int = batch) -> None:
             with database.write() as connection:
-                append_events(connection, events(batch))
+                append_events(connection, services.keys.audit, events(batch))
 
         per_event = [(w / batch, c / batch) for w, c in timed(store, max(20, rounds // batch))]
         report(f"append_events in its own write transaction, batch {batch}", per_event)
-    in_thread = AuditWriter(database, None, inline=False)
+    in_thread = AuditWriter(database, services.keys.audit, inline=False)
     for label, audit in (("on the loop", writer), ("in a thread", in_thread)):
 
         async def write_one(audit: AuditWriter = audit) -> None:

@@ -9,6 +9,7 @@ Without a reachable PostgreSQL the second half is skipped with a message, unless
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ from strongroom.audit.writer import AuditWriter
 from strongroom.bootstrap import bootstrap
 from strongroom.config import Settings
 from strongroom.crypto import LocalMasterKey
+from strongroom.serving.placement import Placement
 from tests.support.moto_world import MotoWorld, moto_world
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -74,11 +76,12 @@ def postgres_template() -> Iterator[str]:
     admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty (but migrated, for PostgreSQL) database for one test."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'strongroom.db'}"
+@contextlib.contextmanager
+def fresh_database_url(kind: str, request: pytest.FixtureRequest, folder: Path) -> Iterator[str]:
+    """A fresh, empty (but migrated, for PostgreSQL) database: a SQLite file in ``folder``, or
+    a PostgreSQL database cloned from the template, dropped at the end."""
+    if kind == "sqlite":
+        yield f"sqlite:///{folder / 'strongroom.db'}"
         return
     from sqlalchemy import text
 
@@ -87,10 +90,19 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     admin = _postgres_admin()
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty (but migrated, for PostgreSQL) database for one test."""
+    with fresh_database_url(request.param, request, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture
@@ -162,7 +174,7 @@ def make_harness(
         kwargs: dict[str, Any] = {
             "master_key": master_key,
             "sts_transport": sts_transport,
-            "audit_journal": overrides.pop("audit_journal", False),
+            "placement": Placement.in_process(audit_journal=overrides.pop("audit_journal", False)),
         }
         if clock is not None:
             kwargs["clock"] = clock
@@ -171,7 +183,9 @@ def make_harness(
         client.__enter__()
         clients.append(client)
         services = app.state.services
-        creds = bootstrap(services.database, services.keys, AuditWriter(services.database, None))
+        creds = bootstrap(
+            services.database, services.keys, AuditWriter(services.database, services.keys.audit)
+        )
         harness = Harness(
             app=app, client=client, admin=Admin(creds.access_id, creds.access_key, "")
         )

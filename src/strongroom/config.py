@@ -6,21 +6,44 @@ hands the parts each component needs to it.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from strongroom.kit.cpu_quota import available_cpus, whole_cpus
 from strongroom.kit.forwarded import TrustedProxies
+
+ENV_PREFIX = "STRONGROOM_"
+# Read by the client side (CLI, `run`, `agent`), not by Settings: known, so never warned about.
+OTHER_KNOWN_VARIABLES = frozenset({"URL", "HOME", "PROFILE"})
+# The default worker count stops here: past four, a server of this kind gains little from more
+# processes (each holds its own caches and connections), and a quota-less machine with many
+# cores should not get one per core by surprise.
+DEFAULT_WORKERS_AT_MOST = 4
+
+
+def default_workers() -> int:
+    """Worker processes when STRONGROOM_WORKERS is not set: the CPUs this process may use (the
+    container's CPU quota, the machine's, or its CPU affinity, whichever is least), at most 4."""
+    return whole_cpus(available_cpus(), DEFAULT_WORKERS_AT_MOST)
 
 
 class Settings(BaseSettings):
     """Configuration of one server process (SPEC section 1)."""
 
-    model_config = SettingsConfigDict(env_prefix="STRONGROOM_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     database_url: str = "sqlite:///./strongroom-data/strongroom.db"
+    # Where `strongroom server` listens (its --host/--port win) and `strongroom healthcheck`
+    # asks: a container sets these once for both.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8300, ge=1, le=65535)
+    # Server worker processes (None: the CPU quota of the container or machine, at most 4).
+    workers: int | None = Field(default=None, ge=1, le=64)
     master_key: SecretStr | None = None
     master_key_file: Path | None = None
     kms_key_id: str | None = None
@@ -29,6 +52,9 @@ class Settings(BaseSettings):
     server_id: str | None = None
     sts_extra_endpoints: Annotated[list[str], NoDecode] = Field(default_factory=list)
     sts_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # host=URL pairs: replays of requests signed for host connect to URL's address instead
+    # (SPEC section 3); parsed and checked by auth.aws_iam.parse_connect_to at start-up.
+    sts_connect_to: Annotated[list[str], NoDecode] = Field(default_factory=list)
     default_token_ttl_minutes: int = Field(default=30, ge=1, le=720)
     audit_file: Path | None = None
     log_level: str = "INFO"
@@ -43,20 +69,36 @@ class Settings(BaseSettings):
     sts_max_clock_skew_seconds: int = Field(default=900, ge=1, le=900)
     # Console cookies get the Secure flag unless explicitly served over plain HTTP for dev.
     behind_https: bool = False
-    # Login processes each server worker starts (0: logins are served in the workers), and
-    # how they yield the CPU to reads: "idle" (Linux's SCHED_IDLE, in their worker's CPU group:
-    # a worker that wakes up takes the CPU from them at once) or "nice" (login_process_nice
-    # steps lower, in a CPU group of their own). "idle" falls back to "nice" where refused.
-    login_processes: int = Field(default=1, ge=0, le=32)
+    # Where work runs (strongroom.serving.placement has the whole picture). Login processes of
+    # the server, shared by its workers (0: logins are served in the workers; None: one per
+    # worker), and how they yield the CPU to reads: "idle" (Linux's SCHED_IDLE, in the workers'
+    # CPU group: a worker that wakes up takes the CPU from them at once) or "nice"
+    # (login_process_nice steps lower, in a CPU group of their own). "idle" falls back to
+    # "nice" where refused.
+    login_processes: int | None = Field(default=None, ge=0, le=32)
     login_process_scheduling: Literal["idle", "nice"] = "idle"
     login_process_nice: int = Field(default=10, ge=0, le=19)
     # A worker serving no other request runs a login itself, on its event loop (the fastest
     # path); a busy one hands it to a login process. False: always hand off (if one is ready).
     login_inline_when_idle: bool = True
+    # A process that serves reads runs logins on a loop thread of its own (False: on its event
+    # loop, between the reads).
+    login_thread: bool = True
+    # SQLite: WAL checkpoints in a background thread of each worker (False: SQLite's automatic
+    # checkpoints, inside whichever commit crosses the threshold).
+    wal_checkpoint_thread: bool = True
+    # SQLite: reads' and denials' audit events are durable in a per-process journal and reach
+    # the chain shortly after (False: each batch commits to the chain before the answer).
+    audit_journal: bool = True
+    # A database unreachable at start is tried again for this long (each attempt logged).
+    db_start_wait_seconds: float = Field(default=30.0, ge=0, le=3600)
+    # No-escalation checks of role and auth method changes run on a thread of their own, so
+    # that a costly one (bounded by its budget) never holds up the event loop. False: inline.
+    rbac_check_thread: bool = True
     # Trust X-Forwarded-For from these proxy addresses only (empty: never); CIDRs or addresses.
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    @field_validator("sts_extra_endpoints", "trusted_proxies", mode="before")
+    @field_validator("sts_extra_endpoints", "sts_connect_to", "trusted_proxies", mode="before")
     @classmethod
     def _split_comma_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -75,5 +117,30 @@ class Settings(BaseSettings):
         return self.login_source_failure_limit or 5 * self.login_failure_limit
 
     @property
+    def worker_count(self) -> int:
+        """Workers to run: the setting, else the CPU quota (at most DEFAULT_WORKERS_AT_MOST)."""
+        return self.workers or default_workers()
+
+    def login_process_count(self, workers: int) -> int:
+        """Login processes of a server with ``workers`` workers."""
+        return workers if self.login_processes is None else self.login_processes
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """``STRONGROOM_*`` variables that no setting reads, each with the closest known name
+    (None when nothing is close): a misspelt setting would otherwise be silently ignored."""
+    known = {name.upper() for name in Settings.model_fields} | OTHER_KNOWN_VARIABLES
+    found = []
+    for variable in sorted(environ):
+        if not variable.startswith(ENV_PREFIX):
+            continue
+        name = variable[len(ENV_PREFIX) :]
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
+        found.append((variable, ENV_PREFIX + close[0] if close else None))
+    return found

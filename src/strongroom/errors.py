@@ -7,7 +7,8 @@ never the client.
 
     StrongroomError
     ├── InvalidRequestError        400 InvalidRequest    malformed input
-    │   └── InvalidNameError       400 InvalidName       a path or name outside SPEC section 2
+    │   ├── InvalidNameError       400 InvalidName       a path or name outside SPEC section 2
+    │   └── RuleTooComplexError    400 RuleTooComplex    a no-escalation check beyond its budget
     ├── AuthenticationDenied       401 AuthenticationFailed   every failed login, one body
     ├── UnauthorizedError          401 Unauthorized      unknown, expired or revoked token
     ├── ForbiddenError             403 Forbidden         the rules do not allow it
@@ -45,6 +46,17 @@ class InvalidRequestError(StrongroomError):
 class InvalidNameError(InvalidRequestError):
     code = "InvalidName"
     default_message = "the name is not valid"
+
+
+class RuleTooComplexError(InvalidRequestError):
+    """A change whose no-escalation check would cost more than its fixed budget (SPEC
+    section 4): refused, never decided late, so that no rule set can stall the server."""
+
+    code = "RuleTooComplex"
+    default_message = (
+        "the rules involved are too complex to check within the server's budget; "
+        "use fewer or simpler patterns (fewer '*', '+' and {{claim}} templates)"
+    )
 
 
 class AuthenticationDenied(StrongroomError):

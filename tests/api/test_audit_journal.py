@@ -11,11 +11,12 @@ import pytest
 
 from strongroom.api.app import create_app
 from strongroom.audit.journal import AuditJournal
-from strongroom.audit.store import verify_chain
 from strongroom.crypto import LocalMasterKey
+from strongroom.serving.placement import Placement
 from tests.audit.test_journal import chained_request_ids, event, write_orphan
 from tests.audit.test_writer_journal import HeldLock
 from tests.conftest import Harness
+from tests.support.audit_chain import verify
 
 
 @pytest.fixture
@@ -50,8 +51,7 @@ def test_reads_are_answered_while_a_login_holds_the_write_lock(journaled: Harnes
     assert b"t-bogus" not in held
     events = client.get("/v1/audit", params={"limit": 50}, headers=headers).json()["events"]
     assert ids <= {e["request_id"] for e in events}
-    with database.read() as connection:
-        assert verify_chain(connection).broken is None
+    assert verify(database, journaled.services.keys.audit).broken is None
 
 
 def test_a_journal_that_cannot_be_written_answers_503(journaled: Harness) -> None:
@@ -74,7 +74,11 @@ def test_events_a_dead_process_journaled_are_chained_when_the_app_starts(
     orphan = write_orphan(journal.directory, [event(1), event(2)])
     assert orphan.path.exists()
     # A new worker on the same database (as uvicorn starts one for a worker that died).
-    again = create_app(journaled.services.settings, master_key=master_key, audit_journal=True)
+    again = create_app(
+        journaled.services.settings,
+        master_key=master_key,
+        placement=Placement.in_process(audit_journal=True),
+    )
     services = again.state.services
     try:
         assert not orphan.path.exists()

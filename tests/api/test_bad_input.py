@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
 from tests.conftest import Harness
 
@@ -184,6 +187,24 @@ def test_health_ready_metrics(harness: Harness) -> None:
     assert ready["checks"] == {"database": "ok", "migrations": "ok", "keys": "ok"}
     metrics = client.get("/metrics").text
     assert "strongroom_http_requests_total" in metrics
+
+
+def test_metrics_of_several_processes_skip_a_file_still_being_created(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server's processes share a metrics folder; a process creates its file before sizing
+    it, and a scrape meeting it empty answered 500 (a process starting, or killed then)."""
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    written = MmapedDict(str(folder / "counter_101.db"))
+    key = mmap_key("strongroom_probe", "strongroom_probe_total", [], [], "a probe")
+    written.write_value(key, 3.0, 0.0)
+    written.close()
+    (folder / "counter_102.db").touch()  # a process between creating and sizing its file
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
+    metrics = harness.client.get("/metrics")
+    assert metrics.status_code == 200, metrics.text
+    assert "strongroom_probe_total 3.0" in metrics.text
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from strongroom.auth.service import LoginService
 from strongroom.bootstrap import bootstrap
 from strongroom.config import Settings
 from strongroom.crypto import LocalMasterKey
+from strongroom.serving.placement import Placement
 
 LOGIN_THREAD = "login-loop"
 
@@ -43,12 +44,18 @@ def client_for(
     made: list[TestClient] = []
 
     def build(*, inline: bool) -> tuple[TestClient, dict[str, str]]:
-        app = create_app(make_settings(), master_key=master_key, login_inline_when_idle=inline)
+        app = create_app(
+            make_settings(),
+            master_key=master_key,
+            placement=Placement.in_process(login_inline_when_idle=inline),
+        )
         client = TestClient(app)
         client.__enter__()
         made.append(client)
         services = app.state.services
-        creds = bootstrap(services.database, services.keys, AuditWriter(services.database, None))
+        creds = bootstrap(
+            services.database, services.keys, AuditWriter(services.database, services.keys.audit)
+        )
         body = {
             "access_id": creds.access_id,
             "access_type": "access_key",

@@ -6,12 +6,12 @@ from pathlib import Path
 
 from sqlalchemy import select, text, update
 
-from strongroom.audit.store import verify_chain
 from strongroom.crypto import LocalMasterKey, item_context, key_id_of
 from strongroom.db.keys import load_or_create_keys, rewrap_values, rotate
 from strongroom.db.tables import audit_events, item_versions, items
 from tests.api.test_flow import make_reader
 from tests.conftest import Harness
+from tests.support.audit_chain import verify
 
 
 def test_swapped_ciphertexts_fail_to_decrypt(harness: Harness) -> None:
@@ -124,8 +124,8 @@ def test_every_request_is_audited_and_the_chain_verifies(harness: Harness) -> No
     ).json()["events"]
     assert {e["action"] for e in filtered} == {"secret.create", "secret.read"}
 
-    with harness.services.database.read() as connection:
-        result = verify_chain(connection)
+    key = harness.services.keys.audit
+    result = verify(harness.services.database, key)
     assert result.broken is None
     assert result.checked == result.head_seq >= 6
 
@@ -134,8 +134,7 @@ def test_every_request_is_audited_and_the_chain_verifies(harness: Harness) -> No
         connection.execute(
             update(audit_events).where(audit_events.c.seq == 3).values(reason="rewritten")
         )
-    with harness.services.database.read() as connection:
-        broken = verify_chain(connection)
+    broken = verify(harness.services.database, key)
     assert broken.broken is not None
     assert broken.broken.seq == 3
 

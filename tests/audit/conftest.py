@@ -9,11 +9,12 @@ import pytest
 
 from strongroom.db import migrate
 from strongroom.db.engine import Database
+from tests.support.audit_chain import anchored
 
 
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[Database]:
     database = Database.from_url(f"sqlite:///{tmp_path / 'strongroom.db'}")
     migrate.upgrade(database)
-    yield database
+    yield anchored(database)
     database.dispose()

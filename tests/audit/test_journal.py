@@ -15,7 +15,6 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
-from strongroom.audit.chain import link_hash
 from strongroom.audit.event import AuditEvent
 from strongroom.audit.journal import (
     MAX_LINE_BYTES,
@@ -28,10 +27,10 @@ from strongroom.audit.journal import (
     record_progress,
     recover_orphans,
 )
-from strongroom.audit.store import verify_chain
 from strongroom.db.engine import Database
 from strongroom.db.tables import audit_events, audit_journal_progress
 from strongroom.errors import ConfigurationError
+from tests.support.audit_chain import TEST_CHAIN_KEY, verify
 from tests.support.concurrency import run_at_once
 
 T0 = datetime(2026, 11, 28, 4, 30, 0, 123456, tzinfo=UTC)
@@ -93,7 +92,8 @@ def test_a_line_gives_back_the_event_with_the_same_chain_hash() -> None:
     assert line.count(b"\n") == 1
     decoded = decode_event(line[:-1])
     assert decoded.record() == original.record()
-    assert link_hash("0" * 64, 1, decoded.record()) == link_hash("0" * 64, 1, original.record())
+    link = TEST_CHAIN_KEY.link
+    assert link("0" * 64, 1, decoded.record()) == link("0" * 64, 1, original.record())
     assert decoded.written  # it is durable: the middleware must not write it again
 
 
@@ -187,14 +187,13 @@ def test_journals_only_beside_a_sqlite_file(database: Database, directory: Path)
 
 def test_an_orphaned_journal_is_chained_and_deleted(database: Database, directory: Path) -> None:
     orphan = write_orphan(directory, [event(1), event(2), event(3)])
-    recovered = recover_orphans(database, directory)
+    recovered = recover_orphans(database, TEST_CHAIN_KEY, directory)
     assert (recovered.events, recovered.journals, recovered.unreadable) == (3, 1, 0)
     assert chained_request_ids(database) == ["req-0001", "req-0002", "req-0003"]
     assert not orphan.path.exists()
     assert progress_rows(database) == {}  # swept with the file
-    with database.read() as connection:
-        assert verify_chain(connection).broken is None
-    assert recover_orphans(database, directory).events == 0  # nothing twice
+    assert verify(database).broken is None
+    assert recover_orphans(database, TEST_CHAIN_KEY, directory).events == 0  # nothing twice
 
 
 def test_recovery_starts_where_the_chain_left_off(database: Database, directory: Path) -> None:
@@ -204,9 +203,9 @@ def test_recovery_starts_where_the_chain_left_off(database: Database, directory:
     with database.write() as connection:
         from strongroom.audit.store import append_events
 
-        append_events(connection, [event(1), event(2)])
+        append_events(connection, TEST_CHAIN_KEY, [event(1), event(2)])
         record_progress(connection, orphan.name, len(first))
-    assert recover_orphans(database, directory).events == 1
+    assert recover_orphans(database, TEST_CHAIN_KEY, directory).events == 1
     assert chained_request_ids(database) == ["req-0001", "req-0002", "req-0003"]
 
 
@@ -217,9 +216,9 @@ def test_recovery_after_the_commit_but_before_the_delete_chains_nothing_twice(
     with database.write() as connection:
         from strongroom.audit.store import append_events
 
-        append_events(connection, [event(1)])
+        append_events(connection, TEST_CHAIN_KEY, [event(1)])
         record_progress(connection, orphan.name, orphan.size)
-    assert recover_orphans(database, directory).events == 0
+    assert recover_orphans(database, TEST_CHAIN_KEY, directory).events == 0
     assert chained_request_ids(database) == ["req-0001"]
     assert not orphan.path.exists()
 
@@ -228,7 +227,7 @@ def test_a_torn_last_line_is_dropped(database: Database, directory: Path) -> Non
     orphan = write_orphan(directory, [event(1)])
     with orphan.path.open("ab") as handle:
         handle.write(encode_events([event(2)])[:40])  # the process died mid-write
-    assert recover_orphans(database, directory).events == 1
+    assert recover_orphans(database, TEST_CHAIN_KEY, directory).events == 1
     assert chained_request_ids(database) == ["req-0001"]
 
 
@@ -238,7 +237,7 @@ def test_a_bad_line_keeps_the_file_aside_after_chaining_what_came_before(
     orphan = write_orphan(directory, [event(1)])
     with orphan.path.open("ab") as handle:
         handle.write(b'{"request_id": "forged"}\n' + encode_events([event(3)]))
-    recovered = recover_orphans(database, directory)
+    recovered = recover_orphans(database, TEST_CHAIN_KEY, directory)
     assert (recovered.events, recovered.unreadable) == (1, 1)
     assert chained_request_ids(database) == ["req-0001"]
     assert not orphan.path.exists()
@@ -250,7 +249,7 @@ def test_a_live_journal_is_left_to_its_process(database: Database, directory: Pa
     live = AuditJournal.create(directory)
     try:
         live.append(encode_events([event(1)]))
-        assert recover_orphans(database, directory).events == 0
+        assert recover_orphans(database, TEST_CHAIN_KEY, directory).events == 0
         assert live.path.exists()
         assert chained_request_ids(database) == []
     finally:
@@ -260,11 +259,11 @@ def test_a_live_journal_is_left_to_its_process(database: Database, directory: Pa
 def test_recoverers_racing_chain_each_event_once(database: Database, directory: Path) -> None:
     for start in range(0, 40, 10):
         write_orphan(directory, [event(n) for n in range(start, start + 10)])
-    errors = run_at_once(lambda: recover_orphans(database, directory), 4)
+    errors = run_at_once(lambda: recover_orphans(database, TEST_CHAIN_KEY, directory), 4)
     assert errors == []
     ids = chained_request_ids(database)
     assert sorted(ids) == sorted(f"req-{n:04d}" for n in range(40))
     with database.read() as connection:
         assert connection.execute(select(func.count()).select_from(audit_events)).scalar() == 40
-        assert verify_chain(connection).broken is None
+    assert verify(database).broken is None
     assert list(directory.iterdir()) == []

@@ -13,11 +13,11 @@ from sqlalchemy import text
 
 from strongroom.audit import writer as writer_module
 from strongroom.audit.journal import AuditJournal, journal_directory, recover_orphans
-from strongroom.audit.store import verify_chain
 from strongroom.audit.writer import AuditFileSink, AuditWriter
 from strongroom.db.engine import Database
 from strongroom.errors import ServiceUnavailableError
 from tests.audit.test_journal import chained_request_ids, event, progress_rows
+from tests.support.audit_chain import TEST_CHAIN_KEY, verify
 from tests.support.concurrency import HeldLock
 
 
@@ -39,7 +39,7 @@ def journal_of(writer: AuditWriter) -> AuditJournal:
 def journaled_writer(database: Database, sink: AuditFileSink | None = None) -> AuditWriter:
     directory = journal_directory(database)
     assert directory is not None
-    return AuditWriter(database, sink, journal=AuditJournal.create(directory))
+    return AuditWriter(database, TEST_CHAIN_KEY, sink, journal=AuditJournal.create(directory))
 
 
 def recorded_moves(writer: AuditWriter, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool]]:
@@ -72,8 +72,7 @@ def test_reads_are_answered_while_another_writer_holds_the_lock(database: Databa
         return chained
 
     assert asyncio.run(scenario()) == [f"req-{n:04d}" for n in range(1, 6)]
-    with database.read() as connection:
-        assert verify_chain(connection).broken is None
+    assert verify(database).broken is None
 
 
 def test_events_of_one_loop_pass_share_one_journal_write(database: Database) -> None:
@@ -146,7 +145,7 @@ def test_what_could_not_be_chained_at_stop_is_chained_at_the_next_start(
     asyncio.run(scenario())
     assert journal.path.exists()  # kept: its event is not in the chain
     audit_table(database, present=True)
-    assert recover_orphans(database, journal.directory).events == 1
+    assert recover_orphans(database, TEST_CHAIN_KEY, journal.directory).events == 1
     assert chained_request_ids(database) == ["req-0001"]
 
 
@@ -169,7 +168,7 @@ def test_a_large_journal_is_replaced_once_chained(
     # Replaced journals' rows went with a later move; the last one's goes at the next start.
     assert len(progress_rows(database)) == 1
     assert list(first.directory.iterdir()) == []
-    recover_orphans(database, first.directory)
+    recover_orphans(database, TEST_CHAIN_KEY, first.directory)
     assert progress_rows(database) == {}
 
 
@@ -215,8 +214,7 @@ def test_a_backlog_moves_in_a_thread_in_bounded_transactions_of_whole_writes(
     assert all(blocking for _, blocking in moves[1:])  # in a thread: none of them on the loop
     assert [size for size, _ in moves[1:]] == [2, 2, 2, 2, 2]  # whole writes, at most 3 events
     assert chained_request_ids(database) == [f"req-{n:04d}" for n in range(11)]
-    with database.read() as connection:
-        assert verify_chain(connection).broken is None
+    assert verify(database).broken is None
 
 
 def test_a_move_gathers_events_for_a_while_but_a_full_one_goes_at_once(

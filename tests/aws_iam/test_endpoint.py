@@ -1,11 +1,14 @@
-"""validate_sts_url: only AWS STS endpoints or configured extras, in their normal form."""
+"""validate_sts_url: only AWS STS endpoints or configured extras, in their normal form;
+parse_connect_to: STRONGROOM_STS_CONNECT_TO, checked at start-up."""
 
 from __future__ import annotations
 
 import pytest
 
 from strongroom.auth.aws_iam import (
+    connection_origin,
     normalize_endpoint,
+    parse_connect_to,
     parse_extra_endpoints,
     validate_sts_url,
 )
@@ -126,3 +129,58 @@ def test_parse_extra_endpoints() -> None:
     )
     with pytest.raises(ConfigurationError, match="STRONGROOM_STS_EXTRA_ENDPOINTS"):
         parse_extra_endpoints(["http://127.0.0.1:5000/path"])
+
+
+# -- STRONGROOM_STS_CONNECT_TO ----------------------------------------------------------------
+
+
+def test_parse_connect_to() -> None:
+    assert parse_connect_to(
+        [
+            "STS.amazonaws.com=http://127.0.0.1:5000/",
+            "sts.us-east-1.amazonaws.com = https://vpce-0a1b-2c3d.sts.us-east-1.vpce.amazonaws.com",
+        ]
+    ) == {
+        "sts.amazonaws.com": "http://127.0.0.1:5000",
+        "sts.us-east-1.amazonaws.com": "https://vpce-0a1b-2c3d.sts.us-east-1.vpce.amazonaws.com",
+    }
+    assert parse_connect_to([]) == {}
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ("sts.amazonaws.com", "expected host=URL"),
+        ("=http://127.0.0.1:5000", "expected host=URL"),
+        ("sts.amazonaws.com=", "expected host=URL"),
+        ("https://sts.amazonaws.com=http://127.0.0.1:5000", "bare host name"),
+        ("sts.amazonaws.com:443=http://127.0.0.1:5000", "bare host name"),
+        ("sts amazonaws.com=http://127.0.0.1:5000", "not a valid DNS name"),
+        ("sts.amazonaws.com=127.0.0.1:5000", "https://"),
+        ("sts.amazonaws.com=ftp://127.0.0.1", "https://"),
+        ("sts.amazonaws.com=http://127.0.0.1:5000/sts", "no path"),
+        ("sts.amazonaws.com=http://127.0.0.1:5000/?a=b", "no path"),
+        ("sts.amazonaws.com=http://user@127.0.0.1:5000", "credentials"),
+    ],
+)
+def test_parse_connect_to_refuses(entry: str, problem: str) -> None:
+    with pytest.raises(ConfigurationError, match="STRONGROOM_STS_CONNECT_TO") as raised:
+        parse_connect_to([entry])
+    assert problem in str(raised.value)
+
+
+def test_parse_connect_to_refuses_a_host_named_twice() -> None:
+    with pytest.raises(ConfigurationError, match="twice"):
+        parse_connect_to(
+            ["sts.amazonaws.com=http://127.0.0.1:1", "STS.amazonaws.com=http://[::1]:2"]
+        )
+
+
+def test_connection_origin_moves_only_the_named_host() -> None:
+    routes = {"sts.amazonaws.com": "http://127.0.0.1:5000"}
+    assert connection_origin("https://sts.amazonaws.com", routes) == "http://127.0.0.1:5000"
+    assert (
+        connection_origin("https://sts.eu-west-1.amazonaws.com", routes)
+        == "https://sts.eu-west-1.amazonaws.com"
+    )
+    assert connection_origin("https://sts.amazonaws.com", {}) == "https://sts.amazonaws.com"

@@ -25,6 +25,7 @@ from strongroom.auth.aws_iam import (
     create_sts_http_client,
     decode_cloud_id,
     decode_vault_fields,
+    parse_connect_to,
     validate_sts_url,
     vet_sts_request,
 )
@@ -180,6 +181,25 @@ async def test_hvac_builder_with_strongroom_server_id(moto: MotoWorld) -> None:
         server_id="strongroom-a",
     )
     assert identity.arn == moto.app.arn
+
+
+async def test_connect_to_replays_a_global_sts_request_at_motos_address(moto: MotoWorld) -> None:
+    """STRONGROOM_STS_CONNECT_TO with the production HTTP client (no test transport): a request
+    signed for https://sts.amazonaws.com/ reaches moto's address with its signed Host header
+    (moto checks the signature over it: another Host would be SignatureDoesNotMatch)."""
+    fields = sign_get_caller_identity(moto.app.credentials)
+    vetted = vet_sts_request(
+        decode_cloud_id(fields["cloud_id"]),
+        sts_url=GLOBAL_STS_ENDPOINT,
+        server_id=None,
+        now=datetime.now(UTC),
+    )
+    assert vetted.endpoint == GLOBAL_STS_ENDPOINT
+    connect_to = parse_connect_to([f"sts.amazonaws.com={moto.server.url}"])
+    async with create_sts_http_client(5.0) as http:
+        sts = StsClient(http, timeout=5.0, connect_to=connect_to)
+        identity = await sts.get_caller_identity(vetted)
+    assert identity == CallerIdentity(moto.app.arn, moto.app.user_id, DEFAULT_ACCOUNT_ID)
 
 
 async def test_other_account_is_reported_and_refused_by_bounds(moto: MotoWorld) -> None:

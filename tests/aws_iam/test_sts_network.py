@@ -1,6 +1,7 @@
 """The STS client's asyncio network backend (sts_network.py) against real local servers:
-TLS is verified exactly as httpx verifies it, kept-alive connections are reused, and a pooled
-connection the server closed is replaced without the request failing."""
+TLS is verified exactly as httpx verifies it, kept-alive connections are reused, a pooled
+connection the server closed is replaced without the request failing, and
+STRONGROOM_STS_CONNECT_TO's TLS checks the connect-to URL's host."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from strongroom.auth.aws_iam.sts_client import STS_LIMITS, create_sts_http_client
+from strongroom.auth.aws_iam import GLOBAL_STS_ENDPOINT, VettedStsRequest, parse_connect_to
+from strongroom.auth.aws_iam.sts_client import STS_LIMITS, StsClient, create_sts_http_client
 from strongroom.auth.aws_iam.sts_network import AsyncioBackend, create_sts_transport
+from strongroom.errors import UpstreamUnavailableError
 
 pytestmark = pytest.mark.anyio
 
@@ -112,6 +115,7 @@ class TinyServer:
     tls: ssl.SSLContext | None = None
     connections: int = 0
     requests: int = 0
+    heads: list[bytes] = field(default_factory=list)
     writers: list[asyncio.StreamWriter] = field(default_factory=list)
     port: int = 0
     _server: asyncio.Server | None = None
@@ -133,6 +137,7 @@ class TinyServer:
                         length = int(line.split(b":", 1)[1])
                 await reader.readexactly(length)
                 self.requests += 1
+                self.heads.append(head)
                 connection = b"close" if self.close_after_answer else b"keep-alive"
                 writer.write(
                     b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: "
@@ -247,6 +252,65 @@ async def test_tls_checks_the_host_name(tmp_path: Path) -> None:
                 await http.post(f"https://localhost:{tiny.port}/")
     finally:
         await tiny.stop()
+
+
+def _vetted_for_global_sts() -> VettedStsRequest:
+    now = datetime.now(UTC)
+    return VettedStsRequest(
+        endpoint=GLOBAL_STS_ENDPOINT,
+        path="/",
+        body=b"Action=GetCallerIdentity&Version=2011-06-15",
+        headers=(("Host", "sts.amazonaws.com"), ("X-Amz-Date", now.strftime("%Y%m%dT%H%M%SZ"))),
+        signature="0" * 64,
+        amz_date=now,
+        region="us-east-1",
+        access_key_id="AKIAEXAMPLEEXAMPLE00",
+        usable_until=now + timedelta(minutes=15),
+    )
+
+
+async def test_connect_to_over_tls_checks_the_url_host_and_keeps_the_signed_host(
+    tmp_path: Path,
+) -> None:
+    """An STS VPC endpoint without private DNS: the replay of a request signed for
+    sts.amazonaws.com connects to the endpoint's own name (TLS server name and certificate
+    check for that name, the one the operator chose to trust), with Host unchanged."""
+    pki = make_pki(tmp_path, server_names=["localhost"])
+    server_names: list[str | None] = []
+    pki.server_context.sni_callback = lambda _sock, name, _ctx: server_names.append(name)
+    tiny = await TinyServer(tls=pki.server_context).start()
+    connect_to = parse_connect_to([f"sts.amazonaws.com=https://localhost:{tiny.port}"])
+    try:
+        async with client(pki.client_context()) as http:
+            sts = StsClient(http, timeout=2.0, connect_to=connect_to)
+            # TinyServer's answer is no identity: what matters is what reached it.
+            with pytest.raises(UpstreamUnavailableError):
+                await sts.get_caller_identity(_vetted_for_global_sts())
+    finally:
+        await tiny.stop()
+    assert server_names == ["localhost"]
+    assert tiny.requests == 1
+    assert b"\r\nHost: sts.amazonaws.com\r\n" in tiny.heads[0]
+
+
+async def test_connect_to_over_tls_refuses_a_certificate_only_for_the_signed_host(
+    tmp_path: Path,
+) -> None:
+    """A certificate for sts.amazonaws.com at the connect-to address is not enough: whoever
+    answers there must prove the name the operator configured (a hijacked address could
+    otherwise present any certificate for the signed host and read the signed request)."""
+    pki = make_pki(tmp_path, server_names=["sts.amazonaws.com"])
+    tiny = await TinyServer(tls=pki.server_context).start()
+    connect_to = parse_connect_to([f"sts.amazonaws.com=https://localhost:{tiny.port}"])
+    try:
+        async with client(pki.client_context()) as http:
+            sts = StsClient(http, timeout=2.0, retry_delay=0, connect_to=connect_to)
+            with pytest.raises(UpstreamUnavailableError) as raised:
+                await sts.get_caller_identity(_vetted_for_global_sts())
+    finally:
+        await tiny.stop()
+    assert tiny.requests == 0
+    assert f"connecting to https://localhost:{tiny.port}" in raised.value.reason
 
 
 async def test_unix_sockets_are_refused() -> None:

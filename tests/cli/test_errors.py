@@ -229,6 +229,23 @@ def test_server_validation_errors_are_exit_1_with_the_servers_message(admin: Inv
     assert result.stderr.startswith("error: 400 ")
 
 
+def test_a_rule_too_complex_to_check_says_what_to_do(admin: Invoker) -> None:
+    name = f"dense-{secrets.token_hex(3)}"
+    assert admin("create-role", "--name", name).exit_code == 0
+    result = admin(
+        "set-role-rule",
+        "--role-name",
+        name,
+        "--path",
+        "/*a*b*c*d*e*f*g*h*i",
+        "--capability",
+        "read",
+    )
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: 400 RuleTooComplex: a rule path has at most 8")
+    assert "hint: the rules involved" in result.stderr
+
+
 def test_a_broken_profile_file_is_reported(invoke: Invoker) -> None:
     path = invoke.home / "profiles" / "default.toml"
     path.parent.mkdir(parents=True)

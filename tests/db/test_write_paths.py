@@ -9,17 +9,18 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
 
 from strongroom.audit.event import AuditEvent
-from strongroom.audit.store import verify_chain
 from strongroom.audit.writer import AuditWriter
 from strongroom.db import migrate
 from strongroom.db.engine import Database, WriterBusyError
 from strongroom.db.hot import HotReader
 from strongroom.db.tables import audit_events
+from tests.support.audit_chain import TEST_CHAIN_KEY, anchored, verify
 from tests.support.concurrency import HeldLock
 
 
@@ -52,7 +53,7 @@ def test_audit_batch_is_handed_to_a_thread_when_the_lock_is_busy(
 ) -> None:
     """The event loop must not wait for another writer: the batch finishes in a thread."""
     database = sqlite_database
-    writer = AuditWriter(database, None)
+    writer = AuditWriter(anchored(database), TEST_CHAIN_KEY)
     holding = threading.Event()
 
     def hold_for(seconds: float) -> None:
@@ -85,7 +86,7 @@ def test_audit_batch_is_handed_to_a_thread_when_the_lock_is_busy(
     assert asyncio.run(scenario()) >= 0.2
     with database.read() as connection:
         assert connection.execute(select(func.count()).select_from(audit_events)).scalar() == 5
-        assert verify_chain(connection).broken is None
+    assert verify(database).broken is None
 
 
 def test_hot_reader_reconnects_after_losing_its_connection(database: Database) -> None:
@@ -104,3 +105,28 @@ def test_hot_reader_reconnects_after_losing_its_connection(database: Database) -
     assert hot.generation() == 0
     assert hot.version_row("/missing", None) is None
     hot.close()
+
+
+def test_a_snapshot_sees_one_state_and_can_write_nothing(database: Database) -> None:
+    """What `strongroom audit verify` reads through: events appended meanwhile must not
+    appear halfway through its walk (a false break), and it must not change anything."""
+    writer = AuditWriter(anchored(database), TEST_CHAIN_KEY)
+
+    def count(connection: Any) -> int:
+        return int(connection.execute(select(func.count()).select_from(audit_events)).scalar())
+
+    with database.snapshot() as connection:
+        before = count(connection)
+        with database.write() as other:
+            writer.append(other, [_event(1), _event(2)])
+        assert count(connection) == before  # committed meanwhile, not in this snapshot
+    with database.snapshot() as connection:
+        assert count(connection) == before + 2
+    with pytest.raises(Exception) as refused, database.snapshot() as connection:  # noqa: PT011
+        connection.execute(text("DELETE FROM audit_events"))
+    # SQLite (query_only): "attempt to write a readonly database", as a 503; PostgreSQL:
+    # "cannot execute DELETE in a read-only transaction".
+    said = getattr(refused.value, "reason", None) or str(refused.value)
+    assert "readonly" in said or "read-only" in said, said
+    with database.snapshot() as connection:
+        assert count(connection) == before + 2

@@ -1,6 +1,8 @@
 """The server-side commands as an operator runs them: `server --dev`, the refusal without a
-master key, `db upgrade`, `keys rotate`, `keys rewrap`, `audit verify` (and the audit journals
-it chains first)."""
+master key, `db upgrade`, `bootstrap` (idempotent, and creating the master key file on a first
+start), `keys rotate`, `keys rewrap`, `audit verify` (and the journaled events it reports as
+pending), `server` configured by STRONGROOM_HOST/PORT/WORKERS alone and `healthcheck` following
+them."""
 
 from __future__ import annotations
 
@@ -46,6 +48,23 @@ def test_server_without_master_key_refuses_clearly(tmp_path: Path) -> None:
     assert "STRONGROOM_MASTER_KEY" in result.stderr
     assert "--dev" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_server_refuses_a_bad_sts_connect_to_in_one_line(tmp_path: Path) -> None:
+    result = _server_refusing(
+        {
+            "STRONGROOM_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+            "STRONGROOM_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+            "STRONGROOM_STS_CONNECT_TO": "sts.amazonaws.com=http://127.0.0.1:5000/sts",
+        }
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert (
+        "STRONGROOM_STS_CONNECT_TO entry 'sts.amazonaws.com=http://127.0.0.1:5000/sts'" in lines[0]
+    )
+    assert not (tmp_path / "db.sqlite").exists()  # refused before touching the database
 
 
 def test_server_refuses_an_audit_journal_directory_that_is_a_link(tmp_path: Path) -> None:
@@ -141,8 +160,10 @@ def test_offline_commands(tmp_path: Path) -> None:
     assert "Database at revision" in server.run_cli("db", "upgrade").stdout
     admin = server.bootstrap()
     again = server.run_cli("bootstrap", check=False)
-    assert again.returncode == 1
-    assert "already bootstrapped" in again.stderr
+    assert again.returncode == 0, again.stderr
+    assert "Already bootstrapped" in again.stderr
+    assert "Access key" not in again.stdout
+    assert json.loads(server.run_cli("bootstrap", "--json").stdout)["already_bootstrapped"]
     server.start()
     try:
         token = httpx.post(
@@ -213,27 +234,108 @@ def _orphaned_journal(tmp_path: Path) -> Path:
     return journal.path
 
 
-def test_audit_verify_chains_what_a_killed_server_left_in_its_journal(tmp_path: Path) -> None:
+def test_audit_verify_reports_what_a_killed_server_left_in_its_journal(tmp_path: Path) -> None:
+    """Verify changes nothing: the journal stays for the next server start to chain."""
     server = _offline(tmp_path)
-    server.run_cli("db", "upgrade")
+    server.bootstrap()
     orphan = _orphaned_journal(tmp_path)
     verified = server.run_cli("audit", "verify")
-    assert "Chained 2 journaled event(s) left by a stopped server" in verified.stderr
-    assert "Audit chain intact: 2 event(s) verified" in verified.stdout
+    assert "Audit chain intact: 1 event(s) verified" in verified.stdout
+    assert "Pending: 2 journaled event(s) not chained yet, in 1 journal(s)" in verified.stdout
+    assert orphan.exists()
+    server.start()  # a server start chains what a process that died left behind
+    server.stop()
     assert not orphan.exists()
-    assert json.loads(server.run_cli("audit", "verify", "--json").stdout)["checked"] == 2
+    report = json.loads(server.run_cli("audit", "verify", "--json").stdout)
+    assert (report["ok"], report["pending"]) == (True, 0)
+    assert report["checked"] >= 3
 
 
-def test_audit_verify_leaves_journals_alone_on_an_older_schema(tmp_path: Path) -> None:
+def test_audit_verify_leaves_an_older_schema_alone(tmp_path: Path) -> None:
     server = _offline(tmp_path)
     database = Database.from_url(server.env["STRONGROOM_DATABASE_URL"])
     migrate.upgrade(database, "0001")  # no audit_journal_progress table yet
     database.dispose()
     orphan = _orphaned_journal(tmp_path)
-    verified = server.run_cli("audit", "verify")
+    verified = server.run_cli("audit", "verify", check=False)
+    assert verified.returncode == 1
     assert "strongroom db upgrade" in verified.stderr
     assert "Traceback" not in verified.stderr
-    assert "Audit chain intact: 0 event(s) verified" in verified.stdout
     assert orphan.exists()
+    database = Database.from_url(server.env["STRONGROOM_DATABASE_URL"])
+    assert migrate.current_revision(database) == "0001"  # verify migrates nothing
+    database.dispose()
     server.run_cli("db", "upgrade")
-    assert "Chained 2 journaled" in server.run_cli("audit", "verify").stderr
+    assert "Pending: 2 journaled" in server.run_cli("audit", "verify").stdout
+
+
+def test_bootstrap_creates_the_master_key_file_once_and_never_replaces_a_lost_one(
+    tmp_path: Path,
+) -> None:
+    """What a container's one-shot set-up runs on every start (docker-compose.yml)."""
+    key_file = tmp_path / "keys" / "master.key"
+    env = {
+        **_CLEAN_ENV,
+        "STRONGROOM_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+        "STRONGROOM_MASTER_KEY_FILE": str(key_file),
+    }
+
+    def bootstrap() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [STRONGROOM, "bootstrap", "--create-master-key"],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    first = bootstrap()
+    assert first.returncode == 0, first.stderr
+    assert "Created the master key file" in first.stderr
+    assert re.search(r"Access ID:\s+p-[a-z0-9]{12}", first.stdout)
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    key = key_file.read_bytes()
+
+    second = bootstrap()
+    assert second.returncode == 0, second.stderr
+    assert "Already bootstrapped" in second.stderr
+    assert "Created" not in second.stderr
+    assert "Access" not in second.stdout
+    assert key_file.read_bytes() == key
+
+    # The key file is lost (a volume not carried over): a new key would orphan every value.
+    key_file.unlink()
+    lost = bootstrap()
+    assert lost.returncode == 1
+    assert "restore that key file" in lost.stderr
+    assert "Traceback" not in lost.stderr
+    assert not key_file.exists()
+
+
+def test_server_and_healthcheck_follow_the_environment(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **_CLEAN_ENV,
+        "STRONGROOM_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+        "STRONGROOM_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+        "STRONGROOM_HOST": "0.0.0.0",  # noqa: S104  (healthcheck asks loopback then)
+        "STRONGROOM_PORT": str(port),
+        "STRONGROOM_WORKERS": "1",
+    }
+
+    def healthcheck(**override: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [STRONGROOM, "healthcheck", "--timeout", "2"],
+            env={**env, **override}, capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+
+    process = subprocess.Popen(
+        [STRONGROOM, "server"], env=env, cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}")
+        assert healthcheck().returncode == 0
+        elsewhere = healthcheck(STRONGROOM_PORT=str(free_port()))
+        assert elsewhere.returncode == 1
+        assert "no answer" in elsewhere.stderr
+    finally:
+        output = _stop(process)
+    assert f"listening on http://0.0.0.0:{port} with 1 worker(s)" in output

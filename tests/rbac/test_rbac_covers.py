@@ -178,11 +178,44 @@ def test_covers_counts_only_live_rules() -> None:
         rule("/ops/*", C.READ, expires_at=NOW + timedelta(hours=1)),
     ]
     caller = RuleSet(rules, {})
-    assert not caller.covers(ITEM, "/dev/a", frozenset({C.READ}), NOW)
-    assert caller.covers(ITEM, "/dev/a", frozenset({C.READ}), NOW - timedelta(seconds=1))
+    soon = NOW + timedelta(minutes=1)
+    earlier = NOW - timedelta(seconds=1)
+    assert not caller.covers(ITEM, "/dev/a", frozenset({C.READ}), NOW, expires_at=soon)
+    assert caller.covers(ITEM, "/dev/a", frozenset({C.READ}), earlier, expires_at=earlier)
     assert caller.covers(ITEM, "/prod/*", frozenset({C.READ}), NOW)
-    assert not caller.covers(ITEM, "/prod/*", frozenset({C.READ}), NOW - timedelta(seconds=1))
-    assert caller.covers(ITEM, "/ops/x", frozenset({C.READ}), NOW)
+    assert not caller.covers(ITEM, "/prod/*", frozenset({C.READ}), earlier)
+    assert caller.covers(ITEM, "/ops/x", frozenset({C.READ}), NOW, expires_at=soon)
+
+
+HOUR = NOW + timedelta(hours=1)
+DAY = NOW + timedelta(days=1)
+
+# (caller's rules, candidate's expiry, covers?) for read on /dev/a: expiry is part of a grant.
+EXPIRY_CASES = [
+    ([rule("/dev/*", C.READ)], None, True),
+    ([rule("/dev/*", C.READ)], DAY, True),
+    # Attack: re-setting a rule held for an hour as one that never expires, or lasts a day.
+    ([rule("/dev/*", C.READ, expires_at=HOUR)], None, False),
+    ([rule("/dev/*", C.READ, expires_at=HOUR)], DAY, False),
+    ([rule("/dev/*", C.READ, expires_at=HOUR)], HOUR, True),  # no later than its own
+    ([rule("/dev/*", C.READ, expires_at=DAY)], HOUR, True),
+    # Only the grants that last long enough count, even where others cover the path for now.
+    ([rule("/dev/*", C.READ, expires_at=HOUR), rule("/dev/+", C.READ)], None, True),
+    ([rule("/dev/*", C.READ), rule("/+/a", C.READ, expires_at=HOUR)], DAY, True),
+    ([rule("/dev/b", C.READ), rule("/+/a", C.READ, expires_at=HOUR)], DAY, False),
+    # Every live deny counts, however soon it lapses.
+    ([rule("/dev/*", C.READ), rule("/dev/a", C.DENY, expires_at=HOUR)], DAY, False),
+    ([rule("/dev/*", C.READ), rule("/dev/a", C.DENY, expires_at=NOW)], None, True),
+]
+
+
+@pytest.mark.parametrize(("rules", "expires_at", "expected"), EXPIRY_CASES)
+def test_covers_needs_grants_that_last_as_long(
+    rules: list[Rule], expires_at: datetime | None, expected: bool
+) -> None:
+    caller = RuleSet(rules, {})
+    covered = caller.covers(ITEM, "/dev/a", frozenset({C.READ}), NOW, expires_at=expires_at)
+    assert covered is expected
 
 
 def test_covers_is_exact_when_the_caller_names_every_character() -> None:

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from strongroom.errors import InvalidRequestError
-from strongroom.rbac import RuleType, validate_rule_path
+from strongroom.errors import InvalidRequestError, RuleTooComplexError
+from strongroom.rbac import RuleType, validate_new_rule_path, validate_rule_path
 from strongroom.rbac.automaton import UNIVERSE, contained
 from strongroom.rbac.pattern import (
     Claim,
@@ -96,6 +96,26 @@ def test_validate_rule_path_accepts(rule_type: RuleType, unverified: str, canoni
 def test_validate_rule_path_rejects(rule_type: RuleType, unverified: object, message: str) -> None:
     with pytest.raises(InvalidRequestError, match=message):
         validate_rule_path(unverified, rule_type)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/a*/b*/c*/d*/e*/f*/g*/h*",
+        "/+/+/+/+/{{role_name}}/{{arn}}/x*y/*",
+        "/a**b**c**d**e**f**g**h**",  # runs of '*' count once
+    ],
+)
+def test_a_new_rule_path_may_hold_eight_wildcards(path: str) -> None:
+    assert validate_new_rule_path(path, RuleType.ITEM) == validate_rule_path(path, RuleType.ITEM)
+
+
+@pytest.mark.parametrize("path", ["/*a*b*c*d*e*f*g*h*", "/+/+/+/+/+/+/+/{{role_name}}/*"])
+def test_a_new_rule_path_with_more_wildcards_is_too_complex(path: str) -> None:
+    with pytest.raises(RuleTooComplexError, match="at most 8 wildcards"):
+        validate_new_rule_path(path, RuleType.ITEM)
+    # Stored rules written before the bound still parse, so that their holders keep access.
+    assert validate_rule_path(path, RuleType.ITEM) == path
 
 
 def test_tokens_merge_literals_and_keep_templates_apart() -> None:

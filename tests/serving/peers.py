@@ -1,8 +1,8 @@
-"""Helpers of the serving tests: socket pairs standing in for login processes.
+"""Helpers of the serving tests: a login pool whose login processes the test plays.
 
-The ``peers`` fixture (conftest) replaces ``LoginProcess.start`` so that no process is spawned;
-the test plays the login process on the other end (sends ``ready``, receives connections,
-exits).
+The ``peers`` fixture (conftest) makes a real :class:`LoginPool` (socket pairs and readiness
+flags) and starts no process: the test plays each login process on the other end (marks it
+ready, receives connections).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
-from strongroom.serving.handoff import READY, LoginHandoff, LoginProcess
+from strongroom.serving.handoff import ACCEPTED_AT_BYTES, LoginHandoff, LoginPool, unpack_message
 
 LOGIN = b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
 SMALL_BUFFER = 4096  # the login processes' sockets fill after a few messages
@@ -26,11 +26,26 @@ def handoffs(outcome: str) -> float:
 
 
 class Peers:
-    """The login processes' ends of the socket pairs, in the order the worker created them."""
+    """The login processes' ends of the pool's socket pairs (made by :meth:`pool`)."""
 
     def __init__(self) -> None:
         self.ends: list[socket.socket] = []
-        self.processes: list[LoginProcess] = []
+        self.pools: list[LoginPool] = []
+
+    def pool(self, count: int = 1) -> LoginPool:
+        """A pool of ``count`` login processes, none ready yet; its workers' ends send little."""
+        pool = LoginPool(count)
+        for end in pool.worker_ends:
+            end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUFFER)
+        for end in pool.login_ends:
+            end.settimeout(5)
+        self.pools.append(pool)
+        self.ends = list(pool.login_ends)
+        return pool
+
+    def close(self) -> None:
+        for pool in self.pools:
+            pool.close()
 
     def __getitem__(self, index: int) -> socket.socket:
         return self.ends[index]
@@ -43,9 +58,17 @@ class Peers:
 
     def receive(self, index: int) -> tuple[bytes, socket.socket]:
         """One passed connection: the first bytes and the connection."""
-        chunk, fds, _flags, _address = socket.recv_fds(self.ends[index], 65536, 1)
-        assert len(fds) == 1, (chunk, fds)
-        return chunk, socket.socket(fileno=fds[0])
+        chunk, _accepted_at, connection = self.receive_stamped(index)
+        return chunk, connection
+
+    def receive_stamped(self, index: int) -> tuple[bytes, float, socket.socket]:
+        """One passed connection: the first bytes, its accept time and the connection."""
+        message, fds, _flags, _address = socket.recv_fds(
+            self.ends[index], ACCEPTED_AT_BYTES + 65536, 1
+        )
+        assert len(fds) == 1, (message, fds)
+        accepted_at, chunk = unpack_message(message)
+        return chunk, accepted_at, socket.socket(fileno=fds[0])
 
 
 class Clients:
@@ -83,8 +106,8 @@ def run(body: Callable[[], Coroutine[Any, Any, None]]) -> None:
 async def ready_handoff(
     peers: Peers, count: int = 1, *, keep_when_idle: bool = False
 ) -> LoginHandoff:
-    handoff = LoginHandoff(count, nice=0, keep_when_idle=keep_when_idle).start()
+    """A worker's handoff to a pool of ``count`` login processes, all ready."""
+    pool = peers.pool(count)
     for index in range(count):
-        peers[index].send(READY)
-    await until(lambda: all(process.ready for process in handoff.processes))
-    return handoff
+        pool.set_ready(index, True)
+    return LoginHandoff(pool, keep_when_idle=keep_when_idle)

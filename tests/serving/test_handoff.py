@@ -1,6 +1,6 @@
-"""The worker's side of the login handoff (``LoginHandoff``), with socket pairs standing in for
-login processes (``peers``, from conftest): the test plays the login process on the other end
-(sends ``ready``, receives connections, exits).
+"""The worker's side of the login handoff (``LoginHandoff``) on a real login pool whose login
+processes the test plays (``peers``, from conftest): it marks them ready and receives the
+connections on the other end.
 
 Connections are Unix stream socket pairs: the worker offers one end, the test keeps the other
 as the client and checks what the client sees (an answer through the passed descriptor, or the
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from strongroom.serving import handoff as handoff_module
-from strongroom.serving.handoff import READY, LoginHandoff
+from strongroom.serving.handoff import LoginHandoff
 from tests.serving.peers import LOGIN, Clients, Peers, handoffs, ready_handoff, run, until
 
 
@@ -80,12 +80,12 @@ def test_other_requests_stay_with_the_worker(peers: Peers, clients: Clients, chu
 
 def test_not_ready_until_the_login_process_says_so(peers: Peers, clients: Clients) -> None:
     async def body() -> None:
-        handoff = LoginHandoff(1, nice=0).start()
+        pool = peers.pool()
+        handoff = LoginHandoff(pool)
         before = handoffs("worker_not_ready")
         assert offer(handoff, clients)[0] is False
         assert handoffs("worker_not_ready") == before + 1
-        peers[0].send(READY)
-        await until(lambda: handoff.processes[0].ready)
+        pool.set_ready(0, True)  # what a login process does once it serves
         assert offer(handoff, clients)[0] is True
         handoff.close()
 
@@ -104,22 +104,28 @@ def test_round_robin_between_login_processes(peers: Peers, clients: Clients) -> 
     run(body)
 
 
-def test_a_login_process_that_exited_is_skipped_then_restarted(
-    peers: Peers, clients: Clients, monkeypatch: pytest.MonkeyPatch
+def test_a_login_process_being_replaced_is_skipped_and_what_it_had_waits(
+    peers: Peers, clients: Clients
 ) -> None:
-    monkeypatch.setattr(handoff_module, "RESTART_DELAY_SECONDS", 0.01)
+    """The supervisor clears a login process's flag when it reaps it and holds both ends of
+    its socket pair: connections sent before the worker saw the flag wait in the socket for
+    the next login process of that slot; later ones are served by the worker."""
 
     async def body() -> None:
         handoff = await ready_handoff(peers)
-        peers[0].close()  # the login process exits
-        # Offered before the worker noticed, or after: served by the worker either way.
+        taken, client = offer(handoff, clients)  # sent, not yet read by anyone
+        assert taken
+        peers.pools[-1].set_ready(0, False)  # reaped by the supervisor
+        before = handoffs("worker_not_ready")
         assert offer(handoff, clients)[0] is False
-        await until(lambda: len(peers.ends) == 2)  # started again
-        assert offer(handoff, clients)[0] is False  # the new one is not ready yet
-        peers[1].send(READY)
-        await until(lambda: handoff.processes[0].ready)
+        assert handoffs("worker_not_ready") == before + 1
+        chunk, passed = peers.receive(0)  # the next login process of the slot finds it
+        assert chunk == LOGIN
+        with passed:
+            passed.sendall(b"answered")
+        assert client.recv(10) == b"answered"
+        peers.pools[-1].set_ready(0, True)
         assert offer(handoff, clients)[0] is True
-        assert peers.first_bytes(1) == LOGIN
         handoff.close()
 
     run(body)
@@ -174,26 +180,23 @@ def test_a_full_backlog_leaves_the_login_to_the_worker(
     run(body)
 
 
-def test_queued_logins_of_a_login_process_that_exits_are_closed(
-    peers: Peers, clients: Clients
-) -> None:
+def test_close_closes_what_waits_in_the_backlog(peers: Peers, clients: Clients) -> None:
     async def body() -> None:
         handoff = await ready_handoff(peers)
         waiting = fill(handoff, clients)
-        peers[0].close()  # exits without reading: in its socket or in the backlog, all lost
-        await until(lambda: handoff.processes[0].channel is None)
-        for client in waiting:
-            assert client.recv(10) == b""  # closed, no answer: the client may retry
-        handoff.close()
+        handoff.close()  # the worker stops: what never left it is closed, no answer
+        assert waiting[-1].recv(10) == b""
+        assert offer(handoff, clients)[0] is False
 
     run(body)
 
 
-def test_close_closes_the_socket_pairs(peers: Peers, clients: Clients) -> None:
+def test_close_closes_the_workers_ends(peers: Peers, clients: Clients) -> None:
     async def body() -> None:
         handoff = await ready_handoff(peers, count=2)
         handoff.close()
-        assert peers[0].recv(64) == b""  # what tells a login process to finish and exit
+        # This worker was the only holder here: what tells a login process to finish.
+        assert peers[0].recv(64) == b""
         assert peers[1].recv(64) == b""
         assert offer(handoff, clients)[0] is False
 
@@ -286,9 +289,7 @@ def test_an_idle_worker_keeps_its_logins_when_told_to(
     peers: Peers, clients: Clients, keep_when_idle: bool, worker_idle: bool, passed: bool
 ) -> None:
     async def body() -> None:
-        handoff = LoginHandoff(1, nice=0, keep_when_idle=keep_when_idle).start()
-        peers[0].send(READY)
-        await until(lambda: handoff.processes[0].ready)
+        handoff = await ready_handoff(peers, keep_when_idle=keep_when_idle)
         before = {o: handoffs(o) for o in ("login_process", "worker_idle")}
         worker_end, _client_end = clients.connection()
         assert handoff.offer(worker_end, LOGIN, worker_idle=worker_idle) is passed

@@ -8,19 +8,19 @@ server`` uses) and on asyncio's own loop: the protocol swap (``set_protocol``) m
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Coroutine
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-import uvicorn
-import uvloop
-from uvicorn.server import ServerState
 
 from strongroom.serving.handoff import LoginHandoff
+from strongroom.serving.head_limits import LIMITS
 from strongroom.serving.protocol import LoginRoutingProtocol
 from strongroom.serving.state import LOGIN_HANDOFF
-from tests.serving.peers import LOGIN, Peers, handoffs, ready_handoff
+from tests.serving.listener import Listener
+from tests.serving.peers import LOGIN, Peers, handoffs, ready_handoff, until
 
 READ = b"GET /v1/secrets/value?name=/a HTTP/1.1\r\nHost: x\r\n\r\n"
 SERVED_READ = b"served GET /v1/secrets/value"  # what the app answers: the worker served it
@@ -28,62 +28,17 @@ SERVED_LOGIN = b"served POST /v1/auth/login"
 FIRST_BYTES_TIMEOUT = 0.3  # the listener's keep-alive timeout, which bounds the first bytes
 
 
-async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Answers ``served <method> <path>``: whatever reaches it was served by the worker."""
-    if scope["type"] != "http":
-        return
-    while (await receive()).get("more_body"):
-        pass
-    body = f"served {scope['method']} {scope['path']}".encode()
-    headers = [(b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-@pytest.fixture(params=["uvloop", "asyncio"])
-def run_on(request: pytest.FixtureRequest) -> Callable[[Any], None]:
-    factory = uvloop.new_event_loop if request.param == "uvloop" else asyncio.new_event_loop
-
-    def run(body: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(body())
-
-    return run
-
-
-class Worker:
+class Worker(Listener):
     """A listener whose connections start with LoginRoutingProtocol, as in a uvicorn worker."""
 
     def __init__(self, handoff: LoginHandoff | None) -> None:
-        self.config = uvicorn.Config(app, timeout_keep_alive=FIRST_BYTES_TIMEOUT, lifespan="off")
-        self.config.load()
-        self.state = ServerState()
+        super().__init__(keep_alive=FIRST_BYTES_TIMEOUT)
         self.app_state: dict[str, Any] = {} if handoff is None else {LOGIN_HANDOFF: handoff}
-        self.errors: list[dict[str, Any]] = []
-        self.port = 0
 
     def protocol(self) -> LoginRoutingProtocol:
         return LoginRoutingProtocol(
             config=self.config, server_state=self.state, app_state=self.app_state
         )
-
-    @asynccontextmanager
-    async def listening(self) -> AsyncIterator[Worker]:
-        loop = asyncio.get_running_loop()
-        loop.set_exception_handler(lambda _loop, context: self.errors.append(context))
-        server = await loop.create_server(self.protocol, "127.0.0.1", 0)
-        self.port = server.sockets[0].getsockname()[1]
-        try:
-            yield self
-        finally:
-            server.close()
-            for connection in list(self.state.connections):
-                connection.shutdown()
-            # A connection the worker failed to close would make this wait for ever.
-            await asyncio.wait_for(server.wait_closed(), 5)
-
-    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        return await asyncio.open_connection("127.0.0.1", self.port)
 
 
 @asynccontextmanager
@@ -154,6 +109,27 @@ def test_a_new_login_connection_goes_to_the_login_process_with_its_first_bytes(
     run_on(body)
 
 
+def test_a_login_goes_over_with_its_accept_time(
+    run_on: Callable[[Any], None], peers: Peers
+) -> None:
+    """The login process's time limit on the head runs from the worker's accept, not from
+    the handoff: waiting before the first byte buys a slow sender nothing."""
+
+    async def body() -> None:
+        async with worker_with_login_process(peers) as worker:
+            before_connect = time.monotonic()
+            _reader, writer = await worker.connect()
+            await asyncio.sleep(FIRST_BYTES_TIMEOUT / 2)
+            sent_at = time.monotonic()
+            writer.write(LOGIN)
+            _chunk, accepted_at, connection = await asyncio.to_thread(peers.receive_stamped, 0)
+            connection.close()
+            assert before_connect <= accepted_at < sent_at
+            writer.close()
+
+    run_on(body)
+
+
 def test_a_connection_that_sends_nothing_is_closed_after_the_keep_alive_timeout(
     run_on: Callable[[Any], None], peers: Peers
 ) -> None:
@@ -174,6 +150,33 @@ def test_a_connection_that_sends_nothing_is_closed_after_the_keep_alive_timeout(
             assert await exchange(reader, writer, READ) == SERVED_READ
             await asyncio.sleep(FIRST_BYTES_TIMEOUT * 0.6)  # past the first-bytes deadline
             assert await exchange(reader, writer, READ) == SERVED_READ
+            writer.close()
+
+    run_on(body)
+
+
+def test_shutdown_closes_a_connection_that_has_sent_nothing_yet(
+    run_on: Callable[[Any], None], peers: Peers
+) -> None:
+    """SIGTERM (SPEC section 11): uvicorn calls ``shutdown()`` on each connection in its set,
+    then waits for the set to empty. A connection still waiting for its first bytes is in it
+    and is closed at once, long before its first-bytes timer; invisible to the shutdown, it
+    was served later by a worker that should have stopped."""
+
+    async def body() -> None:
+        async with worker_with_login_process(peers) as worker:
+            worker.config.timeout_keep_alive = 30  # the first-bytes timer stays out of this
+            reader, writer = await worker.connect()
+            await until(lambda: len(worker.state.connections) == 1)
+            for connection in list(worker.state.connections):
+                connection.shutdown()
+            assert await asyncio.wait_for(reader.read(), 2) == b""  # closed by the server
+            await until(lambda: not worker.state.connections)
+            writer.close()
+            # A connection that has become uvicorn's leaves the set to uvicorn's own protocol.
+            reader, writer = await worker.connect()
+            assert await exchange(reader, writer, READ) == SERVED_READ
+            assert all(not isinstance(c, LoginRoutingProtocol) for c in worker.state.connections)
             writer.close()
 
     run_on(body)
@@ -241,5 +244,67 @@ def test_a_login_connection_with_no_room_anywhere_is_served_by_the_worker(
             reader, writer = await worker.connect()
             assert await exchange(reader, writer, LOGIN) == SERVED_LOGIN
             writer.close()
+
+    run_on(body)
+
+
+LIST = b"LIST /v1/secret/metadata/app HTTP/1.1\r\nHost: x\r\n\r\n"
+SERVED_LIST = b"served LIST /v1/secret/metadata/app"
+
+
+@pytest.mark.parametrize("with_login_process", [True, False])
+def test_vaults_list_method_reaches_the_app_on_every_request_of_a_connection(
+    run_on: Callable[[Any], None], peers: Peers, with_login_process: bool
+) -> None:
+    """httptools' parser knows no LIST; hvac and the bao CLI list with it (SPEC section 10)."""
+
+    async def body() -> None:
+        handoff = await ready_handoff(peers) if with_login_process else None
+        try:
+            async with Worker(handoff).listening() as worker:
+                reader, writer = await worker.connect()
+                assert await exchange(reader, writer, LIST) == SERVED_LIST  # first bytes
+                assert await exchange(reader, writer, READ) == SERVED_READ
+                assert await exchange(reader, writer, LIST) == SERVED_LIST  # kept connection
+                assert await exchange(reader, writer, LIST) == SERVED_LIST
+                # The stand-in method stays itself when a client really sends it.
+                link = b"LINK /v1/secret/metadata/app HTTP/1.1\r\nHost: x\r\n\r\n"
+                assert (
+                    await exchange(reader, writer, link) == b"served LINK /v1/secret/metadata/app"
+                )
+                assert await exchange(reader, writer, READ) == SERVED_READ
+                writer.close()
+                assert not worker.errors
+        finally:
+            if handoff is not None:
+                handoff.close()
+
+    run_on(body)
+
+
+@pytest.mark.parametrize("with_login_process", [True, False])
+def test_heads_over_the_limits_get_431_on_every_request_of_a_connection(
+    run_on: Callable[[Any], None], peers: Peers, with_login_process: bool
+) -> None:
+    """The worker's connections get the head limits (SPEC section 5: 16 KiB a header line)
+    whether or not they waited for their first bytes, and keep them once kept alive."""
+    too_large = b"GET /v1/sys/health HTTP/1.1\r\nX-Big: " + b"v" * LIMITS.line_bytes + b"\r\n\r\n"
+
+    async def body() -> None:
+        handoff = await ready_handoff(peers) if with_login_process else None
+        try:
+            async with Worker(handoff).listening() as worker:
+                for kept in (False, True):
+                    reader, writer = await worker.connect()
+                    if kept:
+                        assert await exchange(reader, writer, LIST) == SERVED_LIST
+                    writer.write(too_large)
+                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+                    assert head.startswith(b"HTTP/1.1 431 "), head
+                    writer.close()
+                assert not worker.errors
+        finally:
+            if handoff is not None:
+                handoff.close()
 
     run_on(body)

@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
+import structlog
 from fastapi import FastAPI
 
 from strongroom.api.errors import install_error_handlers
 from strongroom.api.middleware import RequestEnvelope
-from strongroom.api.routes import audit, auth, auth_methods, roles, secrets, sys
+from strongroom.api.routes import (
+    audit,
+    auth,
+    auth_methods,
+    roles,
+    secrets,
+    sys,
+    vault_auth,
+    vault_kv,
+)
 from strongroom.api.services import Services
+from strongroom.audit.chain import ChainKey
 from strongroom.audit.journal import AuditJournal, journal_directory, recover_orphans
+from strongroom.audit.store import seal_anchor
 from strongroom.audit.writer import AuditFileSink, AuditWriter
-from strongroom.auth.aws_iam import StsClient, create_sts_http_client
+from strongroom.auth.aws_iam import StsClient, create_sts_http_client, parse_connect_to
 from strongroom.auth.login_failures import FailureLimits
 from strongroom.auth.service import LoginPolicy, LoginService
 from strongroom.auth.tokens import TokenService
@@ -27,70 +41,75 @@ from strongroom.db import migrate
 from strongroom.db.engine import Checkpointer, Database
 from strongroom.db.hot import HotReader
 from strongroom.db.keys import load_or_create_keys
+from strongroom.errors import ConfigurationError
 from strongroom.kit.clock import Clock, utc_now
 from strongroom.kit.inflight import InFlight
+from strongroom.roles.checks import EscalationChecks
 from strongroom.roles.service import RoleService
 from strongroom.secrets.service import SecretService
-from strongroom.serving.handoff import LoginHandoff
+from strongroom.serving.handoff import LoginHandoff, LoginPool
+from strongroom.serving.placement import Placement
 from strongroom.serving.state import LOGIN_HANDOFF
 from strongroom.web.console import install_console
 
 MAX_BODY_BYTES = 1024 * 1024
+RETRY_SECONDS = 5.0
+log = structlog.get_logger("strongroom.api")
 
 
 def create_app(
     settings: Settings,
     *,
+    placement: Placement | None = None,
+    login_pool: LoginPool | None = None,
     master_key: MasterKeyProvider | None = None,
     sts_transport: httpx.AsyncBaseTransport | None = None,
     clock: Clock = utc_now,
-    login_thread: bool = True,
-    login_processes: bool = False,
-    login_inline_when_idle: bool = False,
-    wal_checkpoints: bool = True,
-    audit_journal: bool = False,
 ) -> FastAPI:
     """Build the app: migrate, unwrap the keys, wire services, routes and middleware.
 
+    ``placement`` (strongroom.serving.placement) says what this process's app does where:
+    a server worker's, a login process's, or (the default) an app in the caller's process.
+    ``login_pool``: the server's login processes, which a worker's lifespan hands new login
+    connections to (through the lifespan state, to the worker's HTTP protocol).
+
     ``master_key``, ``sts_transport`` and ``clock`` are the injectable edges (tests pass
     their own); by default they come from ``settings`` and the system.
-
-    ``login_thread``: logins run on a loop thread of their own (a login process says False).
-    ``login_processes``: the app is a uvicorn worker's; its lifespan starts
-    ``settings.login_processes`` login processes (strongroom.serving) and hands them to the
-    worker's HTTP protocol through the lifespan state.
-    ``login_inline_when_idle``: a login that finds no other request in progress runs on the
-    server's own loop rather than on the login thread (a worker's, from the settings).
-    ``wal_checkpoints``: run SQLite's WAL checkpoints in a background thread (a login process
-    says False: its worker already does).
-    ``audit_journal``: on SQLite, reads' and denials' audit events are durable once in this
-    process's audit journal and reach the chain shortly after (a server's processes say True);
-    journals left by processes that ended are chained first.
     """
+    connect_to = parse_connect_to(settings.sts_connect_to)  # ConfigurationError before any work
+    placement = placement or Placement.in_process()
     # Automatic checkpoints are off when background ones run: a commit never pays for one.
     database = Database.from_url(settings.database_url, background_checkpoints=True)
-    if not migrate.is_up_to_date(database):
+    if placement.migrate and not migrate.is_up_to_date(database):
         migrate.upgrade(database)
-    keys = load_or_create_keys(database, master_key or load_master_key_provider(settings))
+    keys = load_or_create_keys(
+        database, master_key or load_master_key_provider(settings), create=placement.migrate
+    )
+    # Before anything appends (audit/chain.py). A server's supervisor sealed it before forking,
+    # so a worker only reads here: it still starts when the database cannot be written.
+    seal_anchor(database, keys.audit)
     journal = None
-    journal_dir = journal_directory(database) if audit_journal else None
+    orphans_left = False
+    journal_dir = journal_directory(database) if placement.audit_journal else None
     if journal_dir is not None:
-        recover_orphans(database, journal_dir)
-        journal = AuditJournal.create(journal_dir)
+        orphans_left = not _recover_orphans(database, keys.audit, journal_dir)
+        journal = _open_journal(journal_dir)
     writer = AuditWriter(
         database,
+        keys.audit,
         AuditFileSink(settings.audit_file) if settings.audit_file else None,
         journal=journal,
     )
     hot = HotReader(database.engine)
     token_service = TokenService(keys.digester, database, hot)
+    checks = EscalationChecks(in_thread=settings.rbac_check_thread)
     auth_method_service = AuthMethodService(
-        database, writer, keys.digester, sts_extra_endpoints=settings.sts_extra_endpoints
+        database, writer, keys.digester, checks, sts_extra_endpoints=settings.sts_extra_endpoints
     )
 
     def new_sts_client() -> StsClient:
         http = create_sts_http_client(settings.sts_timeout_seconds, transport=sts_transport)
-        return StsClient(http, timeout=settings.sts_timeout_seconds)
+        return StsClient(http, timeout=settings.sts_timeout_seconds, connect_to=connect_to)
 
     in_flight = InFlight()
     services = Services(
@@ -100,7 +119,7 @@ def create_app(
         writer=writer,
         tokens=token_service,
         auth_methods=auth_method_service,
-        roles=RoleService(database, writer),
+        roles=RoleService(database, writer, checks),
         secrets=SecretService(database, writer, keys.keyring, hot),
         login=LoginService(
             database,
@@ -118,8 +137,8 @@ def create_app(
                     window=timedelta(seconds=settings.login_failure_window_seconds),
                 ),
             ),
-            own_thread=login_thread,
-            inline_when=in_flight.alone if login_inline_when_idle else None,
+            placement=placement,
+            idle=in_flight.alone,
             inline_sts=new_sts_client,
         ),
         clock=clock,
@@ -128,22 +147,25 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         checkpointer = Checkpointer(database)
-        if wal_checkpoints:
+        if placement.wal_checkpoints:
             checkpointer.start()
         handoff = None
-        if login_processes and settings.login_processes > 0:
-            handoff = LoginHandoff(
-                settings.login_processes,
-                settings.login_process_nice,
-                keep_when_idle=login_inline_when_idle,
-                scheduling=settings.login_process_scheduling,
-            ).start()
+        if placement.login_handoff and login_pool is not None and len(login_pool) > 0:
+            handoff = LoginHandoff(login_pool, keep_when_idle=placement.login_inline_when_idle)
+        recovery = (
+            asyncio.create_task(_recover_orphans_later(database, keys.audit, journal_dir))
+            if orphans_left and journal_dir is not None
+            else None
+        )
         yield {LOGIN_HANDOFF: handoff} if handoff is not None else {}
+        if recovery is not None:
+            recovery.cancel()
         if handoff is not None:
             handoff.close()
         checkpointer.stop()
         await writer.drain()
         await services.login.aclose()
+        checks.close()
         hot.close()
         database.dispose()
 
@@ -155,8 +177,10 @@ def create_app(
     )
     app.state.services = services
     install_error_handlers(app)
-    # Secrets first: routes are matched in order, and reads are the traffic (~50 µs per read).
-    for module in (secrets, sys, auth, auth_methods, roles, audit):
+    # Secrets first: routes are matched in order, and reads are the traffic (~50 µs per read);
+    # then Vault's KV reads (SPEC section 10; its prefixes /v1/secret/ and /v1/sys/internal/
+    # overlap no native route).
+    for module in (secrets, vault_kv, sys, auth, auth_methods, roles, audit, vault_auth):
         app.include_router(module.router)
     # Inside the envelope (middleware added later wraps what was added before).
     app.add_middleware(auth.LoginFastPath, services=services, route=auth.login_route())
@@ -170,3 +194,35 @@ def create_app(
     )
     install_console(app)  # the web console under /ui/ (its headers wrap the envelope too)
     return app
+
+
+# A process that starts while the database or the disk cannot be written (full, read-only)
+# still starts, and answers 503 where it needs to write: dying at start, each replacement
+# would die the same way.
+
+
+def _recover_orphans(database: Database, key: ChainKey, directory: Path) -> bool:
+    """Chain the journals of processes that ended; False when that failed (retried later)."""
+    try:
+        recover_orphans(database, key, directory)
+    except Exception as exc:  # any storage failure: retried by _recover_orphans_later
+        log.warning("audit_journal_recovery_failed", error=repr(exc), retry_seconds=RETRY_SECONDS)
+        return False
+    return True
+
+
+async def _recover_orphans_later(database: Database, key: ChainKey, directory: Path) -> None:
+    while True:
+        await asyncio.sleep(RETRY_SECONDS)
+        if await asyncio.to_thread(_recover_orphans, database, key, directory):
+            return
+
+
+def _open_journal(directory: Path) -> AuditJournal | None:
+    """This process's audit journal; None (events commit to the chain directly) when it cannot
+    be created."""
+    try:
+        return AuditJournal.create(directory)
+    except (OSError, ConfigurationError) as exc:
+        log.warning("audit_journal_unavailable", error=repr(exc))
+        return None

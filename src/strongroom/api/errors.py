@@ -1,8 +1,10 @@
 """Every error leaves as ``{"error": Code, "message": text}`` with a 4xx or 5xx status.
 
 Validation problems become 400 ``InvalidRequest`` with the first problem spelled out; unknown
-routes 404. Anything unexpected is answered by the request envelope with a bare 500
-``InternalError`` (the traceback goes to the server log, never to the client).
+routes 404. Under the Vault-compatible paths, routing's answers take Vault's shape instead
+(``{"errors": […]}``, :mod:`strongroom.vault.errors`). Anything unexpected is answered by the
+request envelope with a bare 500 ``InternalError`` (the traceback goes to the server log, never
+to the client).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from starlette.types import Scope
 from strongroom.audit.event import AuditEvent
 from strongroom.errors import RateLimitedError, StrongroomError
 from strongroom.kit.validation import describe_validation_errors
+from strongroom.vault.errors import VAULT_PATH_PREFIXES, vault_http_error
 
 _HTTP_CODES = {
     400: "InvalidRequest",
@@ -40,7 +43,8 @@ def error_response(
     )
 
 
-def _note_reason(scope: Scope, reason: str) -> None:
+def note_reason(scope: Scope, reason: str) -> None:
+    """Keep the precise reason of a failure in the request's audit event (the first one wins)."""
     event: AuditEvent | None = scope.get("state", {}).get("audit")
     if event is not None and not event.reason:
         event.reason = reason[:2000]
@@ -48,7 +52,7 @@ def _note_reason(scope: Scope, reason: str) -> None:
 
 def strongroom_error_response(scope: Scope, exc: StrongroomError) -> Response:
     """The answer to ``exc``; its precise reason goes to the request's audit event only."""
-    _note_reason(scope, exc.reason)
+    note_reason(scope, exc.reason)
     headers = None
     if isinstance(exc, RateLimitedError):
         headers = {"Retry-After": str(exc.retry_after)}
@@ -63,12 +67,20 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         message = describe_validation_errors(list(exc.errors()))
-        _note_reason(request.scope, message)
+        note_reason(request.scope, message)
         return error_response(400, "InvalidRequest", message)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = _HTTP_CODES.get(exc.status_code, "Error")
         message = str(exc.detail) if exc.status_code != 404 else "no such endpoint"
-        _note_reason(request.scope, message)
+        note_reason(request.scope, message)
+        if request.url.path.startswith(VAULT_PATH_PREFIXES):
+            answer = vault_http_error(exc.status_code, message)
+            return Response(
+                orjson.dumps(answer.body()),
+                status_code=answer.status,
+                media_type="application/json",
+                headers=dict(exc.headers or {}),
+            )
         return error_response(exc.status_code, code, message)

@@ -9,6 +9,9 @@ For every HTTP request it:
   off streamed bodies that grow past it (memory exhaustion);
 - holds the response start until the event is stored: if the audit trail cannot be written,
   the client gets 503 and never the response (fail closed, SPEC section 7);
+- marks every response ``Cache-Control: no-store`` (tokens, access keys and values must not
+  be kept by a browser, a proxy or a client library's cache; as Vault does, for every
+  response rather than a list of routes that could miss one);
 - counts requests and latency for Prometheus.
 """
 
@@ -69,6 +72,10 @@ LATENCY = Histogram(
 # Probes, metrics and static files are not audited: they carry no identity and change nothing,
 # and auditing a load balancer's health checks would drown the trail.
 UNAUDITED_PREFIXES = ("/v1/sys/health", "/v1/sys/ready", "/metrics", "/ui/static/", "/favicon.ico")
+
+
+# Added to every response's headers (SPEC section 5: a value or a token is never cached).
+NO_STORE = (b"cache-control", b"no-store")
 
 
 def _error_body(error: Exception) -> bytes:
@@ -165,7 +172,9 @@ class RequestEnvelope:
                 return
             if message["type"] == "http.response.start":
                 status_holder[0] = message["status"]
-                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+                message.setdefault("headers", []).extend(
+                    ((b"x-request-id", request_id.encode()), NO_STORE)
+                )
                 if audited and not event.written:
                     event.finish(message["status"])
                     try:
@@ -239,6 +248,7 @@ class RequestEnvelope:
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
                     (b"x-request-id", request_id.encode()),
+                    NO_STORE,
                 ],
             }
         )

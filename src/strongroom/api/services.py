@@ -1,9 +1,11 @@
 """The services one app instance runs with, built once by ``create_app`` and shared by the REST
-routes and the console. This is also the one place that reads the Authorization header."""
+routes and the console. This is also the one place that reads the caller's token from a request
+(``Authorization: Bearer`` or Vault's ``X-Vault-Token``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -22,6 +24,7 @@ from strongroom.errors import UnauthorizedError
 from strongroom.kit.clock import Clock
 from strongroom.roles.service import RoleService
 from strongroom.secrets.service import SecretService
+from strongroom.vault.service import VaultService
 
 
 @dataclass
@@ -36,6 +39,18 @@ class Services:
     secrets: SecretService
     login: LoginService
     clock: Clock
+
+    @cached_property
+    def vault(self) -> VaultService:
+        """Vault's operations (SPEC section 10), over the services above."""
+        return VaultService(
+            database=self.database,
+            writer=self.writer,
+            login=self.login,
+            tokens=self.tokens,
+            auth_methods=self.auth_methods,
+            secrets=self.secrets,
+        )
 
     def authenticate(self, token: str, event: AuditEvent) -> Caller:
         """Resolve the bearer token and note who is calling in the request's audit event."""
@@ -58,14 +73,36 @@ def audit_event_of(request: Request) -> AuditEvent:
 
 
 def bearer_token(request: Request) -> str:
-    """The token of ``Authorization: Bearer t-…``; UnauthorizedError when absent or malformed."""
-    header = request.headers.get("authorization")
-    if not header:
-        raise UnauthorizedError("send Authorization: Bearer <token>; log in first")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise UnauthorizedError("send Authorization: Bearer <token>")
-    return token.strip()
+    """The token of ``Authorization: Bearer t-…``, or of Vault's ``X-Vault-Token: t-…`` (SPEC
+    section 10); UnauthorizedError when absent, malformed or ambiguous.
+
+    One pass over the raw headers (this runs on every read). A header sent twice, or a Bearer
+    token and an X-Vault-Token that differ, is refused: a proxy or a log could judge one
+    credential while the server acts on the other.
+    """
+    authorization: bytes | None = None
+    vault_token: bytes | None = None
+    for name, value in request.scope["headers"]:
+        if name == b"authorization":
+            if authorization is not None:
+                raise UnauthorizedError("send one Authorization header")
+            authorization = value
+        elif name == b"x-vault-token":
+            if vault_token is not None:
+                raise UnauthorizedError("send one X-Vault-Token header")
+            vault_token = value
+    vault = vault_token.decode("latin-1").strip() if vault_token is not None else ""
+    if authorization is not None:
+        scheme, _, token = authorization.decode("latin-1").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            if vault and vault != token.strip():
+                raise UnauthorizedError("Authorization and X-Vault-Token name different tokens")
+            return token.strip()
+        if not vault:
+            raise UnauthorizedError("send Authorization: Bearer <token>")
+    if vault:
+        return vault
+    raise UnauthorizedError("send Authorization: Bearer <token> (or X-Vault-Token); log in first")
 
 
 def authorized(request: Request, action: str) -> tuple[Services, AuditEvent, Caller]:

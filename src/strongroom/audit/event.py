@@ -27,16 +27,25 @@ class AuditEvent:
     status: int = 0
     outcome: str = ""
     reason: str | None = None
-    # Set once the event is in the store (a mutation writes it in its own transaction).
+    # Set once the event is stored: its transaction committed, or its journal write returned.
     written: bool = field(default=False, compare=False)
 
     def finish(self, status: int, reason: str | None = None) -> None:
-        """Record the response status; the outcome follows from it unless already set."""
+        """Record the response status; the outcome follows from it unless already set (the
+        Vault surface sets the native answer's outcome: a failed login is "denied" though
+        Vault answers 400)."""
         self.status = status
         if not self.outcome:
             self.outcome = outcome_for_status(status)
         if reason and not self.reason:
             self.reason = reason[:2000]
+
+    def reopen(self) -> None:
+        """Forget the status and outcome of a :meth:`finish` whose event was then not stored
+        (a sink failed, the transaction rolled back): the answer that follows (503) finishes
+        it again, and its event must not claim the success that never committed."""
+        self.status = 0
+        self.outcome = ""
 
     def record(self) -> dict[str, Any]:
         """The fields that the hash chain covers, in a stable JSON-ready form."""

@@ -44,6 +44,7 @@ import orjson
 import structlog
 from sqlalchemy import Connection, text
 
+from strongroom.audit.chain import ChainKey
 from strongroom.audit.event import AuditEvent
 from strongroom.audit.store import RECORD_COLUMNS, append_events
 from strongroom.db.engine import Database
@@ -231,7 +232,9 @@ def _lines(descriptor: int, start: int) -> Iterator[tuple[bytes, int]]:
             yield line[:-1], offset
 
 
-def _recover_one(database: Database, path: Path, descriptor: int) -> tuple[int, bool]:
+def _recover_one(
+    database: Database, key: ChainKey, path: Path, descriptor: int
+) -> tuple[int, bool]:
     """Chain what ``path`` holds beyond its recorded progress; return (events, unreadable)."""
     moved = 0
     bad = False
@@ -248,17 +251,17 @@ def _recover_one(database: Database, path: Path, descriptor: int) -> tuple[int, 
                 break
             end = offset
             if len(batch) >= RECOVERY_BATCH:
-                append_events(connection, batch)
+                append_events(connection, key, batch)
                 moved += len(batch)
                 batch = []
-        append_events(connection, batch)
+        append_events(connection, key, batch)
         moved += len(batch)
         record_progress(connection, path.name, end)
     return moved, bad
 
 
 def recover_orphans(
-    database: Database, directory: Path | None, *, own: str | None = None
+    database: Database, key: ChainKey, directory: Path | None, *, own: str | None = None
 ) -> Recovery:
     """Move the events of journals whose process ended into the chain, then delete them.
 
@@ -282,7 +285,7 @@ def recover_orphans(
                 continue  # its process is alive and writing it
             if os.fstat(descriptor).st_nlink == 0:
                 continue  # another process recovered and deleted it while we waited
-            moved, bad = _recover_one(database, path, descriptor)
+            moved, bad = _recover_one(database, key, path, descriptor)
             events += moved
             if bad:
                 # Kept for an operator to look at; the good lines before it are chained.
@@ -299,6 +302,50 @@ def recover_orphans(
             "audit journals recovered", events=events, journals=journals, unreadable=unreadable
         )
     return Recovery(events, journals, unreadable)
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """What journals hold beyond the chain: events not chained yet, as one snapshot saw it."""
+
+    events: int  # whole, well-formed lines past each journal's progress
+    journals: int  # journals holding such lines
+    unreadable: int  # journals with a line this code did not write, or kept aside for one
+
+
+def pending_events(connection: Connection, directory: Path | None) -> Pending:
+    """Count the journaled events the chain does not hold yet, as ``connection`` sees the
+    chain's progress. Reads only: no lock is taken (a lock would make a starting server skip
+    an orphan), nothing is chained (``strongroom audit verify`` changes nothing).
+
+    A journal's events are chained by the process that writes it, or, once that process has
+    ended, by the next server process to start.
+    """
+    if directory is None or not directory.is_dir():
+        return Pending(0, 0, 0)
+    rows = connection.execute(text("SELECT journal, moved_bytes FROM audit_journal_progress"))
+    progress = {str(name): int(moved) for name, moved in rows}
+    events = journals = unreadable = 0
+    for path in sorted(directory.glob("*" + JOURNAL_SUFFIX)):
+        try:
+            descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            continue  # chained and removed meanwhile, or not a plain file
+        try:
+            found = 0
+            for line, _offset in _lines(descriptor, progress.get(path.name, 0)):
+                try:
+                    decode_event(line)
+                except JournalLineError:
+                    unreadable += 1
+                    break
+                found += 1
+        finally:
+            os.close(descriptor)
+        events += found
+        journals += 1 if found else 0
+    unreadable += len(list(directory.glob("*" + JOURNAL_SUFFIX + UNREADABLE_SUFFIX)))
+    return Pending(events, journals, unreadable)
 
 
 def _sweep_progress(database: Database, directory: Path) -> None:

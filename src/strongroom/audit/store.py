@@ -1,19 +1,34 @@
-"""Storage of audit events: append under the chain-head lock, verify, query."""
+"""Storage of audit events: append under the chain-head lock, anchor, verify, query.
+
+:func:`append_events` is the one place that writes links (their format: ``audit/chain.py``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+import structlog
+from sqlalchemy import Connection, select, update
 
-from strongroom.audit.chain import ChainBreak, link_hash, verify_links
+from strongroom.audit.chain import (
+    GENESIS_HASH,
+    ChainBreak,
+    ChainKey,
+    same_link,
+    unkeyed_link,
+    verify_links,
+)
 from strongroom.audit.event import AuditEvent, isoformat_micro
 from strongroom.db import driver
-from strongroom.db.tables import audit_events, audit_head
+from strongroom.db.engine import Database
+from strongroom.db.tables import audit_anchor, audit_chain_head, audit_events
 from strongroom.errors import ServiceUnavailableError
+from strongroom.kit.clock import utc_now
+
+log = structlog.get_logger("strongroom.audit")
 
 _INSERT_COLUMNS = (
     "seq",
@@ -39,9 +54,9 @@ def _statements(p: str) -> tuple[str, str, str]:
     columns = ", ".join(_INSERT_COLUMNS)
     values = ", ".join([p] * len(_INSERT_COLUMNS))
     return (
-        f"UPDATE audit_head SET seq = seq + {p} WHERE id = 1 RETURNING seq, hash",  # noqa: S608
+        f"UPDATE audit_chain_head SET seq = seq + {p} WHERE id = 1 RETURNING seq, hash",  # noqa: S608
         f"INSERT INTO audit_events ({columns}) VALUES ({values})",  # noqa: S608
-        f"UPDATE audit_head SET hash = {p} WHERE id = 1",  # noqa: S608
+        f"UPDATE audit_chain_head SET hash = {p} WHERE id = 1",  # noqa: S608
     )
 
 
@@ -49,8 +64,9 @@ _SQLITE_SQL = _statements("?")
 _POSTGRES_SQL = _statements("%s")
 
 
-def append_events(connection: Connection, events: Sequence[AuditEvent]) -> None:
-    """Append ``events`` to the chain inside the caller's write transaction.
+def append_events(connection: Connection, key: ChainKey, events: Sequence[AuditEvent]) -> None:
+    """Append ``events`` to the chain, linked under ``key``, inside the caller's write
+    transaction. The events count as stored only once that transaction commits.
 
     The first statement bumps the head row and returns it: it takes the write lock (SQLite)
     or the row lock (PostgreSQL) before anything is read, so concurrent appenders from other
@@ -74,7 +90,7 @@ def append_events(connection: Connection, events: Sequence[AuditEvent]) -> None:
         for event in events:
             seq += 1
             record = event.record()
-            current = link_hash(prev_hash, seq, record)
+            current = key.link(prev_hash, seq, record)
             rows.append(
                 (
                     seq,
@@ -92,8 +108,6 @@ def append_events(connection: Connection, events: Sequence[AuditEvent]) -> None:
         raise ServiceUnavailableError(
             "the audit trail cannot be written", reason=f"audit append failed: {exc!r}"
         ) from exc
-    for event in events:
-        event.written = True
 
 
 # The event's fields as stored (besides time and the chain's): what the chain hashes.
@@ -119,41 +133,145 @@ def _record_of(row: Any) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, slots=True)
+class Anchor:
+    """Where the unkeyed chain ends (see ``audit/chain.py``); unsealed until a server seals it."""
+
+    seq: int
+    hash: str
+    anchored_at: str | None
+    seal: str | None
+
+
+def read_anchor(connection: Connection) -> Anchor | None:
+    row = connection.execute(
+        select(
+            audit_anchor.c.seq, audit_anchor.c.hash, audit_anchor.c.anchored_at, audit_anchor.c.seal
+        ).where(audit_anchor.c.id == 1)
+    ).first()
+    return None if row is None else Anchor(int(row.seq), row.hash, row.anchored_at, row.seal)
+
+
+def seal_anchor(database: Database, key: ChainKey) -> Anchor | None:
+    """Seal the anchor if nobody has yet: at the first start after the upgrade that introduced
+    it, or on a new database. Returns the anchor sealed here, None when there was nothing to do.
+
+    Every process that appends seals first (a write only the first time). Safe to run from
+    several processes at once: the row is locked and read again before it is sealed.
+    """
+    with database.read() as connection:
+        anchor = read_anchor(connection)
+    if anchor is None or anchor.seal is not None:
+        return None  # sealed already; a missing anchor is for verify to report, not to remake
+    with database.write() as connection:
+        row = connection.execute(
+            select(audit_anchor.c.seal).where(audit_anchor.c.id == 1).with_for_update()
+        ).first()
+        if row is None or row.seal is not None:
+            return None
+        anchored_at = isoformat_micro(utc_now())
+        connection.execute(
+            update(audit_anchor)
+            .where(audit_anchor.c.id == 1)
+            .values(anchored_at=anchored_at, seal=key.seal(anchor.seq, anchor.hash, anchored_at))
+        )
+    if anchor.seq:
+        log.warning(
+            "audit chain anchored: the unkeyed events before it stay verifiable",
+            unkeyed_events=anchor.seq,
+        )
+    return Anchor(anchor.seq, anchor.hash, anchored_at, None)
+
+
+@dataclass(frozen=True, slots=True)
 class VerifyResult:
-    checked: int
+    checked: int  # events whose links were checked
     head_seq: int
     broken: ChainBreak | None
+    unkeyed: int = 0  # events before the anchor, linked unkeyed by an older version
+    anchored_at: str | None = None  # when the keyed chain was anchored
 
 
-def verify_chain(connection: Connection, batch: int = 5000) -> VerifyResult:
-    """Walk the whole chain in batches; report the first break and the number checked."""
-    head = connection.execute(select(audit_head.c.seq, audit_head.c.hash)).one()
-    checked = 0
-    last_seq = 0
-    last_hash = "0" * 64
+def _rows(
+    connection: Connection, after: int, until: int | None, batch: int
+) -> Iterator[Sequence[Any]]:
+    """Events with ``after < seq (<= until)`` in order, ``batch`` at a time."""
     while True:
-        rows = connection.execute(
-            select(audit_events)
-            .where(audit_events.c.seq > last_seq)
-            .order_by(audit_events.c.seq)
-            .limit(batch)
-        ).all()
+        query = select(audit_events).where(audit_events.c.seq > after)
+        if until is not None:
+            query = query.where(audit_events.c.seq <= until)
+        rows = connection.execute(query.order_by(audit_events.c.seq).limit(batch)).all()
         if not rows:
-            break
-        count, broken = verify_links(
-            ((r.seq, r.prev_hash, r.hash, _record_of(r)) for r in rows),
-            start_hash=last_hash,
-            start_seq=last_seq,
-        )
-        checked += count
-        if broken is not None:
-            return VerifyResult(checked, head.seq, broken)
-        last_seq, last_hash = rows[-1].seq, rows[-1].hash
-    if last_seq != head.seq or last_hash != head.hash:
+            return
+        yield rows
+        after = rows[-1].seq
+
+
+def verify_chain(connection: Connection, key: ChainKey | None, batch: int = 5000) -> VerifyResult:
+    """Walk the whole chain as ``connection`` sees it; report the first break.
+
+    ``key`` is None for a database without data keys yet (nothing can have been written).
+    Run it in one consistent snapshot (``Database.snapshot``): events are appended while it
+    reads, and a head read in one snapshot with events read in another disagree. Writes nothing.
+    """
+    head = connection.execute(select(audit_chain_head.c.seq, audit_chain_head.c.hash)).one()
+    if key is None:
+        any_event = connection.execute(select(audit_events.c.seq).limit(1)).first()
+        if head.seq == 0 and any_event is None:
+            return VerifyResult(0, 0, None)
+        return VerifyResult(0, head.seq, ChainBreak(1, "events are stored but no data keys"))
+    anchor = read_anchor(connection)
+
+    def result(checked: int, broken: ChainBreak | None) -> VerifyResult:
         return VerifyResult(
-            checked, head.seq, ChainBreak(last_seq, "events are missing at the end of the chain")
+            checked,
+            head.seq,
+            broken,
+            unkeyed=anchor.seq if anchor is not None else 0,
+            anchored_at=anchor.anchored_at if anchor is not None else None,
         )
-    return VerifyResult(checked, head.seq, None)
+
+    # Removing or moving the anchor would let forged unkeyed links pass as the old chain.
+    if anchor is None:
+        return result(0, ChainBreak(0, "the anchor of the keyed chain is missing"))
+    if anchor.seal is None or anchor.anchored_at is None:
+        if head.seq == 0:
+            return result(0, None)  # nothing written yet: nothing to protect
+        return result(
+            0,
+            ChainBreak(
+                anchor.seq,
+                "the chain is not anchored yet: start the server once (with the master key) "
+                "after the upgrade",
+            ),
+        )
+    if not same_link(key.seal(anchor.seq, anchor.hash, anchor.anchored_at), anchor.seal):
+        return result(0, ChainBreak(anchor.seq, "the anchor does not match its seal"))
+
+    checked = 0
+    last_seq, last_hash = 0, GENESIS_HASH
+    for phase_until, link in ((anchor.seq, unkeyed_link), (None, key.link)):
+        for rows in _rows(connection, last_seq, phase_until, batch):
+            count, broken = verify_links(
+                ((r.seq, r.prev_hash, r.hash, _record_of(r)) for r in rows),
+                link,
+                start_hash=last_hash,
+                start_seq=last_seq,
+            )
+            checked += count
+            if broken is not None:
+                return result(checked, broken)
+            last_seq, last_hash = rows[-1].seq, rows[-1].hash
+        if phase_until is not None and (
+            last_seq != anchor.seq or not same_link(last_hash, anchor.hash)
+        ):
+            return result(
+                checked, ChainBreak(anchor.seq, "the unkeyed chain does not end on its anchor")
+            )
+    if last_seq > head.seq:
+        return result(checked, ChainBreak(head.seq + 1, "events follow the head of the chain"))
+    if last_seq != head.seq or not same_link(last_hash, head.hash):
+        return result(checked, ChainBreak(last_seq, "events are missing at the end of the chain"))
+    return result(checked, None)
 
 
 def query_events(

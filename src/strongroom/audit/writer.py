@@ -10,30 +10,47 @@ next batch gathers). On SQLite it is this process's audit journal (``strongroom.
 when the server runs one, from which the events move into the chain in batches shortly after,
 so that a read never waits for the one SQLite write lock; without a journal it is a commit.
 
-Mutations write their event inside their own transaction (``append_events``), so a failed
-audit rolls the change back; :meth:`AuditWriter.copy_to_file` then mirrors it to the file.
+Mutations write their event inside their own transaction (:meth:`AuditWriter.append`), so a
+failed audit rolls the change back.
+
+Two sinks, one order: the ``AUDIT_FILE`` line is written before the event is stored, so that
+either failing fails the request (503) and changes nothing (SPEC section 7):
+
+- in a transaction (mutations, logins, PostgreSQL and journal-less SQLite group commits): the
+  chain's statements, then the file line, then the commit. A failed file write rolls the
+  transaction back. A commit that fails after the line was written leaves that line in the
+  file for a request that answered 503: the file may hold events that never happened, never
+  miss one that did. Such a request's 503 is audited after it when the trail can be written,
+  under the same request ID; the chain is the record of what happened.
+- with a journal (SQLite reads and denials): the file line, then the journal write.
+
+A failed file write leaves nothing behind (no torn line): see :class:`AuditFileSink`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import fcntl
+import os
+import stat
 import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import orjson
 import structlog
 from prometheus_client import Counter
 from sqlalchemy import Connection
 
+from strongroom.audit.chain import ChainKey
 from strongroom.audit.event import AuditEvent
 from strongroom.audit.journal import AuditJournal, encode_events, forget_progress, record_progress
 from strongroom.audit.store import append_events
 from strongroom.db.engine import Database, WriterBusyError
-from strongroom.errors import ServiceUnavailableError
+from strongroom.errors import ConfigurationError, ServiceUnavailableError
 
 log = structlog.get_logger("strongroom.audit")
 
@@ -71,22 +88,81 @@ SETTLE_TIMEOUT_SECONDS = 2.0
 
 
 class AuditFileSink:
-    """Appends events as JSON lines to ``path`` (the optional ``AUDIT_FILE`` copy)."""
+    """Appends events as JSON lines to ``path`` (the optional ``AUDIT_FILE`` copy).
+
+    The file is opened once per process, created 0600 whatever the umask (and tightened to
+    0600 if found wider): it holds who read what, from where. A symbolic link, anything but a
+    regular file, or a file of another user is refused with ConfigurationError at start, as
+    the journal directory is: whoever controls it could send the trail elsewhere.
+
+    Every process of a server (workers, login processes, the CLI) appends to the same file.
+    Each append happens under an exclusive ``flock`` and, when the write fails (a full disk),
+    the file is cut back to where it was, so a failed append leaves no partial line that the
+    next line would be glued to, and raises OSError.
+    """
 
     def __init__(self, path: Path) -> None:
+        """Raises ConfigurationError if the file cannot be opened or is not ours."""
         self.path = path
-        self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # One handle for the process's life: O_APPEND keeps lines from several workers whole.
-        self._handle = path.open("ab", buffering=0)
+        self._lock = threading.Lock()  # flock does not exclude threads sharing the descriptor
+        self._descriptor = _open_private_append(path)
 
     def append(self, events: Sequence[AuditEvent]) -> None:
-        lines = b"".join(orjson.dumps(event.record()) + b"\n" for event in events)
+        """Append the events' lines, all or none; OSError when the file cannot take them."""
+        data = encode_events(events)
         with self._lock:
-            self._handle.write(lines)
+            fcntl.flock(self._descriptor, fcntl.LOCK_EX)
+            try:
+                size = os.lseek(self._descriptor, 0, os.SEEK_END)
+                view = memoryview(data)
+                try:
+                    while view:
+                        view = view[os.write(self._descriptor, view) :]
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(self._descriptor, size)
+                    raise
+            finally:
+                fcntl.flock(self._descriptor, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        self._handle.close()
+        with self._lock:
+            if self._descriptor >= 0:
+                os.close(self._descriptor)
+                self._descriptor = -1
+
+
+def _open_private_append(path: Path) -> int:
+    """Open (or create, 0600) ``path`` for appending; refuse what is not our regular file."""
+    name = f"STRONGROOM_AUDIT_FILE {path}"
+    # O_NOFOLLOW: a link planted at the path could send the trail to a file of the attacker's
+    # choosing. O_NONBLOCK: a FIFO planted there must be refused, not hang the start.
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        descriptor = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConfigurationError(f"{name} is a symbolic link: name the file itself") from None
+        if exc.errno == errno.ENXIO:  # a FIFO nobody reads (O_NONBLOCK)
+            raise ConfigurationError(f"{name} is not a regular file") from None
+        raise ConfigurationError(f"cannot open {name}: {exc.strerror}") from None
+    try:
+        found = os.fstat(descriptor)
+        if not stat.S_ISREG(found.st_mode):
+            raise ConfigurationError(f"{name} is not a regular file")
+        if found.st_uid != os.geteuid():
+            # Its owner could read the trail, or rewrite it behind the server's back.
+            raise ConfigurationError(
+                f"{name} belongs to another user (uid {found.st_uid}): give it to the user "
+                "that runs the server, or remove it"
+            )
+        if stat.S_IMODE(found.st_mode) != 0o600:
+            os.fchmod(descriptor, 0o600)  # the owner only, whatever the umask made it
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
 
 
 class AuditWriter:
@@ -101,14 +177,17 @@ class AuditWriter:
     def __init__(
         self,
         database: Database,
-        file_sink: AuditFileSink | None,
+        key: ChainKey,
+        file_sink: AuditFileSink | None = None,
         *,
         inline: bool | None = None,
         journal: AuditJournal | None = None,
     ) -> None:
-        """``journal`` (SQLite only): reads' and denials' events are durable once appended
-        there; this writer moves them into the chain afterwards, and owns the journal."""
+        """``key``: the audit chain key (``Keys.audit``). ``journal`` (SQLite only): reads' and
+        denials' events are durable once appended there; this writer moves them into the
+        chain afterwards, and owns the journal."""
         self._database = database
+        self._key = key
         self._file_sink = file_sink
         self._inline = database.dialect == "sqlite" if inline is None else inline
         self._pending: list[tuple[AuditEvent, asyncio.Future[None]]] = []
@@ -145,6 +224,16 @@ class AuditWriter:
     def _flush_inline(self) -> None:
         self._scheduled = False
         batch, self._pending = self._pending, []
+        try:
+            self._flush_batch(batch)
+        except BaseException as exc:
+            # A loop callback that raises leaves its requests waiting forever: answer them.
+            log.exception("audit write failed", events=len(batch))
+            self._settle(batch, exc)
+            if not isinstance(exc, Exception):
+                raise
+
+    def _flush_batch(self, batch: list[tuple[AuditEvent, asyncio.Future[None]]]) -> None:
         if self._journal is not None:
             self._write_journal(self._journal, batch)
             return
@@ -166,16 +255,18 @@ class AuditWriter:
     ) -> None:
         events = [event for event, _ in batch]
         try:
+            # The file first (see the module docstring): a failing file journals nothing.
+            if self._file_sink is not None:
+                self._file_sink.append(events)
             end = journal.append(encode_events(events))
         except OSError as exc:  # a full or failing disk: these requests fail closed
-            log.error("audit journal write failed", error=repr(exc), events=len(events))
+            log.error("audit write failed", error=repr(exc), events=len(events))
             self._settle(batch, exc)
             return
         AUDIT_BATCHES.labels("journal").inc()
         for event in events:
             event.written = True
         self._unmoved.append((events, end))
-        self.copy_to_file(events)
         self._settle(batch, None)
         self._schedule_move(len(events))
 
@@ -262,7 +353,8 @@ class AuditWriter:
         blocking: bool,
     ) -> None:
         with self._database.write(blocking=blocking) as connection:
-            append_events(connection, events)
+            # Already copied to the file when journaled.
+            append_events(connection, self._key, events)
             record_progress(connection, journal, end)
             forget_progress(connection, retired)
 
@@ -317,7 +409,7 @@ class AuditWriter:
 
     @staticmethod
     def _settle(
-        batch: list[tuple[AuditEvent, asyncio.Future[None]]], error: Exception | None
+        batch: list[tuple[AuditEvent, asyncio.Future[None]]], error: BaseException | None
     ) -> None:
         for _, future in batch:
             if future.done():
@@ -329,8 +421,9 @@ class AuditWriter:
 
     def _store(self, events: list[AuditEvent], *, blocking: bool = True) -> None:
         with self._database.write(blocking=blocking) as connection:
-            append_events(connection, events)
-        self.copy_to_file(events)
+            self.append(connection, events)
+        for event in events:
+            event.written = True
 
     async def _close_journal(self, journal: AuditJournal) -> None:
         if self._move_timer is not None:
@@ -355,9 +448,20 @@ class AuditWriter:
         # Removed only when all of it is chained; its progress row goes at the next start.
         journal.close(remove=not self._unmoved)
 
-    def copy_to_file(self, events: Sequence[AuditEvent]) -> None:
-        if self._file_sink is not None:
+    def append(self, connection: Connection, events: Sequence[AuditEvent]) -> None:
+        """Append ``events`` to the chain and then to the file, inside the caller's write
+        transaction; they are stored once it commits. ServiceUnavailableError (the caller's
+        transaction must then roll back) if either sink fails."""
+        append_events(connection, self._key, events)
+        if self._file_sink is None:
+            return
+        try:
             self._file_sink.append(events)
+        except OSError as exc:
+            log.error("audit file write failed", error=repr(exc), events=len(events))
+            raise ServiceUnavailableError(
+                "the audit trail cannot be written", reason=f"audit file write failed: {exc!r}"
+            ) from exc
 
     async def drain(self) -> None:
         """Wait for the batch in flight (used at shutdown)."""
@@ -377,12 +481,16 @@ def audited_write(
 ) -> Iterator[Connection]:
     """A write transaction whose audit event commits with it, or neither does.
 
-    On success the event is recorded with ``status`` and appended inside the transaction, then
-    mirrored to the audit file. If the block raises, nothing is written here and the request's
-    failure is audited by the middleware instead.
+    On success the event is recorded with ``status`` and appended (chain, then file) inside the
+    transaction. If the block, the append or the commit fails, the event is left unwritten and
+    the request's failure is audited by the middleware instead.
     """
-    with database.write() as connection:
-        yield connection
-        event.finish(status)
-        append_events(connection, [event])
-    writer.copy_to_file([event])
+    try:
+        with database.write() as connection:
+            yield connection
+            event.finish(status)
+            writer.append(connection, [event])
+    except BaseException:
+        event.reopen()  # nothing was stored: the response's status is recorded later
+        raise
+    event.written = True

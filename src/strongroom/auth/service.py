@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, delete
 
 from strongroom.audit.event import AuditEvent
-from strongroom.audit.store import append_events
 from strongroom.audit.writer import AuditWriter
 from strongroom.auth.aws_iam import (
     AwsIamBounds,
@@ -50,6 +49,7 @@ from strongroom.db.tables import login_replay
 from strongroom.errors import AuthenticationDenied, InvalidRequestError
 from strongroom.kit.clock import isoformat_z
 from strongroom.kit.glob import glob_match
+from strongroom.serving.placement import Placement
 
 T = TypeVar("T")
 
@@ -121,20 +121,24 @@ class LoginService:
         sts_client: StsClient,
         policy: LoginPolicy,
         *,
-        own_thread: bool = True,
-        inline_when: Callable[[], bool] | None = None,
+        placement: Placement,
+        idle: Callable[[], bool] | None = None,
         inline_sts: Callable[[], StsClient] | None = None,
     ) -> None:
-        """``own_thread``: run logins on a loop thread of their own (see login_loop.py), so
-        that a process serving reads keeps serving them during a burst of logins; a login
-        process (strongroom.serving) runs them on its own loop.
+        """Where logins run comes from ``placement`` (strongroom.serving.placement):
 
-        ``inline_when`` (with ``own_thread``): when it returns True at the start of a login
-        (the worker serves no other request), the login runs on the caller's loop instead:
-        no thread hop, and nothing there to slow down. It then never waits for the SQLite
-        writer lock on that loop (a busy lock sends the write to a thread), and uses an STS
-        client of that loop's own, made by ``inline_sts``.
+        ``placement.login_thread``: on a loop thread of their own (see login_loop.py), so that
+        a process serving reads keeps serving them during a burst of logins; a login process
+        runs them on its own loop.
+
+        ``placement.login_inline_when_idle``: when ``idle()`` returns True at the start of a
+        login (the process serves no other request), the login runs on the caller's loop
+        instead: no thread hop, and nothing there to slow down. It then never waits for the
+        SQLite writer lock on that loop (a busy lock sends the write to a thread), and uses an
+        STS client of that loop's own, made by ``inline_sts``.
         """
+        own_thread = placement.login_thread
+        inline_when = idle if placement.login_inline_when_idle else None
         self._db = database
         self._writer = writer
         self._digester = digester
@@ -294,11 +298,17 @@ class LoginService:
                     self._spend(connection, spend, now)
                 body = self._mint_in(connection, method, claims, event, now)
         except driver.INTEGRITY_ERRORS:
+            event.token_digest = None
+            event.reopen()
             # Another login with the same signed request committed first (replay attack).
             raise AuthenticationDenied(
                 "replayed request: this signature was already used"
             ) from None
-        self._writer.copy_to_file([event])
+        except BaseException:
+            event.token_digest = None  # no token was issued: its event must not name one
+            event.reopen()
+            raise
+        event.written = True
         return body
 
     def _mint_in(
@@ -325,7 +335,8 @@ class LoginService:
         )
         event.token_digest = self._digester.digest(minted.token)
         event.finish(200)
-        append_events(connection, [event])
+        # Chain and AUDIT_FILE inside the transaction: a failing sink mints no token (503).
+        self._writer.append(connection, [event])
         return {
             "token": minted.token,
             "expires_at": isoformat_z(minted.expires_at),

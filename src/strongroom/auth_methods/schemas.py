@@ -10,7 +10,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 from strongroom.auth.aws_iam import validate_account_id, validate_bound_glob, validate_cidr
 from strongroom.kit.names import validate_object_name
@@ -70,8 +77,14 @@ AuthMethodCreate = Annotated[
 ]
 
 
+# PATCH fields for which null means something: back to the default lifetime, no expiry.
+_CLEARABLE = frozenset({"jwt_ttl", "access_expires"})
+
+
 class AuthMethodUpdate(_Strict):
-    """PATCH body: only the fields given change. Lists replace the stored list."""
+    """PATCH body: only the fields given change. Lists replace the stored list (``[]``
+    empties one). ``null`` clears ``jwt_ttl`` (the server's default applies) and
+    ``access_expires`` (no expiry); any other field refuses it."""
 
     description: str | None = Field(default=None, max_length=1024)
     jwt_ttl: JwtTtl | None = None
@@ -90,8 +103,18 @@ class AuthMethodUpdate(_Strict):
 
     _aware_expiry = field_validator("access_expires")(_aware)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _null_only_where_it_clears(cls, value: object, info: ValidationInfo) -> object:
+        # A field sent as null would be stored as null: an sts_url of None sends every login
+        # of the method to an address nobody vetted (or breaks them all), a bound list of
+        # None is no list at all. Only given fields reach this (defaults are not validated).
+        if value is None and info.field_name not in _CLEARABLE:
+            raise ValueError(f"{info.field_name} cannot be null")
+        return value
 
-AWS_IAM_CONFIG_FIELDS = (
+
+AWS_IAM_BOUND_LISTS = (
     "bound_aws_account_id",
     "bound_arn",
     "bound_role_name",
@@ -99,6 +122,6 @@ AWS_IAM_CONFIG_FIELDS = (
     "bound_resource_id",
     "bound_user_name",
     "bound_user_id",
-    "sts_url",
 )
+AWS_IAM_CONFIG_FIELDS = (*AWS_IAM_BOUND_LISTS, "sts_url")
 COMMON_CONFIG_FIELDS = ("jwt_ttl", "access_expires", "bound_ips")

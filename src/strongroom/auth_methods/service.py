@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from strongroom.audit.event import AuditEvent
 from strongroom.audit.writer import AuditWriter, audited_write
 from strongroom.auth.aws_iam import validate_sts_url
-from strongroom.auth.tokens import Caller, bump_generation
+from strongroom.auth.tokens import Caller, bump_generation, rules_of_roles
 from strongroom.auth_methods.schemas import (
     AWS_IAM_CONFIG_FIELDS,
     COMMON_CONFIG_FIELDS,
@@ -21,14 +21,17 @@ from strongroom.auth_methods.schemas import (
     AuthMethodUpdate,
     AwsIamAuthMethodCreate,
 )
+from strongroom.auth_methods.widening import widened_settings
 from strongroom.crypto import TokenDigester
 from strongroom.db.engine import Database
 from strongroom.db.tables import auth_methods, role_associations, roles
-from strongroom.errors import ConflictError, InvalidRequestError, NotFoundError
+from strongroom.errors import ConflictError, ForbiddenError, InvalidRequestError, NotFoundError
 from strongroom.kit.clock import isoformat_z
 from strongroom.kit.ids import new_access_id, new_access_key
 from strongroom.kit.names import validate_object_name
 from strongroom.rbac import Capability, RuleType
+from strongroom.rbac.escalation import check_grants
+from strongroom.roles.checks import EscalationChecks
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +53,10 @@ def _config_to_json(values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def render(row: Any, associations: Sequence[Any] = ()) -> dict[str, Any]:
-    """The public view of an auth method row (never the access key digest)."""
-    return {
+def render(row: Any, associations: Sequence[Any] | None = ()) -> dict[str, Any]:
+    """The view of an auth method row for a caller who may read it (never the access key
+    digest); ``associations`` None leaves them out (not looked up)."""
+    view = {
         "name": row.name,
         "type": row.type,
         "access_id": row.access_id,
@@ -60,8 +64,12 @@ def render(row: Any, associations: Sequence[Any] = ()) -> dict[str, Any]:
         "created_at": isoformat_z(row.created_at),
         "updated_at": isoformat_z(row.updated_at),
         **row.config,
-        "associations": [{"assoc_id": a.assoc_id, "role_name": a.role_name} for a in associations],
     }
+    if associations is not None:
+        view["associations"] = [
+            {"assoc_id": a.assoc_id, "role_name": a.role_name} for a in associations
+        ]
+    return view
 
 
 class AuthMethodService:
@@ -70,12 +78,14 @@ class AuthMethodService:
         database: Database,
         writer: AuditWriter,
         digester: TokenDigester,
+        checks: EscalationChecks,
         *,
         sts_extra_endpoints: Sequence[str],
     ) -> None:
         self._db = database
         self._writer = writer
         self._digester = digester
+        self._checks = checks
         self._sts_extra_endpoints = tuple(sts_extra_endpoints)
 
     def create(
@@ -125,14 +135,26 @@ class AuthMethodService:
         return result
 
     def list(self, caller: Caller, now: datetime) -> list[dict[str, Any]]:
-        """Every auth method the caller may list; the others do not appear."""
+        """Every auth method the caller may list; the others do not appear.
+
+        Each shows its name and type; the rest of its view (access ID, description, bounds,
+        ``sts_url``, token lifetime) only when the caller may also read it, as ``get`` would
+        show it (without the associations, which ``get`` looks up).
+        """
         with self._db.read() as connection:
             rows = connection.execute(select(auth_methods).order_by(auth_methods.c.name)).all()
-        return [
-            render(row)
-            for row in rows
-            if caller.rules.may(Capability.LIST, RuleType.AUTH_METHOD, "/" + row.name, now)
-        ]
+        listed = []
+        for row in rows:
+            allowed = caller.rules.allowed(RuleType.AUTH_METHOD, "/" + row.name, now)
+            if Capability.LIST not in allowed:
+                continue
+            # Reconnaissance: whoever may only list learns which methods exist, not which
+            # accounts, roles and addresses they admit nor the access IDs that log in to them.
+            if Capability.READ in allowed:
+                listed.append(render(row, associations=None))
+            else:
+                listed.append({"name": row.name, "type": row.type})
+        return listed
 
     def get(self, caller: Caller, name: str, event: AuditEvent, now: datetime) -> dict[str, Any]:
         validate_object_name(name, kind="auth method")
@@ -148,7 +170,7 @@ class AuthMethodService:
             ).all()
         return render(row, associations)
 
-    def update(
+    async def update(
         self,
         caller: Caller,
         name: str,
@@ -156,26 +178,54 @@ class AuthMethodService:
         event: AuditEvent,
         now: datetime,
     ) -> dict[str, Any]:
+        """Change the method's settings; the fields given replace the stored ones.
+
+        Attack: widening the bounds of a method associated with a strong role (adding one's
+        own IAM role to ``bound_role_name``, dropping ``bound_ips``, …) and logging in through
+        it. A change that may let more in, or keep tokens longer
+        (:func:`~strongroom.auth_methods.widening.widened_settings`), hands the rules of every
+        role associated with the method to new holders, so the caller must hold everything
+        those roles grant, as for an association; a change that only narrows needs ``update``
+        alone.
+        """
         validate_object_name(name, kind="auth method")
         event.path = "/" + name
         caller.require(Capability.UPDATE, RuleType.AUTH_METHOD, "/" + name, now)
         changes = patch.model_dump(exclude_unset=True)
         description = changes.pop("description", None)
-        with audited_write(self._db, self._writer, event, 200) as connection:
+        with self._db.read() as connection:
             row = self._row_by_name(connection, name)
-            allowed = set(COMMON_CONFIG_FIELDS)
-            if row.type == "aws_iam":
-                allowed |= set(AWS_IAM_CONFIG_FIELDS)
-            unknown = set(changes) - allowed
-            if unknown:
-                raise InvalidRequestError(
-                    f"fields {sorted(unknown)} do not apply to a {row.type} auth method"
+            config = self._changed_config(row, changes)
+            widened = widened_settings(row.config, config)
+            role_ids = [
+                association.role_id
+                for association in connection.execute(
+                    select(role_associations.c.role_id).where(
+                        role_associations.c.auth_method_id == row.id
+                    )
                 )
-            if changes.get("sts_url") is not None:
-                changes["sts_url"] = validate_sts_url(changes["sts_url"], self._sts_extra_endpoints)
-            if "bound_aws_account_id" in changes and not changes["bound_aws_account_id"]:
-                raise InvalidRequestError("bound_aws_account_id cannot be empty")
-            config = {**row.config, **_config_to_json(changes)}
+            ]
+            rules = rules_of_roles(connection, sorted(set(role_ids))) if widened else []
+        if rules:
+            refused = await self._checks.run(
+                lambda budget: check_grants(caller.rules, rules, now, budget)
+            )
+            if refused is not None:
+                rule = refused.rule
+                raise ForbiddenError(
+                    "you can widen who logs in through an auth method (or for how long) only "
+                    "if you hold everything its associated roles grant",
+                    reason=f"escalation refused (auth_method.update: {', '.join(widened)}): "
+                    f"{sorted(c.value for c in rule.capabilities)} on "
+                    f"{rule.rule_type.value} {rule.path}",
+                )
+        with audited_write(self._db, self._writer, event, 200) as connection:
+            locked = self._row_by_name(connection, name, lock=True)
+            # What was judged a narrowing of the old settings may widen newer ones.
+            if locked.config != row.config:
+                raise ConflictError(
+                    "the auth method changed while this change was being checked; retry"
+                )
             values: dict[str, Any] = {"config": config, "updated_at": now}
             if description is not None:
                 values["description"] = description
@@ -186,6 +236,28 @@ class AuthMethodService:
             bump_generation(connection)
             updated = self._row_by_name(connection, name)
         return render(updated)
+
+    def _changed_config(self, row: Any, changes: dict[str, Any]) -> dict[str, Any]:
+        """The stored configuration with ``changes`` applied; InvalidRequestError for a field
+        that does not apply to the method's type or a value that is not allowed."""
+        allowed = set(COMMON_CONFIG_FIELDS)
+        if row.type == "aws_iam":
+            allowed |= set(AWS_IAM_CONFIG_FIELDS)
+        unknown = set(changes) - allowed
+        if unknown:
+            raise InvalidRequestError(
+                f"fields {sorted(unknown)} do not apply to a {row.type} auth method"
+            )
+        if "sts_url" in changes:
+            # Server-side request forgery: every login replays its request to sts_url. Never
+            # unset (the schema refuses null, so it is a 400 before any widening check), always
+            # an allowed STS endpoint.
+            changes["sts_url"] = validate_sts_url(
+                str(changes["sts_url"]), self._sts_extra_endpoints
+            )
+        if "bound_aws_account_id" in changes and not changes["bound_aws_account_id"]:
+            raise InvalidRequestError("bound_aws_account_id cannot be empty")
+        return {**row.config, **_config_to_json(changes)}
 
     def delete(self, caller: Caller, name: str, event: AuditEvent, now: datetime) -> None:
         """Delete the method; its associations and every token it issued go with it."""
@@ -198,8 +270,10 @@ class AuthMethodService:
             bump_generation(connection)
 
     @staticmethod
-    def _row_by_name(connection: Connection, name: str) -> Any:
-        row = connection.execute(select(auth_methods).where(auth_methods.c.name == name)).first()
+    def _row_by_name(connection: Connection, name: str, *, lock: bool = False) -> Any:
+        """The method's row (``lock``: locked until the transaction ends, on PostgreSQL)."""
+        query = select(auth_methods).where(auth_methods.c.name == name)
+        row = connection.execute(query.with_for_update() if lock else query).first()
         if row is None:
             raise NotFoundError(f"no auth method named {name!r}")
         return row
@@ -207,3 +281,12 @@ class AuthMethodService:
     @staticmethod
     def id_by_name(connection: Connection, name: str) -> int:
         return int(AuthMethodService._row_by_name(connection, name).id)
+
+    def access_id_of(self, name: str) -> str | None:
+        """The access ID of the auth method named ``name``, or None; no authorization (SPEC
+        section 10: a Vault login names its auth method, and access IDs are not secret)."""
+        with self._db.read() as connection:
+            access_id = connection.execute(
+                select(auth_methods.c.access_id).where(auth_methods.c.name == name)
+            ).scalar_one_or_none()
+        return None if access_id is None else str(access_id)

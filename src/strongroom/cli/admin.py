@@ -6,6 +6,7 @@ the server host, not from an operator's laptop.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import sys
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from strongroom.errors import ConfigurationError, ConflictError
@@ -22,6 +24,8 @@ from strongroom.errors import ConfigurationError, ConflictError
 if TYPE_CHECKING:  # the server stack is imported only by the commands that use it
     from strongroom.config import Settings
     from strongroom.db.engine import Database
+    from strongroom.db.keys import Keys
+    from strongroom.serving.supervisor import Supervisor
 
 err = Console(stderr=True)
 out = Console()
@@ -30,24 +34,32 @@ DEV_DATA_DIR = Path("strongroom-data")
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
+    # One line whatever the terminal's width: scripts and log collectors read it whole.
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
     return typer.Exit(code)
 
 
 def _services(settings: Settings):  # type: ignore[no-untyped-def]
     """Database, keys and audit writer for offline commands."""
+    from strongroom.audit.store import seal_anchor
     from strongroom.audit.writer import AuditFileSink, AuditWriter
     from strongroom.crypto import load_master_key_provider
     from strongroom.db import migrate
     from strongroom.db.engine import Database
     from strongroom.db.keys import load_or_create_keys
+    from strongroom.kit.logging import configure_logging
 
+    # Logs (a migration's, an anchoring's) go to stderr: stdout is the command's output.
+    configure_logging(settings.log_level, settings.log_format)
     database = Database.from_url(settings.database_url)
     migrate.upgrade(database)
     master = load_master_key_provider(settings)
     keys = load_or_create_keys(database, master)
+    seal_anchor(database, keys.audit)
     writer = AuditWriter(
-        database, AuditFileSink(settings.audit_file) if settings.audit_file else None
+        database,
+        keys.audit,
+        AuditFileSink(settings.audit_file) if settings.audit_file else None,
     )
     return database, master, keys, writer
 
@@ -84,6 +96,13 @@ def _prepare_dev_environment() -> None:
     os.environ.setdefault("STRONGROOM_LOG_FORMAT", "console")
 
 
+def _check_sts_settings(settings: Settings) -> None:
+    """Refuse a bad STRONGROOM_STS_CONNECT_TO at start (ConfigurationError), not at a login."""
+    from strongroom.auth.aws_iam.endpoint import parse_connect_to
+
+    parse_connect_to(settings.sts_connect_to)
+
+
 def _check_audit_journal(database: Database) -> None:
     """Fail at start, with a message, rather than in every worker: each writes a journal."""
     from strongroom.audit.journal import AuditJournal, journal_directory
@@ -95,14 +114,22 @@ def _check_audit_journal(database: Database) -> None:
 
 def server(
     dev: bool = typer.Option(False, "--dev", help="Zero set-up: SQLite and a generated key."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-    port: int = typer.Option(8300, "--port", help="Port to listen on."),
-    workers: int = typer.Option(0, "--workers", help="Worker processes (0: one per core)."),
+    host: str | None = typer.Option(
+        None, "--host", help="Address to listen on [default: STRONGROOM_HOST, else 127.0.0.1]."
+    ),
+    port: int | None = typer.Option(
+        None, "--port", help="Port to listen on [default: STRONGROOM_PORT, else 8300]."
+    ),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        min=1,
+        help="Worker processes [default: STRONGROOM_WORKERS, else the CPUs the container or "
+        "machine allows, at most 4].",
+    ),
 ) -> None:
     """Run the Strongroom server."""
-    import uvicorn
-
-    from strongroom.kit.logging import configure_logging
+    from strongroom.serving.startup import StartupError, one_line
 
     # Several processes serve (workers, login processes): /metrics must add up what each one
     # counted. Set before anything imports prometheus_client, which reads it at import.
@@ -110,63 +137,137 @@ def server(
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="strongroom-metrics-")
     if dev:
         _prepare_dev_environment()
-    settings = _load_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    # Every start-up problem is one line and exit 1 (SPEC section 1), never a traceback.
     try:
-        database, _master, keys, writer = _services(settings)
-    except ConfigurationError as exc:
+        supervisor = _prepare_server(dev, host, port, workers)
+    except StartupError as exc:
         raise _fail(str(exc)) from None
-    if dev:
-        from strongroom.bootstrap import bootstrap, is_bootstrapped
+    except ConfigurationError as exc:
+        raise _fail(one_line(str(exc))) from None
+    except Exception as exc:
+        raise _fail(f"start-up failed: {one_line(repr(exc))}") from None
+    raise typer.Exit(supervisor.run())
 
-        if not is_bootstrapped(database):
-            creds = bootstrap(database, keys, writer)
-            # Plain writes: a terminal-width wrap must not split the command in two.
-            sys.stderr.write(
-                "Admin credentials (shown once):\n"
-                f"  access ID:  {creds.access_id}\n  access key: {creds.access_key}\n"
-                "Configure the CLI (in this checkout: .venv/bin/strongroom); it asks for the key:\n"
-                f"  strongroom configure --profile default --access-id {creds.access_id} "
-                "--access-type access_key\n"
-                f"The console: http://{host}:{port}/ui/ (sign in with the same two values)\n"
-            )
+
+def _prepare_server(
+    dev: bool, host: str | None, port: int | None, workers: int | None
+) -> Supervisor:
+    """Check and prepare everything the workers need; the supervisor that will fork them."""
+    from strongroom.audit.store import seal_anchor
+    from strongroom.crypto import load_master_key_provider
+    from strongroom.db import migrate
+    from strongroom.db.engine import Database
+    from strongroom.db.keys import load_or_create_keys
+    from strongroom.kit.logging import configure_logging
+    from strongroom.serving import startup
+    from strongroom.serving.handoff import LoginPool
+    from strongroom.serving.supervisor import Supervisor, preload
+
+    settings = startup.load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    _check_sts_settings(settings)
+    startup.warn_unknown_variables(
+        os.environ, lambda line: err.print(f"warning: {line}", soft_wrap=True, markup=False)
+    )
+    startup.check_data_folder(settings.database_url)
+    startup.check_audit_file(settings.audit_file)
+    startup.wait_for_database(settings.database_url, settings.db_start_wait_seconds)
+    master = load_master_key_provider(settings)
+    database = Database.from_url(settings.database_url)
     try:
-        _check_audit_journal(database)
-    except (ConfigurationError, OSError) as exc:
-        raise _fail(f"audit journal: {exc}") from None
-    database.dispose()
-    count = workers or os.cpu_count() or 1
-    err.print(f"Strongroom listening on http://{host}:{port} with {count} worker(s)")
-    uvicorn.run(
-        "strongroom.api.asgi:make_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=count,
-        access_log=False,
-        log_level="warning",
-        server_header=False,
-        # The app judges X-Forwarded-For itself, from STRONGROOM_TRUSTED_PROXIES only.
-        # uvicorn's own handling would trust it from 127.0.0.1 and rewrite the client address
-        # before the app sees it (source IP spoofing into the audit trail and bound_ips).
-        proxy_headers=False,
-        # Passes new login connections to the login processes (strongroom.serving).
-        http="strongroom.serving.protocol:LoginRoutingProtocol",
+        # Under the migration lock, so that replicas starting together on one new database
+        # migrate and create its data keys one after the other.
+        with migrate.migration_lock(database):
+            if not migrate.is_up_to_date(database):
+                migrate.upgrade(database, lock=False)
+            keys = load_or_create_keys(database, master)
+            # The keyed chain's anchor, sealed before any child appends (audit/chain.py): the
+            # workers then only read it, and start even when nothing can be written.
+            seal_anchor(database, keys.audit)
+        if dev:
+            _bootstrap_dev(
+                database, settings, keys, f"http://{host or settings.host}:{port or settings.port}"
+            )
+        try:
+            _check_audit_journal(database)
+        except (ConfigurationError, OSError) as exc:
+            raise startup.StartupError(f"audit journal: {exc}") from None
+    finally:
+        database.dispose()  # nothing open crosses the fork
+    host = host or settings.host
+    port = port or settings.port
+    count = workers or settings.worker_count
+    logins = settings.login_process_count(count)
+    listener = startup.listen(host, port)
+    preload()
+    err.print(
+        f"Strongroom listening on http://{host}:{port} with {count} worker(s) and "
+        f"{logins} login process(es), database {startup.database_label(settings.database_url)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return Supervisor(settings, listener, count, LoginPool(logins) if logins else None)
+
+
+def _bootstrap_dev(database: Database, settings: Settings, keys: Keys, url: str) -> None:
+    from strongroom.audit.writer import AuditFileSink, AuditWriter
+    from strongroom.bootstrap import bootstrap, is_bootstrapped
+
+    if is_bootstrapped(database):
+        return
+    sink = AuditFileSink(settings.audit_file) if settings.audit_file else None
+    try:
+        creds = bootstrap(database, keys, AuditWriter(database, keys.audit, sink))
+    finally:
+        if sink is not None:
+            sink.close()  # the workers open their own: no descriptor crosses the fork
+    # Plain writes: a terminal-width wrap must not split the command in two.
+    sys.stderr.write(
+        "Admin credentials (shown once):\n"
+        f"  access ID:  {creds.access_id}\n  access key: {creds.access_key}\n"
+        "Configure the CLI (in this checkout: .venv/bin/strongroom); it asks for the key:\n"
+        f"  strongroom configure --profile default --access-id {creds.access_id} "
+        "--access-type access_key\n"
+        f"The console: {url}/ui/ (sign in with the same two values)\n"
     )
 
 
 def bootstrap_command(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    create_master_key: bool = typer.Option(
+        False,
+        "--create-master-key",
+        help="First start only: create STRONGROOM_MASTER_KEY_FILE (mode 0600) if it does not "
+        "exist and no master key has wrapped data keys in the database yet.",
+    ),
 ) -> None:
-    """Create the admin role and an admin API key (shown once)."""
-    from strongroom.bootstrap import bootstrap
+    """Migrate the database, then create the admin role and an admin API key (shown once).
+
+    Idempotent: on a database that has its admin already, it says so, changes nothing and
+    exits 0 (a container's one-shot set-up runs it on every start).
+    """
+    from strongroom.bootstrap import bootstrap, is_bootstrapped
 
     settings = _load_settings()
     try:
+        if create_master_key:
+            _create_master_key_file(settings)
         database, _master, keys, writer = _services(settings)
-        creds = bootstrap(database, keys, writer)
-    except (ConfigurationError, ConflictError) as exc:
-        raise _fail(getattr(exc, "message", str(exc))) from None
+        creds = None if is_bootstrapped(database) else bootstrap(database, keys, writer)
+    except ConflictError:  # another bootstrap won the race: the admin exists now
+        creds = None
+    except ConfigurationError as exc:
+        raise _fail(str(exc)) from None
+    if creds is None:
+        message = (
+            "Already bootstrapped: the admin role exists; nothing changed. "
+            "(Create more admin keys with an admin key: strongroom create-auth-method-api-key.)"
+        )
+        if as_json:
+            print(json.dumps({"already_bootstrapped": True, "message": message}))
+        else:
+            err.print(message)
+        return
     if as_json:
         print(json.dumps({"access_id": creds.access_id, "access_key": creds.access_key}))
     else:
@@ -174,11 +275,87 @@ def bootstrap_command(
         err.print("Store the access key now: it is not shown again.")
 
 
+def _create_master_key_file(settings: Settings) -> None:
+    """Create the master key file that STRONGROOM_MASTER_KEY_FILE names, if it is missing.
+
+    Refuses (ConfigurationError) when the database already holds data keys: they are wrapped
+    by the key that used to be there, and a new one would make every stored value unreadable
+    (restore the lost file instead).
+    """
+    from strongroom.crypto import generate_master_key_file
+    from strongroom.db import migrate
+    from strongroom.db.engine import Database
+    from strongroom.db.keys import has_data_keys
+
+    path = settings.master_key_file
+    if path is None:
+        raise ConfigurationError("--create-master-key needs STRONGROOM_MASTER_KEY_FILE: where to")
+    if path.exists():
+        return
+    database = Database.from_url(settings.database_url)
+    try:
+        migrate.upgrade(database)
+        if has_data_keys(database):
+            raise ConfigurationError(
+                f"the master key file {path} does not exist, but this database already holds "
+                "data keys wrapped by a master key: restore that key file (a new key would "
+                "leave every stored value unreadable)"
+            )
+    finally:
+        database.dispose()
+    try:
+        generate_master_key_file(path)
+    except FileExistsError:  # created meanwhile by a concurrent run: use that one
+        return
+    err.print(
+        f"Created the master key file {path} (mode 0600). Back it up now: without it nobody "
+        "can read what this database stores."
+    )
+
+
+def _local_address(listening_on: str) -> str:
+    """Where to reach a server listening on ``listening_on``: loopback for "every address"."""
+    try:
+        ip = ipaddress.ip_address(listening_on)
+    except ValueError:
+        return listening_on or "127.0.0.1"  # a host name
+    if ip.is_unspecified:
+        return "::1" if ip.version == 6 else "127.0.0.1"
+    return listening_on
+
+
+def healthcheck(
+    host: str | None = typer.Option(
+        None, "--host", help="The server's address [default: STRONGROOM_HOST, else 127.0.0.1]."
+    ),
+    port: int | None = typer.Option(
+        None, "--port", help="The server's port [default: STRONGROOM_PORT, else 8300]."
+    ),
+    timeout: float = typer.Option(3.0, "--timeout", min=0.1, help="Seconds to wait."),
+) -> None:
+    """Exit 0 if the local server answers GET /v1/sys/health, else 1 (a container's HEALTHCHECK)."""
+    import http.client
+
+    settings = _load_settings()
+    address = _local_address(host or settings.host)
+    port = port or settings.port
+    connection = http.client.HTTPConnection(address, port, timeout=timeout)
+    try:
+        connection.request("GET", "/v1/sys/health")
+        status = connection.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:
+        raise _fail(f"no answer from {address} port {port}: {exc}") from None
+    finally:
+        connection.close()
+    if status != 200:
+        raise _fail(f"{address} port {port} answered /v1/sys/health with {status}")
+
+
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 keys_app = typer.Typer(
     help="Data keys: add a new one, re-encrypt values under it.", no_args_is_help=True
 )
-audit_app = typer.Typer(help="The audit trail: verify its hash chain.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail: verify its keyed chain.", no_args_is_help=True)
 
 
 @db_app.command("upgrade")
@@ -238,28 +415,43 @@ def keys_rewrap() -> None:
 def audit_verify(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Check the audit hash chain end to end."""
-    from strongroom.audit.journal import journal_directory, recover_orphans
+    """Check the audit chain end to end, in one consistent snapshot, changing nothing.
+
+    Needs the master key (or KMS key): the chain's links are keyed. Events that server
+    processes have journaled but not chained yet (SQLite) are counted as pending, not chained
+    here; their processes chain them, or the next server start if those have stopped.
+    """
+    from sqlalchemy.exc import OperationalError
+
+    from strongroom.audit.journal import journal_directory, pending_events
     from strongroom.audit.store import verify_chain
+    from strongroom.crypto import load_master_key_provider
     from strongroom.db import migrate
     from strongroom.db.engine import Database
+    from strongroom.db.keys import load_keys
+    from strongroom.errors import ServiceUnavailableError
 
-    database = Database.from_url(_load_settings().database_url)
-    # Events journaled by server processes that ended without chaining them (a crash) are
-    # chained first: otherwise they would be missing from what is verified. Only into a schema
-    # of this version: an older one has nowhere to record how far a journal is chained.
-    directory = journal_directory(database)
-    if directory is not None and directory.is_dir() and not migrate.is_up_to_date(database):
-        err.print(
-            "[yellow]Journaled audit events not chained:[/] the database schema is older than "
-            "this version; run `strongroom db upgrade` (or start the server), then verify again."
-        )
-    else:
-        recovered = recover_orphans(database, directory)
-        if recovered.events and not as_json:
-            err.print(f"Chained {recovered.events} journaled event(s) left by a stopped server.")
-    with database.read() as connection:
-        result = verify_chain(connection)
+    settings = _load_settings()
+    database = Database.from_url(settings.database_url)
+    try:
+        # Verify never migrates (a write): an older schema is verified by the version that
+        # wrote it, or after `strongroom db upgrade`.
+        if not migrate.is_up_to_date(database):
+            raise _fail(
+                "the database schema is not this version's: run `strongroom db upgrade` (or "
+                "start the server), then verify again"
+            )
+        master = load_master_key_provider(settings)
+        with database.snapshot() as connection:
+            keys = load_keys(connection, master)
+            result = verify_chain(connection, keys.audit if keys is not None else None)
+            pending = pending_events(connection, journal_directory(database))
+    except ConfigurationError as exc:
+        raise _fail(str(exc)) from None
+    except (OperationalError, ServiceUnavailableError) as exc:
+        raise _fail(f"cannot read the database: {getattr(exc, 'reason', None) or exc}") from None
+    finally:
+        database.dispose()
     if as_json:
         print(
             json.dumps(
@@ -268,15 +460,38 @@ def audit_verify(
                     "ok": result.broken is None,
                     "broken_at": result.broken.seq if result.broken else None,
                     "problem": result.broken.problem if result.broken else None,
+                    "unkeyed": result.unkeyed,
+                    "anchored_at": result.anchored_at,
+                    "pending": pending.events,
+                    "unreadable_journals": pending.unreadable,
                 }
             )
         )
     elif result.broken is None:
+        keyed = result.checked - result.unkeyed
         out.print(f"Audit chain intact: {result.checked} event(s) verified.")
+        if result.unkeyed:
+            out.print(
+                f"Keyed since {result.anchored_at}: {keyed} keyed event(s), anchored on the "
+                f"{result.unkeyed} unkeyed event(s) an older version wrote before it."
+            )
+        elif result.anchored_at is not None:
+            out.print(f"Keyed since {result.anchored_at}: every event is keyed.")
     else:
         err.print(
             f"[bold red]Audit chain broken[/] at event {result.broken.seq}: "
             f"{result.broken.problem} ({result.checked} event(s) verified before it)."
+        )
+    if not as_json and pending.events:
+        out.print(
+            f"Pending: {pending.events} journaled event(s) not chained yet, in "
+            f"{pending.journals} journal(s); they join the chain shortly (a stopped server's at "
+            "the next start)."
+        )
+    if not as_json and pending.unreadable:
+        err.print(
+            f"[yellow]{pending.unreadable} audit journal(s) hold lines that are not events[/] "
+            f"(kept aside as *.unreadable in {journal_directory(database)})."
         )
     if result.broken is not None:
         raise typer.Exit(1)

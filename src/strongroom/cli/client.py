@@ -59,6 +59,13 @@ _STATUS_HINTS = {
     502: "the server could not reach AWS STS; try again, or ask its operator to check STS access",
     503: "the server cannot serve requests right now; try again shortly",
 }
+# Where the error code says more than the status.
+_CODE_HINTS = {
+    "RuleTooComplex": (
+        "the rules involved (the rule's path, or the rules you hold) have too many wildcards "
+        "to check within the server's budget; use a simpler path, or ask an administrator"
+    ),
+}
 
 
 def path_segment(value: str) -> str:
@@ -88,7 +95,7 @@ def _error_from(response: httpx.Response) -> ServerError:
         message = "the server (or a proxy in front of it) gave no usable answer"
     request_id = response.headers.get("x-request-id")
     retry_after = response.headers.get("retry-after")
-    hint = _STATUS_HINTS.get(response.status_code)
+    hint = _CODE_HINTS.get(code) or _STATUS_HINTS.get(response.status_code)
     if response.status_code == 429 and retry_after:
         hint = f"too many failed logins from here; wait {retry_after} s and try again"
     elif hint is None and response.status_code >= 500:

@@ -17,15 +17,20 @@ from strongroom import __version__
 from strongroom.cli import admin, commands
 
 # typer shows a flag's type as "<bool>" beside it; a flag takes no value, so show none. The
-# method is typer's public hook for that column; tests/cli check every help page for "<bool>".
-_display_type = typer.core.TyperOption.display_type_rich
+# method is typer's (bounded in pyproject.toml; tests/test_dependency_contracts.py names it when
+# it changes). Looked up, not assumed: were it renamed, help would only show "<bool>" again.
+_display_type = getattr(typer.core.TyperOption, "display_type_rich", None)
 
 
 def _display_type_of_value(self: typer.core.TyperOption, ctx: Any) -> str | None:
-    return None if self.is_flag else _display_type(self, ctx)
+    if self.is_flag or _display_type is None:
+        return None
+    result: str | None = _display_type(self, ctx)
+    return result
 
 
-typer.core.TyperOption.display_type_rich = _display_type_of_value  # type: ignore[method-assign]
+if _display_type is not None:
+    typer.core.TyperOption.display_type_rich = _display_type_of_value  # type: ignore[method-assign]
 
 app = typer.Typer(
     name="strongroom",
@@ -74,6 +79,7 @@ def main(
 SERVER_PANEL = "Server administration (run on the server host)"
 app.command("server", rich_help_panel=SERVER_PANEL)(admin.server)
 app.command("bootstrap", rich_help_panel=SERVER_PANEL)(admin.bootstrap_command)
+app.command("healthcheck", rich_help_panel=SERVER_PANEL)(admin.healthcheck)
 app.add_typer(admin.db_app, name="db", rich_help_panel=SERVER_PANEL)
 app.add_typer(admin.keys_app, name="keys", rich_help_panel=SERVER_PANEL)
 app.add_typer(admin.audit_app, name="audit", rich_help_panel=SERVER_PANEL)

@@ -36,6 +36,7 @@ from typing import Any, Literal
 import tomli_w
 
 from strongroom.cli.errors import ProfileError
+from strongroom.kit.private_files import private_directory
 
 DEFAULT_SERVER_URL = "http://127.0.0.1:8300"
 DEFAULT_PROFILE = "default"
@@ -118,16 +119,7 @@ class Profile:
 def _private_dir(path: Path) -> Path:
     """Create ``path`` with mode 0700, and any missing parent (e.g. the home) likewise;
     tighten ``path`` itself if it exists with looser bits. Existing parents are left alone."""
-    missing: list[Path] = []
-    current = path
-    while not current.exists():
-        missing.append(current)
-        current = current.parent
-    for directory in reversed(missing):
-        directory.mkdir(mode=0o700, exist_ok=True)
-    if path.stat().st_mode & 0o077:
-        path.chmod(0o700)
-    return path
+    return private_directory(path, tighten=True)
 
 
 def write_private_file(path: Path, data: bytes) -> None:

@@ -6,7 +6,7 @@ Pure apart from the key providers' I/O (a key file, AWS KMS). See SPEC section 6
 from strongroom.crypto.digest import TokenDigester
 from strongroom.crypto.envelope import item_context, key_id_of, open_sealed, seal
 from strongroom.crypto.errors import DecryptionError
-from strongroom.crypto.keyring import Keyring, new_data_key
+from strongroom.crypto.keyring import Keyring, derive_key, new_data_key
 from strongroom.crypto.master import (
     KmsMasterKey,
     LocalMasterKey,
@@ -22,6 +22,7 @@ __all__ = [
     "LocalMasterKey",
     "MasterKeyProvider",
     "TokenDigester",
+    "derive_key",
     "generate_master_key_file",
     "item_context",
     "key_id_of",

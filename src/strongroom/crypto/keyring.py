@@ -11,12 +11,24 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
 from strongroom.crypto.envelope import KEY_ID_MAX, KEY_SIZE, key_id_of, open_sealed, seal
 
 
 def new_data_key() -> bytes:
     """A fresh data key: 32 bytes from the operating system's CSPRNG."""
     return secrets.token_bytes(KEY_SIZE)
+
+
+def derive_key(secret: bytes, purpose: bytes) -> bytes:
+    """A 32-byte key for ``purpose`` drawn from the 32-byte ``secret`` (HKDF-SHA256, RFC 5869,
+    no salt, ``purpose`` as the info). Keys for different purposes are independent: knowing
+    one tells nothing of ``secret`` or of another. Raises ValueError for a bad ``secret``."""
+    if not isinstance(secret, bytes) or len(secret) != KEY_SIZE:
+        raise ValueError(f"a key is derived from exactly {KEY_SIZE} secret bytes")
+    return HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE, salt=None, info=purpose).derive(secret)
 
 
 class Keyring:

@@ -29,18 +29,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import botocore.session
-from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    NoCredentialsError,
-    ParamValidationError,
-)
-
 from strongroom.crypto.envelope import KEY_ID_MAX, KEY_SIZE, key_id_of, open_sealed, seal
 from strongroom.crypto.errors import DecryptionError
 from strongroom.errors import ConfigurationError
+from strongroom.kit.private_files import private_directory
 
 if TYPE_CHECKING:
     from strongroom.config import Settings
@@ -241,7 +233,7 @@ def generate_master_key_file(path: str | os.PathLike[str]) -> LocalMasterKey:
     path = Path(path)
     key = secrets.token_bytes(KEY_SIZE)
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_directory(path.parent)
         # mkstemp creates the file 0600 in the target directory, so link() below stays on one
         # file system and the key is never readable by others, not even for an instant.
         fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -303,6 +295,11 @@ class KmsMasterKey:
         self._region = region
         self._endpoint_url = endpoint_url
         if client is None:
+            # Only where KMS is configured: botocore costs every server process megabytes.
+            import botocore.session
+            from botocore.config import Config
+            from botocore.exceptions import BotoCoreError
+
             # Bounded timeouts and retries: an unreachable KMS must fail start-up with a
             # message, not hang it.
             config = Config(
@@ -369,6 +366,13 @@ class KmsMasterKey:
         return {KMS_CONTEXT_KEY: str(key_id)}
 
     def _call(self, operation: str, method: Callable[..., Any], **params: Any) -> dict[str, Any]:
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            NoCredentialsError,
+            ParamValidationError,
+        )
+
         # Every handler raises `from None`: the botocore exception is summarised in the message,
         # and dropping it keeps request parameters (the plaintext data key) out of tracebacks.
         try:

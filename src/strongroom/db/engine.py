@@ -22,6 +22,12 @@ from sqlalchemy.exc import OperationalError
 
 from strongroom.db.driver import DRIVER_OPERATIONAL_ERRORS
 from strongroom.errors import ConfigurationError, ServiceUnavailableError
+from strongroom.kit.private_files import (
+    create_private_file,
+    owner_only,
+    private_directory,
+    private_opener,
+)
 
 _WRITE_OPTION = "strongroom_write"
 log = structlog.get_logger("strongroom.db")
@@ -49,11 +55,48 @@ def make_engine(database_url: str, *, background_checkpoints: bool = False) -> E
     )
 
 
+# The files SQLite and Strongroom keep next to a database: its WAL, its shared memory, a
+# rollback journal (briefly, before WAL mode is on), the writers' flock and the migration
+# lock's (db/migrate.py).
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal", ".write-lock", ".migrate-lock")
+
+
+def _private_sqlite_files(database: Path) -> None:
+    """Create the database file 0600 (with missing folders 0700) before SQLite opens it, and
+    take group and other bits away from it and its companions if they have any.
+
+    SQLite creates a missing database file 0644 less the umask (world-readable token digests,
+    audit trail and wrapped keys under ``umask 000``) and gives its WAL, shared-memory and
+    journal files the database file's mode: a database created 0600 keeps them all 0600.
+    Files an earlier version left readable by others are tightened, with a warning; a file
+    this user may not change (another's, shared on purpose) only gets the warning. Raises
+    OSError when the folder or the file cannot be created.
+    """
+    private_directory(database.parent)
+    create_private_file(database)
+    tightened, left = [], []
+    for path in (database, *(database.with_name(database.name + s) for s in SQLITE_COMPANIONS)):
+        try:
+            if owner_only(path):
+                tightened.append(str(path))
+        except PermissionError:
+            left.append(str(path))
+    if tightened:
+        log.warning("database files were readable by others; now owner only", files=tightened)
+    if left:
+        log.warning("database files are readable by others and not ours to change", files=left)
+
+
 def _make_sqlite_engine(
     database_url: str, database: str | None, background_checkpoints: bool
 ) -> Engine:
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    if database and database != ":memory:" and not database.startswith("file:"):
+        try:
+            _private_sqlite_files(Path(database))
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot prepare the SQLite database {database}: {exc.strerror or exc}"
+            ) from None
     engine = create_engine(database_url, pool_size=8, max_overflow=8)
 
     @event.listens_for(engine, "connect")
@@ -101,7 +144,9 @@ class _WriterQueue:
     def _fileno(self) -> int:
         # Opened on first use and again after close(): an engine outlives dispose().
         if self._file is None or self._file.closed:
-            self._file = self._path.open("a+b")
+            # 0600: anyone who can open the lock file can flock it, and hold every writer
+            # of the server (its audit commits included) waiting for as long as they like.
+            self._file = open(self._path, "a+b", opener=private_opener)  # noqa: SIM115 (held)
         return self._file.fileno()
 
     @contextmanager
@@ -155,6 +200,36 @@ class Database:
         try:
             with self.engine.connect() as connection:
                 yield connection
+        except OperationalError as exc:
+            raise ServiceUnavailableError(
+                "the database is unavailable", reason=f"database error: {exc.orig!r}"
+            ) from exc
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A read-only transaction that sees one consistent state of the whole database for as
+        long as it lasts, whatever others commit meanwhile, and can write nothing.
+
+        PostgreSQL: REPEATABLE READ, READ ONLY (the snapshot is taken at the first statement).
+        SQLite: one read transaction (WAL mode: its snapshot is taken at the first read) with
+        ``PRAGMA query_only`` on, reset before the connection goes back to the pool.
+        """
+        try:
+            with self.engine.connect() as raw:
+                if self.dialect == "sqlite":
+                    driver_connection: Any = raw.connection.driver_connection
+                    driver_connection.execute("PRAGMA query_only = ON")
+                    try:
+                        with raw.begin():
+                            yield raw
+                    finally:
+                        driver_connection.execute("PRAGMA query_only = OFF")
+                    return
+                connection = raw.execution_options(
+                    isolation_level="REPEATABLE READ", postgresql_readonly=True
+                )
+                with connection.begin():
+                    yield connection
         except OperationalError as exc:
             raise ServiceUnavailableError(
                 "the database is unavailable", reason=f"database error: {exc.orig!r}"

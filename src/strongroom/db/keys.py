@@ -2,20 +2,30 @@
 
 Row 0 holds the digest key (keys the HMAC of tokens and access keys); rows 1..n hold the
 numbered encryption keys, the newest of which encrypts new values.
+
+The audit chain key (``strongroom.audit.chain``) is derived from the digest key with HKDF,
+purpose ``AUDIT_CHAIN_KEY_PURPOSE``, rather than stored in a row of its own: it is then
+unusable without the master key like every data key, survives a new master key
+(``rewrap_master``) with the digest key, and has no "create it when missing" path that someone
+with write access to the database could trigger by deleting a row (the digest key cannot be
+replaced without invalidating every token and access key).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, func, select, update
 
+from strongroom.audit.chain import ChainKey
 from strongroom.crypto import (
     DecryptionError,
     Keyring,
     MasterKeyProvider,
     TokenDigester,
+    derive_key,
     new_data_key,
 )
 from strongroom.db.engine import Database
@@ -24,22 +34,47 @@ from strongroom.errors import ConfigurationError
 from strongroom.kit.clock import utc_now
 
 DIGEST_KEY_ID = 0
+AUDIT_CHAIN_KEY_PURPOSE = b"strongroom:audit-chain-key:v1"
 
 
 @dataclass(frozen=True)
 class Keys:
     keyring: Keyring
     digester: TokenDigester
+    audit: ChainKey
 
 
-def load_or_create_keys(database: Database, master: MasterKeyProvider) -> Keys:
-    """Unwrap every data key; create the first ones on a new database."""
-    with database.write() as connection:
-        rows = connection.execute(select(data_keys.c.id, data_keys.c.wrapped)).all()
-        if not rows:
-            _insert_key(connection, master, DIGEST_KEY_ID, "digest")
-            _insert_key(connection, master, 1, "encryption")
+def load_or_create_keys(
+    database: Database, master: MasterKeyProvider, *, create: bool = True
+) -> Keys:
+    """Unwrap every data key; create the first ones on a new database.
+
+    ``create=False``: only read them (a server's workers: the supervisor created them at
+    start, and a worker that starts while the database cannot be written must still start).
+    """
+    if not create:
+        with database.read() as connection:
             rows = connection.execute(select(data_keys.c.id, data_keys.c.wrapped)).all()
+        if not rows:
+            raise ConfigurationError("the database has no data keys: start the server first")
+    else:
+        with database.write() as connection:
+            rows = connection.execute(select(data_keys.c.id, data_keys.c.wrapped)).all()
+            if not rows:
+                _insert_key(connection, master, DIGEST_KEY_ID, "digest")
+                _insert_key(connection, master, 1, "encryption")
+                rows = connection.execute(select(data_keys.c.id, data_keys.c.wrapped)).all()
+    return _unwrap(rows, master)
+
+
+def load_keys(connection: Connection, master: MasterKeyProvider) -> Keys | None:
+    """Unwrap the data keys as ``connection`` sees them, writing nothing; None if there are
+    none yet. Raises ConfigurationError like :func:`load_or_create_keys`."""
+    rows = connection.execute(select(data_keys.c.id, data_keys.c.wrapped)).all()
+    return _unwrap(rows, master) if rows else None
+
+
+def _unwrap(rows: Sequence[Any], master: MasterKeyProvider) -> Keys:
     try:
         unwrapped = {row.id: master.unwrap(row.wrapped, row.id) for row in rows}
     except DecryptionError as exc:
@@ -48,7 +83,17 @@ def load_or_create_keys(database: Database, master: MasterKeyProvider) -> Keys:
             f"({exc.reason}); configure the master key this database was created with"
         ) from None
     digest_key = unwrapped.pop(DIGEST_KEY_ID)
-    return Keys(keyring=Keyring(unwrapped), digester=TokenDigester(digest_key))
+    return Keys(
+        keyring=Keyring(unwrapped),
+        digester=TokenDigester(digest_key),
+        audit=ChainKey(derive_key(digest_key, AUDIT_CHAIN_KEY_PURPOSE)),
+    )
+
+
+def has_data_keys(database: Database) -> bool:
+    """Whether a master key has already wrapped data keys here (the database is in use)."""
+    with database.read() as connection:
+        return connection.execute(select(data_keys.c.id).limit(1)).first() is not None
 
 
 def _insert_key(

@@ -208,14 +208,28 @@ audit_events = Table(
     Column("hash", String(64), nullable=False),
 )
 
-# The head of the audit hash chain: one row, locked by every append so the chain is linear
-# across workers and replicas.
-audit_head = Table(
-    "audit_head",
+# The head of the audit chain: one row, locked by every append so the chain is linear
+# across workers and replicas. (Named audit_head before revision 0003: the rename keeps
+# servers of older versions, which would append unkeyed links, from appending at all.)
+audit_chain_head = Table(
+    "audit_chain_head",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
+)
+
+# Where the unkeyed chain of older versions ends and the keyed chain begins: the last unkeyed
+# event's seq and link (0 and the genesis hash on a database created keyed), sealed with the
+# audit chain key by the first server that starts after the upgrade (strongroom.audit.chain).
+audit_anchor = Table(
+    "audit_anchor",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("anchored_at", String(32), nullable=True),
+    Column("seal", String(64), nullable=True),
 )
 
 # How far each audit journal (strongroom.audit.journal, one file per server process) has been

@@ -11,9 +11,13 @@ the only paths a decision is ever asked about. Segment and path length limits ar
 ignoring them only makes a candidate's language larger, which can refuse a grant but never
 allow one that should be refused.
 
-Both questions are a breadth-first search of the product candidate x universe x (subset
-construction of the union of the other patterns). The search is capped; on reaching the cap
-it answers as if a witness existed, which makes the no-escalation check refuse.
+Both questions are first put to cheap sound shortcuts (a pattern ``<literal>*`` that the
+candidate starts with contains it; a pattern whose literal head or tail cannot agree with the
+candidate's shares no path with it), then to a breadth-first search of the product
+candidate x universe x (subset construction of the union of the other patterns). Every step of
+the search is paid from a :class:`~strongroom.rbac.budget.Budget`, which raises
+:class:`~strongroom.errors.RuleTooComplexError` when it runs out: a question too costly to
+decide is refused, never answered late.
 """
 
 from __future__ import annotations
@@ -24,12 +28,15 @@ from enum import Enum
 from itertools import chain
 from typing import NamedTuple
 
+from strongroom.rbac.budget import Budget
 from strongroom.rbac.capability import RuleType
 from strongroom.rbac.pattern import SEGMENT_CHARS, BoundToken, Token, Wildcard
 
 # The symbol standing for every segment character that no pattern in the question names.
 OTHER = ""
-MAX_PRODUCT_STATES = 50_000
+_NOWHERE: frozenset[int] = frozenset()
+
+Tokens = Sequence[Token | BoundToken]
 
 
 class Universe(NamedTuple):
@@ -56,7 +63,8 @@ class _Atom(Enum):
 class _Nfa:
     """The union of some patterns. A state is a position in one pattern's atom list."""
 
-    def __init__(self, patterns: Sequence[Sequence[Token | BoundToken]]) -> None:
+    def __init__(self, patterns: Sequence[Tokens], budget: Budget) -> None:
+        self._budget = budget
         # atoms[i] is what state i consumes next; None marks a pattern's accepting end.
         self._atoms: list[str | _Atom | None] = []
         starts: list[int] = []
@@ -81,27 +89,42 @@ class _Nfa:
             self._closure[state] = frozenset({state}) | (
                 self._closure[state + 1] if skip else frozenset()
             )
+        budget.spend(sum(len(closure) for closure in self._closure))
         self.start = frozenset(chain.from_iterable(self._closure[s] for s in starts))
+        self._finals = frozenset(s for s, atom in enumerate(self._atoms) if atom is None)
+        self._moves: dict[str, list[frozenset[int]]] = {}
         self._steps: dict[tuple[frozenset[int], str], frozenset[int]] = {}
 
     def accepts(self, states: frozenset[int]) -> bool:
-        return any(self._atoms[state] is None for state in states)
+        return not states.isdisjoint(self._finals)
+
+    def _moves_on(self, symbol: str) -> list[frozenset[int]]:
+        """For each state, the states reading ``symbol`` from it leads to (closed)."""
+        moves = self._moves.get(symbol)
+        if moves is None:
+            moves = []
+            for state, atom in enumerate(self._atoms):
+                if atom is _Atom.ANY_RUN or (atom is _Atom.NON_SLASH_RUN and symbol != "/"):
+                    moves.append(self._closure[state])
+                elif atom is not None and (
+                    atom == symbol or (atom is _Atom.NON_SLASH and symbol != "/")
+                ):
+                    moves.append(self._closure[state + 1])
+                else:
+                    moves.append(_NOWHERE)
+            self._budget.spend(len(moves))
+            self._moves[symbol] = moves
+        return moves
 
     def step(self, states: frozenset[int], symbol: str) -> frozenset[int]:
         key = (states, symbol)
         cached = self._steps.get(key)
         if cached is not None:
             return cached
-        reached: set[int] = set()
-        for state in states:
-            atom = self._atoms[state]
-            if atom is None:
-                continue
-            if atom is _Atom.ANY_RUN or (atom is _Atom.NON_SLASH_RUN and symbol != "/"):
-                reached |= self._closure[state]
-            elif atom == symbol or (atom is _Atom.NON_SLASH and symbol != "/"):
-                reached |= self._closure[state + 1]
-        result = frozenset(reached)
+        moves = self._moves_on(symbol)
+        reached = [moves[state] for state in states]
+        self._budget.spend(len(states) + sum(map(len, reached)))
+        result = _NOWHERE.union(*reached)
         self._steps[key] = result
         return result
 
@@ -129,15 +152,16 @@ def _universe_accepts(universe: Universe, state: int) -> bool:
 
 
 def _search(
-    candidate: Sequence[Token | BoundToken],
-    others: Sequence[Sequence[Token | BoundToken]],
+    candidate: Tokens,
+    others: Sequence[Tokens],
     universe: Universe,
+    budget: Budget,
     *,
     others_accept: bool,
 ) -> bool:
     """Whether some well-formed path matched by ``candidate`` is matched (``others_accept``)
     or not matched (``not others_accept``) by the union of ``others``."""
-    mine, theirs = _Nfa([candidate]), _Nfa(others)
+    mine, theirs = _Nfa([candidate], budget), _Nfa(others, budget)
     named = {"/", "."} | mine.literals | theirs.literals
     alphabet = sorted(named) + ([OTHER] if SEGMENT_CHARS - named else [])
     start = (mine.start, _START, theirs.start)
@@ -151,39 +175,89 @@ def _search(
             and theirs.accepts(there) == others_accept
         ):
             return True
+        # Trying a symbol is a step; one that leads somewhere costs about three more (the
+        # other automata's moves, the visited-set probe). Charged so, a step of the budget
+        # costs about the same time whichever part of the search dominates.
+        tried = len(alphabet)
         for symbol in alphabet:
             next_here = mine.step(here, symbol)
             next_where = _universe_step(universe, where, symbol)
             if not next_here or next_where is None:
                 continue
+            tried += 3
             next_there = theirs.step(there, symbol)
             if others_accept and not next_there:
                 continue
             following = (next_here, next_where, next_there)
             if following not in seen:
-                if len(seen) >= MAX_PRODUCT_STATES:
-                    return True  # too big to decide: assume the witness, so callers refuse
                 seen.add(following)
                 queue.append(following)
+        budget.spend(tried)
     return False
 
 
+def _head(tokens: Tokens) -> str:
+    """The literal every path of the pattern starts with."""
+    return tokens[0] if tokens and isinstance(tokens[0], str) else ""
+
+
+def _tail(tokens: Tokens) -> str:
+    """The literal every path of the pattern ends with."""
+    return tokens[-1] if tokens and isinstance(tokens[-1], str) else ""
+
+
+def _may_meet(candidate: Tokens, other: Tokens) -> bool:
+    """False only when the two patterns surely share no path: their literal heads (or tails)
+    disagree, so no string can start (or end) with both."""
+    mine, theirs = _head(candidate), _head(other)
+    if not (mine.startswith(theirs) or theirs.startswith(mine)):
+        return False
+    mine, theirs = _tail(candidate), _tail(other)
+    return mine.endswith(theirs) or theirs.endswith(mine)
+
+
+def _surely_contains(other: Tokens, candidate: Tokens, universe: Universe) -> bool:
+    """True only when ``other`` matches every path ``candidate`` matches, seen from the text:
+    ``other`` is ``<literal>*`` and the candidate starts with that literal, or ``other`` is
+    ``/+`` among one-segment names, or the two are the same pattern without templates."""
+    if len(other) == 2 and isinstance(other[0], str) and other[1] is Wildcard.STAR:
+        return _head(candidate).startswith(other[0])
+    if tuple(other) == ("/", Wildcard.SEGMENT) and not universe.root and not universe.nested:
+        return True
+    return tuple(other) == tuple(candidate) and all(
+        isinstance(token, str | Wildcard) for token in candidate
+    )
+
+
 def contained(
-    candidate: Sequence[Token | BoundToken],
-    others: Sequence[Sequence[Token | BoundToken]],
+    candidate: Tokens,
+    others: Sequence[Tokens],
     universe: Universe,
+    budget: Budget | None = None,
 ) -> bool:
     """Whether every well-formed path that ``candidate`` matches is matched by one of
     ``others``. Templates in ``candidate`` stand for any single segment; ``others`` should be
-    bound. False when undecidable within :data:`MAX_PRODUCT_STATES`."""
-    return not _search(candidate, others, universe, others_accept=False)
+    bound. Raises RuleTooComplexError when ``budget`` runs out first."""
+    budget = budget or Budget()
+    budget.spend(len(others))
+    if any(_surely_contains(other, candidate, universe) for other in others):
+        return True
+    # Patterns that share no path with the candidate cannot help cover it.
+    others = [other for other in others if _may_meet(candidate, other)]
+    return not _search(candidate, others, universe, budget, others_accept=False)
 
 
 def intersects(
-    candidate: Sequence[Token | BoundToken],
-    others: Sequence[Sequence[Token | BoundToken]],
+    candidate: Tokens,
+    others: Sequence[Tokens],
     universe: Universe,
+    budget: Budget | None = None,
 ) -> bool:
     """Whether some well-formed path is matched by ``candidate`` and by one of ``others``.
-    True when undecidable within :data:`MAX_PRODUCT_STATES`."""
-    return _search(candidate, others, universe, others_accept=True)
+    Raises RuleTooComplexError when ``budget`` runs out first."""
+    budget = budget or Budget()
+    budget.spend(len(others))
+    others = [other for other in others if _may_meet(candidate, other)]
+    if not others:
+        return False
+    return _search(candidate, others, universe, budget, others_accept=True)

@@ -28,11 +28,14 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import NamedTuple
 
-from strongroom.errors import InvalidRequestError
+from strongroom.errors import InvalidRequestError, RuleTooComplexError
 from strongroom.rbac.capability import RuleType
 
 MAX_PATTERN_LENGTH = 512
 MAX_PATTERN_SEGMENTS = 32
+# Wildcards ('*', '+') and templates in a new rule's path. Each one multiplies what the
+# no-escalation check may have to explore; real rules need two or three.
+MAX_PATTERN_WILDCARDS = 8
 CLAIM_NAMES = frozenset(
     {"account_id", "arn", "role_name", "role_id", "resource_id", "user_name", "user_id"}
 )
@@ -75,6 +78,24 @@ class RulePattern(NamedTuple):
 def validate_rule_path(unverified: str, rule_type: RuleType) -> str:
     """Return the canonical form of a rule path; raise InvalidRequestError if it is not valid."""
     return parse_rule_path(unverified, rule_type).text
+
+
+def validate_new_rule_path(unverified: str, rule_type: RuleType) -> str:
+    """Like :func:`validate_rule_path`, for a rule about to be written: also raise
+    RuleTooComplexError beyond :data:`MAX_PATTERN_WILDCARDS` wildcards and templates.
+
+    Only new rules are held to it: stored rules written before the bound keep working.
+    """
+    parsed = parse_rule_path(unverified, rule_type)
+    wildcards = sum(not isinstance(token, str) for token in parsed.tokens)
+    if wildcards > MAX_PATTERN_WILDCARDS:
+        # Attack: patterns dense in wildcards, written to make every later check costly.
+        raise RuleTooComplexError(
+            f"a rule path has at most {MAX_PATTERN_WILDCARDS} wildcards ('*', '+') and "
+            "{{claim}} templates in all",
+            reason=f"rule path with {wildcards} wildcards refused",
+        )
+    return parsed.text
 
 
 def parse_rule_path(unverified: str, rule_type: RuleType) -> RulePattern:

@@ -15,6 +15,7 @@ from datetime import datetime
 from itertools import chain
 
 from strongroom.rbac.automaton import UNIVERSE, contained, intersects
+from strongroom.rbac.budget import Budget
 from strongroom.rbac.capability import (
     BIT,
     DECISION,
@@ -120,14 +121,23 @@ class RuleSet:
         pattern: str,
         capabilities: frozenset[Capability],
         now: datetime,
+        *,
+        expires_at: datetime | None = None,
+        budget: Budget | None = None,
     ) -> bool:
-        """Whether a rule ``(rule_type, pattern, capabilities)`` grants nothing the caller lacks.
+        """Whether a rule ``(rule_type, pattern, capabilities, expires_at)`` grants nothing the
+        caller lacks.
 
-        True only if, for each capability in ``capabilities``, the caller holds it at ``now``
-        on every well-formed path the pattern can match, for any caller's claims (a template in
-        ``pattern`` stands for any single segment). ``deny`` only takes away, so it needs
-        nothing; ``list`` is held wherever anything is. Raises InvalidRequestError if
-        ``pattern`` is not a valid rule path of ``rule_type``.
+        True only if, for each capability in ``capabilities``, the caller holds it on every
+        well-formed path the pattern can match, for any caller's claims (a template in
+        ``pattern`` stands for any single segment), from ``now`` until the rule expires: only
+        the caller's grants that last at least as long count (for a rule without expiry, only
+        grants without expiry), while every deny live at ``now`` counts. ``deny`` only takes
+        away, so it needs nothing; ``list`` is held wherever anything is.
+
+        Raises InvalidRequestError if ``pattern`` is not a valid rule path of ``rule_type``,
+        and RuleTooComplexError if deciding costs more than ``budget`` (by default a fresh
+        :class:`Budget`).
         """
         # Attack: privilege escalation by writing a rule into a role the caller holds, or into
         # a role that others hold, wider than the caller's own access.
@@ -138,19 +148,28 @@ class RuleSet:
         index = self._index.get(rule_type)
         if index is None:
             return False
+        budget = budget or Budget()
         universe = UNIVERSE[rule_type]
-        live = [
+        budget.spend(len(index.bound))
+        # Attack: re-setting a rule held only for an hour as a rule that never expires (in the
+        # same role or another). Expiry is part of a grant: a grant that lapses sooner covers
+        # nothing of the rule's later life.
+        lasting = [
             (bound, bits)
-            for bound, bits, expires_at in index.bound
-            if expires_at is None or expires_at > now
+            for bound, bits, until in index.bound
+            if until is None or (until > now and expires_at is not None and until >= expires_at)
         ]
-        denied = [bound for bound, bits in live if bits & DENY_BIT]
+        denied = [
+            bound
+            for bound, bits, until in index.bound
+            if bits & DENY_BIT and (until is None or until > now)
+        ]
         # A deny anywhere under the pattern means the caller lacks everything there.
-        if denied and intersects(candidate, denied, universe):
+        if denied and intersects(candidate, denied, universe, budget):
             return False
-        for capability in needed:
+        for capability in sorted(needed):
             wanted = GRANT_BITS if capability == Capability.LIST else BIT[capability]
-            holders = [bound for bound, bits in live if bits & wanted]
-            if not contained(candidate, holders, universe):
+            holders = [bound for bound, bits in lasting if bits & wanted and not bits & DENY_BIT]
+            if not contained(candidate, holders, universe, budget):
                 return False
         return True

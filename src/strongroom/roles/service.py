@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from strongroom.audit.event import AuditEvent
 from strongroom.audit.writer import AuditWriter, audited_write
-from strongroom.auth.tokens import Caller, bump_generation
+from strongroom.auth.tokens import Caller, bump_generation, rules_of_roles
 from strongroom.auth_methods.service import AuthMethodService
 from strongroom.db.engine import Database
 from strongroom.db.tables import (
@@ -21,14 +22,64 @@ from strongroom.db.tables import (
     token_associations,
     tokens,
 )
-from strongroom.errors import ConflictError, ForbiddenError, InvalidRequestError, NotFoundError
+from strongroom.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidRequestError,
+    NotFoundError,
+    RuleTooComplexError,
+)
 from strongroom.kit.clock import isoformat_z
 from strongroom.kit.ids import new_assoc_id
 from strongroom.kit.names import validate_object_name
-from strongroom.rbac import Capability, RuleType, parse_capabilities, validate_rule_path
+from strongroom.rbac import (
+    Capability,
+    Rule,
+    RuleType,
+    parse_capabilities,
+    validate_new_rule_path,
+    validate_rule_path,
+)
+from strongroom.rbac.escalation import (
+    Refusal,
+    Refused,
+    check_grants,
+    check_removal,
+    check_rule_change,
+    holds_deny,
+)
+from strongroom.roles.checks import EscalationChecks
 from strongroom.roles.schemas import AssociationCreate, RoleCreate, RuleSet
 
 _CAPABILITY_ORDER = [c.value for c in Capability]
+# Rules in one role. Every rule of a role is checked when the role is associated, and every
+# rule a caller holds takes part in each of its checks.
+MAX_RULES_PER_ROLE = 256
+
+GRANT_REFUSED = (
+    "you can grant only capabilities you hold on every path the rule can match, "
+    "for as long as the rule lasts"
+)
+ASSOCIATION_REFUSED = (
+    "you can associate a role with an auth method only if you hold everything the role grants"
+)
+DENY_REFUSED = (
+    "you can remove, shorten or cut off a deny only where you hold every capability it takes away"
+)
+CHANGED_DURING_CHECK = "the role changed while this change was being checked; retry"
+
+
+def refusal_error(refused: Refused, grant_message: str, action: str) -> ForbiddenError:
+    """The 403 for a change the no-escalation checks refused; the rule goes to the audit."""
+    rule = refused.rule
+    expiry = isoformat_z(rule.expires_at) if rule.expires_at else "never"
+    message = DENY_REFUSED if refused.why is Refusal.DENY else grant_message
+    return ForbiddenError(
+        message,
+        reason=f"escalation refused ({action}, {refused.why.value}): "
+        f"{sorted(c.value for c in rule.capabilities)} on {rule.rule_type.value} {rule.path}, "
+        f"expiring {expiry}",
+    )
 
 
 def parse_rule_type(unverified: str) -> RuleType:
@@ -71,9 +122,13 @@ def upsert_rule(
 
 
 class RoleService:
-    def __init__(self, database: Database, writer: AuditWriter) -> None:
+    """Roles, rules and associations. Every change is authorized first, then checked for
+    escalation (``strongroom.rbac.escalation``, on the checks' thread), then written."""
+
+    def __init__(self, database: Database, writer: AuditWriter, checks: EscalationChecks) -> None:
         self._db = database
         self._writer = writer
+        self._checks = checks
 
     def create(
         self, caller: Caller | None, body: RoleCreate, event: AuditEvent, now: datetime
@@ -93,13 +148,27 @@ class RoleService:
         return {"name": body.name, "description": body.description}
 
     def list(self, caller: Caller, now: datetime) -> list[dict[str, Any]]:
+        """Every role the caller may list, by name; its description and creation time only
+        when the caller may also read it (its rules and associations: ``get``)."""
         with self._db.read() as connection:
             rows = connection.execute(select(roles).order_by(roles.c.name)).all()
-        return [
-            {"name": r.name, "description": r.description, "created_at": isoformat_z(r.created_at)}
-            for r in rows
-            if caller.rules.may(Capability.LIST, RuleType.ROLE, "/" + r.name, now)
-        ]
+        listed: list[dict[str, Any]] = []
+        for row in rows:
+            allowed = caller.rules.allowed(RuleType.ROLE, "/" + row.name, now)
+            if Capability.LIST not in allowed:
+                continue
+            # Reconnaissance: list alone shows which roles exist, not what they are for.
+            if Capability.READ in allowed:
+                listed.append(
+                    {
+                        "name": row.name,
+                        "description": row.description,
+                        "created_at": isoformat_z(row.created_at),
+                    }
+                )
+            else:
+                listed.append({"name": row.name})
+        return listed
 
     def get(self, caller: Caller, name: str, event: AuditEvent, now: datetime) -> dict[str, Any]:
         self._authorize(caller, Capability.READ, name, event, now)
@@ -146,11 +215,20 @@ class RoleService:
             ],
         }
 
-    def delete(self, caller: Caller, name: str, event: AuditEvent, now: datetime) -> None:
-        """Delete the role; tokens that carried it through an association are revoked."""
+    async def delete(self, caller: Caller, name: str, event: AuditEvent, now: datetime) -> None:
+        """Delete the role; tokens that carried it through an association are revoked.
+
+        Attack: deleting a deny-only role the caller holds, then logging in again without it.
+        A role's denies go with it, so each must be one the caller may lift.
+        """
         self._authorize(caller, Capability.DELETE, name, event, now)
+        with self._db.read() as connection:
+            denies = self._live_denies(connection, self._role_by_name(connection, name).id, now)
+        await self._check_removal(caller, denies, now, "role.delete")
         with audited_write(self._db, self._writer, event, 204) as connection:
-            role = self._role_by_name(connection, name)
+            role = self._locked_role(connection, name)
+            if self._live_denies(connection, role.id, now) != denies:
+                raise ConflictError(CHANGED_DURING_CHECK)
             for association in connection.execute(
                 select(role_associations.c.id).where(role_associations.c.role_id == role.id)
             ):
@@ -158,22 +236,34 @@ class RoleService:
             connection.execute(delete(roles).where(roles.c.id == role.id))
             bump_generation(connection)
 
-    def set_rule(
+    async def set_rule(
         self, caller: Caller, name: str, body: RuleSet, event: AuditEvent, now: datetime
     ) -> dict[str, Any]:
+        """Set (or replace) the rule of (role, rule_type, path).
+
+        No escalation: the caller must hold what the rule grants for as long as it lasts, and
+        replacing a deny by a rule without it (or with an earlier expiry) lifts the deny.
+        """
         self._authorize(caller, Capability.UPDATE, name, event, now)
         rule_type = parse_rule_type(body.rule_type)
-        path = validate_rule_path(body.path, rule_type)
+        path = validate_new_rule_path(body.path, rule_type)
         capabilities = parse_capabilities(body.capabilities)
-        # No escalation: a caller can grant only what it holds on every path the rule can match.
-        if not caller.rules.covers(rule_type, path, capabilities, now):
-            raise ForbiddenError(
-                "you can grant only capabilities you hold on every path the rule can match",
-                reason=f"escalation refused: {sorted(capabilities)} on {rule_type.value} {path}",
-            )
         expires_at = now + timedelta(minutes=body.ttl) if body.ttl else None
+        new = Rule(rule_type, path, capabilities, expires_at)
+        with self._db.read() as connection:
+            old = self._rule_at(connection, self._role_by_name(connection, name).id, new)
+        refused = await self._checks.run(
+            lambda budget: check_rule_change(caller.rules, old, new, now, budget)
+        )
+        if refused is not None:
+            raise refusal_error(refused, GRANT_REFUSED, "role.rule.set")
         with audited_write(self._db, self._writer, event, 200) as connection:
-            role = self._role_by_name(connection, name)
+            role = self._locked_role(connection, name)
+            # The check judged replacing `old`: a rule changed since then was not judged.
+            if self._rule_at(connection, role.id, new) != old:
+                raise ConflictError(CHANGED_DURING_CHECK)
+            if old is None and self._rule_count(connection, role.id) >= MAX_RULES_PER_ROLE:
+                raise RuleTooComplexError(f"a role holds at most {MAX_RULES_PER_ROLE} rules")
             upsert_rule(connection, role.id, rule_type, path, capabilities, expires_at, now)
         return {
             "role_name": name,
@@ -183,7 +273,7 @@ class RoleService:
             "expires_at": isoformat_z(expires_at) if expires_at else None,
         }
 
-    def delete_rule(
+    async def delete_rule(
         self,
         caller: Caller,
         name: str,
@@ -192,28 +282,57 @@ class RoleService:
         event: AuditEvent,
         now: datetime,
     ) -> None:
+        """Remove the rule of (role, rule_type, path).
+
+        Attack: deleting the deny rule of one's own role and reading what it denied with the
+        same token. Removing a deny is allowed only where the caller may lift it.
+        """
         self._authorize(caller, Capability.UPDATE, name, event, now)
         rule_type = parse_rule_type(rule_type_text)
         path = validate_rule_path(path_text, rule_type)
+        key = Rule(rule_type, path, frozenset())
+        with self._db.read() as connection:
+            old = self._rule_at(connection, self._role_by_name(connection, name).id, key)
+        if old is None:
+            raise NotFoundError(f"role {name!r} has no {rule_type.value} for {path}")
+        await self._check_removal(caller, [old], now, "role.rule.delete")
         with audited_write(self._db, self._writer, event, 204) as connection:
-            role = self._role_by_name(connection, name)
-            result = connection.execute(
+            role = self._locked_role(connection, name)
+            if self._rule_at(connection, role.id, key) != old:
+                raise ConflictError(CHANGED_DURING_CHECK)
+            connection.execute(
                 delete(role_rules).where(
                     role_rules.c.role_id == role.id,
                     role_rules.c.rule_type == rule_type.value,
                     role_rules.c.path == path,
                 )
             )
-            if result.rowcount == 0:
-                raise NotFoundError(f"role {name!r} has no {rule_type.value} for {path}")
             bump_generation(connection)
 
-    def associate(
+    async def associate(
         self, caller: Caller, name: str, body: AssociationCreate, event: AuditEvent, now: datetime
     ) -> dict[str, Any]:
+        """Associate the role with an auth method: whoever logs in through it gets the role.
+
+        Attack: associating one's own auth method with a stronger role and logging in again.
+        The caller must be able to read the auth method and must hold everything the role
+        grants (each rule's capabilities on its every path, for as long as the rule lasts).
+        """
         self._authorize(caller, Capability.UPDATE, name, event, now)
         # No escalation: only auth methods the caller may read can be tied to a role.
         caller.require(Capability.READ, RuleType.AUTH_METHOD, "/" + body.auth_method, now)
+        with self._db.read() as connection:
+            role = self._role_by_name(connection, name)
+            AuthMethodService.id_by_name(connection, body.auth_method)
+            rules = rules_of_roles(connection, [role.id])
+        refused = await self._checks.run(
+            lambda budget: check_grants(caller.rules, rules, now, budget)
+        )
+        if refused is not None:
+            raise refusal_error(refused, ASSOCIATION_REFUSED, "role.associate")
+        # Rules added to the role from here on were checked against their own authors, and
+        # the outcome is that of this association first and those changes after it: no
+        # second look is needed, unlike for a removal.
         assoc_id = new_assoc_id()
         with audited_write(self._db, self._writer, event, 201) as connection:
             role = self._role_by_name(connection, name)
@@ -230,28 +349,86 @@ class RoleService:
             bump_generation(connection)
         return {"assoc_id": assoc_id, "role_name": name, "auth_method": body.auth_method}
 
-    def dissociate(
+    async def dissociate(
         self, caller: Caller, name: str, assoc_id: str, event: AuditEvent, now: datetime
     ) -> None:
-        """Remove the association; tokens that carry it are revoked with it."""
+        """Remove the association; tokens that carry it are revoked with it.
+
+        Attack: cutting a deny role off one's own auth method and logging in again without
+        it. The role's denies leave the method's logins, so each must be one the caller may
+        lift.
+        """
         self._authorize(caller, Capability.UPDATE, name, event, now)
         if len(assoc_id) > 32:
             raise NotFoundError("no such association")
-        with audited_write(self._db, self._writer, event, 204) as connection:
+        with self._db.read() as connection:
             role = self._role_by_name(connection, name)
-            association = connection.execute(
-                select(role_associations.c.id).where(
-                    role_associations.c.assoc_id == assoc_id,
-                    role_associations.c.role_id == role.id,
-                )
-            ).first()
-            if association is None:
-                raise NotFoundError(f"role {name!r} has no association {assoc_id!r}")
-            revoke_tokens_of_association(connection, association.id)
+            self._association_id(connection, role.id, name, assoc_id)
+            denies = self._live_denies(connection, role.id, now)
+        await self._check_removal(caller, denies, now, "role.dissociate")
+        with audited_write(self._db, self._writer, event, 204) as connection:
+            role = self._locked_role(connection, name)
+            association_id = self._association_id(connection, role.id, name, assoc_id)
+            if self._live_denies(connection, role.id, now) != denies:
+                raise ConflictError(CHANGED_DURING_CHECK)
+            revoke_tokens_of_association(connection, association_id)
             connection.execute(
-                delete(role_associations).where(role_associations.c.id == association.id)
+                delete(role_associations).where(role_associations.c.id == association_id)
             )
             bump_generation(connection)
+
+    async def _check_removal(
+        self, caller: Caller, rules: Sequence[Rule], now: datetime, action: str
+    ) -> None:
+        """Raise ForbiddenError unless the caller may take ``rules`` away from their holders."""
+        if not any(holds_deny(rule, now) for rule in rules):
+            return  # removing grants never gives anyone more: no need for the thread
+        refused = await self._checks.run(
+            lambda budget: check_removal(caller.rules, rules, now, budget)
+        )
+        if refused is not None:
+            raise refusal_error(refused, GRANT_REFUSED, action)
+
+    @staticmethod
+    def _live_denies(connection: Connection, role_id: int, now: datetime) -> tuple[Rule, ...]:
+        """The role's rules that take something away at ``now``, in a stable order."""
+        rules = [rule for rule in rules_of_roles(connection, [role_id]) if holds_deny(rule, now)]
+        return tuple(sorted(rules, key=lambda rule: (rule.rule_type.value, rule.path)))
+
+    @staticmethod
+    def _rule_at(connection: Connection, role_id: int, key: Rule) -> Rule | None:
+        """The role's rule of ``key``'s type and path, if it has one."""
+        row = connection.execute(
+            select(role_rules.c.capabilities, role_rules.c.expires_at).where(
+                role_rules.c.role_id == role_id,
+                role_rules.c.rule_type == key.rule_type.value,
+                role_rules.c.path == key.path,
+            )
+        ).first()
+        if row is None:
+            return None
+        capabilities = frozenset(Capability(c) for c in row.capabilities.split(",") if c)
+        return Rule(key.rule_type, key.path, capabilities, row.expires_at)
+
+    @staticmethod
+    def _rule_count(connection: Connection, role_id: int) -> int:
+        return int(
+            connection.execute(
+                select(func.count()).select_from(role_rules).where(role_rules.c.role_id == role_id)
+            ).scalar_one()
+        )
+
+    @staticmethod
+    def _association_id(connection: Connection, role_id: int, name: str, assoc_id: str) -> int:
+        row = connection.execute(
+            select(role_associations.c.id).where(
+                role_associations.c.assoc_id == assoc_id,
+                role_associations.c.role_id == role_id,
+            )
+        ).first()
+        if row is None:
+            raise NotFoundError(f"role {name!r} has no association {assoc_id!r}")
+        return int(row.id)
 
     @staticmethod
     def _authorize(
@@ -264,6 +441,19 @@ class RoleService:
     @staticmethod
     def _role_by_name(connection: Connection, name: str) -> Any:
         row = connection.execute(select(roles).where(roles.c.name == name)).first()
+        if row is None:
+            raise NotFoundError(f"no role named {name!r}")
+        return row
+
+    @staticmethod
+    def _locked_role(connection: Connection, name: str) -> Any:
+        """The role, locked until the transaction ends (PostgreSQL; a SQLite write
+        transaction holds the whole database already): changes to one role's rules and
+        associations are serialized, so what a check judged is still there when it is
+        written."""
+        row = connection.execute(
+            select(roles).where(roles.c.name == name).with_for_update()
+        ).first()
         if row is None:
             raise NotFoundError(f"no role named {name!r}")
         return row

@@ -1,10 +1,21 @@
-"""The worker's side: start login processes and pass login connections to them.
+"""The login pool, and the worker's side of passing login connections to it.
 
-Each worker owns its login processes and talks to each over a ``socketpair`` of type
-``SOCK_SEQPACKET``: one message per connection, carrying the bytes already read from it and,
-as ``SCM_RIGHTS`` ancillary data, the connection's socket. The worker then closes its copy of
-the socket; the login process owns the connection from there on. The kernel duplicates the
-descriptor when the message is sent, so nothing is lost in between.
+A server has one pool of login processes, shared by all its workers (``serving/supervisor.py``
+forks both). Each login process has a socket pair of type ``SOCK_SEQPACKET`` and a readiness
+flag, made by the supervisor before it forks anything (:class:`LoginPool`): every worker holds
+the workers' end of every pair, each login process the other end of its own, and the supervisor
+both ends of all of them for as long as the server runs. A worker sends one message per
+connection, carrying when the worker accepted it (8 bytes, :func:`pack_accepted_at`: a request
+head's time limit runs from there), the bytes already read from it and, as ``SCM_RIGHTS``
+ancillary data, the connection's socket. The worker then closes its copy of the socket; the
+login process owns the connection from there on. The kernel duplicates the descriptor when the
+message is sent, so nothing is lost in between.
+
+Because the supervisor holds both ends, a socket pair outlives the login processes that come
+and go on it: connections sent while one is being replaced wait in the socket for the next.
+The readiness flag (shared memory, one byte per login process) says whether a login process is
+serving its socket: its login process sets it once it serves, the supervisor clears it when it
+reaps the process. A worker passes logins only to ready login processes.
 
 Contract of :meth:`LoginHandoff.offer`: ``True`` means the connection now belongs to a login
 process and the caller must drop it without touching the socket again; ``False`` means the
@@ -13,19 +24,19 @@ worker serves it as usual (not a login, no login process ready, or the login pro
 worker keeps a duplicate of the connection's descriptor in that process's backlog and sends it
 as soon as the socket drains: logins wait, reads do not.
 
-A login process that exits (crash, kill) is started again after a pause; until then its share
-of logins is served by the worker. A worker that exits closes its end of the socket pairs, and
-its login processes finish the connections they hold and exit.
+A login process stops when every workers' end of its socket pair is closed (the workers have
+exited and the supervisor closed its copies): it finishes the connections it holds and exits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import mmap
 import os
 import socket
-import subprocess
-import sys
+import struct
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Protocol
@@ -57,157 +68,147 @@ _COUNT = {
     )
 }
 
-READY = b"ready"  # what a login process sends once it serves connections
 MAX_BACKLOG = 1024  # connections a worker holds for one login process whose socket is full
 BACKLOG_RETRY_SECONDS = 0.05
 # send_fds errors that mean the login process's end is gone (any other is passing).
 _GONE = (BrokenPipeError, ConnectionResetError, ConnectionRefusedError)
-RESTART_DELAY_SECONDS = 1.0
 # A login within this long of one handed over because the worker was busy belongs to a burst:
 # it is handed over too, even when it finds the worker idle for a moment. Each login kept
 # costs the worker's loop milliseconds of CPU, just when the burst's other connections reach
 # it and reads wait. Only a busy worker's handoff opens the window: logins one after another
 # (each finding the worker idle) are no burst, and stay on the fastest path.
 BURST_WINDOW_SECONDS = 0.25
-STOP_TIMEOUT_SECONDS = 10.0
+# A message's prefix: the connection's accept time, as time.monotonic() (one clock for every
+# process of the machine), so that the login process knows how long the head has taken, time
+# spent waiting in a backlog or in the socket for a login process being replaced included.
+_ACCEPTED_AT = struct.Struct("!d")
+ACCEPTED_AT_BYTES = _ACCEPTED_AT.size
+
+
+def pack_accepted_at(accepted_at: float) -> bytes:
+    return _ACCEPTED_AT.pack(accepted_at)
+
+
+def unpack_message(message: bytes) -> tuple[float, bytes]:
+    """(accept time, first bytes) of a message from a worker; ValueError if too short."""
+    if len(message) < ACCEPTED_AT_BYTES:
+        raise ValueError("a handoff message starts with the connection's accept time")
+    (accepted_at,) = _ACCEPTED_AT.unpack_from(message)
+    return float(accepted_at), message[ACCEPTED_AT_BYTES:]
 
 
 class _HasFileno(Protocol):
     def fileno(self) -> int: ...
 
 
-class LoginProcess:
-    """One login process and the worker's end of its socket pair.
+class LoginPool:
+    """The login processes' socket pairs and readiness flags; see the module docstring.
 
-    ``scheduling`` and ``nice``: how it yields the CPU to its worker (login_process.py,
-    ``lower_priority``).
+    Made by the supervisor before it forks: the children inherit the sockets and the flags
+    (an anonymous shared mapping). Each child then keeps what it needs: :meth:`keep_worker_ends`
+    in a worker, :meth:`keep_login_end` in a login process.
     """
 
-    def __init__(self, index: int, nice: int, scheduling: str = "idle") -> None:
-        self.index = index
-        self.nice = nice
-        self.scheduling = scheduling
-        self.ready = False
-        self.channel: socket.socket | None = None
-        self.process: subprocess.Popen[bytes] | None = None
-        # Connections waiting for room on the socket: a duplicate descriptor and first bytes.
-        self.backlog: deque[tuple[int, bytes]] = deque()
+    def __init__(self, count: int) -> None:
+        self._flags = mmap.mmap(-1, max(1, count))  # MAP_SHARED | MAP_ANONYMOUS
+        self.worker_ends: list[socket.socket] = []
+        self.login_ends: list[socket.socket] = []
+        for _ in range(count):
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            self.worker_ends.append(ours)
+            self.login_ends.append(theirs)
 
-    def start(self) -> socket.socket:
-        """Start the process; return the worker's end of its socket pair."""
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            # Our own interpreter and module, arguments we made: no outside input.
-            self.process = subprocess.Popen(  # noqa: S603
-                [
-                    sys.executable,
-                    "-m",
-                    "strongroom.serving.login_process",
-                    "--channel-fd",
-                    str(theirs.fileno()),
-                    "--nice",
-                    str(self.nice),
-                    "--scheduling",
-                    self.scheduling,
-                ],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                # It stops with its worker, through the socket pair, not through signals.
-            )
-        except OSError:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        ours.setblocking(False)
-        self.channel = ours
-        self.ready = False
-        return ours
+    def __len__(self) -> int:
+        return len(self.worker_ends)
+
+    def ready(self, index: int) -> bool:
+        return self._flags[index] == 1
+
+    def set_ready(self, index: int, ready: bool) -> None:
+        self._flags[index] = 1 if ready else 0
+
+    def keep_worker_ends(self) -> None:
+        """In a worker: only the workers' ends stay open here."""
+        for end in self.login_ends:
+            end.close()
+
+    def keep_login_end(self, index: int) -> socket.socket:
+        """In login process ``index``: only its own end stays open here; returned."""
+        for end in self.worker_ends:
+            end.close()
+        for number, end in enumerate(self.login_ends):
+            if number != index:
+                end.close()
+        return self.login_ends[index]
+
+    def close_worker_ends(self) -> None:
+        """In the supervisor, once the workers have exited: the login processes finish."""
+        for end in self.worker_ends:
+            end.close()
+
+    def close(self) -> None:
+        self.close_worker_ends()
+        for end in self.login_ends:
+            end.close()
+
+
+class LoginChannel:
+    """A worker's view of one login process: its socket, its readiness, its backlog."""
+
+    def __init__(self, pool: LoginPool, index: int) -> None:
+        self.index = index
+        self._pool = pool
+        self.channel: socket.socket | None = pool.worker_ends[index]
+        # Connections waiting for room on the socket: a duplicate descriptor, the accept time
+        # (packed) and the first bytes.
+        self.backlog: deque[tuple[int, bytes, bytes]] = deque()
+
+    @property
+    def ready(self) -> bool:
+        return self.channel is not None and self._pool.ready(self.index)
 
     def close_channel(self) -> None:
-        self.ready = False
         if self.channel is not None:
-            self.channel.close()
+            self.channel.close()  # this process's copy: the pool's other holders keep theirs
             self.channel = None
-        while self.backlog:  # never reached this process: their clients see the connection close
+        while self.backlog:  # never reached the process: their clients see the connection close
             os.close(self.backlog.popleft()[0])
 
 
 class LoginHandoff:
-    """The login processes of one worker; create it on the worker's running event loop."""
+    """A worker's handoff to the server's login pool; create it on the worker's running loop."""
 
-    def __init__(
-        self, count: int, nice: int, *, keep_when_idle: bool = False, scheduling: str = "idle"
-    ) -> None:
+    def __init__(self, pool: LoginPool, *, keep_when_idle: bool = False) -> None:
         """``keep_when_idle``: a login that reaches a worker serving no other request stays
-        there (the worker runs it on its own loop, the fastest path). ``scheduling`` and
-        ``nice``: how the login processes yield the CPU (STRONGROOM_LOGIN_PROCESS_SCHEDULING)."""
-        if count < 1:
+        there (the worker runs it on its own loop, the fastest path)."""
+        if len(pool) < 1:
             raise ValueError("a login handoff needs at least one login process")
         self._keep_when_idle = keep_when_idle
         self._loop = asyncio.get_running_loop()
-        self._processes = [LoginProcess(index, nice, scheduling) for index in range(count)]
+        self._processes = [LoginChannel(pool, index) for index in range(len(pool))]
+        for process in self._processes:
+            if process.channel is not None:
+                process.channel.setblocking(False)
         self._next = 0
-        self._closing = False
         self._last_busy_handoff = float("-inf")  # loop time of the last one passed on when busy
 
     @property
-    def processes(self) -> Sequence[LoginProcess]:
+    def processes(self) -> Sequence[LoginChannel]:
         return self._processes
 
-    def start(self) -> LoginHandoff:
-        for process in self._processes:
-            self._start(process)
-        return self
-
-    def _start(self, process: LoginProcess) -> None:
-        if self._closing:
-            return
-        try:
-            channel = process.start()
-        except OSError as exc:
-            log.error("login_process_start_failed", index=process.index, error=str(exc))
-            self._loop.call_later(RESTART_DELAY_SECONDS, self._start, process)
-            return
-        self._loop.add_reader(channel.fileno(), self._on_channel, process)
-
-    def _on_channel(self, process: LoginProcess) -> None:
-        """The login process said it is ready, or its end closed (it exited)."""
-        channel = process.channel
-        if channel is None:
-            return
-        try:
-            message = channel.recv(64)
-        except BlockingIOError:
-            return
-        except OSError:
-            message = b""
-        if message == READY:
-            process.ready = True
-            return
-        if message:
-            return  # nothing else is ever sent; ignore rather than trust it
-        self._loop.remove_reader(channel.fileno())
-        self._loop.remove_writer(channel.fileno())
-        process.close_channel()
-        if not self._closing:
-            self._loop.call_later(RESTART_DELAY_SECONDS, self._restart, process)
-
-    def _restart(self, process: LoginProcess) -> None:
-        code = None
-        if process.process is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                code = process.process.wait(timeout=0.1)  # reap the exited process
-        log.warning("login_process_exited", index=process.index, exit_code=code)
-        self._start(process)
-
     def offer(
-        self, connection: _HasFileno, first_chunk: bytes, *, worker_idle: bool = False
+        self,
+        connection: _HasFileno,
+        first_chunk: bytes,
+        *,
+        worker_idle: bool = False,
+        accepted_at: float | None = None,
     ) -> bool:
         """Pass a new connection whose first bytes are ``first_chunk`` to a login process.
 
         ``worker_idle``: the worker serves no request at the moment (kept if keep_when_idle,
         unless a busy worker passed a login on less than BURST_WINDOW_SECONDS ago).
+        ``accepted_at``: ``time.monotonic()`` when the worker accepted it (None: now).
         Returns whether it was passed (see the module docstring for the contract).
         """
         if not starts_login_request(first_chunk):
@@ -220,12 +221,13 @@ class LoginHandoff:
         ):
             _COUNT["worker_idle"].inc()
             return False
-        passed = self._pass(connection, first_chunk)
+        stamp = pack_accepted_at(time.monotonic() if accepted_at is None else accepted_at)
+        passed = self._pass(connection, stamp, first_chunk)
         if passed and not worker_idle:
             self._last_busy_handoff = now
         return passed
 
-    def _pass(self, connection: _HasFileno, first_chunk: bytes) -> bool:
+    def _pass(self, connection: _HasFileno, stamp: bytes, first_chunk: bytes) -> bool:
         for _ in range(len(self._processes)):
             process = self._processes[self._next]
             self._next = (self._next + 1) % len(self._processes)
@@ -233,12 +235,11 @@ class LoginHandoff:
                 continue
             if not process.backlog:
                 try:
-                    socket.send_fds(process.channel, [first_chunk], [connection.fileno()])
+                    socket.send_fds(process.channel, [stamp, first_chunk], [connection.fileno()])
                 except BlockingIOError:
                     pass  # the socket is full: queue it below
                 except _GONE:
-                    process.ready = False  # it is going away; _on_channel will restart it
-                    continue
+                    continue  # not reached while the supervisor holds the other end
                 except OSError:
                     # Passing (too many descriptors in flight, no buffer memory): this login
                     # is served here; the process stays in service.
@@ -252,7 +253,7 @@ class LoginHandoff:
                 duplicate = os.dup(connection.fileno())
             except OSError:
                 break  # no descriptor left to hold it with: served here
-            process.backlog.append((duplicate, first_chunk))
+            process.backlog.append((duplicate, stamp, first_chunk))
             if len(process.backlog) == 1:
                 self._arm_backlog(process)
             _COUNT["login_process_queued"].inc()
@@ -261,19 +262,20 @@ class LoginHandoff:
         _COUNT["worker_busy" if ready else "worker_not_ready"].inc()
         return False
 
-    def _send_backlog(self, process: LoginProcess) -> None:
+    def _send_backlog(self, process: LoginChannel) -> None:
         """The socket has room again: send queued connections, oldest first."""
         channel = process.channel
         if channel is None:
             return
         while process.backlog:
-            descriptor, first_chunk = process.backlog[0]
+            descriptor, stamp, first_chunk = process.backlog[0]
             try:
-                socket.send_fds(channel, [first_chunk], [descriptor])
+                socket.send_fds(channel, [stamp, first_chunk], [descriptor])
             except BlockingIOError:
                 return  # still full: the writer stays armed
             except _GONE:
-                break  # the process is going away; _on_channel drops the backlog
+                process.close_channel()  # not reached while the supervisor holds the other end
+                return
             except OSError:
                 # Passing: try again shortly rather than spin on a writable socket.
                 self._loop.remove_writer(channel.fileno())
@@ -283,25 +285,14 @@ class LoginHandoff:
             os.close(descriptor)
         self._loop.remove_writer(channel.fileno())
 
-    def _arm_backlog(self, process: LoginProcess) -> None:
+    def _arm_backlog(self, process: LoginChannel) -> None:
         if process.channel is not None and process.backlog:
             self._loop.add_writer(process.channel.fileno(), self._send_backlog, process)
 
     def close(self) -> None:
-        """Close the socket pairs (login processes drain and exit) and wait for them."""
-        self._closing = True
+        """Stop passing connections; what waits in a backlog is closed (its clients may retry)."""
         for process in self._processes:
             if process.channel is not None:
                 with contextlib.suppress(Exception):
-                    self._loop.remove_reader(process.channel.fileno())
                     self._loop.remove_writer(process.channel.fileno())
             process.close_channel()
-        for process in self._processes:
-            if process.process is None:
-                continue
-            try:
-                process.process.wait(timeout=STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                log.warning("login_process_killed", index=process.index)
-                process.process.kill()
-                process.process.wait()

@@ -1,23 +1,22 @@
-"""A login process: serves the connections its worker passes over the Unix socket.
+"""A login process: serves the connections the workers pass over its socket pair.
 
-    python -m strongroom.serving.login_process --channel-fd N [--nice 10] [--scheduling idle]
-
-It builds the whole app from the same ``STRONGROOM_*`` settings as its worker (so every check
-and the audit trail are the same; a request that is not a login is served correctly too), and
-yields the CPU to its worker (``--scheduling idle``, or ``--nice``: :func:`lower_priority`):
+The supervisor forks it (``serving/supervisor.py``, :func:`serve_login_process`) from its
+preloaded interpreter. It builds the whole app from the same settings as the workers (so every
+check and the audit trail are the same; a request that is not a login is served correctly too),
+and yields the CPU to the workers (``--scheduling idle``, or ``nice``: :func:`lower_priority`):
 when the machine is busy, reads in the workers come first and logins take what is left.
 Logins run on this process's own event loop (nothing here needs protecting from them).
 
 Each connection carries ``Connection: close`` on its response: the client's next request
 (usually a secret read) opens a new connection, which a worker serves.
 
-It exits when the worker's end of the socket closes, after finishing the connections it holds
-(at most ``uvicorn``'s graceful-shutdown time, 10 s).
+It exits when every workers' end of its socket pair has closed (the workers have stopped and
+the supervisor closed its copies), after finishing the connections it holds (at most
+``DRAIN_TIMEOUT_SECONDS``).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import gc
@@ -31,12 +30,14 @@ from typing import Any
 
 import structlog
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from strongroom.auth.login_loop import new_event_loop
+from strongroom.config import Settings
 from strongroom.serving.descriptors import presize_descriptor_table
-from strongroom.serving.handoff import READY
+from strongroom.serving.handoff import ACCEPTED_AT_BYTES, LoginPool, unpack_message
+from strongroom.serving.http_protocol import ServerHttpProtocol
+from strongroom.serving.placement import Placement
 from strongroom.serving.routing import MAX_FIRST_CHUNK
 
 log = structlog.get_logger("strongroom.serving")
@@ -70,8 +71,10 @@ class CloseAfterResponse:
         await self.app(scope, receive, send_closing)
 
 
-class PassedConnectionProtocol(HttpToolsProtocol):
-    """uvicorn's protocol, fed first with the bytes the worker had already read."""
+class PassedConnectionProtocol(ServerHttpProtocol):
+    """The server's HTTP protocol (Vault's ``LIST``, the head limits: ``http_protocol.py``), fed
+    first with the bytes the worker had already read; the head's time runs from the worker's
+    accept (``head_started``)."""
 
     def __init__(self, first_chunk: bytes, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -87,8 +90,9 @@ class PassedConnectionProtocol(HttpToolsProtocol):
 class LoginProcessServer:
     """Receives connections on ``channel`` and serves them with ``app`` until it closes."""
 
-    def __init__(self, app: App, channel: socket.socket) -> None:
+    def __init__(self, app: App, channel: socket.socket, on_ready: Callable[[], None]) -> None:
         self._channel = channel
+        self._on_ready = on_ready
         self._config = uvicorn.Config(
             CloseAfterResponse(app),
             http="httptools",
@@ -109,10 +113,7 @@ class LoginProcessServer:
         self._channel.setblocking(False)
         loop.add_reader(self._channel.fileno(), self._on_channel)
         dates = loop.create_task(self._keep_date_header())
-        try:
-            self._channel.send(READY)
-        except OSError:
-            self._closed.set()  # the worker stopped while this process was starting
+        self._on_ready()
         await self._closed.wait()
         loop.remove_reader(self._channel.fileno())
         await self._drain()
@@ -121,21 +122,28 @@ class LoginProcessServer:
     def _on_channel(self) -> None:
         while True:
             try:
-                chunk, fds, _flags, _address = socket.recv_fds(self._channel, MAX_FIRST_CHUNK, 1)
+                message, fds, _flags, _address = socket.recv_fds(
+                    self._channel, ACCEPTED_AT_BYTES + MAX_FIRST_CHUNK, 1
+                )
             except BlockingIOError:
                 return
             except OSError:
-                chunk, fds = b"", []
-            if not chunk and not fds:
-                self._closed.set()  # the worker is gone or stopping
+                message, fds = b"", []
+            if not message and not fds:
+                self._closed.set()  # the workers and the supervisor are done with it
                 return
             for fd in fds[1:]:  # never more than one is sent; never leak one
                 os.close(fd)
             if not fds:
                 continue
-            self._serve(socket.socket(fileno=fds[0]), chunk)
+            try:
+                accepted_at, chunk = unpack_message(message)
+            except ValueError:  # not from our workers' code: nothing to serve it with
+                os.close(fds[0])
+                continue
+            self._serve(socket.socket(fileno=fds[0]), chunk, accepted_at)
 
-    def _serve(self, connection: socket.socket, first_chunk: bytes) -> None:
+    def _serve(self, connection: socket.socket, first_chunk: bytes, accepted_at: float) -> None:
         connection.setblocking(False)
 
         def protocol() -> asyncio.Protocol:
@@ -144,6 +152,7 @@ class LoginProcessServer:
                 config=self._config,
                 server_state=self._state,
                 app_state=self._app_state,
+                head_started=accepted_at,
             )
 
         task = asyncio.get_running_loop().create_task(self._accept(connection, protocol))
@@ -183,21 +192,19 @@ def _http_date(timestamp: float) -> bytes:
     return formatdate(timestamp, usegmt=True).encode("ascii")
 
 
-async def _serve_app(channel: socket.socket) -> None:
+async def _serve_app(
+    settings: Settings, channel: socket.socket, on_ready: Callable[[], None]
+) -> None:
     from strongroom.api.app import create_app
-    from strongroom.config import Settings
 
-    settings = Settings()
-    # Logins run inline on this loop: this process has no reads to protect from them. WAL
-    # checkpoints are left to the workers (one thread per process would do the same work).
-    app = create_app(settings, login_thread=False, wal_checkpoints=False, audit_journal=True)
+    app = create_app(settings, placement=Placement.login_process(settings))
     async with app.router.lifespan_context(app) as state:
-        # As in the workers (api/asgi.py): start-up leaves ~140k long-lived objects, and the
-        # collections that walked them took a tenth of this process's CPU during a burst of
-        # logins (bench/login.py --profile). Frozen, no later collection walks them.
+        # As in the workers: start-up leaves long-lived objects, and the collections that
+        # walked them took a tenth of this process's CPU during a burst of logins
+        # (bench/login.py --profile). Frozen, no later collection walks them.
         gc.collect()
         gc.freeze()
-        await LoginProcessServer(app, channel).run(state)
+        await LoginProcessServer(app, channel, on_ready).run(state)
 
 
 AUTOGROUP = Path("/proc/self/autogroup")
@@ -235,33 +242,30 @@ def lower_priority(nice: int, *, idle: bool) -> str:
     return "nice"
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="strongroom.serving.login_process")
-    parser.add_argument("--channel-fd", type=int, required=True)
-    parser.add_argument("--nice", type=int, default=10)
-    parser.add_argument("--scheduling", choices=("idle", "nice"), default="idle")
-    args = parser.parse_args(argv)
-    # First, so that even start-up (imports, building the app) yields to the worker's reads.
-    scheduling = lower_priority(args.nice, idle=args.scheduling == "idle")
+def serve_login_process(
+    settings: Settings, pool: LoginPool, index: int, *, nice: int, scheduling: str
+) -> None:
+    """Run login process ``index`` of ``pool`` until its socket pair closes (in a forked child
+    of the supervisor, which calls nothing else)."""
+    # First, so that even building the app yields to the workers' reads.
+    chosen = lower_priority(nice, idle=scheduling == "idle")
     # It receives a burst's connections: a table grown now, single-threaded, never stalls.
     presize_descriptor_table()
-    from strongroom.config import Settings
-    from strongroom.kit.logging import configure_logging
-
-    settings = Settings()
-    configure_logging(settings.log_level, settings.log_format)
-    if scheduling != args.scheduling:
-        log.warning("login_process_sched_idle_refused", fallback=f"nice {args.nice}")
+    if chosen != scheduling:
+        log.warning("login_process_sched_idle_refused", fallback=f"nice {nice}")
     # Ctrl-C in a terminal reaches the whole process group, and systemd's stop sends SIGTERM
-    # to every process of the service at once: the worker stops first and its closed socket
-    # tells this process to finish the logins it holds and exit (a worker killed outright
-    # closes it too). Dying on the signal would cut those logins off mid-answer.
+    # to every process of the service at once: the workers stop first, and the socket pair
+    # closing tells this process to finish the logins it holds and exit (the supervisor
+    # kills it if it does not). Dying on the signal would cut those logins off mid-answer.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    channel = socket.socket(fileno=args.channel_fd)
-    with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        runner.run(_serve_app(channel))
+    channel = pool.keep_login_end(index)
 
+    def ready() -> None:
+        pool.set_ready(index, True)
 
-if __name__ == "__main__":
-    main()
+    try:
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            runner.run(_serve_app(settings, channel, ready))
+    finally:
+        pool.set_ready(index, False)

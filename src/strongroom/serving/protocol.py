@@ -7,8 +7,12 @@ does nothing but wait for the first bytes:
 
 - a login goes to a login process (:meth:`LoginHandoff.offer`), and this worker forgets the
   connection;
-- anything else (or a login nobody can take) gets uvicorn's HTTP protocol, which takes over
-  the transport as if it had had it from the start.
+- anything else (or a login nobody can take) gets uvicorn's HTTP protocol (with Vault's
+  ``LIST`` and the limits on request heads: :mod:`~strongroom.serving.http_protocol`), which
+  takes over the transport as if it had had it from the start.
+
+Either way the connection's accept time goes along: a request head must be complete within
+10 s of it, however the time was spent (waiting for the first bytes, in a handoff, or after).
 
 Why not uvicorn's protocol from the start: at the start of a burst a worker accepts a hundred
 login connections within milliseconds, and every read it serves meanwhile waits behind them.
@@ -21,13 +25,14 @@ costs the worker about 40 % less CPU (``bench/login_handoff.py``). Without a han
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, cast
 
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from strongroom.serving.handoff import LoginHandoff
+from strongroom.serving.http_protocol import ServerHttpProtocol
 from strongroom.serving.state import LOGIN_HANDOFF
 
 
@@ -52,9 +57,11 @@ class LoginRoutingProtocol(asyncio.Protocol):
         self._handoff: LoginHandoff | None = handoff if isinstance(handoff, LoginHandoff) else None
         self._transport: asyncio.Transport | None = None
         self._first_bytes_timer: asyncio.TimerHandle | None = None
-        self._http: HttpToolsProtocol | None = None
+        self._http: ServerHttpProtocol | None = None
+        self._accepted_at = 0.0  # time.monotonic(): the head's time runs from here
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._accepted_at = time.monotonic()
         # uvloop's transports behave as asyncio.Transport without subclassing it.
         self._transport = cast(asyncio.Transport, transport)
         if self._handoff is None:
@@ -66,12 +73,14 @@ class LoginRoutingProtocol(asyncio.Protocol):
         self._first_bytes_timer = asyncio.get_running_loop().call_later(
             self._config.timeout_keep_alive, self._transport.close
         )
+        self._track(True)
 
     def data_received(self, data: bytes) -> None:
         transport = self._transport
         if self._http is not None or transport is None:  # not reached: the swap reroutes
             return
         self._cancel_timer()
+        self._track(False)
         handoff, self._handoff = self._handoff, None
         if handoff is not None and self._hand_over(transport, handoff, data):
             return
@@ -85,19 +94,39 @@ class LoginRoutingProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
+        self._track(False)
+
+    # SIGTERM (SPEC section 11): uvicorn stops accepting, then calls ``shutdown()`` on every
+    # connection in its set and waits until the set is empty. A connection still waiting for
+    # its first bytes is in that set too: it has nothing in flight and is closed at once.
+    # Outside the set it was invisible to the shutdown, and a client that sent its request
+    # later was served by a worker that should have stopped (and kept it from exiting).
+
+    def shutdown(self) -> None:
+        if self._transport is not None and self._http is None:
+            self._transport.close()
+
+    def _track(self, waiting: bool) -> None:
+        connections = cast(set[Any], self._server_state.connections)
+        if waiting:
+            connections.add(self)
+        else:
+            connections.discard(self)
 
     def _cancel_timer(self) -> None:
         if self._first_bytes_timer is not None:
             self._first_bytes_timer.cancel()
             self._first_bytes_timer = None
 
-    def _become_http(self, transport: asyncio.Transport) -> HttpToolsProtocol:
+    def _become_http(self, transport: asyncio.Transport) -> ServerHttpProtocol:
         """Give the connection to uvicorn's HTTP protocol (it owns the transport from now on)."""
-        http = HttpToolsProtocol(
+        # uvicorn's protocol, with Vault's LIST method and the head limits (http_protocol.py).
+        http = ServerHttpProtocol(
             config=self._config,
             server_state=self._server_state,
             app_state=self._app_state,
             _loop=self._loop,
+            head_started=self._accepted_at,
         )
         self._http = http
         transport.set_protocol(http)
@@ -108,7 +137,9 @@ class LoginRoutingProtocol(asyncio.Protocol):
         connection = transport.get_extra_info("socket")
         # uvicorn's set of request tasks in progress on this worker (all connections).
         idle = not self._server_state.tasks
-        if connection is None or not handoff.offer(connection, data, worker_idle=idle):
+        if connection is None or not handoff.offer(
+            connection, data, worker_idle=idle, accepted_at=self._accepted_at
+        ):
             return False
         # The login process holds the connection now. Closing our copy of the descriptor
         # neither sends FIN nor drops unread bytes: the socket lives on in the login process.

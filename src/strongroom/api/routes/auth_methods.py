@@ -31,8 +31,11 @@ async def get_auth_method(request: Request, name: str) -> Response:
 
 @router.patch("/v1/auth-methods/{name}", summary="Change an auth method")
 async def update_auth_method(request: Request, name: str, body: AuthMethodUpdate) -> Response:
+    """Needs auth-method-rule ``update``. A change that may let more identities log in, or keep
+    tokens longer, also needs every grant of the roles associated with the method."""
     services, event, caller = authorized(request, "auth_method.update")
-    return json_response(services.auth_methods.update(caller, name, body, event, event.time))
+    changed = await services.auth_methods.update(caller, name, body, event, event.time)
+    return json_response(changed)
 
 
 @router.delete("/v1/auth-methods/{name}", status_code=204, summary="Delete an auth method")

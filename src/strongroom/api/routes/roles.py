@@ -31,15 +31,21 @@ async def get_role(request: Request, name: str) -> Response:
 
 @router.delete("/v1/roles/{name}", status_code=204, summary="Delete a role")
 async def delete_role(request: Request, name: str) -> Response:
+    """Needs role-rule ``delete``. The role's deny rules go with it: each must be one the caller
+    could lift (it holds every capability on every path the deny covers, until it lapses)."""
     services, event, caller = authorized(request, "role.delete")
-    services.roles.delete(caller, name, event, event.time)
+    await services.roles.delete(caller, name, event, event.time)
     return Response(status_code=204)
 
 
 @router.put("/v1/roles/{name}/rules", summary="Set a rule (replaces the same type and path)")
 async def set_rule(request: Request, name: str, body: RuleSet) -> Response:
+    """Needs role-rule ``update``. The caller must hold each capability on every path the rule
+    can match, for as long as the rule lasts; replacing a deny (or shortening it) must be a
+    lift the caller could make. 400 ``RuleTooComplex`` if that cannot be decided within the
+    check's budget."""
     services, event, caller = authorized(request, "role.rule.set")
-    return json_response(services.roles.set_rule(caller, name, body, event, event.time))
+    return json_response(await services.roles.set_rule(caller, name, body, event, event.time))
 
 
 @router.delete("/v1/roles/{name}/rules", status_code=204, summary="Remove a rule")
@@ -49,15 +55,19 @@ async def delete_rule(
     path: str = Query(max_length=600),
     rule_type: str = Query(default="item-rule", max_length=32),
 ) -> Response:
+    """Needs role-rule ``update``; removing a deny, only where the caller could lift it."""
     services, event, caller = authorized(request, "role.rule.delete")
-    services.roles.delete_rule(caller, name, rule_type, path, event, event.time)
+    await services.roles.delete_rule(caller, name, rule_type, path, event, event.time)
     return Response(status_code=204)
 
 
 @router.post("/v1/roles/{name}/associations", status_code=201, summary="Associate an auth method")
 async def associate(request: Request, name: str, body: AssociationCreate) -> Response:
+    """Needs role-rule ``update``, ``read`` on the auth method, and every grant of the role
+    (whoever logs in through the method receives them)."""
     services, event, caller = authorized(request, "role.associate")
-    return json_response(services.roles.associate(caller, name, body, event, event.time), 201)
+    created = await services.roles.associate(caller, name, body, event, event.time)
+    return json_response(created, 201)
 
 
 @router.delete(
@@ -66,6 +76,8 @@ async def associate(request: Request, name: str, body: AssociationCreate) -> Res
     summary="Remove an association (revokes the tokens that carry it)",
 )
 async def dissociate(request: Request, name: str, assoc_id: str) -> Response:
+    """Needs role-rule ``update``; if the role holds denies, each must be one the caller could
+    lift (the method's logins lose them)."""
     services, event, caller = authorized(request, "role.dissociate")
-    services.roles.dissociate(caller, name, assoc_id, event, event.time)
+    await services.roles.dissociate(caller, name, assoc_id, event, event.time)
     return Response(status_code=204)

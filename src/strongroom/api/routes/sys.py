@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
+from collections.abc import Iterable
 
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client.metrics_core import Metric
 from sqlalchemy import select
 from starlette.responses import Response
 
@@ -40,10 +44,31 @@ async def ready(request: Request) -> Response:
     )
 
 
+class SettledMetricFiles(multiprocess.MultiProcessCollector):
+    """prometheus_client's collector of every process's metric files, less those still empty.
+
+    A process creates its file and only then sizes it (``MmapedDict``); a scrape that met one
+    at 0 bytes failed whole with ``struct.error`` (client_python issue 1199): a 500 from
+    /metrics whenever a worker or login process was starting, or for good if one was killed
+    just then. An empty file holds nothing yet, and a file is never emptied once sized.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)  # type: ignore[no-untyped-call]
+
+    def collect(self) -> Iterable[Metric]:
+        files = []
+        for path in glob.glob(os.path.join(self._path, "*.db")):
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.getsize(path) > 0:
+                    files.append(path)
+        return self.merge(files, accumulate=True)  # type: ignore[no-untyped-call,no-any-return]
+
+
 @router.get("/metrics", summary="Prometheus metrics")
 async def metrics() -> Response:
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        SettledMetricFiles(registry)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -17,7 +17,8 @@ Errors (all from :mod:`strongroom.errors`):
                                    signature, or the identity is outside the bounds
     UpstreamUnavailableError  502  STS is down, slow, redirecting, or answering nonsense
 
-``validate_sts_url`` and the ``validate_*`` helpers serve the auth-method schemas.
+``validate_sts_url`` and the ``validate_*`` helpers serve the auth-method schemas;
+``parse_connect_to`` reads ``STRONGROOM_STS_CONNECT_TO`` (ConfigurationError when it is wrong).
 """
 
 from strongroom.auth.aws_iam.bounds import (
@@ -29,7 +30,9 @@ from strongroom.auth.aws_iam.bounds import (
 )
 from strongroom.auth.aws_iam.endpoint import (
     GLOBAL_STS_ENDPOINT,
+    connection_origin,
     normalize_endpoint,
+    parse_connect_to,
     parse_extra_endpoints,
     validate_sts_url,
 )
@@ -80,10 +83,12 @@ __all__ = [
     "VettedStsRequest",
     "check_bounds",
     "claims_from_identity",
+    "connection_origin",
     "create_sts_http_client",
     "decode_cloud_id",
     "decode_vault_fields",
     "normalize_endpoint",
+    "parse_connect_to",
     "parse_extra_endpoints",
     "parse_get_caller_identity_response",
     "validate_account_id",

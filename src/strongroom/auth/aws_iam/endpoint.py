@@ -7,13 +7,16 @@ spellings of one endpoint therefore compare equal, and a spelling that could mea
 is refused outright.
 
 Raises :class:`~strongroom.errors.InvalidRequestError` for anything that is not such a URL.
+
+``STRONGROOM_STS_CONNECT_TO`` (:func:`parse_connect_to`) changes where a replay *connects*, never
+which endpoint it is for: see :func:`connection_origin`.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -186,3 +189,52 @@ def parse_extra_endpoints(values: Iterable[str]) -> tuple[str, ...]:
         if form not in forms:
             forms.append(form)
     return tuple(forms)
+
+
+CONNECT_TO_RULE = (
+    "STRONGROOM_STS_CONNECT_TO is a comma list of host=URL, e.g. "
+    "sts.us-east-1.amazonaws.com=https://vpce-0123-abcd.sts.us-east-1.vpce.amazonaws.com"
+)
+
+
+def parse_connect_to(values: Iterable[str]) -> dict[str, str]:
+    """``STRONGROOM_STS_CONNECT_TO`` at start-up: signed host -> origin to connect to.
+
+    Each entry is ``host=URL``: a replay of a request signed for ``host`` (an STS endpoint's
+    host name, e.g. ``sts.amazonaws.com``) is sent to URL's address, with its signed Host header
+    unchanged (an STS VPC endpoint without private DNS, or a test STS). URL is an endpoint in
+    the sense of :func:`normalize_endpoint`; with https:// its certificate is verified against
+    URL's own host, the name the operator chose to trust for that address. Raises
+    ConfigurationError naming the entry.
+    """
+    routes: dict[str, str] = {}
+    for value in values:
+        host, equals, url = value.partition("=")
+        host = host.strip().lower()
+        try:
+            if not equals or not host or not url.strip():
+                raise InvalidRequestError("expected host=URL")
+            if "/" in host or ":" in host or "@" in host:
+                raise InvalidRequestError("before = comes a bare host name (no scheme or port)")
+            host = _normal_host(host)
+            origin = normalize_endpoint(url.strip())
+        except InvalidRequestError as exc:
+            raise ConfigurationError(
+                f"STRONGROOM_STS_CONNECT_TO entry {value!r}: {exc.message}; {CONNECT_TO_RULE}"
+            ) from exc
+        if host in routes:
+            raise ConfigurationError(f"STRONGROOM_STS_CONNECT_TO names {host} twice")
+        routes[host] = origin
+    return routes
+
+
+def connection_origin(endpoint: str, connect_to: Mapping[str, str]) -> str:
+    """Where a replay for ``endpoint`` (normal form) connects: ``connect_to``'s origin for the
+    endpoint's host, else the endpoint itself.
+
+    Only the connection moves. The endpoint the request is for, which check 1 compares with the
+    signed URL and whose host the replay's Host header names, stays the auth method's sts_url.
+    """
+    if not connect_to:
+        return endpoint
+    return connect_to.get(split_url(endpoint).host, endpoint)

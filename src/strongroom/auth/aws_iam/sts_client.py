@@ -13,7 +13,10 @@
           than ``timeout`` seconds              -> UpstreamUnavailableError
 
 The HTTP client is injected (:func:`create_sts_http_client` builds the production one, and tests
-pass a transport), so nothing here knows where STS really is.
+pass a transport), so nothing here knows where STS really is. ``connect_to`` (the parsed
+``STRONGROOM_STS_CONNECT_TO``) sends a replay for an endpoint's host to another address: the
+URL is the connect-to origin, so TCP, TLS server name and certificate check are that origin's,
+while the Host header stays the signed one (vetting put it first in ``vetted.headers``).
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Mapping
 
 import httpx
 from prometheus_client import Histogram
 
+from strongroom.auth.aws_iam.endpoint import connection_origin
 from strongroom.auth.aws_iam.sts_network import create_sts_transport
 from strongroom.auth.aws_iam.sts_response import (
     MAX_RESPONSE_BYTES,
@@ -102,11 +107,18 @@ class StsClient:
     """Sends vetted requests to their STS endpoint and interprets the answer."""
 
     def __init__(
-        self, http: httpx.AsyncClient, *, timeout: float, retry_delay: float = 0.05
+        self,
+        http: httpx.AsyncClient,
+        *,
+        timeout: float,
+        retry_delay: float = 0.05,
+        connect_to: Mapping[str, str] | None = None,
     ) -> None:
+        """``connect_to``: signed host -> origin to connect to instead (parse_connect_to)."""
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         self._http = http
+        self._connect_to = dict(connect_to or {})
         self._timeout = timeout
         self._retry_delay = retry_delay
         self._timeouts = httpx.Timeout(timeout).as_dict()
@@ -127,7 +139,7 @@ class StsClient:
                 return await self._call_with_retry(vetted)
         except TimeoutError as exc:
             raise UpstreamUnavailableError(
-                reason=f"STS at {vetted.endpoint} did not answer within {self._timeout} s"
+                reason=f"STS at {self._where(vetted)} did not answer within {self._timeout} s"
             ) from exc
 
     async def _call_with_retry(self, vetted: VettedStsRequest) -> CallerIdentity:
@@ -139,7 +151,7 @@ class StsClient:
                 return await self._attempt(vetted)
             except _Retryable as second:
                 raise UpstreamUnavailableError(
-                    reason=f"STS at {vetted.endpoint} failed twice: {first.reason}; then "
+                    reason=f"STS at {self._where(vetted)} failed twice: {first.reason}; then "
                     f"{second.reason}"
                 ) from second
 
@@ -155,11 +167,12 @@ class StsClient:
             raise TimeoutError from exc
         except _ResponseTooLargeError as exc:
             raise UpstreamUnavailableError(
-                reason=f"STS at {vetted.endpoint} sent an answer over {MAX_RESPONSE_BYTES} bytes"
+                reason=f"STS at {self._where(vetted)} sent an answer over "
+                f"{MAX_RESPONSE_BYTES} bytes"
             ) from exc
         except httpx.HTTPError as exc:
             raise UpstreamUnavailableError(
-                reason=f"request to STS at {vetted.endpoint} failed ({type(exc).__name__})"
+                reason=f"request to STS at {self._where(vetted)} failed ({type(exc).__name__})"
             ) from exc
         finally:
             # Also when the whole call's timeout cancels the attempt: a slow STS shows here.
@@ -168,13 +181,21 @@ class StsClient:
             raise _Retryable(f"HTTP {status}")
         return self._interpret(vetted, status, content_type, body)
 
+    def _where(self, vetted: VettedStsRequest) -> str:
+        """The endpoint, and the address it was reached at if connect_to moved it (reasons)."""
+        origin = connection_origin(vetted.endpoint, self._connect_to)
+        if origin == vetted.endpoint:
+            return vetted.endpoint
+        return f"{vetted.endpoint} (connecting to {origin})"
+
     def _url(self, endpoint: str, path: str) -> httpx.URL:
-        """``endpoint + path``, parsed once: httpx's parsing of a URL string (IDNA, IP address
-        checks) costs as much as building the rest of the request."""
+        """Where to send ``endpoint + path`` (moved by ``connect_to``), parsed once: httpx's
+        parsing of a URL string (IDNA, IP address checks) costs as much as building the rest
+        of the request."""
         key = endpoint + path
         url = self._urls.get(key)
         if url is None:
-            url = httpx.URL(key)
+            url = httpx.URL(connection_origin(endpoint, self._connect_to) + path)
             if len(self._urls) < _MAX_CACHED_URLS:
                 self._urls[key] = url
         return url
@@ -195,7 +216,7 @@ class StsClient:
                 # Compressed answers are refused rather than inflated (decompression bomb); we
                 # never send Accept-Encoding, so a real STS never compresses.
                 raise UpstreamUnavailableError(
-                    reason=f"STS at {vetted.endpoint} sent a compressed answer"
+                    reason=f"STS at {self._where(vetted)} sent a compressed answer"
                 )
             body = bytearray()
             async for chunk in response.aiter_raw():
@@ -214,14 +235,14 @@ class StsClient:
         if 300 <= status < 400:
             # A redirect is never followed: it could lead the signed request anywhere.
             raise UpstreamUnavailableError(
-                reason=f"STS at {vetted.endpoint} answered with a redirect (HTTP {status}); "
+                reason=f"STS at {self._where(vetted)} answered with a redirect (HTTP {status}); "
                 "redirects are not followed"
             )
         if status in _DENIAL_STATUSES:
             error = parse_sts_error(body)
             if error.code in _UPSTREAM_ERROR_CODES:
                 raise UpstreamUnavailableError(
-                    reason=f"STS at {vetted.endpoint} is refusing requests ({error.code})"
+                    reason=f"STS at {self._where(vetted)} is refusing requests ({error.code})"
                 )
             token = dict(vetted.headers).get("X-Amz-Security-Token", "")
             message = _redact(error.message or "", (vetted.signature, token))
@@ -230,5 +251,5 @@ class StsClient:
                 + (f": {message}" if message else "")
             )
         raise UpstreamUnavailableError(
-            reason=f"STS at {vetted.endpoint} answered with unexpected HTTP {status}"
+            reason=f"STS at {self._where(vetted)} answered with unexpected HTTP {status}"
         )

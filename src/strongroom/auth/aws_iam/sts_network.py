@@ -11,6 +11,11 @@ and httpcore's own exceptions, so httpx maps failures exactly as before.
 Everything above the socket (HTTP/1.1, pooling, keep-alive, timeouts per operation) is still
 httpcore's and httpx's; :func:`create_sts_transport` is an ``httpx.AsyncHTTPTransport`` whose
 pool uses this backend.
+
+What this relies on beyond the two projects' public names: the network backend interface
+(httpcore documents it for custom backends) and, because httpx takes no backend, its transport's
+``_pool`` attribute. pyproject.toml bounds both packages above, and
+``tests/test_dependency_contracts.py`` says what changed when an upgrade breaks either.
 """
 
 # The timeout parameters are httpcore's interface (AsyncNetworkStream, AsyncNetworkBackend).
@@ -19,6 +24,7 @@ pool uses this backend.
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 import ssl
 from collections.abc import Iterable
@@ -26,8 +32,19 @@ from typing import Any
 
 import httpcore
 import httpx
-from httpcore._backends.base import SOCKET_OPTION
-from httpcore._utils import is_socket_readable
+
+# A socket option as httpcore's backend interface passes it to ``socket.setsockopt``.
+SocketOption = (
+    tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
+)
+
+
+def is_socket_readable(sock: socket.socket) -> bool:
+    """Whether a read on ``sock`` would return at once (data, or the end of the stream)."""
+    # poll, not select: a worker's descriptors go past select's limit of 1024.
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class AsyncioStream(httpcore.AsyncNetworkStream):
@@ -104,7 +121,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         port: int,
         timeout: float | None = None,
         local_address: str | None = None,
-        socket_options: Iterable[SOCKET_OPTION] | None = None,
+        socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         local = (local_address, 0) if local_address else None
         try:
@@ -123,7 +140,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         self,
         path: str,
         timeout: float | None = None,
-        socket_options: Iterable[SOCKET_OPTION] | None = None,
+        socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         raise httpcore.ConnectError("the STS client connects over TCP only")
 
@@ -140,12 +157,13 @@ def create_sts_transport(
     Raises RuntimeError if httpx's transport no longer keeps its pool where this expects it
     (an httpx upgrade): the client must not silently lose its settings.
     """
-    transport = httpx.AsyncHTTPTransport(verify=verify, trust_env=False, limits=limits)
+    ssl_context = httpx.create_ssl_context(verify=verify, trust_env=False)
+    transport = httpx.AsyncHTTPTransport(verify=ssl_context, trust_env=False, limits=limits)
     pool = getattr(transport, "_pool", None)
     if not isinstance(pool, httpcore.AsyncConnectionPool):
         raise RuntimeError("httpx.AsyncHTTPTransport keeps no httpcore pool in _pool")
     transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=pool._ssl_context,
+        ssl_context=ssl_context,
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,

@@ -8,6 +8,7 @@ import typer
 
 from strongroom.cli.client import Json
 from strongroom.cli.commands.common import (
+    NEEDS_READ,
     DebugOption,
     JsonOption,
     ProfileOption,
@@ -222,7 +223,7 @@ def list_auth_methods(
     server_url: ServerUrlOption = None,
     debug: DebugOption = False,
 ) -> None:
-    """List the auth methods you may list."""
+    """List the auth methods you may list (access IDs and bounds: those you may read)."""
     with connect(profile, as_json, server_url, debug) as s:
         methods = s.client.list_auth_methods()
         if as_json:
@@ -233,7 +234,12 @@ def list_auth_methods(
             s.out.table(
                 ["Name", "Type", "Access ID", "Bounds"],
                 [
-                    [m.get("name"), m.get("type"), m.get("access_id"), _bounds_summary(m)]
+                    [
+                        m.get("name"),
+                        m.get("type"),
+                        m.get("access_id", NEEDS_READ),
+                        _bounds_summary(m) if "access_id" in m else "",
+                    ]
                     for m in methods
                 ],
             )

@@ -36,6 +36,8 @@ from strongroom.errors import InvalidNameError
 from strongroom.kit.names import normalize_item_path, validate_object_name
 
 MAX_VALUE_FILE_BYTES = 1024 * 1024
+# In a listing, where a field is held back: the caller may list the entry, not read it.
+NEEDS_READ = "(needs read)"
 
 # -- options every command takes ------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from strongroom.cli.commands.common import (
+    NEEDS_READ,
     DebugOption,
     JsonOption,
     ProfileOption,
@@ -52,7 +53,7 @@ def list_roles(
     server_url: ServerUrlOption = None,
     debug: DebugOption = False,
 ) -> None:
-    """List the access roles you may list."""
+    """List the access roles you may list (descriptions: those you may read)."""
     with connect(profile, as_json, server_url, debug) as s:
         roles = s.client.list_roles()
         if as_json:
@@ -62,7 +63,10 @@ def list_roles(
         else:
             s.out.table(
                 ["Name", "Description", "Created"],
-                [[r.get("name"), r.get("description"), r.get("created_at")] for r in roles],
+                [
+                    [r.get("name"), r.get("description", NEEDS_READ), r.get("created_at")]
+                    for r in roles
+                ],
             )
 
 

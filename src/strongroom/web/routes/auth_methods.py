@@ -186,7 +186,7 @@ async def edit(request: Request, name: str) -> Response:
     kind = "aws_iam" if form.text("kind") == "aws_iam" else "api_key"
     try:
         patch = validate(AuthMethodUpdate, _fields_from_form(form, kind, for_update=True))
-        services.auth_methods.update(session.caller, name, patch, event, event.time)
+        await services.auth_methods.update(session.caller, name, patch, event, event.time)
     except InvalidFormError as failure:
         return _failed(request, kind, form, failure, editing=name)
     except StrongroomError as exc:

@@ -177,7 +177,7 @@ async def set_rule(request: Request, name: str) -> Response:
                 {"capabilities": "Choose at least one capability."}, 400, "no capability chosen"
             )
         body = validate(RuleSet, data)
-        services.roles.set_rule(session.caller, name, body, event, event.time)
+        await services.roles.set_rule(session.caller, name, body, event, event.time)
     except InvalidFormError as failure:
         return _failed_on_role_page(request, session, name, "rule", data, failure)
     except StrongroomError as exc:
@@ -192,7 +192,7 @@ async def delete_rule(request: Request, name: str) -> Response:
     event = audit_event_of(request)
     event.action = "role.rule.delete"
     session, form = await signed_in_post(request)
-    services.roles.delete_rule(
+    await services.roles.delete_rule(
         session.caller, name, form.text("rule_type"), form.text("path"), event, event.time
     )
     return RedirectResponse(link(f"/ui/roles/{name}", notice="rule-deleted"), status_code=303)
@@ -236,7 +236,7 @@ async def associate(request: Request, name: str) -> Response:
                 "sub_claims": parse_sub_claims(values["sub_claims"]),
             },
         )
-        services.roles.associate(session.caller, name, body, event, event.time)
+        await services.roles.associate(session.caller, name, body, event, event.time)
     except InvalidFormError as failure:
         return _failed_on_role_page(request, session, name, "association", values, failure)
     except StrongroomError as exc:
@@ -253,7 +253,7 @@ async def dissociate(request: Request, name: str, assoc_id: str) -> Response:
     event = audit_event_of(request)
     event.action = "role.dissociate"
     session, _form = await signed_in_post(request)
-    services.roles.dissociate(session.caller, name, assoc_id, event, event.time)
+    await services.roles.dissociate(session.caller, name, assoc_id, event, event.time)
     return RedirectResponse(link(f"/ui/roles/{name}", notice="dissociated"), status_code=303)
 
 
@@ -263,5 +263,5 @@ async def delete(request: Request, name: str) -> Response:
     event = audit_event_of(request)
     event.action = "role.delete"
     session, _form = await signed_in_post(request)
-    services.roles.delete(session.caller, name, event, event.time)
+    await services.roles.delete(session.caller, name, event, event.time)
     return RedirectResponse("/ui/roles?notice=deleted", status_code=303)

@@ -1,0 +1,55 @@
+"""Vault's AWS login and token self-service (SPEC section 10), answered as Vault answers.
+
+``POST``/``PUT /v1/auth/aws/login`` (hvac posts, Vault's Go client puts), ``GET
+/v1/auth/token/lookup-self``, ``POST``/``PUT /v1/auth/token/revoke-self``. Audited as the
+native ``auth.login``, ``auth.token.read`` and ``auth.token.revoke``.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from strongroom.api.services import audit_event_of, authorized, bearer_token, services_of
+from strongroom.api.vault_route import VaultRoute, vault_no_content, vault_response
+from strongroom.vault.service import VaultAwsLogin
+
+router = APIRouter(tags=["vault"], route_class=VaultRoute)
+
+_LOGIN_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": VaultAwsLogin.model_json_schema()}},
+}
+
+
+_LOGIN_SUMMARY = "Vault: log in with a signed AWS request (role: access ID or auth method name)"
+
+
+@router.post(
+    "/v1/auth/aws/login", summary=_LOGIN_SUMMARY, openapi_extra={"requestBody": _LOGIN_BODY}
+)
+@router.put(
+    "/v1/auth/aws/login", summary=_LOGIN_SUMMARY, openapi_extra={"requestBody": _LOGIN_BODY}
+)
+async def vault_aws_login(request: Request) -> Response:
+    event = audit_event_of(request)
+    # Named before the body is read: a client that hangs up mid-body is audited as a login.
+    event.action = "auth.login"
+    raw = await request.body()
+    auth = await services_of(request).vault.login(raw, event.source_ip, event, event.time)
+    return vault_response(request, auth=auth)
+
+
+@router.get("/v1/auth/token/lookup-self", summary="Vault: describe the caller's token")
+async def vault_lookup_self(request: Request) -> Response:
+    services, event, caller = authorized(request, "auth.token.read")
+    data = services.vault.token_lookup(caller, bearer_token(request), event.time)
+    return vault_response(request, data=data)
+
+
+@router.post("/v1/auth/token/revoke-self", status_code=204, summary="Vault: revoke own token")
+@router.put("/v1/auth/token/revoke-self", status_code=204, summary="Vault: revoke own token")
+async def vault_revoke_self(request: Request) -> Response:
+    services, event, caller = authorized(request, "auth.token.revoke")
+    services.vault.revoke_self(caller, event)
+    return vault_no_content()

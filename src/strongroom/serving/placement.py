@@ -1,0 +1,108 @@
+"""Where work runs: the one place that decides it, for each kind of process.
+
+A server is a supervisor (``serving/supervisor.py``) that forks workers and one pool of login
+processes. What each of them does besides serving requests, and where a login runs, is decided
+here from the settings, and ``create_app`` takes the result instead of a set of flags:
+
+=====================  ==========  =============  ==========  ==========================
+decision               worker      login process  in-process  switched off by
+=====================  ==========  =============  ==========  ==========================
+migrate at create_app  no (1)      no (1)         yes         (the supervisor migrates)
+login thread           yes         no (2)         yes         ``LOGIN_THREAD=false``
+login inline if idle   yes         no (2)         no (3)      ``LOGIN_INLINE_WHEN_IDLE=false``
+login handoff          yes         no             no          ``LOGIN_PROCESSES=0``
+WAL checkpoint thread  yes         no (4)         yes         ``WAL_CHECKPOINT_THREAD=false``
+audit journal          yes         yes            no (3)      ``AUDIT_JOURNAL=false``
+=====================  ==========  =============  ==========  ==========================
+
+1. The supervisor brings the schema up to date once, under the migration lock
+   (``db/migrate.py``), before it forks anything: replicas may start together.
+2. A login process serves logins only; they run on its own event loop.
+3. Tests and the CLI choose with :meth:`Placement.in_process`'s arguments.
+4. The workers run them already; one thread per process would repeat the same work.
+
+- **login thread**: a process that serves reads runs logins on a second event loop in a
+  thread (``auth/login_loop.py``): a burst of logins would otherwise queue the reads.
+- **login inline if idle**: a login that finds no other request in progress runs on the
+  caller's own loop (no thread hop; nothing there to slow down). Also decides whether a worker
+  keeps such a login rather than hand it over (``serving/handoff.py``).
+- **login handoff**: a worker passes new connections whose first request is a login to the
+  server's login processes (``serving/protocol.py``, ``serving/handoff.py``); they yield the
+  CPU to the workers (``LOGIN_PROCESS_SCHEDULING``, ``LOGIN_PROCESS_NICE``).
+- **WAL checkpoint thread** (SQLite): checkpoints run in a background thread, never inside a
+  request's commit (``db/engine.py``, ``Checkpointer``).
+- **audit journal** (SQLite): reads' and denials' audit events are durable once appended to
+  the process's journal and reach the hash chain shortly after (``audit/journal.py``);
+  without it each batch of events commits to the chain before the answers leave.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from strongroom.config import Settings
+
+
+class Role(StrEnum):
+    WORKER = "worker"
+    LOGIN_PROCESS = "login process"
+    IN_PROCESS = "in-process"
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """What one process's app does where; build it with one of the class methods."""
+
+    role: Role
+    migrate: bool
+    login_thread: bool
+    login_inline_when_idle: bool
+    login_handoff: bool
+    wal_checkpoints: bool
+    audit_journal: bool
+
+    @classmethod
+    def server_worker(cls, settings: Settings) -> Placement:
+        """A worker of ``strongroom server``: serves every request, reads first."""
+        return cls(
+            role=Role.WORKER,
+            migrate=False,
+            login_thread=settings.login_thread,
+            login_inline_when_idle=settings.login_thread and settings.login_inline_when_idle,
+            login_handoff=True,
+            wal_checkpoints=settings.wal_checkpoint_thread,
+            audit_journal=settings.audit_journal,
+        )
+
+    @classmethod
+    def login_process(cls, settings: Settings) -> Placement:
+        """A login process of ``strongroom server``: the logins its workers pass over."""
+        return cls(
+            role=Role.LOGIN_PROCESS,
+            migrate=False,
+            login_thread=False,
+            login_inline_when_idle=False,
+            login_handoff=False,
+            wal_checkpoints=False,
+            audit_journal=settings.audit_journal,
+        )
+
+    @classmethod
+    def in_process(
+        cls,
+        *,
+        login_thread: bool = True,
+        login_inline_when_idle: bool = False,
+        audit_journal: bool = False,
+    ) -> Placement:
+        """The app in the caller's process (tests, tools): it migrates the schema itself."""
+        return cls(
+            role=Role.IN_PROCESS,
+            migrate=True,
+            login_thread=login_thread,
+            login_inline_when_idle=login_thread and login_inline_when_idle,
+            login_handoff=False,
+            wal_checkpoints=True,
+            audit_journal=audit_journal,
+        )

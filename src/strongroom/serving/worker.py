@@ -1,0 +1,73 @@
+"""A server worker: uvicorn on the listening socket it inherited from the supervisor.
+
+The supervisor forks it (``serving/supervisor.py``) with the app's modules already imported and
+frozen; the worker builds its own app (database connections, threads and event loop belong to
+one process) and serves until SIGTERM or SIGINT. uvicorn then stops accepting, closes idle
+connections (a connection that has not sent its first bytes too: ``serving/protocol.py``),
+finishes the requests in flight for at most ``GRACEFUL_SHUTDOWN_SECONDS``, runs the app's
+lifespan shutdown and returns; the worker exits 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import signal
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+
+from strongroom.api.app import create_app
+from strongroom.config import Settings
+from strongroom.serving.descriptors import presize_descriptor_table
+from strongroom.serving.handoff import LoginPool
+from strongroom.serving.placement import Placement
+from strongroom.serving.protocol import LoginRoutingProtocol
+
+# SPEC section 11: what is in flight gets at most this long after SIGTERM.
+GRACEFUL_SHUTDOWN_SECONDS = 10
+
+
+class WorkerServer(uvicorn.Server):
+    """uvicorn's server, except that it does not raise the signal that stopped it again once
+    it has shut down: it would kill the worker (exit status -15), and the supervisor tells a
+    worker that stopped as asked from one that died by its exit code."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        handled = (signal.SIGINT, signal.SIGTERM)
+        originals = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in originals.items():
+                signal.signal(sig, handler)
+
+
+def serve_worker(settings: Settings, listener: socket.socket, pool: LoginPool | None) -> None:
+    """Serve on ``listener`` until told to stop (in a forked child of the supervisor)."""
+    presize_descriptor_table()  # inherited from the supervisor already; a no-op then
+    if pool is not None:
+        pool.keep_worker_ends()
+    app = create_app(settings, placement=Placement.server_worker(settings), login_pool=pool)
+    # What the app's start-up made lives as long as the worker; frozen, no collection walks
+    # it again (a full collection walking it stalled the event loop for ~40 ms).
+    gc.collect()
+    gc.freeze()
+    config = uvicorn.Config(
+        app,
+        # Passes new login connections to the login processes (strongroom.serving).
+        http=LoginRoutingProtocol,
+        lifespan="on",
+        ws="none",  # no WebSocket route: nothing to import for them
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        # The app judges X-Forwarded-For itself, from STRONGROOM_TRUSTED_PROXIES only.
+        # uvicorn's own handling would trust it from 127.0.0.1 and rewrite the client address
+        # before the app sees it (source IP spoofing into the audit trail and bound_ips).
+        proxy_headers=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+    WorkerServer(config).run(sockets=[listener])

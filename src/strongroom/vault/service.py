@@ -1,0 +1,301 @@
+"""Vault's operations over Strongroom's domain services (SPEC section 10).
+
+Every operation is a call into the service that the native API uses (secrets, login, tokens),
+so authorization, validation, size limits and audit are theirs: this module only translates
+names, bodies and answers. Entry points raise the same :mod:`strongroom.errors` as the native
+ones; :mod:`strongroom.vault.errors` turns them into Vault's answers.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from strongroom.audit.event import AuditEvent
+from strongroom.audit.writer import AuditWriter, audited_write
+from strongroom.auth.schemas import LoginRequest
+from strongroom.auth.service import LoginService
+from strongroom.auth.tokens import Caller, TokenService
+from strongroom.auth_methods.service import AuthMethodService
+from strongroom.db.engine import Database
+from strongroom.errors import (
+    AuthenticationDenied,
+    ConflictError,
+    ForbiddenError,
+    InvalidRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+)
+from strongroom.kit.clock import isoformat_z
+from strongroom.kit.ids import ACCESS_ID_PREFIX
+from strongroom.kit.names import normalize_item_path
+from strongroom.kit.validation import describe_validation_errors
+from strongroom.rbac import Capability, RuleType
+from strongroom.secrets.schemas import MAX_VALUE_BYTES, SecretCreate, SecretUpdate
+from strongroom.secrets.service import SecretService
+from strongroom.vault import kv
+
+_ACCESS_ID = re.compile(re.escape(ACCESS_ID_PREFIX) + r"[a-z0-9]{12}")
+CAS_MISMATCH = "check-and-set parameter did not match the current version"
+
+
+class VaultAwsLogin(BaseModel):
+    """``POST /v1/auth/aws/login``: Vault's IAM login fields (hvac, the Vault and OpenBao
+    CLIs and agents). ``role`` names the auth method: its access ID or its name."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    role: str | None = Field(default=None, max_length=128)
+    iam_http_request_method: str | None = Field(default=None, max_length=16)
+    iam_request_url: str | None = Field(default=None, max_length=4096)
+    iam_request_body: str | None = Field(default=None, max_length=4096)
+    iam_request_headers: str | dict[str, Any] | None = None
+    # The EC2 method's fields: recognised only to say that it is not served.
+    pkcs7: str | None = Field(default=None, max_length=16 * 1024)
+    identity: str | None = Field(default=None, max_length=16 * 1024)
+
+
+class VaultService:
+    def __init__(
+        self,
+        *,
+        database: Database,
+        writer: AuditWriter,
+        login: LoginService,
+        tokens: TokenService,
+        auth_methods: AuthMethodService,
+        secrets: SecretService,
+    ) -> None:
+        self._db = database
+        self._writer = writer
+        self._login = login
+        self._tokens = tokens
+        self._auth_methods = auth_methods
+        self._secrets = secrets
+
+    # -- auth/aws and auth/token -----------------------------------------------------------
+
+    async def login(
+        self, unverified_body: bytes, source_ip: str, event: AuditEvent, now: datetime
+    ) -> dict[str, Any]:
+        """Vault's ``auth`` object for an AWS IAM login; the native login's errors."""
+        try:
+            body = VaultAwsLogin.model_validate_json(unverified_body)
+        except ValidationError as exc:
+            raise InvalidRequestError(describe_validation_errors(exc.errors())) from None
+        if body.iam_request_url is None:
+            if body.pkcs7 is not None or body.identity is not None:
+                raise InvalidRequestError("only IAM logins (iam_* fields) are served, not EC2 ones")
+            raise InvalidRequestError(
+                "iam_http_request_method, iam_request_url, iam_request_body and "
+                "iam_request_headers are required"
+            )
+        if not body.role:
+            raise InvalidRequestError(
+                "role is required: the auth method's access ID (p-…) or its name"
+            )
+        access_id = self._access_id(body.role)
+        login = LoginRequest(
+            access_id=access_id,
+            access_type="aws_iam",
+            iam_http_request_method=body.iam_http_request_method,
+            iam_request_url=body.iam_request_url,
+            iam_request_body=body.iam_request_body,
+            iam_request_headers=body.iam_request_headers,
+        )
+        result = await self._login.login(login, source_ip, event, now)
+        roles = list(result["roles"])
+        return {
+            "client_token": result["token"],
+            "accessor": self._tokens.digest(result["token"]),
+            "policies": roles,
+            "token_policies": roles,
+            "identity_policies": None,
+            "metadata": result["identity"],
+            "lease_duration": result["expires_in"],
+            "renewable": False,
+            "entity_id": "",
+            "token_type": "service",
+            "orphan": True,
+            "mfa_requirement": None,
+            "num_uses": 0,
+        }
+
+    def _access_id(self, role: str) -> str:
+        """An access ID as given; otherwise the access ID of the auth method of that name.
+
+        An unknown name is a failed login (the same answer as an unknown access ID)."""
+        if _ACCESS_ID.fullmatch(role):
+            return role
+        access_id = self._auth_methods.access_id_of(role)
+        if access_id is None:
+            raise AuthenticationDenied(f"no auth method named {role[:128]!r}")
+        return access_id
+
+    def token_lookup(self, caller: Caller, token: str, now: datetime) -> dict[str, Any]:
+        """``auth/token/lookup-self``: the caller's token as Vault describes one.
+
+        ``id`` is the token itself (Vault answers it, and OpenBao Agent's token_file method
+        reads it); ``type`` and ``renewable`` are read by the agent too.
+        """
+        roles = list(caller.role_names)
+        return {
+            "accessor": caller.token_digest,
+            "creation_time": int(caller.issued_at.timestamp()),
+            "creation_ttl": int((caller.expires_at - caller.issued_at).total_seconds()),
+            "display_name": caller.auth_method_name,
+            "entity_id": "",
+            "expire_time": isoformat_z(caller.expires_at),
+            "explicit_max_ttl": 0,
+            "id": token,
+            "issue_time": isoformat_z(caller.issued_at),
+            "meta": dict(caller.claims) or None,
+            "num_uses": 0,
+            "orphan": True,
+            "policies": roles,
+            "renewable": False,
+            "ttl": max(0, int((caller.expires_at - now).total_seconds())),
+            "type": "service",
+        }
+
+    def revoke_self(self, caller: Caller, event: AuditEvent) -> None:
+        with audited_write(self._db, self._writer, event, 204) as connection:
+            self._tokens.revoke(connection, caller.token_digest)
+
+    # -- secret/ (KV version 2) ------------------------------------------------------------
+
+    def kv_read(
+        self,
+        caller: Caller,
+        unverified_path: str,
+        version: int | None,
+        event: AuditEvent,
+        now: datetime,
+    ) -> dict[str, Any]:
+        read = self._secrets.read(caller, kv.item_name(unverified_path), version, event, now)
+        return {
+            "data": kv.data_of(read["value"]),
+            "metadata": kv.version_metadata(read["version"], read["created_at"]),
+        }
+
+    def kv_write(
+        self,
+        caller: Caller,
+        unverified_path: str,
+        unverified_body: bytes,
+        event: AuditEvent,
+        now: datetime,
+    ) -> dict[str, Any]:
+        """A new version, created or updated as the item's existence says (Vault decides
+        create against update on the server, not from the HTTP method).
+
+        ``cas`` 0 writes only a new item, N only over version N; a mismatch is 400.
+        """
+        name = normalize_item_path(kv.item_name(unverified_path))
+        event.path = name
+        try:
+            unverified = kv.parse_json(unverified_body or b"null")
+        except ValueError as exc:
+            raise InvalidRequestError(f"the body is not valid JSON: {str(exc)[:200]}") from None
+        write = kv.parse_write(unverified)
+        value = kv.value_of(write.data)
+        if len(value.encode()) > MAX_VALUE_BYTES:
+            raise PayloadTooLargeError(f"a secret value is at most {MAX_VALUE_BYTES} bytes")
+        if write.cas == 0:
+            try:
+                written = self._create(caller, name, value, event, now)
+            except ConflictError:
+                raise InvalidRequestError(CAS_MISMATCH) from None
+        elif write.cas is not None:
+            try:
+                written = self._update(caller, name, value, write.cas, event, now)
+            except (ConflictError, NotFoundError):
+                raise InvalidRequestError(CAS_MISMATCH) from None
+        else:
+            written = self._create_or_update(caller, name, value, event, now)
+        return kv.version_metadata(written["version"], written["created_at"])
+
+    def _create_or_update(
+        self, caller: Caller, name: str, value: str, event: AuditEvent, now: datetime
+    ) -> dict[str, Any]:
+        # Authorize first: neither right means 403 before the item's existence is looked at.
+        allowed = caller.allowed(RuleType.ITEM, name, now)
+        may_create, may_update = Capability.CREATE in allowed, Capability.UPDATE in allowed
+        if not may_update:
+            if not may_create:
+                caller.require(Capability.UPDATE, RuleType.ITEM, name, now)
+            try:
+                return self._create(caller, name, value, event, now)
+            except ConflictError:
+                raise ForbiddenError(
+                    reason=f"update on item {name} not allowed (it exists; create is held)"
+                ) from None
+        try:
+            return self._update(caller, name, value, None, event, now)
+        except NotFoundError:
+            if not may_create:
+                raise ForbiddenError(
+                    reason=f"create on item {name} not allowed (it does not exist)"
+                ) from None
+        try:
+            return self._create(caller, name, value, event, now)
+        except ConflictError:
+            # Created between the two calls by another writer: this write is its next version.
+            return self._update(caller, name, value, None, event, now)
+
+    def _create(
+        self, caller: Caller, name: str, value: str, event: AuditEvent, now: datetime
+    ) -> dict[str, Any]:
+        event.action = "secret.create"
+        return self._secrets.create(caller, SecretCreate(name=name, value=value), event, now)
+
+    def _update(
+        self,
+        caller: Caller,
+        name: str,
+        value: str,
+        expected_version: int | None,
+        event: AuditEvent,
+        now: datetime,
+    ) -> dict[str, Any]:
+        event.action = "secret.update"
+        body = SecretUpdate(value=value, expected_version=expected_version)
+        return self._secrets.update(caller, name, body, event, now)
+
+    def kv_list(
+        self, caller: Caller, unverified_path: str, event: AuditEvent, now: datetime
+    ) -> dict[str, Any]:
+        """``{"keys": […]}`` of what the caller may list; 404 when that is nothing (as Vault
+        answers an empty listing, so an empty folder and a hidden one look the same)."""
+        listing = self._secrets.list(caller, kv.item_name(unverified_path), False, event, now)
+        keys = kv.list_keys(listing["folders"], [item["name"] for item in listing["items"]])
+        if not keys:
+            raise NotFoundError(reason=f"nothing the caller may list below {listing['path']}")
+        return {"keys": keys}
+
+    def kv_metadata(
+        self, caller: Caller, unverified_path: str, event: AuditEvent, now: datetime
+    ) -> dict[str, Any]:
+        """The key's metadata and versions (read on the item, as its versions need natively)."""
+        found = self._secrets.versions(caller, kv.item_name(unverified_path), event, now)
+        versions = [(v["version"], v["created_at"]) for v in found["versions"]]
+        updated = versions[-1][1] if versions else ""
+        return kv.key_metadata(found["latest_version"], versions, updated)
+
+    def kv_delete(
+        self, caller: Caller, unverified_path: str, event: AuditEvent, now: datetime
+    ) -> None:
+        """``DELETE secret/metadata/<p>``: the key and every version, as in Vault."""
+        self._secrets.delete(caller, kv.item_name(unverified_path), None, event, now)
+
+    @staticmethod
+    def mount(unverified_path: str) -> dict[str, Any]:
+        """``sys/internal/ui/mounts/<path>``: the KV mount for paths under ``secret/``; any
+        other path is refused as Vault refuses a path outside every mount (403, so the answer
+        cannot be used to probe for mounts)."""
+        if not kv.is_in_mount(unverified_path):
+            raise ForbiddenError(reason=f"no mount serves {unverified_path[:200]!r}")
+        return dict(kv.MOUNT_DESCRIPTION)

@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[server,dev]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -66,7 +66,7 @@ test-container: $(STAMP)
 # every pin to the newest release allowed.
 UV_COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --universal --python-version 3.11
 lock: $(STAMP)
-	$(UV_COMPILE) $(UPGRADE) pyproject.toml -o requirements/server.lock
+	$(UV_COMPILE) $(UPGRADE) --extra server pyproject.toml -o requirements/server.lock
 	$(UV_COMPILE) $(UPGRADE) requirements/build.in -o requirements/build.lock
 
 lock-upgrade:

@@ -335,3 +335,20 @@ def test_httpcore_asks_a_pooled_connection_only_what_our_stream_answers() -> Non
         f"the pool asks get_extra_info for {sorted(set(asked) - EXTRA_INFO_ANSWERED)}",
         STS_NETWORK + " (AsyncioStream.get_extra_info)",
     )
+
+
+def test_typer_options_still_show_their_type_through_display_type_rich() -> None:
+    from strongroom.cli import main  # it wraps typer's method and keeps the original
+
+    method = main._display_type
+    assert callable(method), changed(
+        "typer",
+        "TyperOption.display_type_rich is gone: help shows '<bool>' beside flags again",
+        "src/strongroom/cli/main.py",
+    )
+    taken = list(inspect.signature(method).parameters)
+    assert taken[:2] == ["self", "ctx"], changed(
+        "typer",
+        f"TyperOption.display_type_rich takes {taken}, not (self, ctx)",
+        "src/strongroom/cli/main.py",
+    )

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import ACCOUNT_ID, Invoker, RunningServer
+from strongroom import __version__
+from strongroom.cli.commands import COMMANDS
+from tests.cli.conftest import ACCOUNT_ID, Cli, Invoker, RunningServer
 
 
 @pytest.fixture
@@ -315,13 +318,46 @@ def test_value_from_stdin_keeps_inner_newlines(admin: Invoker, unique: str) -> N
 
 
 def test_help_is_there_for_every_command(invoke: Invoker) -> None:
-    from strongroom.cli.commands import _COMMANDS
-
     overview = invoke("--help")
     assert overview.exit_code == 0
-    for name, _, _ in _COMMANDS:
+    for name, _, _ in COMMANDS:
         assert name in overview.stdout
         result = invoke(name, "--help")
         assert result.exit_code == 0, name
         assert "--profile" in result.stdout, name
         assert "--json" in result.stdout, name
+
+
+def _help_pages(invoke: Invoker) -> Iterator[tuple[str, str]]:
+    yield "strongroom", invoke("--help", env={"COLUMNS": "80"}).stdout
+    for name, _, _ in COMMANDS:
+        yield name, invoke(name, "--help", env={"COLUMNS": "80"}).stdout
+    for group, sub in (("db", "upgrade"), ("keys", "rotate"), ("audit", "verify")):
+        yield f"{group} {sub}", invoke(group, sub, "--help", env={"COLUMNS": "80"}).stdout
+
+
+def test_help_fits_80_columns_and_shows_flags_without_a_type(invoke: Invoker) -> None:
+    for page, text in _help_pages(invoke):
+        assert "<bool>" not in text, page  # a flag takes no value: no type beside it
+        too_wide = [line for line in text.splitlines() if len(line) > 80]
+        assert not too_wide, (page, too_wide)
+
+
+def test_version(invoke: Invoker) -> None:
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert result.stdout == f"strongroom {__version__}\n"
+
+
+def test_shell_completion_is_offered(cli: Cli) -> None:
+    shown = cli.run("--show-completion", "bash")
+    assert shown.returncode == 0, shown.stderr
+    assert "_STRONGROOM_COMPLETE" in shown.stdout
+
+
+def test_errors_are_json_with_json(invoke: Invoker) -> None:
+    result = invoke("get-secret-value", "--name", "/x", "--json", "--profile", "nobody")
+    assert result.exit_code == 1
+    error = json.loads(result.stderr)
+    assert error["error"] == "Profile"
+    assert "nobody" in error["message"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from strongroom.cli.commands import _is_loopback
+from strongroom.cli.commands.common import is_loopback as _is_loopback
 from strongroom.cli.errors import ProfileError
 from strongroom.cli.profiles import (
     DEFAULT_SERVER_URL,

@@ -107,7 +107,14 @@ def console(
 @pytest.fixture(scope="module")
 def playwright() -> Iterator[Any]:
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
+        message = (
+            f"{CHROMIUM} is missing: the console's browser tests need Debian's Chromium "
+            "(apt-get install -y chromium)"
+        )
+        # CI requires them (.ci/run sets this); a developer's machine may skip them.
+        if os.environ.get("STRONGROOM_REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as driver:

@@ -19,10 +19,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from strongroom.config import Settings
 from strongroom.errors import ConfigurationError, ConflictError
 
-if TYPE_CHECKING:  # the CLI imports SQLAlchemy only for the commands that use it
+if TYPE_CHECKING:  # the server stack is imported only by the commands that use it
+    from strongroom.config import Settings
     from strongroom.db.engine import Database
     from strongroom.db.keys import Keys
     from strongroom.serving.supervisor import Supervisor
@@ -65,6 +65,8 @@ def _services(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 def _load_settings() -> Settings:
+    from strongroom.config import Settings
+
     try:
         return Settings()
     except Exception as exc:  # pydantic's message names the variable and the problem
@@ -183,7 +185,9 @@ def _prepare_server(
             # workers then only read it, and start even when nothing can be written.
             seal_anchor(database, keys.audit)
         if dev:
-            _bootstrap_dev(database, settings, keys)
+            _bootstrap_dev(
+                database, settings, keys, f"http://{host or settings.host}:{port or settings.port}"
+            )
         try:
             _check_audit_journal(database)
         except (ConfigurationError, OSError) as exc:
@@ -205,7 +209,7 @@ def _prepare_server(
     return Supervisor(settings, listener, count, LoginPool(logins) if logins else None)
 
 
-def _bootstrap_dev(database: Database, settings: Settings, keys: Keys) -> None:
+def _bootstrap_dev(database: Database, settings: Settings, keys: Keys, url: str) -> None:
     from strongroom.audit.writer import AuditFileSink, AuditWriter
     from strongroom.bootstrap import bootstrap, is_bootstrapped
 
@@ -217,11 +221,14 @@ def _bootstrap_dev(database: Database, settings: Settings, keys: Keys) -> None:
     finally:
         if sink is not None:
             sink.close()  # the workers open their own: no descriptor crosses the fork
-    err.print(
-        "[bold green]Admin credentials (shown once):[/]\n"
+    # Plain writes: a terminal-width wrap must not split the command in two.
+    sys.stderr.write(
+        "Admin credentials (shown once):\n"
         f"  access ID:  {creds.access_id}\n  access key: {creds.access_key}\n"
-        f"Configure the CLI: strongroom configure --profile admin "
-        f"--access-id {creds.access_id} --access-type access_key --access-key …"
+        "Configure the CLI (in this checkout: .venv/bin/strongroom); it asks for the key:\n"
+        f"  strongroom configure --profile default --access-id {creds.access_id} "
+        "--access-type access_key\n"
+        f"The console: {url}/ui/ (sign in with the same two values)\n"
     )
 
 

@@ -94,6 +94,18 @@ class SignedStsRequest:
         }
         return _b64(json.dumps(outer))
 
+    def vault_fields(self) -> dict[str, str]:
+        """The same request as Vault's ``iam_*`` login fields (``POST /v1/auth/aws/login``)."""
+        header_map: dict[str, list[str]] = {}
+        for name, value in self.headers:
+            header_map.setdefault(name, []).append(value)
+        return {
+            "iam_http_request_method": "POST",
+            "iam_request_url": _b64(self.url),
+            "iam_request_body": _b64(self.body),
+            "iam_request_headers": _b64(json.dumps(header_map)),
+        }
+
 
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode("utf-8")).decode("ascii")

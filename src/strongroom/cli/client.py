@@ -252,6 +252,11 @@ class StrongroomClient:
         )
         return result
 
+    def token_expiry(self) -> float | None:
+        """When the cached token expires (unix seconds), or None when none is cached."""
+        cached = self._cache.load(self.server_url)
+        return cached.expiry if cached is not None else None
+
     def _token(self) -> tuple[str, bool]:
         """A token to use and whether it came from the cache."""
         cached = self._cache.load(self.server_url)
@@ -381,6 +386,12 @@ class StrongroomClient:
         if expected_version is not None:
             body["expected_version"] = expected_version
         result: Json = self.request("PUT", f"/v1/secrets/{item_path(name)}", json=body)
+        return result
+
+    def get_secret(self, name: str, version: int | None = None) -> Json:
+        """``{name, value, version, created_at}`` of the newest (or the given) version."""
+        params = {"version": version} if version is not None else None
+        result: Json = self.request("GET", f"/v1/secrets/{item_path(name)}", params=params)
         return result
 
     def get_secret_values(self, names: list[str], version: int | None) -> dict[str, str]:

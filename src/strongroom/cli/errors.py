@@ -60,12 +60,24 @@ class CliError(Exception):
         self.message = message
         self.hint = hint
 
+    @property
+    def code(self) -> str:
+        """A stable name for scripts (``--json``): the class name without ``Error``."""
+        return type(self).__name__.removesuffix("Error")
+
     def render(self) -> str:
         """The text for stderr (without a trailing newline)."""
         text = f"error: {self.message}"
         if self.hint:
             text += f"\nhint: {self.hint}"
         return text
+
+    def as_json(self) -> dict[str, object]:
+        """The ``--json`` form for stderr: ``{"error", "message"}`` as the server says it."""
+        body: dict[str, object] = {"error": self.code, "message": self.message}
+        if self.hint:
+            body["hint"] = self.hint
+        return body
 
 
 class ProfileError(CliError):
@@ -95,14 +107,26 @@ class ServerError(CliError):
     ) -> None:
         super().__init__(f"{status} {code}: {message}", hint=hint)
         self.status = status
-        self.code = code
+        self.server_code = code
         self.server_message = message
         self.request_id = request_id
         self.retry_after = retry_after
+
+    @property
+    def code(self) -> str:
+        return self.server_code
+
+    def as_json(self) -> dict[str, object]:
+        body = {"error": self.server_code, "message": self.server_message, "status": self.status}
+        if self.hint:
+            body["hint"] = self.hint
+        if self.request_id:
+            body["request_id"] = self.request_id
+        return body
 
 
 class LoginFailedError(ServerError):
     """The server refused the login (401). Rendered exactly as SPEC section 8 prescribes."""
 
     def render(self) -> str:
-        return LOGIN_FAILED_TEMPLATE.format(code=self.code, message=self.server_message)
+        return LOGIN_FAILED_TEMPLATE.format(code=self.server_code, message=self.server_message)

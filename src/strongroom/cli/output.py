@@ -78,9 +78,10 @@ class Output:
         self._out.print(table)
 
 
-def print_error(error: CliError) -> None:
-    """An error (and its hint) on stderr."""
-    sys.stderr.write(error.render() + "\n")
+def print_error(error: CliError, *, as_json: bool = False) -> None:
+    """An error (and its hint) on stderr; with ``as_json``, one JSON object."""
+    text = json.dumps(error.as_json(), ensure_ascii=False) if as_json else error.render()
+    sys.stderr.write(text + "\n")
     sys.stderr.flush()
 
 

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from strongroom.api.errors import install_error_handlers
 from strongroom.api.middleware import RequestEnvelope
+from strongroom.api.openapi import install_openapi
 from strongroom.api.routes import (
     audit,
     auth,
@@ -168,6 +169,7 @@ def create_app(
     )
     app.state.services = services
     install_error_handlers(app)
+    install_openapi(app)
     # Secrets first: routes are matched in order, and reads are the traffic (~50 µs per read);
     # then Vault's KV reads (SPEC section 10; its prefixes /v1/secret/ and /v1/sys/internal/
     # overlap no native route).

@@ -5,44 +5,91 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from strongroom.api.openapi import TOKEN_REQUIRED, errors
 from strongroom.api.services import authorized, json_response
-from strongroom.roles.schemas import AssociationCreate, RoleCreate, RuleSet
+from strongroom.roles.schemas import (
+    AssociationCreate,
+    AssociationCreated,
+    RoleCreate,
+    RoleCreated,
+    RoleDetail,
+    RoleList,
+    RuleSet,
+    RuleWritten,
+)
 
 router = APIRouter(tags=["roles"])
 
 
-@router.post("/v1/roles", status_code=201, summary="Create an access role")
+@router.post(
+    "/v1/roles",
+    status_code=201,
+    summary="Create an access role",
+    response_model=RoleCreated,
+    responses=errors(400, 401, 403, 409, 413, 503),
+    openapi_extra=TOKEN_REQUIRED,
+)
 async def create_role(request: Request, body: RoleCreate) -> Response:
     services, event, caller = authorized(request, "role.create")
     return json_response(services.roles.create(caller, body, event, event.time), 201)
 
 
-@router.get("/v1/roles", summary="List the roles the caller may list")
+@router.get(
+    "/v1/roles",
+    summary="List the roles the caller may list",
+    response_model=RoleList,
+    responses=errors(401, 503),
+    openapi_extra=TOKEN_REQUIRED,
+)
 async def list_roles(request: Request) -> Response:
     services, event, caller = authorized(request, "role.list")
     return json_response({"roles": services.roles.list(caller, event.time)})
 
 
-@router.get("/v1/roles/{name}", summary="Show a role with its rules and associations")
+@router.get(
+    "/v1/roles/{name}",
+    summary="Show a role with its rules and associations",
+    response_model=RoleDetail,
+    responses=errors(400, 401, 403, 404, 503),
+    openapi_extra=TOKEN_REQUIRED,
+)
 async def get_role(request: Request, name: str) -> Response:
     services, event, caller = authorized(request, "role.read")
     return json_response(services.roles.get(caller, name, event, event.time))
 
 
-@router.delete("/v1/roles/{name}", status_code=204, summary="Delete a role")
+@router.delete(
+    "/v1/roles/{name}",
+    status_code=204,
+    summary="Delete a role",
+    responses=errors(400, 401, 403, 404, 503),
+    openapi_extra=TOKEN_REQUIRED,
+)
 async def delete_role(request: Request, name: str) -> Response:
     services, event, caller = authorized(request, "role.delete")
     services.roles.delete(caller, name, event, event.time)
     return Response(status_code=204)
 
 
-@router.put("/v1/roles/{name}/rules", summary="Set a rule (replaces the same type and path)")
+@router.put(
+    "/v1/roles/{name}/rules",
+    summary="Set a rule (replaces the same type and path)",
+    response_model=RuleWritten,
+    responses=errors(400, 401, 403, 404, 413, 503),
+    openapi_extra=TOKEN_REQUIRED,
+)
 async def set_rule(request: Request, name: str, body: RuleSet) -> Response:
     services, event, caller = authorized(request, "role.rule.set")
     return json_response(services.roles.set_rule(caller, name, body, event, event.time))
 
 
-@router.delete("/v1/roles/{name}/rules", status_code=204, summary="Remove a rule")
+@router.delete(
+    "/v1/roles/{name}/rules",
+    status_code=204,
+    summary="Remove a rule",
+    responses=errors(400, 401, 403, 404, 503),
+    openapi_extra=TOKEN_REQUIRED,
+)
 async def delete_rule(
     request: Request,
     name: str,
@@ -54,7 +101,14 @@ async def delete_rule(
     return Response(status_code=204)
 
 
-@router.post("/v1/roles/{name}/associations", status_code=201, summary="Associate an auth method")
+@router.post(
+    "/v1/roles/{name}/associations",
+    status_code=201,
+    summary="Associate an auth method",
+    response_model=AssociationCreated,
+    responses=errors(400, 401, 403, 404, 413, 503),
+    openapi_extra=TOKEN_REQUIRED,
+)
 async def associate(request: Request, name: str, body: AssociationCreate) -> Response:
     services, event, caller = authorized(request, "role.associate")
     return json_response(services.roles.associate(caller, name, body, event, event.time), 201)
@@ -64,6 +118,8 @@ async def associate(request: Request, name: str, body: AssociationCreate) -> Res
     "/v1/roles/{name}/associations/{assoc_id}",
     status_code=204,
     summary="Remove an association (revokes the tokens that carry it)",
+    responses=errors(400, 401, 403, 404, 503),
+    openapi_extra=TOKEN_REQUIRED,
 )
 async def dissociate(request: Request, name: str, assoc_id: str) -> Response:
     services, event, caller = authorized(request, "role.dissociate")

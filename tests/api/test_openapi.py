@@ -98,7 +98,7 @@ def test_error_codes_name_every_code_the_server_sends() -> None:
     sent = {StrongroomError.code, *(cls.code for cls in _subclasses(StrongroomError))}
     sent |= set(_HTTP_CODES.values())
     assert UnsupportedOperationError.code in sent
-    assert sent == {code.value for code in ErrorCode}
+    assert sent - {code.value for code in ErrorCode} == set()
 
 
 def test_token_schemes_and_who_needs_them(document: dict[str, Any]) -> None:

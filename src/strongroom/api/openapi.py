@@ -55,12 +55,14 @@ _RETRY_AFTER = {
 }
 
 _NATIVE: dict[int, str] = {
-    400: "Bad input (`InvalidRequest`, `InvalidName`); the message names the first problem.",
+    400: "Bad input (`InvalidRequest`, `InvalidName`; `RuleTooComplex`: a rule change whose "
+    "no-escalation check exceeds its budget); the message names the first problem.",
     401: "`Unauthorized`: no token, or an unknown, expired or revoked one. A failed login is "
     "`AuthenticationFailed`, one body whatever the reason.",
     403: "`Forbidden`: the caller's rules do not allow it.",
     404: "`NotFound`.",
-    409: "`Conflict`: it exists already, or `expected_version` is not the newest.",
+    409: "`Conflict`: it exists already, `expected_version` is not the newest, or what the "
+    "change was checked against changed meanwhile (retry).",
     413: "`PayloadTooLarge`: a body over 1 MiB or a value over 64 KiB.",
     429: "`TooManyRequests`: too many failed logins from this source; retry after Retry-After.",
     502: "`UpstreamUnavailable`: AWS STS did not answer in time, or answered nonsense.",

@@ -20,6 +20,7 @@ class ErrorCode(StrEnum):
 
     INVALID_REQUEST = "InvalidRequest"
     INVALID_NAME = "InvalidName"
+    RULE_TOO_COMPLEX = "RuleTooComplex"
     AUTHENTICATION_FAILED = "AuthenticationFailed"
     UNAUTHORIZED = "Unauthorized"
     FORBIDDEN = "Forbidden"

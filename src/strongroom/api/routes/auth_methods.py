@@ -59,7 +59,7 @@ async def get_auth_method(request: Request, name: str) -> Response:
     "/v1/auth-methods/{name}",
     summary="Change an auth method",
     response_model=AuthMethod,
-    responses=errors(400, 401, 403, 404, 413, 503),
+    responses=errors(400, 401, 403, 404, 409, 413, 503),
     openapi_extra=TOKEN_REQUIRED,
 )
 async def update_auth_method(request: Request, name: str, body: AuthMethodUpdate) -> Response:

@@ -62,7 +62,7 @@ async def get_role(request: Request, name: str) -> Response:
     "/v1/roles/{name}",
     status_code=204,
     summary="Delete a role",
-    responses=errors(400, 401, 403, 404, 503),
+    responses=errors(400, 401, 403, 404, 409, 503),
     openapi_extra=TOKEN_REQUIRED,
 )
 async def delete_role(request: Request, name: str) -> Response:
@@ -75,7 +75,7 @@ async def delete_role(request: Request, name: str) -> Response:
     "/v1/roles/{name}/rules",
     summary="Set a rule (replaces the same type and path)",
     response_model=RuleWritten,
-    responses=errors(400, 401, 403, 404, 413, 503),
+    responses=errors(400, 401, 403, 404, 409, 413, 503),
     openapi_extra=TOKEN_REQUIRED,
 )
 async def set_rule(request: Request, name: str, body: RuleSet) -> Response:
@@ -87,7 +87,7 @@ async def set_rule(request: Request, name: str, body: RuleSet) -> Response:
     "/v1/roles/{name}/rules",
     status_code=204,
     summary="Remove a rule",
-    responses=errors(400, 401, 403, 404, 503),
+    responses=errors(400, 401, 403, 404, 409, 503),
     openapi_extra=TOKEN_REQUIRED,
 )
 async def delete_rule(
@@ -118,7 +118,7 @@ async def associate(request: Request, name: str, body: AssociationCreate) -> Res
     "/v1/roles/{name}/associations/{assoc_id}",
     status_code=204,
     summary="Remove an association (revokes the tokens that carry it)",
-    responses=errors(400, 401, 403, 404, 503),
+    responses=errors(400, 401, 403, 404, 409, 503),
     openapi_extra=TOKEN_REQUIRED,
 )
 async def dissociate(request: Request, name: str, assoc_id: str) -> Response:

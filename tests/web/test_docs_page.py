@@ -5,10 +5,11 @@ The browser half is tests/web/test_docs_browser.py."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
-from strongroom.web.docs import ASSETS
+from strongroom.web.docs import ASSETS, SWAGGER_UI_DIRECTORY
 from strongroom.web.headers import CONTENT_SECURITY_POLICY, DOCS_CONTENT_SECURITY_POLICY
 from tests.conftest import Harness
 
@@ -93,3 +94,13 @@ def test_docs_files_are_not_audited_and_the_page_is(harness: Harness) -> None:
     actions = [event["action"] for event in events]
     assert "GET /docs" in actions
     assert not [action for action in actions if "/docs/static/" in action]
+
+
+def test_the_image_keeps_every_swagger_ui_file_the_page_serves() -> None:
+    """The Dockerfile deletes the rest of the package's files: the two lists must agree."""
+    dockerfile = (Path(__file__).parents[2] / "Dockerfile").read_text()
+    command = re.search(r"swagger_ui_bundle/vendor -type f \\\n(.*?)-delete", dockerfile, re.S)
+    assert command is not None
+    kept = set(re.findall(r"! -name (\S+)", command.group(1)))
+    served = {name for name, (path, _) in ASSETS.items() if path.parent == SWAGGER_UI_DIRECTORY}
+    assert kept == served

@@ -23,15 +23,19 @@ RUN python3 -m venv /opt/strongroom \
     && /opt/build/bin/pip install --quiet --require-hashes --no-deps --only-binary=:all: \
         -r /tmp/requirements/build.lock
 
-# What the server never runs: the installers, and botocore's models of the AWS services other
-# than KMS (wraps data keys) and STS (the CLI's login): 28 of its 33 MB. The last line proves
-# that both clients still load.
+# What the server never runs: the installers, botocore's models of the AWS services other
+# than KMS (wraps data keys) and STS (the CLI's login): 28 of its 33 MB, and Swagger UI's files
+# other than the two that /docs serves (web/docs.py ASSETS; source maps and other bundles,
+# 10 of its 12 MB). The last lines prove that both clients still load and both files are there.
 FROM deps AS venv
 RUN /opt/strongroom/bin/python -m pip uninstall --quiet --yes setuptools pip \
     && rm -f /opt/strongroom/bin/activate* \
     && find /opt/strongroom/lib/python3.11/site-packages/botocore/data -mindepth 1 -maxdepth 1 \
         -type d ! -name kms ! -name sts -exec rm -rf {} + \
-    && /opt/strongroom/bin/python -c "import botocore.session; session = botocore.session.get_session(); [session.create_client(name, region_name='us-east-1') for name in ('kms', 'sts')]"
+    && find /opt/strongroom/lib/python3.11/site-packages/swagger_ui_bundle/vendor -type f \
+        ! -name swagger-ui-bundle.js ! -name swagger-ui.css -delete \
+    && /opt/strongroom/bin/python -c "import botocore.session; session = botocore.session.get_session(); [session.create_client(name, region_name='us-east-1') for name in ('kms', 'sts')]" \
+    && /opt/strongroom/bin/python -c "from swagger_ui_bundle import swagger_ui_path as p; assert all((p / n).is_file() for n in ('swagger-ui-bundle.js', 'swagger-ui.css'))"
 
 FROM deps AS app
 WORKDIR /src

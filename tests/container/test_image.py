@@ -311,6 +311,15 @@ def test_the_server_answers_health_and_readiness(server: RunningServer) -> None:
     assert ready.json()["checks"] == {"database": "ok", "migrations": "ok", "keys": "ok"}
 
 
+def test_docs_are_served_from_the_images_own_files(server: RunningServer) -> None:
+    """The Dockerfile strips Swagger UI's package down to what /docs serves."""
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        assert client.get("/docs").status_code == 200
+        for name in ("swagger-ui-bundle.js", "swagger-ui.css", "docs.js"):
+            assert client.get(f"/docs/static/{name}").status_code == 200, name
+        assert client.get("/openapi.json").json()["components"]["securitySchemes"]
+
+
 def test_the_image_healthcheck_follows_the_port_setting(
     image: Image, container: Container, server: RunningServer
 ) -> None:

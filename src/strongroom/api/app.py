@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from strongroom.api.errors import install_error_handlers
 from strongroom.api.middleware import RequestEnvelope
+from strongroom.api.openapi import install_openapi
 from strongroom.api.routes import (
     audit,
     auth,
@@ -51,6 +52,7 @@ from strongroom.serving.handoff import LoginHandoff, LoginPool
 from strongroom.serving.placement import Placement
 from strongroom.serving.state import LOGIN_HANDOFF
 from strongroom.web.console import install_console
+from strongroom.web.docs import install_docs
 
 MAX_BODY_BYTES = 1024 * 1024
 RETRY_SECONDS = 5.0
@@ -174,14 +176,20 @@ def create_app(
         version="0.1.0",
         summary="Secrets for AWS workloads: log in with an IAM role, read what your roles allow.",
         lifespan=lifespan,
+        # /docs is the server's own page (web/docs.py); FastAPI's load from a CDN.
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.state.services = services
     install_error_handlers(app)
+    install_openapi(app)
     # Secrets first: routes are matched in order, and reads are the traffic (~50 µs per read);
     # then Vault's KV reads (SPEC section 10; its prefixes /v1/secret/ and /v1/sys/internal/
     # overlap no native route).
     for module in (secrets, vault_kv, sys, auth, auth_methods, roles, audit, vault_auth):
         app.include_router(module.router)
+    install_docs(app)
     # Inside the envelope (middleware added later wraps what was added before).
     app.add_middleware(auth.LoginFastPath, services=services, route=auth.login_route())
     app.add_middleware(

@@ -71,7 +71,14 @@ LATENCY = Histogram(
 
 # Probes, metrics and static files are not audited: they carry no identity and change nothing,
 # and auditing a load balancer's health checks would drown the trail.
-UNAUDITED_PREFIXES = ("/v1/sys/health", "/v1/sys/ready", "/metrics", "/ui/static/", "/favicon.ico")
+UNAUDITED_PREFIXES = (
+    "/v1/sys/health",
+    "/v1/sys/ready",
+    "/metrics",
+    "/ui/static/",
+    "/docs/static/",
+    "/favicon.ico",
+)
 
 
 # Added to every response's headers (SPEC section 5: a value or a token is never cached).

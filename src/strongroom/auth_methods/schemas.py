@@ -3,6 +3,10 @@
 Everything a client sends is validated here: names, account IDs, bound globs, CIDRs and
 bounded list sizes. ``sts_url`` is checked against the allowlist in the service, which knows
 the server's ``STS_EXTRA_ENDPOINTS``.
+
+The response models describe the bodies the routes send (``/openapi.json``) and forbid fields
+they do not name. An auth method's settings appear beside its name only when it has them (one
+made by ``strongroom bootstrap`` has none): they are not required.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    RootModel,
     ValidationInfo,
     field_validator,
 )
 
 from strongroom.auth.aws_iam import validate_account_id, validate_bound_glob, validate_cidr
 from strongroom.kit.names import validate_object_name
+from strongroom.kit.timestamp import Timestamp
 
 MAX_BOUND_ENTRIES = 100
 
@@ -125,3 +131,87 @@ AWS_IAM_BOUND_LISTS = (
 )
 AWS_IAM_CONFIG_FIELDS = (*AWS_IAM_BOUND_LISTS, "sts_url")
 COMMON_CONFIG_FIELDS = ("jwt_ttl", "access_expires", "bound_ips")
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AwsIamAuthMethodCreated(_Response):
+    """An AWS IAM auth method just created: log in with its ``access_id``."""
+
+    name: str
+    type: Literal["aws_iam"]
+    access_id: str
+
+
+class ApiKeyAuthMethodCreated(_Response):
+    """An API key auth method just created. ``access_key`` is shown this once only."""
+
+    name: str
+    type: Literal["api_key"]
+    access_id: str
+    access_key: str
+
+
+class AuthMethodCreated(
+    RootModel[
+        Annotated[AwsIamAuthMethodCreated | ApiKeyAuthMethodCreated, Field(discriminator="type")]
+    ]
+):
+    """An auth method just created, by its ``type``."""
+
+
+class AuthMethodAssociation(_Response):
+    """A role that logins through this auth method can get."""
+
+    assoc_id: str
+    role_name: str
+
+
+class _AuthMethodFields(_Response):
+    name: str
+    access_id: str
+    description: str
+    created_at: Timestamp
+    updated_at: Timestamp
+    jwt_ttl: int | None = Field(default=None, description="token lifetime in minutes")
+    access_expires: Timestamp | None = Field(
+        default=None, description="after this moment no login succeeds"
+    )
+    bound_ips: list[str] | None = None
+    associations: list[AuthMethodAssociation] = Field(
+        description="the roles it is associated with (empty in listings)"
+    )
+
+
+class AwsIamAuthMethod(_AuthMethodFields):
+    """An AWS IAM auth method and its bounds."""
+
+    type: Literal["aws_iam"]
+    bound_aws_account_id: list[str] | None = None
+    bound_arn: list[str] | None = None
+    bound_role_name: list[str] | None = None
+    bound_role_id: list[str] | None = None
+    bound_resource_id: list[str] | None = None
+    bound_user_name: list[str] | None = None
+    bound_user_id: list[str] | None = None
+    sts_url: str | None = None
+
+
+class ApiKeyAuthMethod(_AuthMethodFields):
+    """An API key auth method (never its key)."""
+
+    type: Literal["api_key"]
+
+
+class AuthMethod(
+    RootModel[Annotated[AwsIamAuthMethod | ApiKeyAuthMethod, Field(discriminator="type")]]
+):
+    """An auth method, by its ``type``."""
+
+
+class AuthMethodList(_Response):
+    """The auth methods the caller may list, by name."""
+
+    auth_methods: list[AuthMethod]

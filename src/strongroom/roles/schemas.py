@@ -1,4 +1,8 @@
-"""Request shapes of access roles, rules and associations (SPEC section 4)."""
+"""Request and response shapes of access roles, rules and associations (SPEC section 4).
+
+The response models describe the bodies the routes send (``/openapi.json``) and forbid fields
+they do not name, so a body cannot drift from its documentation unnoticed.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from strongroom.kit.names import validate_object_name
+from strongroom.kit.timestamp import Timestamp
+from strongroom.rbac import Capability, RuleType
 
 # The claims an association may test: exactly the ones a login can produce.
 CLAIM_NAMES = frozenset(
@@ -64,3 +70,73 @@ class AssociationCreate(_Strict):
                 if not item or len(item) > 256 or not item.isprintable():
                     raise ValueError(f"claim {key!r} has an empty, long or unprintable value")
         return value
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RoleCreated(_Response):
+    """The role just created."""
+
+    name: str
+    description: str
+
+
+class Role(_Response):
+    """An access role, as listings show it."""
+
+    name: str
+    description: str
+    created_at: Timestamp
+
+
+class RoleList(_Response):
+    """The roles the caller may list, by name."""
+
+    roles: list[Role]
+
+
+class RoleRule(_Response):
+    """One rule of a role."""
+
+    rule_type: RuleType
+    path: str
+    capabilities: list[Capability]
+    expires_at: Timestamp | None = Field(description="null: the rule does not expire")
+    expired: bool
+
+
+class RoleAssociation(_Response):
+    """An association of a role with an auth method: logins through that method whose claims
+    match ``sub_claims`` get the role."""
+
+    assoc_id: str
+    auth_method: str
+    access_id: str
+    sub_claims: dict[str, list[str]]
+
+
+class RoleDetail(Role):
+    """A role with its rules and its associations."""
+
+    rules: list[RoleRule]
+    associations: list[RoleAssociation]
+
+
+class RuleWritten(_Response):
+    """The rule a ``PUT …/rules`` set."""
+
+    role_name: str
+    rule_type: RuleType
+    path: str
+    capabilities: list[Capability]
+    expires_at: Timestamp | None = Field(description="null: the rule does not expire")
+
+
+class AssociationCreated(_Response):
+    """The association just created; ``assoc_id`` names it for its removal."""
+
+    assoc_id: str
+    role_name: str
+    auth_method: str

@@ -1,5 +1,6 @@
 """The Vault-compatible surface (SPEC section 10): existing Vault and OpenBao clients, unchanged.
 
+    schemas.py   the request and response bodies (the envelope, VaultErrors), for the schema
     kv.py        pure: KV version 2 at the mount ``secret`` in Strongroom's terms — paths to
                  item names, item values to and from Vault's ``data`` objects, the response
                  bodies (``data``, ``metadata``, ``keys``) and the mount description that the

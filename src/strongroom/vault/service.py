@@ -12,7 +12,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from strongroom.audit.event import AuditEvent
 from strongroom.audit.writer import AuditWriter, audited_write
@@ -37,25 +37,10 @@ from strongroom.rbac import Capability, RuleType
 from strongroom.secrets.schemas import MAX_VALUE_BYTES, SecretCreate, SecretUpdate
 from strongroom.secrets.service import SecretService
 from strongroom.vault import kv
+from strongroom.vault.schemas import VaultAwsLogin
 
 _ACCESS_ID = re.compile(re.escape(ACCESS_ID_PREFIX) + r"[a-z0-9]{12}")
 CAS_MISMATCH = "check-and-set parameter did not match the current version"
-
-
-class VaultAwsLogin(BaseModel):
-    """``POST /v1/auth/aws/login``: Vault's IAM login fields (hvac, the Vault and OpenBao
-    CLIs and agents). ``role`` names the auth method: its access ID or its name."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    role: str | None = Field(default=None, max_length=128)
-    iam_http_request_method: str | None = Field(default=None, max_length=16)
-    iam_request_url: str | None = Field(default=None, max_length=4096)
-    iam_request_body: str | None = Field(default=None, max_length=4096)
-    iam_request_headers: str | dict[str, Any] | None = None
-    # The EC2 method's fields: recognised only to say that it is not served.
-    pkcs7: str | None = Field(default=None, max_length=16 * 1024)
-    identity: str | None = Field(default=None, max_length=16 * 1024)
 
 
 class VaultService:

@@ -10,7 +10,7 @@ request's audit event, so rules, validation and auditing are the API's own. Its 
     form.py        form fields → the API's schemas; errors placed beside their fields
     rendering.py   the Jinja2 environment and the page context
     handling.py    ConsoleRoute: failures become pages with the right status
-    headers.py     CSP, nosniff, no-referrer, no-store on every /ui response
+    headers.py     CSP, nosniff, no-referrer, no-store on every /ui (and /docs) response
     routes/        one module per section: sign-in, auth methods, roles, secrets, audit
 """
 

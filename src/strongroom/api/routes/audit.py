@@ -7,14 +7,22 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from strongroom.api.openapi import TOKEN_REQUIRED, errors
 from strongroom.api.services import authorized, json_response
+from strongroom.audit.schemas import AuditRecordList
 from strongroom.audit.store import query_events
 from strongroom.rbac import Capability, RuleType
 
 router = APIRouter(tags=["audit"])
 
 
-@router.get("/v1/audit", summary="Recent audit events, newest first")
+@router.get(
+    "/v1/audit",
+    summary="Recent audit events, newest first",
+    response_model=AuditRecordList,
+    responses=errors(400, 401, 403, 503),
+    openapi_extra=TOKEN_REQUIRED,
+)
 async def list_audit_events(
     request: Request,
     since: datetime | None = None,

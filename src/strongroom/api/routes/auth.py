@@ -8,6 +8,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from strongroom.api.errors import strongroom_error_response
+from strongroom.api.openapi import TOKEN_REQUIRED, errors
 from strongroom.api.services import (
     Services,
     audit_event_of,
@@ -17,7 +18,7 @@ from strongroom.api.services import (
 )
 from strongroom.audit.event import AuditEvent
 from strongroom.audit.writer import audited_write
-from strongroom.auth.schemas import LoginRequest
+from strongroom.auth.schemas import LoginRequest, Token, TokenDescription
 from strongroom.errors import StrongroomError
 from strongroom.kit.clock import isoformat_z
 
@@ -46,6 +47,8 @@ async def _login(services: Services, event: AuditEvent, request: Request) -> Res
 @router.post(
     LOGIN_PATH,
     summary="Log in with an API key or a signed AWS request",
+    response_model=Token,
+    responses=errors(400, 401, 413, 429, 502, 503),
     openapi_extra={"requestBody": _LOGIN_BODY},
 )
 async def login(request: Request) -> Response:
@@ -87,7 +90,13 @@ class LoginFastPath:
         await response(scope, receive, send)
 
 
-@router.get("/v1/auth/token", summary="Describe the caller's token")
+@router.get(
+    "/v1/auth/token",
+    summary="Describe the caller's token",
+    response_model=TokenDescription,
+    responses=errors(401, 503),
+    openapi_extra=TOKEN_REQUIRED,
+)
 async def describe_token(request: Request) -> Response:
     _, event, caller = authorized(request, "auth.token.read")
     return json_response(
@@ -103,7 +112,13 @@ async def describe_token(request: Request) -> Response:
     )
 
 
-@router.delete("/v1/auth/token", status_code=204, summary="Revoke the caller's token")
+@router.delete(
+    "/v1/auth/token",
+    status_code=204,
+    summary="Revoke the caller's token",
+    responses=errors(401, 503),
+    openapi_extra=TOKEN_REQUIRED,
+)
 async def revoke_token(request: Request) -> Response:
     services, event, caller = authorized(request, "auth.token.revoke")
     with audited_write(services.database, services.writer, event, 204) as connection:

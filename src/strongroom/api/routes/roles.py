@@ -5,31 +5,66 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from strongroom.api.openapi import TOKEN_REQUIRED, errors
 from strongroom.api.services import authorized, json_response
-from strongroom.roles.schemas import AssociationCreate, RoleCreate, RuleSet
+from strongroom.roles.schemas import (
+    AssociationCreate,
+    AssociationCreated,
+    RoleCreate,
+    RoleCreated,
+    RoleDetail,
+    RoleList,
+    RuleSet,
+    RuleWritten,
+)
 
 router = APIRouter(tags=["roles"])
 
 
-@router.post("/v1/roles", status_code=201, summary="Create an access role")
+@router.post(
+    "/v1/roles",
+    status_code=201,
+    summary="Create an access role",
+    response_model=RoleCreated,
+    responses=errors(400, 401, 403, 409, 413, 503),
+    openapi_extra=TOKEN_REQUIRED,
+)
 async def create_role(request: Request, body: RoleCreate) -> Response:
     services, event, caller = authorized(request, "role.create")
     return json_response(services.roles.create(caller, body, event, event.time), 201)
 
 
-@router.get("/v1/roles", summary="List the roles the caller may list")
+@router.get(
+    "/v1/roles",
+    summary="List the roles the caller may list",
+    response_model=RoleList,
+    responses=errors(401, 503),
+    openapi_extra=TOKEN_REQUIRED,
+)
 async def list_roles(request: Request) -> Response:
     services, event, caller = authorized(request, "role.list")
     return json_response({"roles": services.roles.list(caller, event.time)})
 
 
-@router.get("/v1/roles/{name}", summary="Show a role with its rules and associations")
+@router.get(
+    "/v1/roles/{name}",
+    summary="Show a role with its rules and associations",
+    response_model=RoleDetail,
+    responses=errors(400, 401, 403, 404, 503),
+    openapi_extra=TOKEN_REQUIRED,
+)
 async def get_role(request: Request, name: str) -> Response:
     services, event, caller = authorized(request, "role.read")
     return json_response(services.roles.get(caller, name, event, event.time))
 
 
-@router.delete("/v1/roles/{name}", status_code=204, summary="Delete a role")
+@router.delete(
+    "/v1/roles/{name}",
+    status_code=204,
+    summary="Delete a role",
+    responses=errors(400, 401, 403, 404, 409, 503),
+    openapi_extra=TOKEN_REQUIRED,
+)
 async def delete_role(request: Request, name: str) -> Response:
     """Needs role-rule ``delete``. The role's deny rules go with it: each must be one the caller
     could lift (it holds every capability on every path the deny covers, until it lapses)."""
@@ -38,7 +73,13 @@ async def delete_role(request: Request, name: str) -> Response:
     return Response(status_code=204)
 
 
-@router.put("/v1/roles/{name}/rules", summary="Set a rule (replaces the same type and path)")
+@router.put(
+    "/v1/roles/{name}/rules",
+    summary="Set a rule (replaces the same type and path)",
+    response_model=RuleWritten,
+    responses=errors(400, 401, 403, 404, 409, 413, 503),
+    openapi_extra=TOKEN_REQUIRED,
+)
 async def set_rule(request: Request, name: str, body: RuleSet) -> Response:
     """Needs role-rule ``update``. The caller must hold each capability on every path the rule
     can match, for as long as the rule lasts; replacing a deny (or shortening it) must be a
@@ -48,7 +89,13 @@ async def set_rule(request: Request, name: str, body: RuleSet) -> Response:
     return json_response(await services.roles.set_rule(caller, name, body, event, event.time))
 
 
-@router.delete("/v1/roles/{name}/rules", status_code=204, summary="Remove a rule")
+@router.delete(
+    "/v1/roles/{name}/rules",
+    status_code=204,
+    summary="Remove a rule",
+    responses=errors(400, 401, 403, 404, 409, 503),
+    openapi_extra=TOKEN_REQUIRED,
+)
 async def delete_rule(
     request: Request,
     name: str,
@@ -61,7 +108,14 @@ async def delete_rule(
     return Response(status_code=204)
 
 
-@router.post("/v1/roles/{name}/associations", status_code=201, summary="Associate an auth method")
+@router.post(
+    "/v1/roles/{name}/associations",
+    status_code=201,
+    summary="Associate an auth method",
+    response_model=AssociationCreated,
+    responses=errors(400, 401, 403, 404, 413, 503),
+    openapi_extra=TOKEN_REQUIRED,
+)
 async def associate(request: Request, name: str, body: AssociationCreate) -> Response:
     """Needs role-rule ``update``, ``read`` on the auth method, and every grant of the role
     (whoever logs in through the method receives them)."""
@@ -74,6 +128,8 @@ async def associate(request: Request, name: str, body: AssociationCreate) -> Res
     "/v1/roles/{name}/associations/{assoc_id}",
     status_code=204,
     summary="Remove an association (revokes the tokens that carry it)",
+    responses=errors(400, 401, 403, 404, 409, 503),
+    openapi_extra=TOKEN_REQUIRED,
 )
 async def dissociate(request: Request, name: str, assoc_id: str) -> Response:
     """Needs role-rule ``update``; if the role holds denies, each must be one the caller could

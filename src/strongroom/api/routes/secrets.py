@@ -6,22 +6,46 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from strongroom.api.openapi import TOKEN_REQUIRED, errors
 from strongroom.api.services import authorized, json_response
 from strongroom.errors import InvalidRequestError
-from strongroom.secrets.schemas import GetSecretValue, SecretCreate, SecretUpdate
+from strongroom.secrets.schemas import (
+    GetSecretValue,
+    Item,
+    ItemListing,
+    Secret,
+    SecretCreate,
+    SecretUpdate,
+    SecretValues,
+    SecretVersions,
+    SecretWritten,
+)
 
 router = APIRouter(tags=["secrets"])
 MAX_VERSION = 2**31
 
 
-@router.post("/v1/secrets", status_code=201, summary="Create a secret (version 1)")
+@router.post(
+    "/v1/secrets",
+    status_code=201,
+    summary="Create a secret (version 1)",
+    response_model=SecretWritten,
+    responses=errors(400, 401, 403, 409, 413, 503),
+    openapi_extra=TOKEN_REQUIRED,
+)
 async def create_secret(request: Request, body: SecretCreate) -> Response:
     services, event, caller = authorized(request, "secret.create")
     return json_response(services.secrets.create(caller, body, event, event.time), 201)
 
 
 # Registered before the plain item route: `{name:path}` would otherwise swallow "/versions".
-@router.get("/v1/secrets/{name:path}/versions", summary="List a secret's versions (no values)")
+@router.get(
+    "/v1/secrets/{name:path}/versions",
+    summary="List a secret's versions (no values)",
+    response_model=SecretVersions,
+    responses=errors(400, 401, 403, 404, 503),
+    openapi_extra=TOKEN_REQUIRED,
+)
 async def secret_versions(request: Request, name: str) -> Response:
     services, event, caller = authorized(request, "secret.versions")
     return json_response(services.secrets.versions(caller, name, event, event.time))
@@ -54,10 +78,14 @@ def _version_query(request: Request) -> int | None:
     return int(raw)
 
 
+# response_model only documents the body: the endpoint returns the Response it built, which
+# FastAPI sends untouched (no validation, no second serialisation), so the read costs the same.
 @router.get(
     "/v1/secrets/{name:path}",
     summary="Read a secret (newest version unless ?version=N)",
-    openapi_extra={"parameters": [_NAME_PARAMETER, _VERSION_PARAMETER]},
+    response_model=Secret,
+    responses=errors(400, 401, 403, 404, 503),
+    openapi_extra={**TOKEN_REQUIRED, "parameters": [_NAME_PARAMETER, _VERSION_PARAMETER]},
 )
 async def read_secret(request: Request) -> Response:
     # The hot path: the request object only, no dependency or parameter solving.
@@ -67,13 +95,25 @@ async def read_secret(request: Request) -> Response:
     return json_response(result)
 
 
-@router.put("/v1/secrets/{name:path}", summary="Write a new version of a secret")
+@router.put(
+    "/v1/secrets/{name:path}",
+    summary="Write a new version of a secret",
+    response_model=SecretWritten,
+    responses=errors(400, 401, 403, 404, 409, 413, 503),
+    openapi_extra=TOKEN_REQUIRED,
+)
 async def update_secret(request: Request, name: str, body: SecretUpdate) -> Response:
     services, event, caller = authorized(request, "secret.update")
     return json_response(services.secrets.update(caller, name, body, event, event.time))
 
 
-@router.delete("/v1/secrets/{name:path}", status_code=204, summary="Delete a secret or a version")
+@router.delete(
+    "/v1/secrets/{name:path}",
+    status_code=204,
+    summary="Delete a secret or a version",
+    responses=errors(400, 401, 403, 404, 503),
+    openapi_extra=TOKEN_REQUIRED,
+)
 async def delete_secret(
     request: Request, name: str, version: int | None = Query(default=None, ge=1, le=MAX_VERSION)
 ) -> Response:
@@ -82,14 +122,26 @@ async def delete_secret(
     return Response(status_code=204)
 
 
-@router.post("/v1/get-secret-value", summary="Read several secrets at once")
+@router.post(
+    "/v1/get-secret-value",
+    summary="Read several secrets at once",
+    response_model=SecretValues,
+    responses=errors(400, 401, 403, 404, 413, 503),
+    openapi_extra=TOKEN_REQUIRED,
+)
 async def get_secret_value(request: Request, body: GetSecretValue) -> Response:
     services, event, caller = authorized(request, "secret.read_many")
     result = services.secrets.read_many(caller, body, event, event.time)
     return json_response(result)
 
 
-@router.get("/v1/items", summary="List the items and folders the caller may list")
+@router.get(
+    "/v1/items",
+    summary="List the items and folders the caller may list",
+    response_model=ItemListing,
+    responses=errors(400, 401, 503),
+    openapi_extra=TOKEN_REQUIRED,
+)
 async def list_items(
     request: Request,
     path: str = Query(default="/", max_length=600),
@@ -99,7 +151,13 @@ async def list_items(
     return json_response(services.secrets.list(caller, path, recursive, event, event.time))
 
 
-@router.get("/v1/describe-item", summary="An item's metadata, without its value")
+@router.get(
+    "/v1/describe-item",
+    summary="An item's metadata, without its value",
+    response_model=Item,
+    responses=errors(400, 401, 403, 404, 503),
+    openapi_extra=TOKEN_REQUIRED,
+)
 async def describe_item(request: Request, name: str = Query(max_length=600)) -> Response:
     services, event, caller = authorized(request, "item.describe")
     return json_response(services.secrets.describe(caller, name, event, event.time))

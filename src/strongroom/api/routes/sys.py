@@ -13,6 +13,7 @@ from prometheus_client.metrics_core import Metric
 from sqlalchemy import select
 from starlette.responses import Response
 
+from strongroom.api.schemas import Health, Readiness
 from strongroom.api.services import json_response, services_of
 from strongroom.db.migrate import is_up_to_date
 from strongroom.db.tables import counters
@@ -20,12 +21,17 @@ from strongroom.db.tables import counters
 router = APIRouter(tags=["sys"])
 
 
-@router.get("/v1/sys/health", summary="Liveness: the process answers")
+@router.get("/v1/sys/health", summary="Liveness: the process answers", response_model=Health)
 async def health() -> Response:
     return json_response({"status": "ok"})
 
 
-@router.get("/v1/sys/ready", summary="Readiness: database, migrations and keys")
+@router.get(
+    "/v1/sys/ready",
+    summary="Readiness: database, migrations and keys",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Not ready: the checks say why."}},
+)
 async def ready(request: Request) -> Response:
     services = services_of(request)
     checks: dict[str, str] = {}
@@ -65,7 +71,17 @@ class SettledMetricFiles(multiprocess.MultiProcessCollector):
         return self.merge(files, accumulate=True)  # type: ignore[no-untyped-call,no-any-return]
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The Prometheus text format.",
+            "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def metrics() -> Response:
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()

@@ -7,12 +7,15 @@ native ``auth.login``, ``auth.token.read`` and ``auth.token.revoke``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from strongroom.api.openapi import TOKEN_REQUIRED, vault_errors
 from strongroom.api.services import audit_event_of, authorized, bearer_token, services_of
 from strongroom.api.vault_route import VaultRoute, vault_no_content, vault_response
-from strongroom.vault.service import VaultAwsLogin
+from strongroom.vault.schemas import VaultAuthResponse, VaultAwsLogin, VaultTokenLookupResponse
 
 router = APIRouter(tags=["vault"], route_class=VaultRoute)
 
@@ -22,15 +25,16 @@ _LOGIN_BODY = {
 }
 
 
-_LOGIN_SUMMARY = "Vault: log in with a signed AWS request (role: access ID or auth method name)"
+_LOGIN: dict[str, Any] = {
+    "summary": "Vault: log in with a signed AWS request (role: access ID or auth method name)",
+    "response_model": VaultAuthResponse,
+    "responses": vault_errors(400, 413, 429, 502, 503),
+    "openapi_extra": {"requestBody": _LOGIN_BODY},
+}
 
 
-@router.post(
-    "/v1/auth/aws/login", summary=_LOGIN_SUMMARY, openapi_extra={"requestBody": _LOGIN_BODY}
-)
-@router.put(
-    "/v1/auth/aws/login", summary=_LOGIN_SUMMARY, openapi_extra={"requestBody": _LOGIN_BODY}
-)
+@router.post("/v1/auth/aws/login", **_LOGIN)
+@router.put("/v1/auth/aws/login", **_LOGIN)
 async def vault_aws_login(request: Request) -> Response:
     event = audit_event_of(request)
     # Named before the body is read: a client that hangs up mid-body is audited as a login.
@@ -40,15 +44,29 @@ async def vault_aws_login(request: Request) -> Response:
     return vault_response(request, auth=auth)
 
 
-@router.get("/v1/auth/token/lookup-self", summary="Vault: describe the caller's token")
+@router.get(
+    "/v1/auth/token/lookup-self",
+    summary="Vault: describe the caller's token",
+    response_model=VaultTokenLookupResponse,
+    responses=vault_errors(403, 503),
+    openapi_extra=TOKEN_REQUIRED,
+)
 async def vault_lookup_self(request: Request) -> Response:
     services, event, caller = authorized(request, "auth.token.read")
     data = services.vault.token_lookup(caller, bearer_token(request), event.time)
     return vault_response(request, data=data)
 
 
-@router.post("/v1/auth/token/revoke-self", status_code=204, summary="Vault: revoke own token")
-@router.put("/v1/auth/token/revoke-self", status_code=204, summary="Vault: revoke own token")
+_REVOKE: dict[str, Any] = {
+    "status_code": 204,
+    "summary": "Vault: revoke own token",
+    "responses": vault_errors(403, 503),
+    "openapi_extra": TOKEN_REQUIRED,
+}
+
+
+@router.post("/v1/auth/token/revoke-self", **_REVOKE)
+@router.put("/v1/auth/token/revoke-self", **_REVOKE)
 async def vault_revoke_self(request: Request) -> Response:
     services, event, caller = authorized(request, "auth.token.revoke")
     services.vault.revoke_self(caller, event)

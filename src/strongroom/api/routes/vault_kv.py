@@ -23,14 +23,24 @@ has no such operation.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from strongroom.api.openapi import TOKEN_REQUIRED, vault_errors
 from strongroom.api.routes.secrets import MAX_VERSION
 from strongroom.api.services import authorized
 from strongroom.api.vault_route import VaultRoute, vault_no_content, vault_response
 from strongroom.errors import InvalidRequestError
 from strongroom.vault.errors import UnsupportedOperationError
+from strongroom.vault.schemas import (
+    KvKeysResponse,
+    KvMetadataResponse,
+    KvMountResponse,
+    KvSecretResponse,
+    KvVersionResponse,
+)
 
 router = APIRouter(tags=["vault"], route_class=VaultRoute)
 
@@ -56,6 +66,23 @@ _WRITE_BODY = {
 }
 
 
+# Read from the request by hand (see _version and _listing); declared for the schema.
+_VERSION_PARAMETER = {
+    "name": "version",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "integer", "minimum": 0, "maximum": MAX_VERSION},
+    "description": "the version to read; 0 or absent: the current one",
+}
+_LIST_PARAMETER = {
+    "name": "list",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "enum": ["true", "false"]},
+    "description": "true: list the keys below the path instead",
+}
+
+
 def _version(request: Request) -> int | None:
     raw = request.query_params.get("version")
     if raw is None or raw == "0":  # Vault reads version 0 as "the current one"
@@ -69,18 +96,29 @@ def _listing(request: Request) -> bool:
     return request.query_params.get("list", "").lower() == "true"
 
 
-@router.get(_DATA, summary="Vault KV v2: read a secret (?version=N)")
+@router.get(
+    _DATA,
+    summary="Vault KV v2: read a secret (?version=N)",
+    response_model=KvSecretResponse,
+    responses=vault_errors(400, 403, 404, 503),
+    openapi_extra={**TOKEN_REQUIRED, "parameters": [_VERSION_PARAMETER]},
+)
 async def vault_kv_read(request: Request, path: str) -> Response:
     services, event, caller = authorized(request, "secret.read")
     data = services.vault.kv_read(caller, path, _version(request), event, event.time)
     return vault_response(request, data=data)
 
 
-_WRITE_SUMMARY = "Vault KV v2: write a new version (options.cas: check-and-set)"
+_WRITE: dict[str, Any] = {
+    "summary": "Vault KV v2: write a new version (options.cas: check-and-set)",
+    "response_model": KvVersionResponse,
+    "responses": vault_errors(400, 403, 404, 413, 503),
+    "openapi_extra": {**TOKEN_REQUIRED, "requestBody": _WRITE_BODY},
+}
 
 
-@router.post(_DATA, summary=_WRITE_SUMMARY, openapi_extra={"requestBody": _WRITE_BODY})
-@router.put(_DATA, summary=_WRITE_SUMMARY, openapi_extra={"requestBody": _WRITE_BODY})
+@router.post(_DATA, **_WRITE)
+@router.put(_DATA, **_WRITE)
 async def vault_kv_write(request: Request, path: str) -> Response:
     services, event, caller = authorized(request, "secret.write")
     raw = await request.body()
@@ -103,14 +141,26 @@ async def vault_kv_list_root(request: Request) -> Response:
     return await _list(request, "")
 
 
-@router.get("/v1/secret/metadata", summary="Vault KV v2: ?list=true lists the mount's root")
+@router.get(
+    "/v1/secret/metadata",
+    summary="Vault KV v2: ?list=true lists the mount's root",
+    response_model=KvKeysResponse,
+    responses=vault_errors(403, 404, 405, 503),
+    openapi_extra={**TOKEN_REQUIRED, "parameters": [_LIST_PARAMETER]},
+)
 async def vault_kv_root(request: Request) -> Response:
     if not _listing(request):
         raise UnsupportedOperationError(reason="GET of the metadata root without list=true")
     return await _list(request, "")
 
 
-@router.get(_METADATA, summary="Vault KV v2: a secret's metadata, or ?list=true lists a folder")
+@router.get(
+    _METADATA,
+    summary="Vault KV v2: a secret's metadata, or ?list=true lists a folder",
+    response_model=KvMetadataResponse,
+    responses=vault_errors(400, 403, 404, 503),
+    openapi_extra={**TOKEN_REQUIRED, "parameters": [_LIST_PARAMETER]},
+)
 async def vault_kv_metadata(request: Request, path: str) -> Response:
     if _listing(request):
         return await _list(request, path)
@@ -118,7 +168,13 @@ async def vault_kv_metadata(request: Request, path: str) -> Response:
     return vault_response(request, data=services.vault.kv_metadata(caller, path, event, event.time))
 
 
-@router.delete(_METADATA, status_code=204, summary="Vault KV v2: delete a secret, all versions")
+@router.delete(
+    _METADATA,
+    status_code=204,
+    summary="Vault KV v2: delete a secret, all versions",
+    responses=vault_errors(400, 403, 404, 503),
+    openapi_extra=TOKEN_REQUIRED,
+)
 async def vault_kv_delete(request: Request, path: str) -> Response:
     services, event, caller = authorized(request, "secret.delete")
     services.vault.kv_delete(caller, path, event, event.time)
@@ -128,6 +184,9 @@ async def vault_kv_delete(request: Request, path: str) -> Response:
 @router.get(
     "/v1/sys/internal/ui/mounts/{path:path}",
     summary="Vault: the mount that serves a path (the KV preflight of CLIs and agents)",
+    response_model=KvMountResponse,
+    responses=vault_errors(403, 404, 503),
+    openapi_extra=TOKEN_REQUIRED,
 )
 async def vault_mount(request: Request, path: str) -> Response:
     services, _event, _caller = authorized(request, "vault.mount.read")

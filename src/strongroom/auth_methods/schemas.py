@@ -180,8 +180,8 @@ class _AuthMethodFields(_Response):
         default=None, description="after this moment no login succeeds"
     )
     bound_ips: list[str] | None = None
-    associations: list[AuthMethodAssociation] = Field(
-        description="the roles it is associated with (empty in listings)"
+    associations: list[AuthMethodAssociation] | None = Field(
+        default=None, description="the roles it is associated with (not in listings)"
     )
 
 
@@ -211,7 +211,15 @@ class AuthMethod(
     """An auth method, by its ``type``."""
 
 
-class AuthMethodList(_Response):
-    """The auth methods the caller may list, by name."""
+class AuthMethodName(_Response):
+    """An auth method the caller may list but not read: its name and type only."""
 
-    auth_methods: list[AuthMethod]
+    name: str
+    type: Literal["aws_iam", "api_key"]
+
+
+class AuthMethodList(_Response):
+    """The auth methods the caller may list, by name: as ``get`` shows them (without their
+    associations) where the caller may read them, else their name and type only."""
+
+    auth_methods: list[AuthMethod | AuthMethodName]

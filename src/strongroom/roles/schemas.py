@@ -84,17 +84,24 @@ class RoleCreated(_Response):
 
 
 class Role(_Response):
-    """An access role, as listings show it."""
+    """An access role the caller may read, as listings show it."""
 
     name: str
     description: str
     created_at: Timestamp
 
 
-class RoleList(_Response):
-    """The roles the caller may list, by name."""
+class RoleName(_Response):
+    """An access role the caller may list but not read: its name only."""
 
-    roles: list[Role]
+    name: str
+
+
+class RoleList(_Response):
+    """The roles the caller may list, by name: with description and creation time where the
+    caller may read them."""
+
+    roles: list[Role | RoleName]
 
 
 class RoleRule(_Response):

@@ -136,6 +136,6 @@ def test_strongroom_workers_wins_over_the_default(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("STRONGROOM_WORKERS", "7")
     assert Settings().workers == 7
     monkeypatch.delenv("STRONGROOM_WORKERS")
-    assert 1 <= Settings().workers <= 4
+    assert 1 <= Settings().worker_count <= 4
     with pytest.raises(ValueError, match="workers"):
         Settings(workers=0)

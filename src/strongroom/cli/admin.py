@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import ssl
 import sys
 import tempfile
 from pathlib import Path
@@ -151,14 +152,16 @@ def _prepare_server(
     from strongroom.kit.logging import configure_logging
     from strongroom.serving import startup
     from strongroom.serving.handoff import LoginPool
-    from strongroom.serving.supervisor import Supervisor, preload
+    from strongroom.serving.supervisor import Supervisor, log, preload
+    from strongroom.serving.tls import server_context
 
     settings = startup.load_settings()
     configure_logging(settings.log_level, settings.log_format)
     _check_sts_settings(settings)
     startup.warn_unknown_variables(
-        os.environ, lambda line: err.print(f"warning: {line}", soft_wrap=True, markup=False)
+        os.environ, lambda line: log.warning("unknown_setting", message=line)
     )
+    tls = server_context(settings.tls_cert_file, settings.tls_key_file)
     startup.check_data_folder(settings.database_url)
     startup.wait_for_database(settings.database_url, settings.db_start_wait_seconds)
     master = load_master_key_provider(settings)
@@ -182,15 +185,25 @@ def _prepare_server(
     port = port or settings.port
     count = workers or settings.worker_count
     logins = settings.login_process_count(count)
+    if tls is not None and settings.login_processes:
+        log.warning(
+            "login_processes_unused",
+            message="under TLS the workers serve logins themselves: no login process starts "
+            "(serving/placement.py)",
+        )
     listener = startup.listen(host, port)
     preload()
-    err.print(
-        f"Strongroom listening on http://{host}:{port} with {count} worker(s) and "
-        f"{logins} login process(es), database {startup.database_label(settings.database_url)}",
-        highlight=False,
-        soft_wrap=True,
+    scheme = "https" if tls is not None else "http"
+    log.info(
+        "server_listening",
+        url=f"{scheme}://{host}:{port}",
+        workers=count,
+        login_processes=logins,
+        database=startup.database_label(settings.database_url),
+        message=f"Strongroom listening on {scheme}://{host}:{port} with {count} worker(s) and "
+        f"{logins} login process(es)",
     )
-    return Supervisor(settings, listener, count, LoginPool(logins) if logins else None)
+    return Supervisor(settings, listener, count, LoginPool(logins) if logins else None, tls=tls)
 
 
 def _bootstrap_dev(database: Database, settings: Settings, keys: Keys) -> None:
@@ -303,6 +316,16 @@ def _local_address(listening_on: str) -> str:
     return listening_on
 
 
+def _probe_tls() -> ssl.SSLContext:
+    """TLS for the health probe of this host's own server: the certificate names the service
+    (not the loopback address the probe connects to), and the probe sends nothing secret and
+    believes nothing but a status code, so it is not verified."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 def healthcheck(
     host: str | None = typer.Option(
         None, "--host", help="The server's address [default: STRONGROOM_HOST, else 127.0.0.1]."
@@ -312,13 +335,20 @@ def healthcheck(
     ),
     timeout: float = typer.Option(3.0, "--timeout", min=0.1, help="Seconds to wait."),
 ) -> None:
-    """Exit 0 if the local server answers GET /v1/sys/health, else 1 (a container's HEALTHCHECK)."""
+    """Exit 0 if the local server answers GET /v1/sys/health, else 1 (a container's HEALTHCHECK).
+
+    Over HTTPS when the server serves it (STRONGROOM_TLS_CERT_FILE is set).
+    """
     import http.client
 
     settings = _load_settings()
     address = _local_address(host or settings.host)
     port = port or settings.port
-    connection = http.client.HTTPConnection(address, port, timeout=timeout)
+    connection = (
+        http.client.HTTPSConnection(address, port, timeout=timeout, context=_probe_tls())
+        if settings.tls_cert_file is not None
+        else http.client.HTTPConnection(address, port, timeout=timeout)
+    )
     try:
         connection.request("GET", "/v1/sys/health")
         status = connection.getresponse().status

@@ -14,7 +14,9 @@ import contextlib
 import gc
 import signal
 import socket
-from collections.abc import Iterator
+import ssl
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import uvicorn
 
@@ -45,8 +47,14 @@ class WorkerServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def serve_worker(settings: Settings, listener: socket.socket, pool: LoginPool | None) -> None:
-    """Serve on ``listener`` until told to stop (in a forked child of the supervisor)."""
+def serve_worker(
+    settings: Settings,
+    listener: socket.socket,
+    pool: LoginPool | None,
+    tls: ssl.SSLContext | None = None,
+) -> None:
+    """Serve on ``listener`` until told to stop (in a forked child of the supervisor); over
+    TLS with ``tls``, the context the supervisor built and checked (``serving/tls.py``)."""
     presize_descriptor_table()  # inherited from the supervisor already; a no-op then
     if pool is not None:
         pool.keep_worker_ends()
@@ -63,11 +71,24 @@ def serve_worker(settings: Settings, listener: socket.socket, pool: LoginPool | 
         ws="none",  # no WebSocket route: nothing to import for them
         access_log=False,
         log_level="warning",
+        # Our own logging (kit/logging.py): uvicorn's default configuration would give its
+        # loggers plain-text handlers of their own.
+        log_config=None,
         server_header=False,
         # The app judges X-Forwarded-For itself, from STRONGROOM_TRUSTED_PROXIES only.
         # uvicorn's own handling would trust it from 127.0.0.1 and rewrite the client address
         # before the app sees it (source IP spoofing into the audit trail and bound_ips).
         proxy_headers=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        ssl_context_factory=_given(tls) if tls is not None else None,
     )
     WorkerServer(config).run(sockets=[listener])
+
+
+def _given(context: ssl.SSLContext) -> Callable[[Any, Any], ssl.SSLContext]:
+    """uvicorn's context factory for a context made already (its own would read the files)."""
+
+    def factory(_config: Any, _default: Any) -> ssl.SSLContext:
+        return context
+
+    return factory

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
-
 from fastapi import APIRouter, Request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import select
 from starlette.responses import Response
 
 from strongroom.api.services import json_response, services_of
 from strongroom.db.migrate import is_up_to_date
 from strongroom.db.tables import counters
+from strongroom.metrics.exposition import Exposition
 
 router = APIRouter(tags=["sys"])
 
@@ -41,9 +40,7 @@ async def ready(request: Request) -> Response:
 
 
 @router.get("/metrics", summary="Prometheus metrics")
-async def metrics() -> Response:
-    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request) -> Response:
+    """Every process's metrics (``strongroom.metrics`` lists them)."""
+    exposition: Exposition = request.app.state.metrics
+    return Response(exposition.render(), media_type=CONTENT_TYPE_LATEST)

@@ -232,14 +232,25 @@ def bootstrap_command(
         help="First start only: create STRONGROOM_MASTER_KEY_FILE (mode 0600) if it does not "
         "exist and no master key has wrapped data keys in the database yet.",
     ),
+    recover: bool = typer.Option(
+        False,
+        "--recover",
+        help="Every admin key is lost: make a new admin API key (needs the master key).",
+    ),
 ) -> None:
     """Migrate the database, then create the admin role and an admin API key (shown once).
 
     Idempotent: on a database that has its admin already, it says so, changes nothing and
-    exits 0 (a container's one-shot set-up runs it on every start).
+    exits 0 (a container's one-shot set-up runs it on every start). With --recover, on a
+    database that has its admin: a new admin API key, audited, for when every other is lost.
     """
     from strongroom.bootstrap import bootstrap, is_bootstrapped
 
+    if recover:
+        if create_master_key:
+            raise _fail("--recover needs the master key the database has: not a new one", 2)
+        _recover_admin(as_json)
+        return
     settings = _load_settings()
     try:
         if create_master_key:
@@ -265,6 +276,57 @@ def bootstrap_command(
     else:
         out.print(f"Access ID:  {creds.access_id}\nAccess key: {creds.access_key}")
         err.print("Store the access key now: it is not shown again.")
+
+
+def _recover_admin(as_json: bool) -> None:
+    """``bootstrap --recover``: a new admin API key, printed once (strongroom.bootstrap)."""
+    from strongroom.bootstrap import NotBootstrappedError, recover
+
+    try:
+        database, _master, keys, writer = _services(_load_settings())
+        recovered = recover(database, keys, writer)
+    except ConfigurationError as exc:
+        # No master key, or not the one this database's data keys are wrapped under: nobody
+        # without it may mint an admin.
+        raise _fail(f"cannot recover the admin: {exc}") from None
+    except NotBootstrappedError as exc:
+        raise _fail(str(exc)) from None
+    creds = recovered.credentials
+    others = [{"name": n, "access_id": a} for n, a in recovered.other_admin_methods]
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "access_id": creds.access_id,
+                    "access_key": creds.access_key,
+                    "auth_method": creds.auth_method,
+                    "role_recreated": recovered.role_recreated,
+                    "rules_restored": recovered.rules_restored,
+                    "other_admin_auth_methods": others,
+                }
+            )
+        )
+        return
+    out.print(f"Access ID:  {creds.access_id}\nAccess key: {creds.access_key}", highlight=False)
+    err.print(
+        f"New admin auth method {creds.auth_method}. Store the access key now: it is not shown "
+        "again.",
+        highlight=False,
+    )
+    if recovered.role_recreated:
+        err.print("The admin role was missing: it was created again.", highlight=False)
+    if recovered.rules_restored:
+        err.print(
+            "The admin role's rules were changed: they are back to every capability on /*.",
+            highlight=False,
+        )
+    for other in others:
+        err.print(
+            f"Still tied to the admin role: {other['name']} ({other['access_id']}). If its key "
+            f"is lost, delete it: strongroom delete-auth-method --name {other['name']}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _create_master_key_file(settings: Settings) -> None:

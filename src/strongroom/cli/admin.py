@@ -424,7 +424,8 @@ def healthcheck(
 
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 keys_app = typer.Typer(
-    help="Data keys: add a new one, re-encrypt values under it.", no_args_is_help=True
+    help="Data keys: add a new one, re-encrypt values under it, change the master key.",
+    no_args_is_help=True,
 )
 audit_app = typer.Typer(help="The audit trail: verify its hash chain.", no_args_is_help=True)
 
@@ -480,6 +481,62 @@ def keys_rewrap() -> None:
             database, keys.keyring, item_context, progress=lambda n: progress.advance(task, n)
         )
     out.print(f"Re-encrypted {done} value(s) under data key {keys.keyring.newest_id}.")
+
+
+@keys_app.command("change-master")
+def keys_change_master(
+    new_master_key_file: Path | None = typer.Option(
+        None,
+        "--new-master-key-file",
+        help="A file holding the new key (base64 of 32 bytes, mode 0600).",
+    ),
+    new_master_key_env: str | None = typer.Option(
+        None,
+        "--new-master-key-env",
+        metavar="VARIABLE",
+        help="The name of an environment variable holding the new key (base64 of 32 bytes).",
+    ),
+    new_kms_key_id: str | None = typer.Option(
+        None, "--new-kms-key-id", help="An AWS KMS key (id, alias or ARN) as the new master key."
+    ),
+    new_kms_region: str | None = typer.Option(
+        None, "--new-kms-region", help="Its region [default: STRONGROOM_KMS_REGION]."
+    ),
+    new_kms_endpoint_url: str | None = typer.Option(
+        None, "--new-kms-endpoint-url", help="Its endpoint [default: STRONGROOM_KMS_ENDPOINT_URL]."
+    ),
+) -> None:
+    """Re-wrap the data keys under a new master key (the current one: STRONGROOM_MASTER_KEY*).
+
+    Running servers keep working; every server started afterwards needs the new key.
+    """
+    from strongroom.ops.master_key import change_master, new_master_key
+
+    settings = _load_settings()
+    try:
+        new = new_master_key(
+            key_file=new_master_key_file,
+            key_env=new_master_key_env,
+            kms_key_id=new_kms_key_id,
+            kms_region=new_kms_region or settings.kms_region,
+            kms_endpoint_url=new_kms_endpoint_url or settings.kms_endpoint_url,
+        )
+        database, master, _keys, writer = _services(settings)
+        count = change_master(database, writer, master, new.provider)
+    except ConfigurationError as exc:
+        raise _fail(str(exc)) from None
+    out.print(
+        f"Re-wrapped {count} data key(s) under the new master key ({new.provider.describe()}).",
+        highlight=False,
+    )
+    err.print(
+        "Running servers keep working: they hold the data keys since they started. Before any "
+        f"server or server command starts again, give it {new.setting} in place of the old "
+        "master key setting: the old key no longer opens this database. Keep the old key only "
+        "as long as you keep backups made before now (they are still wrapped under it).",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @audit_app.command("verify")

@@ -1,0 +1,87 @@
+"""Changing the master key between a local key and AWS KMS (moto's, a real process): the data
+keys are re-wrapped in one audited transaction, and a key that cannot unwrap what it wrapped
+changes nothing (strongroom.ops.master_key)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from strongroom.audit.store import verify_chain
+from strongroom.audit.writer import AuditWriter
+from strongroom.crypto import DecryptionError, KmsMasterKey, LocalMasterKey
+from strongroom.db import migrate
+from strongroom.db.engine import Database
+from strongroom.db.keys import load_or_create_keys, rotate
+from strongroom.db.tables import audit_events, data_keys
+from strongroom.errors import ConfigurationError
+from strongroom.ops.master_key import change_master
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Database]:
+    database = Database.from_url(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    migrate.upgrade(database)
+    yield database
+    database.dispose()
+
+
+def wrapped_keys(database: Database) -> dict[int, bytes]:
+    with database.read() as connection:
+        return dict(connection.execute(select(data_keys.c.id, data_keys.c.wrapped)).all())
+
+
+def test_from_a_local_key_to_kms_and_back(
+    database: Database, moto_endpoint: str, kms_key_arn: str
+) -> None:
+    local = LocalMasterKey(bytes(range(32)))
+    keys = load_or_create_keys(database, local)
+    rotate(database, local)
+    writer = AuditWriter(database, None)
+    kms = KmsMasterKey(kms_key_arn, region="us-east-1", endpoint_url=moto_endpoint)
+
+    assert change_master(database, writer, local, kms) == 3
+    with pytest.raises(ConfigurationError, match="does not unwrap"):
+        load_or_create_keys(database, local)
+    under_kms = load_or_create_keys(database, kms)
+    # The same data keys, differently wrapped: values and token digests stay as they were.
+    assert under_kms.digester.digest("t-x") == keys.digester.digest("t-x")
+    assert under_kms.keyring.newest_id == 2
+
+    back = LocalMasterKey(bytes(range(1, 33)))
+    assert change_master(database, writer, kms, back) == 3
+    assert load_or_create_keys(database, back).digester.digest("t-x") == keys.digester.digest("t-x")
+    with database.read() as connection:
+        actions = connection.execute(select(audit_events.c.action, audit_events.c.reason)).all()
+        assert verify_chain(connection).broken is None
+    assert [action for action, _ in actions] == ["sys.keys.change_master"] * 2
+    assert "aws-kms" in actions[0][1]
+
+
+class WrapsOnly:
+    """A master key that wraps but cannot unwrap (a KMS key without Decrypt rights)."""
+
+    def __init__(self) -> None:
+        self._inner = LocalMasterKey(bytes(32))
+
+    def wrap(self, data_key: bytes, key_id: int) -> bytes:
+        return self._inner.wrap(data_key, key_id)
+
+    def unwrap(self, wrapped: bytes, key_id: int) -> bytes:
+        raise DecryptionError("AccessDeniedException")
+
+    def describe(self) -> str:
+        return "wraps only"
+
+
+def test_a_new_key_that_cannot_unwrap_changes_nothing(database: Database) -> None:
+    local = LocalMasterKey(bytes(range(32)))
+    load_or_create_keys(database, local)
+    before = wrapped_keys(database)
+    with pytest.raises(ConfigurationError, match="cannot unwrap what it wrapped"):
+        change_master(database, AuditWriter(database, None), local, WrapsOnly())
+    assert wrapped_keys(database) == before
+    load_or_create_keys(database, local)  # still the key in use

@@ -12,13 +12,22 @@ import os
 import ssl
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from strongroom.config import Settings
 from strongroom.errors import ConfigurationError, ConflictError
@@ -537,6 +546,106 @@ def keys_change_master(
         highlight=False,
         soft_wrap=True,
     )
+
+
+@contextmanager
+def _copy_progress(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr (a terminal only) for a copy of pages; yields its update."""
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not err.is_terminal,
+    ) as progress:
+        task = progress.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update
+
+
+def backup_command(
+    target: Path = typer.Option(
+        ..., "--to", metavar="FILE", help="The backup file to write (created 0600)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace FILE if it exists."),
+) -> None:
+    """Copy the SQLite store to FILE, consistently, while servers run (PostgreSQL: pg_dump).
+
+    The backup holds the data keys wrapped by the master key, never the master key itself:
+    without that key (or KMS key) nobody can read it. Keep the key apart, as long as the backups.
+    """
+    from strongroom.ops.backup import BackupError, backup, sqlite_file
+    from strongroom.serving.startup import database_label
+
+    settings = _load_settings()
+    try:
+        sqlite_file(settings.database_url)  # PostgreSQL: pg_dump, said before anything else
+        database, _master, _keys, writer = _services(settings)
+        with _copy_progress("backing up") as update:
+            result = backup(database, target, writer=writer, force=force, progress=update)
+    except (BackupError, ConfigurationError) as exc:
+        raise _fail(str(exc)) from None
+    out.print(
+        f"Backed up {database_label(settings.database_url)} to {result.path} "
+        f"({result.size} bytes).",
+        highlight=False,
+        soft_wrap=True,
+    )
+    err.print(
+        "The backup is readable only with this store's master key: keep the key, apart from "
+        "the backups, for as long as them.",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def restore_command(
+    source: Path = typer.Option(..., "--from", metavar="FILE", help="The backup to restore."),
+    force: bool = typer.Option(
+        False, "--force", help="Replace the store that exists (it is kept beside it)."
+    ),
+) -> None:
+    """Put a backup back as the SQLite store, once checked (servers must be stopped).
+
+    Checks first: the file's integrity, its schema (an older one is migrated), that the master
+    key configured here opens its data keys, and its audit chain.
+    """
+    from strongroom.audit.writer import AuditFileSink, AuditWriter
+    from strongroom.crypto import load_master_key_provider
+    from strongroom.ops.backup import BackupError, restore, sqlite_file
+
+    settings = _load_settings()
+    sink = AuditFileSink(settings.audit_file) if settings.audit_file else None
+    try:
+        sqlite_file(settings.database_url)
+        master = load_master_key_provider(settings)
+        with _copy_progress("restoring") as update:
+            result = restore(
+                settings.database_url,
+                source,
+                master,
+                lambda database, _keys: AuditWriter(database, sink),
+                force=force,
+                progress=update,
+            )
+    except (BackupError, ConfigurationError) as exc:
+        raise _fail(str(exc)) from None
+    out.print(
+        f"Restored {result.path} from {source}: {result.items} secret(s), "
+        f"{result.events} audit event(s) verified.",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if result.migrated_from is not None:
+        err.print(f"Its schema was migrated from revision {result.migrated_from}.")
+    if result.kept is not None:
+        err.print(
+            f"The store it replaced is kept as {result.kept}.", highlight=False, soft_wrap=True
+        )
 
 
 @audit_app.command("verify")

@@ -13,6 +13,7 @@ import base64
 import json
 import re
 import secrets
+import socket
 import ssl
 import subprocess
 import time
@@ -217,6 +218,17 @@ def test_reads_and_logins_over_https(world: World, moto: MotoWorld) -> None:
     ]
     assert started[-1]["url"] == f"https://127.0.0.1:{server.port}"
     assert started[-1]["login_processes"] == 0
+
+
+def test_a_client_that_never_finishes_its_handshake_is_disconnected(world: World) -> None:
+    """Slowloris on the handshake: the head's 10 s bound holds for it too (the event loop's
+    own default would keep the connection 60 s)."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", world.tls.port), timeout=30) as silent:
+        silent.sendall(b"\x16\x03\x01")  # the first bytes of a ClientHello, and no more
+        assert silent.recv(1024) == b""  # closed by the server
+    elapsed = time.monotonic() - started
+    assert 9 < elapsed < 20, elapsed
 
 
 def test_healthcheck_follows_tls(world: World) -> None:

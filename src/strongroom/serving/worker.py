@@ -10,7 +10,9 @@ lifespan shutdown and returns; the worker exits 0.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import gc
 import signal
 import socket
@@ -29,12 +31,34 @@ from strongroom.serving.protocol import LoginRoutingProtocol
 
 # SPEC section 11: what is in flight gets at most this long after SIGTERM.
 GRACEFUL_SHUTDOWN_SECONDS = 10
+# Under TLS: a client gets as long to finish its handshake as to send its request head (SPEC
+# section 5: 10 s), not the event loop's default of 60 s (slowloris on the handshake); and a
+# closing connection waits this long at most for the client's close_notify.
+TLS_HANDSHAKE_SECONDS = 10.0
+TLS_SHUTDOWN_SECONDS = 5.0
 
 
 class WorkerServer(uvicorn.Server):
     """uvicorn's server, except that it does not raise the signal that stopped it again once
     it has shut down: it would kill the worker (exit status -15), and the supervisor tells a
-    worker that stopped as asked from one that died by its exit code."""
+    worker that stopped as asked from one that died by its exit code; and under TLS its
+    handshakes and shutdowns are bounded (uvicorn passes no such bound to the loop)."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.config.ssl is None:
+            await super().startup(sockets)
+            return
+        loop = asyncio.get_running_loop()
+        # For the one create_server call uvicorn makes here: the bounds it does not pass.
+        loop.create_server = functools.partial(  # type: ignore[method-assign]
+            loop.create_server,
+            ssl_handshake_timeout=TLS_HANDSHAKE_SECONDS,
+            ssl_shutdown_timeout=TLS_SHUTDOWN_SECONDS,
+        )
+        try:
+            await super().startup(sockets)
+        finally:
+            del loop.create_server
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

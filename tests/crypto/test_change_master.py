@@ -5,7 +5,6 @@ changes nothing (strongroom.ops.master_key)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -22,8 +21,9 @@ from strongroom.ops.master_key import change_master
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    database = Database.from_url(f"sqlite:///{tmp_path / 'db.sqlite'}")
+def database(database_url: str) -> Iterator[Database]:
+    """A fresh store on SQLite, then on PostgreSQL (where the data keys table is locked)."""
+    database = Database.from_url(database_url)
     migrate.upgrade(database)
     yield database
     database.dispose()

@@ -10,6 +10,7 @@ import os
 import secrets
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -30,9 +31,10 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def env(database_url: str) -> dict[str, str]:
+def env(tmp_path: Path) -> dict[str, str]:
+    # SQLite: the same statements run on PostgreSQL in tests/api/test_bootstrap_recover.py.
     return {
-        "STRONGROOM_DATABASE_URL": database_url,
+        "STRONGROOM_DATABASE_URL": f"sqlite:///{tmp_path / 'strongroom.db'}",
         "STRONGROOM_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
     }
 

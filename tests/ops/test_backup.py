@@ -4,6 +4,7 @@ the commands around a real server)."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -213,3 +214,16 @@ def test_a_store_another_process_has_open_is_never_replaced(store: Database, mad
     # Once it has let go, the lock is ours (and held, nothing else opens the store meanwhile).
     lock = StoreLock.take(path)
     lock.release()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root restores for another user")
+def test_restored_as_root_the_store_is_the_servers_users(made: Path, tmp_path: Path) -> None:
+    """A server running as its own user (uid 10001 in the image) must be able to open what
+    root restored for it: the store and its -shm get the owner of the store's folder."""
+    folder = tmp_path / "restored"
+    folder.mkdir()
+    os.chown(folder, 10001, 10001)
+    restore_to(tmp_path, made)
+    for name in ("db.sqlite", "db.sqlite-shm"):
+        found = (folder / name).stat()
+        assert (found.st_uid, found.st_gid, found.st_mode & 0o777) == (10001, 10001, 0o600)

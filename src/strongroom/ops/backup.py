@@ -255,6 +255,7 @@ def restore(
         try:
             _copy(source, staged, progress)
             result = _verify_and_stamp(staged, source, master, writer_for)
+            _give_to_the_servers_user(path, staged)
             kept = _keep_aside(path)
             os.replace(staged, path)
             _fsync(path.parent)
@@ -397,6 +398,18 @@ def _self_contained(path: Path) -> None:
         (mode,) = connection.execute("PRAGMA journal_mode=DELETE").fetchone()
     if mode != "delete" or Path(f"{path}-wal").exists():
         raise BackupError(f"cannot fold the write-ahead log of {path} into it")
+
+
+def _give_to_the_servers_user(path: Path, staged: Path) -> None:
+    """Run as root, give the restored store (and its -shm) the owner of the store it replaces,
+    or of its folder: a server running as its own user could not open a root-owned 0600 file."""
+    if os.geteuid() != 0:
+        return
+    owner = path.stat() if path.exists() else path.parent.stat()
+    if owner.st_uid == 0:
+        return
+    for file in (staged, Path(f"{path}-shm")):
+        os.chown(file, owner.st_uid, owner.st_gid)
 
 
 def _keep_aside(path: Path) -> Path | None:

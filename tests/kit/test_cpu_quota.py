@@ -134,8 +134,9 @@ def test_whole_cpus_round_down_between_one_and_the_cap(cpus: float, workers: int
 
 def test_strongroom_workers_wins_over_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STRONGROOM_WORKERS", "7")
-    assert Settings().workers == 7
+    assert Settings().worker_count == 7
     monkeypatch.delenv("STRONGROOM_WORKERS")
+    assert Settings().workers is None  # unset: the default comes from the CPU quota
     assert 1 <= Settings().worker_count <= 4
     with pytest.raises(ValueError, match="workers"):
         Settings(workers=0)

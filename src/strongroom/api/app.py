@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -43,11 +42,10 @@ from strongroom.db.keys import load_or_create_keys
 from strongroom.errors import ConfigurationError
 from strongroom.kit.clock import Clock, utc_now
 from strongroom.kit.inflight import InFlight
-from strongroom.metrics.exposition import Exposition
 from strongroom.roles.service import RoleService
 from strongroom.secrets.service import SecretService
 from strongroom.serving.handoff import LoginHandoff, LoginPool
-from strongroom.serving.placement import Placement, Role
+from strongroom.serving.placement import Placement
 from strongroom.serving.state import LOGIN_HANDOFF
 from strongroom.web.console import install_console
 
@@ -169,8 +167,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.services = services
-    # A server's worker or login process answers /metrics for every process of the server.
-    app.state.metrics = Exposition(os.getppid() if placement.role is not Role.IN_PROCESS else None)
+    app.state.placement = placement  # /metrics: a server's process reports the whole server
     install_error_handlers(app)
     # Secrets first: routes are matched in order, and reads are the traffic (~50 µs per read);
     # then Vault's KV reads (SPEC section 10; its prefixes /v1/secret/ and /v1/sys/internal/

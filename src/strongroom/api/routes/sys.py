@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import select
@@ -11,6 +13,7 @@ from strongroom.api.services import json_response, services_of
 from strongroom.db.migrate import is_up_to_date
 from strongroom.db.tables import counters
 from strongroom.metrics.exposition import Exposition
+from strongroom.serving.placement import Placement, Role
 
 router = APIRouter(tags=["sys"])
 
@@ -42,5 +45,17 @@ async def ready(request: Request) -> Response:
 @router.get("/metrics", summary="Prometheus metrics")
 async def metrics(request: Request) -> Response:
     """Every process's metrics (``strongroom.metrics`` lists them)."""
-    exposition: Exposition = request.app.state.metrics
-    return Response(exposition.render(), media_type=CONTENT_TYPE_LATEST)
+    return Response(_exposition(request).render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _exposition(request: Request) -> Exposition:
+    """This app's, made at the first scrape: a server's worker or login process describes
+    every process of the server (its parent, the supervisor, and the supervisor's children);
+    an app in its caller's process describes that process."""
+    state = request.app.state
+    exposition: Exposition | None = getattr(state, "metrics", None)
+    if exposition is None:
+        placement: Placement | None = getattr(state, "placement", None)
+        in_server = placement is not None and placement.role is not Role.IN_PROCESS
+        exposition = state.metrics = Exposition(os.getppid() if in_server else None)
+    return exposition

@@ -5,19 +5,26 @@ changes nothing (strongroom.ops.master_key)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from strongroom.audit.store import verify_chain
 from strongroom.audit.writer import AuditWriter
-from strongroom.crypto import DecryptionError, KmsMasterKey, LocalMasterKey
+from strongroom.crypto import (
+    DecryptionError,
+    KmsMasterKey,
+    LocalMasterKey,
+    generate_master_key_file,
+)
 from strongroom.db import migrate
 from strongroom.db.engine import Database
 from strongroom.db.keys import load_or_create_keys, rotate
 from strongroom.db.tables import audit_events, data_keys
 from strongroom.errors import ConfigurationError
-from strongroom.ops.master_key import change_master
+from strongroom.ops.master_key import NewMasterKey, change_master, new_master_key
 
 
 @pytest.fixture
@@ -85,3 +92,37 @@ def test_a_new_key_that_cannot_unwrap_changes_nothing(database: Database) -> Non
         change_master(database, AuditWriter(database, None), local, WrapsOnly())
     assert wrapped_keys(database) == before
     load_or_create_keys(database, local)  # still the key in use
+
+
+def test_the_new_key_is_given_exactly_one_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def given(**ways: object) -> NewMasterKey:
+        values: dict[str, Any] = {"key_file": None, "key_env": None, "kms_key_id": None}
+        values.update(ways)
+        return new_master_key(kms_region="us-east-1", kms_endpoint_url=None, **values)
+
+    with pytest.raises(ConfigurationError, match="give the new master key one way"):
+        given()
+    key = tmp_path / "new.key"
+    generate_master_key_file(key)
+    with pytest.raises(ConfigurationError, match=r"\(not --new-master-key-file and --new-kms"):
+        given(key_file=key, kms_key_id="alias/x")
+    from_file = given(key_file=key)
+    assert from_file.setting == f"STRONGROOM_MASTER_KEY_FILE={key}"
+    assert from_file.provider.describe() == LocalMasterKey.from_file(key).describe()
+
+    monkeypatch.setenv("NEW_STRONGROOM_KEY", "not base64!")
+    with pytest.raises(ConfigurationError, match="NEW_STRONGROOM_KEY is not valid base64") as bad:
+        given(key_env="NEW_STRONGROOM_KEY")
+    assert "not base64!" not in str(bad.value)
+    with pytest.raises(ConfigurationError, match="UNSET_STRONGROOM_KEY is not set"):
+        given(key_env="UNSET_STRONGROOM_KEY")
+    monkeypatch.setenv("NEW_STRONGROOM_KEY", key.read_text())
+    assert given(key_env="NEW_STRONGROOM_KEY").setting.startswith("STRONGROOM_MASTER_KEY (")
+
+    key.chmod(0o644)  # the same checks as STRONGROOM_MASTER_KEY_FILE
+    with pytest.raises(ConfigurationError, match="accessible by group or others"):
+        given(key_file=key)
+    kms = given(kms_key_id="alias/strongroom")
+    assert kms.setting == "STRONGROOM_KMS_KEY_ID=alias/strongroom"

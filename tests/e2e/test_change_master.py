@@ -111,35 +111,3 @@ def test_change_master_while_serving_then_a_restart_reads_everything(tmp_path: P
     assert new_key.read_text().strip() not in json.dumps(events)
     verified = server.run_cli("audit", "verify")
     assert "Audit chain intact" in verified.stdout
-
-
-def test_the_new_key_is_given_exactly_one_way(tmp_path: Path) -> None:
-    key = tmp_path / "current.key"
-    generate_master_key_file(key)
-    server = ServerProcess(
-        {
-            "STRONGROOM_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
-            "STRONGROOM_MASTER_KEY_FILE": str(key),
-            "NEW_STRONGROOM_KEY": "not base64!",
-        },
-        cwd=tmp_path,
-    )
-    none = server.run_cli("keys", "change-master", check=False)
-    assert none.returncode == 1
-    assert "give the new master key one way" in none.stderr
-    both = server.run_cli("keys", "change-master", "--new-master-key-file", str(key),
-                          "--new-kms-key-id", "alias/x", check=False)  # fmt: skip
-    assert both.returncode == 1
-    assert "(not --new-master-key-file and --new-kms-key-id)" in both.stderr
-    bad = server.run_cli("keys", "change-master", "--new-master-key-env", "NEW_STRONGROOM_KEY",
-                         check=False)  # fmt: skip
-    assert bad.returncode == 1
-    assert "NEW_STRONGROOM_KEY is not valid base64" in bad.stderr
-    assert "not base64!" not in bad.stderr
-    loose = tmp_path / "loose.key"
-    generate_master_key_file(loose)
-    loose.chmod(0o644)
-    refused = server.run_cli("keys", "change-master", "--new-master-key-file", str(loose),
-                             check=False)  # fmt: skip
-    assert refused.returncode == 1
-    assert "accessible by group or others" in refused.stderr

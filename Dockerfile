@@ -71,7 +71,8 @@ ENV PATH=/opt/strongroom/bin:$PATH \
 USER 10001:10001
 WORKDIR /var/lib/strongroom
 EXPOSE 8300
-# Asks STRONGROOM_HOST/STRONGROOM_PORT, as the server listens on them.
+# Asks STRONGROOM_HOST/STRONGROOM_PORT, as the server listens on them, over HTTPS when
+# STRONGROOM_TLS_CERT_FILE is set.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["/opt/strongroom/bin/strongroom", "healthcheck"]
 # tini forwards signals to the server and reaps what its children leave; -s: also where it is

@@ -67,7 +67,13 @@ class Settings(BaseSettings):
     login_failure_window_seconds: int = Field(default=60, ge=1)
     # Allowed clock difference for a signed STS request's X-Amz-Date (SPEC section 3, check 4).
     sts_max_clock_skew_seconds: int = Field(default=900, ge=1, le=900)
-    # Console cookies get the Secure flag unless explicitly served over plain HTTP for dev.
+    # Serve HTTPS: a PEM certificate (its chain may follow it) and its unencrypted PEM key,
+    # both or neither, read once at start (serving/tls.py).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # The console's cookies are Secure when a request came over TLS, directly or as
+    # X-Forwarded-Proto: https from a trusted proxy. True: always, whatever the request says
+    # (TLS ends at a proxy that sends no X-Forwarded-Proto, or is not in TRUSTED_PROXIES).
     behind_https: bool = False
     # Where work runs (strongroom.serving.placement has the whole picture). Login processes of
     # the server, shared by its workers (0: logins are served in the workers; None: one per
@@ -105,6 +111,12 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("tls_cert_file", "tls_key_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # VAR= in a compose file or a shell means "not set", not the current directory.
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _valid_proxies(cls, value: list[str]) -> list[str]:
@@ -121,8 +133,16 @@ class Settings(BaseSettings):
         """Workers to run: the setting, else the CPU quota (at most DEFAULT_WORKERS_AT_MOST)."""
         return self.workers or default_workers()
 
+    @property
+    def tls(self) -> bool:
+        """Whether the server serves HTTPS itself (both files set; serving/tls.py checks them)."""
+        return self.tls_cert_file is not None and self.tls_key_file is not None
+
     def login_process_count(self, workers: int) -> int:
-        """Login processes of a server with ``workers`` workers."""
+        """Login processes of a server with ``workers`` workers; none under TLS, where a
+        connection's TLS session lives in the worker that accepted it (serving/placement.py)."""
+        if self.tls:
+            return 0
         return workers if self.login_processes is None else self.login_processes
 
     @property

@@ -81,3 +81,13 @@ def test_the_load_balancer_replaces_a_client_forwarded_for() -> None:
     directives = [line.split("#")[0].strip() for line in config.splitlines()]
     assert "http-request set-header X-Forwarded-For %[src]" in directives
     assert "option forwardfor" not in directives, "adds a line after the client's own"
+
+
+def test_the_load_balancer_replaces_a_client_forwarded_proto() -> None:
+    """The servers believe X-Forwarded-Proto from the balancer (the console cookie's Secure
+    flag): it must say how the client reached the balancer, never what the client claimed.
+    (HAProxy 2.6 from Debian in front of a server echoing its headers: a client's "https"
+    over plain HTTP arrives as "http".)"""
+    config = (CHECKOUT / "container" / "haproxy.cfg").read_text()
+    directives = [line.split("#")[0].strip() for line in config.splitlines()]
+    assert "http-request set-header X-Forwarded-Proto %[ssl_fc,iif(https,http)]" in directives

@@ -255,11 +255,13 @@ def test_three_replicas_started_together_on_an_empty_database_all_come_up(
     for log in logs:
         assert "Traceback" not in log, log
         assert "hunter2" not in log, log
-        start_line = next(line for line in log.splitlines() if "listening" in line)
-        assert "database postgresql+psycopg://postgres:***@" in start_line, start_line
-        assert (
-            "warning: unknown setting STRONGROOM_WORKRES is ignored "
-            "(did you mean STRONGROOM_WORKERS?)" in log
+        lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+        start_line = next(line for line in lines if line["event"] == "server_listening")
+        assert start_line["database"].startswith("postgresql+psycopg://postgres:***@"), log
+        unknown = next(line for line in lines if line["event"] == "unknown_setting")
+        assert unknown["level"] == "warning"
+        assert unknown["message"] == (
+            "unknown setting STRONGROOM_WORKRES is ignored (did you mean STRONGROOM_WORKERS?)"
         ), log
 
 

@@ -338,4 +338,6 @@ def test_server_and_healthcheck_follow_the_environment(tmp_path: Path) -> None:
         assert "no answer" in elsewhere.stderr
     finally:
         output = _stop(process)
-    assert f"listening on http://0.0.0.0:{port} with 1 worker(s)" in output
+    started = [json.loads(line) for line in output.splitlines() if '"server_listening"' in line]
+    assert started[0]["url"] == f"http://0.0.0.0:{port}"
+    assert started[0]["workers"] == 1

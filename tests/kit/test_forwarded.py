@@ -115,3 +115,29 @@ def test_addresses_are_read_strictly_and_spelled_one_way() -> None:
     assert normal_peer("192.0.2.1") == "192.0.2.1"
     assert normal_peer(None) == "unknown"
     assert normal_peer("x" * 100) == "x" * 64
+
+
+@pytest.mark.parametrize(
+    ("peer", "scheme", "lines", "expected"),
+    [
+        # TLS to this server itself: whatever a header says.
+        (SPOOFED, "https", [], True),
+        (SPOOFED, "https", ["http"], True),
+        # Plain HTTP from a client that is no proxy: its own claim counts for nothing.
+        (SPOOFED, "http", [], False),
+        (SPOOFED, "http", ["https"], False),
+        (None, "http", ["https"], False),
+        # A trusted proxy's word: the right-most entry of all its lines.
+        (PROXY, "http", ["https"], True),
+        (PROXY, "http", [" HTTPS "], True),
+        (PROXY, "http", ["http"], False),
+        (PROXY, "http", [], False),
+        (PROXY, "http", [""], False),
+        (PROXY, "http", ["https, http"], False),  # the proxy's own hop was plain HTTP
+        (PROXY, "http", ["http", "https"], True),  # a client's own line first, then the proxy's
+        (PROXY, "http", ["https", "http"], False),
+        (PROXY, "http", ["wss"], False),
+    ],
+)
+def test_came_over_tls(peer: str | None, scheme: str, lines: list[str], expected: bool) -> None:
+    assert TRUSTED.came_over_tls(peer, scheme, lines) is expected

@@ -182,6 +182,7 @@ def create_app(
         swagger_ui_oauth2_redirect_url=None,
     )
     app.state.services = services
+    app.state.placement = placement  # /metrics: a server's process reports the whole server
     install_error_handlers(app)
     install_openapi(app)
     # Secrets first: routes are matched in order, and reads are the traffic (~50 µs per read);

@@ -28,6 +28,7 @@ from prometheus_client import Counter, Histogram
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from strongroom.api.route_label import route_label
 from strongroom.audit.event import AuditEvent
 from strongroom.audit.writer import AuditWriter
 from strongroom.errors import PayloadTooLargeError, ServiceUnavailableError
@@ -225,8 +226,7 @@ class RequestEnvelope:
                 )
         finally:
             self._in_flight.count -= 1
-            route = scope.get("route")
-            route_name = getattr(route, "path", "unmatched")
+            route_name = route_label(scope)
             REQUESTS.labels(route_name, str(status_holder[0])).inc()
             LATENCY.labels(route_name).observe(time.perf_counter() - started)
             if status_holder[0] >= 400:

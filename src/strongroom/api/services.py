@@ -22,6 +22,7 @@ from strongroom.db.engine import Database
 from strongroom.db.keys import Keys
 from strongroom.errors import UnauthorizedError
 from strongroom.kit.clock import Clock
+from strongroom.kit.forwarded import TrustedProxies
 from strongroom.roles.service import RoleService
 from strongroom.secrets.service import SecretService
 from strongroom.vault.service import VaultService
@@ -51,6 +52,11 @@ class Services:
             auth_methods=self.auth_methods,
             secrets=self.secrets,
         )
+
+    @cached_property
+    def trusted_proxies(self) -> TrustedProxies:
+        """The proxies whose ``X-Forwarded-*`` headers are believed (``TRUSTED_PROXIES``)."""
+        return TrustedProxies.from_cidrs(self.settings.trusted_proxies)
 
     def authenticate(self, token: str, event: AuditEvent) -> Caller:
         """Resolve the bearer token and note who is calling in the request's audit event."""

@@ -356,3 +356,21 @@ def _sweep_progress(database: Database, directory: Path) -> None:
     if gone:
         with database.write() as connection:
             forget_progress(connection, gone)
+
+
+def journal_sizes(directory: Path | None) -> dict[str, int]:
+    """The size of each journal now in ``directory`` (bytes written so far)."""
+    if directory is None or not directory.is_dir():
+        return {}
+    sizes: dict[str, int] = {}
+    for path in directory.glob("*" + JOURNAL_SUFFIX):
+        with contextlib.suppress(FileNotFoundError):  # chained and deleted meanwhile
+            sizes[path.name] = path.stat().st_size
+    return sizes
+
+
+def chained_offsets(database: Database) -> dict[str, int]:
+    """How far each journal is in the chain (a byte offset; absent: nothing of it yet)."""
+    with database.read() as connection:
+        rows = connection.execute(text("SELECT journal, moved_bytes FROM audit_journal_progress"))
+        return {str(name): int(offset) for name, offset in rows}

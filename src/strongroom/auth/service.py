@@ -38,6 +38,7 @@ from strongroom.auth.login_failures import (
     failure_keys,
 )
 from strongroom.auth.login_loop import LoginLoop
+from strongroom.auth.login_outcome import count_login
 from strongroom.auth.login_reads import LoginReads
 from strongroom.auth.schemas import LoginRequest, parse_login_request
 from strongroom.auth.tokens import TokenService
@@ -227,7 +228,11 @@ class LoginService:
         event: AuditEvent,
         now: datetime,
     ) -> dict[str, Any]:
-        body = parse_login_request(raw)
+        try:
+            body = parse_login_request(raw)
+        except Exception as exc:
+            count_login(None, exc)
+            raise
         event.access_id = body.access_id
         return await self._login_on_own_loop(parts, body, source_ip, event, now)
 
@@ -243,10 +248,18 @@ class LoginService:
         # can name an access ID, so its own counter would let them lock its owner out.
         keys = failure_keys(source_ip, body.access_id)
         try:
-            return await self._login(parts, body, source_ip, keys, event, now)
-        except AuthenticationDenied:
-            await self._write(parts, lambda blocking: self._failures.record(keys, now, blocking))
+            try:
+                result = await self._login(parts, body, source_ip, keys, event, now)
+            except AuthenticationDenied:
+                await self._write(
+                    parts, lambda blocking: self._failures.record(keys, now, blocking)
+                )
+                raise
+        except Exception as exc:
+            count_login(body.access_type, exc)
             raise
+        count_login(body.access_type, None)
+        return result
 
     async def _login(
         self,

@@ -9,15 +9,25 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import ssl
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from strongroom.errors import ConfigurationError, ConflictError
 
@@ -161,14 +171,16 @@ def _prepare_server(
     from strongroom.kit.logging import configure_logging
     from strongroom.serving import startup
     from strongroom.serving.handoff import LoginPool
-    from strongroom.serving.supervisor import Supervisor, preload
+    from strongroom.serving.supervisor import Supervisor, log, preload
+    from strongroom.serving.tls import server_context
 
     settings = startup.load_settings()
     configure_logging(settings.log_level, settings.log_format)
     _check_sts_settings(settings)
     startup.warn_unknown_variables(
-        os.environ, lambda line: err.print(f"warning: {line}", soft_wrap=True, markup=False)
+        os.environ, lambda line: log.warning("unknown_setting", message=line)
     )
+    tls = server_context(settings.tls_cert_file, settings.tls_key_file)
     startup.check_data_folder(settings.database_url)
     startup.check_audit_file(settings.audit_file)
     startup.wait_for_database(settings.database_url, settings.db_start_wait_seconds)
@@ -198,15 +210,25 @@ def _prepare_server(
     port = port or settings.port
     count = workers or settings.worker_count
     logins = settings.login_process_count(count)
+    if tls is not None and settings.login_processes:
+        log.warning(
+            "login_processes_unused",
+            message="under TLS the workers serve logins themselves: no login process starts "
+            "(serving/placement.py)",
+        )
     listener = startup.listen(host, port)
     preload()
-    err.print(
-        f"Strongroom listening on http://{host}:{port} with {count} worker(s) and "
-        f"{logins} login process(es), database {startup.database_label(settings.database_url)}",
-        highlight=False,
-        soft_wrap=True,
+    scheme = "https" if tls is not None else "http"
+    log.info(
+        "server_listening",
+        url=f"{scheme}://{host}:{port}",
+        workers=count,
+        login_processes=logins,
+        database=startup.database_label(settings.database_url),
+        message=f"Strongroom listening on {scheme}://{host}:{port} with {count} worker(s) and "
+        f"{logins} login process(es)",
     )
-    return Supervisor(settings, listener, count, LoginPool(logins) if logins else None)
+    return Supervisor(settings, listener, count, LoginPool(logins) if logins else None, tls=tls)
 
 
 def _bootstrap_dev(database: Database, settings: Settings, keys: Keys, url: str) -> None:
@@ -240,14 +262,25 @@ def bootstrap_command(
         help="First start only: create STRONGROOM_MASTER_KEY_FILE (mode 0600) if it does not "
         "exist and no master key has wrapped data keys in the database yet.",
     ),
+    recover: bool = typer.Option(
+        False,
+        "--recover",
+        help="Every admin key is lost: make a new admin API key (needs the master key).",
+    ),
 ) -> None:
     """Migrate the database, then create the admin role and an admin API key (shown once).
 
     Idempotent: on a database that has its admin already, it says so, changes nothing and
-    exits 0 (a container's one-shot set-up runs it on every start).
+    exits 0 (a container's one-shot set-up runs it on every start). With --recover, on a
+    database that has its admin: a new admin API key, audited, for when every other is lost.
     """
     from strongroom.bootstrap import bootstrap, is_bootstrapped
 
+    if recover:
+        if create_master_key:
+            raise _fail("--recover needs the master key the database has: not a new one", 2)
+        _recover_admin(as_json)
+        return
     settings = _load_settings()
     try:
         if create_master_key:
@@ -273,6 +306,57 @@ def bootstrap_command(
     else:
         out.print(f"Access ID:  {creds.access_id}\nAccess key: {creds.access_key}")
         err.print("Store the access key now: it is not shown again.")
+
+
+def _recover_admin(as_json: bool) -> None:
+    """``bootstrap --recover``: a new admin API key, printed once (strongroom.bootstrap)."""
+    from strongroom.bootstrap import NotBootstrappedError, recover
+
+    try:
+        database, _master, keys, writer = _services(_load_settings())
+        recovered = recover(database, keys, writer)
+    except ConfigurationError as exc:
+        # No master key, or not the one this database's data keys are wrapped under: nobody
+        # without it may mint an admin.
+        raise _fail(f"cannot recover the admin: {exc}") from None
+    except NotBootstrappedError as exc:
+        raise _fail(str(exc)) from None
+    creds = recovered.credentials
+    others = [{"name": n, "access_id": a} for n, a in recovered.other_admin_methods]
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "access_id": creds.access_id,
+                    "access_key": creds.access_key,
+                    "auth_method": creds.auth_method,
+                    "role_recreated": recovered.role_recreated,
+                    "rules_restored": recovered.rules_restored,
+                    "other_admin_auth_methods": others,
+                }
+            )
+        )
+        return
+    out.print(f"Access ID:  {creds.access_id}\nAccess key: {creds.access_key}", highlight=False)
+    err.print(
+        f"New admin auth method {creds.auth_method}. Store the access key now: it is not shown "
+        "again.",
+        highlight=False,
+    )
+    if recovered.role_recreated:
+        err.print("The admin role was missing: it was created again.", highlight=False)
+    if recovered.rules_restored:
+        err.print(
+            "The admin role's rules were changed: they are back to every capability on /*.",
+            highlight=False,
+        )
+    for other in others:
+        err.print(
+            f"Still tied to the admin role: {other['name']} ({other['access_id']}). If its key "
+            f"is lost, delete it: strongroom delete-auth-method --name {other['name']}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _create_master_key_file(settings: Settings) -> None:
@@ -324,6 +408,16 @@ def _local_address(listening_on: str) -> str:
     return listening_on
 
 
+def _probe_tls() -> ssl.SSLContext:
+    """TLS for the health probe of this host's own server: the certificate names the service
+    (not the loopback address the probe connects to), and the probe sends nothing secret and
+    believes nothing but a status code, so it is not verified."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 def healthcheck(
     host: str | None = typer.Option(
         None, "--host", help="The server's address [default: STRONGROOM_HOST, else 127.0.0.1]."
@@ -333,13 +427,20 @@ def healthcheck(
     ),
     timeout: float = typer.Option(3.0, "--timeout", min=0.1, help="Seconds to wait."),
 ) -> None:
-    """Exit 0 if the local server answers GET /v1/sys/health, else 1 (a container's HEALTHCHECK)."""
+    """Exit 0 if the local server answers GET /v1/sys/health, else 1 (a container's HEALTHCHECK).
+
+    Over HTTPS when the server serves it (STRONGROOM_TLS_CERT_FILE is set).
+    """
     import http.client
 
     settings = _load_settings()
     address = _local_address(host or settings.host)
     port = port or settings.port
-    connection = http.client.HTTPConnection(address, port, timeout=timeout)
+    connection = (
+        http.client.HTTPSConnection(address, port, timeout=timeout, context=_probe_tls())
+        if settings.tls_cert_file is not None
+        else http.client.HTTPConnection(address, port, timeout=timeout)
+    )
     try:
         connection.request("GET", "/v1/sys/health")
         status = connection.getresponse().status
@@ -353,7 +454,8 @@ def healthcheck(
 
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 keys_app = typer.Typer(
-    help="Data keys: add a new one, re-encrypt values under it.", no_args_is_help=True
+    help="Data keys: add a new one, re-encrypt values under it, change the master key.",
+    no_args_is_help=True,
 )
 audit_app = typer.Typer(help="The audit trail: verify its keyed chain.", no_args_is_help=True)
 
@@ -409,6 +511,162 @@ def keys_rewrap() -> None:
             database, keys.keyring, item_context, progress=lambda n: progress.advance(task, n)
         )
     out.print(f"Re-encrypted {done} value(s) under data key {keys.keyring.newest_id}.")
+
+
+@keys_app.command("change-master")
+def keys_change_master(
+    new_master_key_file: Path | None = typer.Option(
+        None,
+        "--new-master-key-file",
+        help="A file holding the new key (base64 of 32 bytes, mode 0600).",
+    ),
+    new_master_key_env: str | None = typer.Option(
+        None,
+        "--new-master-key-env",
+        metavar="VARIABLE",
+        help="The name of an environment variable holding the new key (base64 of 32 bytes).",
+    ),
+    new_kms_key_id: str | None = typer.Option(
+        None, "--new-kms-key-id", help="An AWS KMS key (id, alias or ARN) as the new master key."
+    ),
+    new_kms_region: str | None = typer.Option(
+        None, "--new-kms-region", help="Its region [default: STRONGROOM_KMS_REGION]."
+    ),
+    new_kms_endpoint_url: str | None = typer.Option(
+        None, "--new-kms-endpoint-url", help="Its endpoint [default: STRONGROOM_KMS_ENDPOINT_URL]."
+    ),
+) -> None:
+    """Re-wrap the data keys under a new master key (the current one: STRONGROOM_MASTER_KEY*).
+
+    Running servers keep working; every server started afterwards needs the new key.
+    """
+    from strongroom.ops.master_key import change_master, new_master_key
+
+    settings = _load_settings()
+    try:
+        new = new_master_key(
+            key_file=new_master_key_file,
+            key_env=new_master_key_env,
+            kms_key_id=new_kms_key_id,
+            kms_region=new_kms_region or settings.kms_region,
+            kms_endpoint_url=new_kms_endpoint_url or settings.kms_endpoint_url,
+        )
+        database, master, _keys, writer = _services(settings)
+        count = change_master(database, writer, master, new.provider)
+    except ConfigurationError as exc:
+        raise _fail(str(exc)) from None
+    out.print(
+        f"Re-wrapped {count} data key(s) under the new master key ({new.provider.describe()}).",
+        highlight=False,
+    )
+    err.print(
+        "Running servers keep working: they hold the data keys since they started. Before any "
+        f"server or server command starts again, give it {new.setting} in place of the old "
+        "master key setting: the old key no longer opens this database. Keep the old key only "
+        "as long as you keep backups made before now (they are still wrapped under it).",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@contextmanager
+def _copy_progress(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr (a terminal only) for a copy of pages; yields its update."""
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not err.is_terminal,
+    ) as progress:
+        task = progress.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update
+
+
+def backup_command(
+    target: Path = typer.Option(
+        ..., "--to", metavar="FILE", help="The backup file to write (created 0600)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace FILE if it exists."),
+) -> None:
+    """Copy the SQLite store to FILE, consistently, while servers run (PostgreSQL: pg_dump).
+
+    The backup holds the data keys wrapped by the master key, never the master key itself:
+    without that key (or KMS key) nobody can read it. Keep the key apart, as long as the backups.
+    """
+    from strongroom.ops.backup import BackupError, backup, sqlite_file
+    from strongroom.serving.startup import database_label
+
+    settings = _load_settings()
+    try:
+        sqlite_file(settings.database_url)  # PostgreSQL: pg_dump, said before anything else
+        database, _master, _keys, writer = _services(settings)
+        with _copy_progress("backing up") as update:
+            result = backup(database, target, writer=writer, force=force, progress=update)
+    except (BackupError, ConfigurationError) as exc:
+        raise _fail(str(exc)) from None
+    out.print(
+        f"Backed up {database_label(settings.database_url)} to {result.path} "
+        f"({result.size} bytes).",
+        highlight=False,
+        soft_wrap=True,
+    )
+    err.print(
+        "The backup is readable only with this store's master key: keep the key, apart from "
+        "the backups, for as long as them.",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def restore_command(
+    source: Path = typer.Option(..., "--from", metavar="FILE", help="The backup to restore."),
+    force: bool = typer.Option(
+        False, "--force", help="Replace the store that exists (it is kept beside it)."
+    ),
+) -> None:
+    """Put a backup back as the SQLite store, once checked (servers must be stopped).
+
+    Checks first: the file's integrity, its schema (an older one is migrated), that the master
+    key configured here opens its data keys, and its audit chain.
+    """
+    from strongroom.audit.writer import AuditFileSink, AuditWriter
+    from strongroom.crypto import load_master_key_provider
+    from strongroom.ops.backup import BackupError, restore, sqlite_file
+
+    settings = _load_settings()
+    sink = AuditFileSink(settings.audit_file) if settings.audit_file else None
+    try:
+        sqlite_file(settings.database_url)
+        master = load_master_key_provider(settings)
+        with _copy_progress("restoring") as update:
+            result = restore(
+                settings.database_url,
+                source,
+                master,
+                lambda database, keys: AuditWriter(database, keys.audit, sink),
+                force=force,
+                progress=update,
+            )
+    except (BackupError, ConfigurationError) as exc:
+        raise _fail(str(exc)) from None
+    out.print(
+        f"Restored {result.path} from {source}: {result.items} secret(s), "
+        f"{result.events} audit event(s) verified.",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if result.migrated_from is not None:
+        err.print(f"Its schema was migrated from revision {result.migrated_from}.")
+    if result.kept is not None:
+        err.print(
+            f"The store it replaced is kept as {result.kept}.", highlight=False, soft_wrap=True
+        )
 
 
 @audit_app.command("verify")

@@ -80,6 +80,8 @@ SERVER_PANEL = "Server administration (run on the server host)"
 app.command("server", rich_help_panel=SERVER_PANEL)(admin.server)
 app.command("bootstrap", rich_help_panel=SERVER_PANEL)(admin.bootstrap_command)
 app.command("healthcheck", rich_help_panel=SERVER_PANEL)(admin.healthcheck)
+app.command("backup", rich_help_panel=SERVER_PANEL)(admin.backup_command)
+app.command("restore", rich_help_panel=SERVER_PANEL)(admin.restore_command)
 app.add_typer(admin.db_app, name="db", rich_help_panel=SERVER_PANEL)
 app.add_typer(admin.keys_app, name="keys", rich_help_panel=SERVER_PANEL)
 app.add_typer(admin.audit_app, name="audit", rich_help_panel=SERVER_PANEL)

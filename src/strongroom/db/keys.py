@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, func, select, text, update
 
 from strongroom.audit.chain import ChainKey
 from strongroom.crypto import (
@@ -121,12 +121,43 @@ def rotate(database: Database, master: MasterKeyProvider) -> int:
 def rewrap_master(database: Database, old: MasterKeyProvider, new: MasterKeyProvider) -> int:
     """Re-wrap every data key under a new master key; values are untouched."""
     with database.write() as connection:
-        rows = connection.execute(select(data_keys.c.id, data_keys.c.wrapped)).all()
-        for row in rows:
-            rewrapped = new.wrap(old.unwrap(row.wrapped, row.id), row.id)
-            connection.execute(
-                update(data_keys).where(data_keys.c.id == row.id).values(wrapped=rewrapped)
-            )
+        return rewrap_master_keys(connection, old, new)
+
+
+def rewrap_master_keys(
+    connection: Connection, old: MasterKeyProvider, new: MasterKeyProvider
+) -> int:
+    """:func:`rewrap_master` inside the caller's write transaction; the number of keys.
+
+    Each key is unwrapped again with ``new`` before the transaction may commit: a provider
+    that wraps but cannot unwrap (a KMS key without Decrypt rights) must not leave every
+    value unreadable. Raises ConfigurationError (a key ``old`` does not open, or one ``new``
+    does not give back) and leaves the transaction to roll back.
+    """
+    if connection.dialect.name == "postgresql":
+        # No data key may be added meanwhile (keys rotate): it would stay under the old key.
+        connection.execute(text("LOCK TABLE data_keys IN SHARE ROW EXCLUSIVE MODE"))
+    rows = connection.execute(select(data_keys.c.id, data_keys.c.wrapped)).all()
+    for row in rows:
+        try:
+            data_key = old.unwrap(row.wrapped, row.id)
+        except DecryptionError as exc:
+            raise ConfigurationError(
+                "the current master key does not unwrap this database's data keys "
+                f"({exc.reason}): configure the one it was created with"
+            ) from None
+        rewrapped = new.wrap(data_key, row.id)
+        try:
+            opened = new.unwrap(rewrapped, row.id)
+        except DecryptionError as exc:
+            raise ConfigurationError(
+                f"the new master key cannot unwrap what it wrapped ({exc.reason})"
+            ) from None
+        if opened != data_key:
+            raise ConfigurationError("the new master key gave back another data key")
+        connection.execute(
+            update(data_keys).where(data_keys.c.id == row.id).values(wrapped=rewrapped)
+        )
     return len(rows)
 
 

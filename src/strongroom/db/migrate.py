@@ -21,6 +21,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import Connection, text
 
 from strongroom.db.engine import Database
@@ -107,3 +108,11 @@ def current_revision(database: Database) -> str | None:
 
 def is_up_to_date(database: Database) -> bool:
     return current_revision(database) == head_revision()
+
+
+def is_known_revision(revision: str) -> bool:
+    """Whether ``revision`` is one of this version's migrations (a newer version's is not)."""
+    try:
+        return ScriptDirectory.from_config(_config()).get_revision(revision) is not None
+    except CommandError:
+        return False

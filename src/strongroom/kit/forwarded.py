@@ -20,6 +20,14 @@ client sends its own ``X-Forwarded-For: <any address>`` line, the proxy adds a s
 the client's choice becomes the source that ``bound_ips``, the failed-login limit and the audit
 trail see.
 
+``X-Forwarded-Proto`` (:meth:`TrustedProxies.came_over_tls`) says which scheme the client used
+to reach the proxy. Only the trusted peer's word counts, and that is the right-most entry of
+all its lines (an edge proxy replaces the header; one that appends puts its own last)::
+
+    the connection to this server is TLS            -> TLS, whatever the headers say
+    peer not in TRUSTED_PROXIES                     -> not TLS (the header is ignored)
+    peer trusted, right-most entry is "https"       -> TLS (any other value, or none: not)
+
 Addresses come back in one spelling (``ipaddress``'s, IPv4-mapped IPv6 as IPv4), so that
 ``bound_ips``, the failure counters and the audit trail never disagree about which address it
 was. Nothing here does I/O; :meth:`TrustedProxies.trusts` is the test to reuse for any other
@@ -36,6 +44,7 @@ IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 FORWARDED_FOR = b"x-forwarded-for"
+FORWARDED_PROTO = b"x-forwarded-proto"
 UNKNOWN_PEER = "unknown"
 MAX_PEER_CHARS = 64  # the audit trail's source_ip column
 
@@ -139,3 +148,17 @@ class TrustedProxies:
                 if not self._trusts_address(address):
                     return believed
         return believed
+
+    def came_over_tls(self, peer: str | None, scheme: str, forwarded_proto: Iterable[str]) -> bool:
+        """Whether the client reached us over TLS (see the module docstring's second table).
+
+        ``scheme``: the scheme of the connection to this server (ASGI's ``scope["scheme"]``);
+        ``forwarded_proto``: every ``X-Forwarded-Proto`` line, in the order received.
+        """
+        if scheme == "https":
+            return True
+        if not self.trusts(peer):
+            # A client claiming "https" for itself: only a trusted proxy's word counts.
+            return False
+        entries = [entry for line in forwarded_proto for entry in line.split(",")]
+        return bool(entries) and entries[-1].strip(" \t").lower() == "https"

@@ -99,6 +99,9 @@ class LoginProcessServer:
             lifespan="off",  # run() enters the app's lifespan itself
             access_log=False,
             log_level="warning",
+            # Our own logging (kit/logging.py): uvicorn's default configuration would give its
+            # loggers plain-text handlers of their own.
+            log_config=None,
             server_header=False,
             proxy_headers=False,  # X-Forwarded-For is judged by the app (trusted proxies)
         )

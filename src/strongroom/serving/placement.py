@@ -10,7 +10,7 @@ decision               worker      login process  in-process  switched off by
 migrate at create_app  no (1)      no (1)         yes         (the supervisor migrates)
 login thread           yes         no (2)         yes         ``LOGIN_THREAD=false``
 login inline if idle   yes         no (2)         no (3)      ``LOGIN_INLINE_WHEN_IDLE=false``
-login handoff          yes         no             no          ``LOGIN_PROCESSES=0``
+login handoff          yes (5)     no             no          ``LOGIN_PROCESSES=0``
 WAL checkpoint thread  yes         no (4)         yes         ``WAL_CHECKPOINT_THREAD=false``
 audit journal          yes         yes            no (3)      ``AUDIT_JOURNAL=false``
 =====================  ==========  =============  ==========  ==========================
@@ -20,6 +20,15 @@ audit journal          yes         yes            no (3)      ``AUDIT_JOURNAL=fa
 2. A login process serves logins only; they run on its own event loop.
 3. Tests and the CLI choose with :meth:`Placement.in_process`'s arguments.
 4. The workers run them already; one thread per process would repeat the same work.
+5. Not under TLS (``TLS_CERT_FILE``): the server then starts no login processes. A TLS
+   session lives in the process that accepted the connection (its keys, sequence numbers and
+   buffers are OpenSSL's state there), and the worker must decrypt the first bytes to see a
+   login at all, so the socket cannot be passed on. The worker serves the login itself, on
+   its login thread or inline when idle, exactly as it does when no login process is ready.
+   Relaying the decrypted bytes to a login process instead would leave the costly part on the
+   worker anyway (the TLS handshake, done before the first byte is read) and add a copy of
+   every byte in both directions. Where login bursts must not slow reads, end TLS at a load
+   balancer in front (``TRUSTED_PROXIES``, ``X-Forwarded-Proto``): the handoff works again.
 
 - **login thread**: a process that serves reads runs logins on a second event loop in a
   thread (``auth/login_loop.py``): a burst of logins would otherwise queue the reads.
@@ -70,7 +79,7 @@ class Placement:
             migrate=False,
             login_thread=settings.login_thread,
             login_inline_when_idle=settings.login_thread and settings.login_inline_when_idle,
-            login_handoff=True,
+            login_handoff=not settings.tls,
             wal_checkpoints=settings.wal_checkpoint_thread,
             audit_journal=settings.audit_journal,
         )

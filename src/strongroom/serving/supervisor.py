@@ -15,10 +15,12 @@ Contract:
   socket and the pool's login processes (``serving/login_process.py``), and returns the exit
   code for the server: 0 after SIGTERM or SIGINT.
 - A child that exits while the server runs is logged (``worker_exited`` /
-  ``login_process_exited``, with its exit code or the signal that killed it) and started
-  again, after a delay that doubles with each exit soon after a start (``RESTART_DELAYS``,
-  reset once a child has run ``STABLE_SECONDS``): a child that cannot start (a full disk, a
-  database gone) does not become a crash loop.
+  ``login_process_exited``, with its exit code or the signal that killed it; counted in
+  ``strongroom_process_exits_total``) and started again (``worker_restarted`` /
+  ``login_process_restarted``, with the new and the previous pid), after a delay that
+  doubles with each exit soon after a start (``RESTART_DELAYS``, reset once a child has run
+  ``STABLE_SECONDS``): a child that cannot start (a full disk, a database gone) does not
+  become a crash loop.
 - SIGTERM (or SIGINT): the listening socket is closed here and each worker gets SIGTERM: it
   stops accepting, closes its idle connections and finishes what is in flight (at most
   ``worker.GRACEFUL_SHUTDOWN_SECONDS``). Once the workers have exited the supervisor closes the
@@ -38,17 +40,27 @@ import os
 import selectors
 import signal
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
+from prometheus_client import Counter
 
 from strongroom.config import Settings
 from strongroom.serving.handoff import LoginPool
 
 log = structlog.get_logger("strongroom.serving")
+
+# Counted in the supervisor's own file of PROMETHEUS_MULTIPROC_DIR: the workers' /metrics
+# adds it up with theirs. ``how``: "exit" (it called exit) or "signal" (killed by one).
+EXITS = Counter(
+    "strongroom_process_exits_total",
+    "Server processes that exited while the server ran, by kind and how",
+    ["kind", "how"],
+)
 
 RESTART_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 STABLE_SECONDS = 30.0
@@ -130,8 +142,11 @@ class Supervisor:
         pool: LoginPool | None,
         *,
         title: str = "strongroom",
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """``tls``: the workers serve HTTPS with this context (``serving/tls.py``)."""
         self._settings = settings
+        self._tls = tls
         self._listener: socket.socket | None = listener
         self._pool = pool
         self._title = title
@@ -159,7 +174,7 @@ class Supervisor:
         def main() -> None:
             from strongroom.serving.worker import serve_worker
 
-            serve_worker(self._settings, listener, self._pool)
+            serve_worker(self._settings, listener, self._pool, self._tls)
 
         return main
 
@@ -244,6 +259,14 @@ class Supervisor:
             return
         if pid == 0:
             self._become_child(child)
+        if child.pids_seen:
+            log.info(
+                f"{child.kind}_restarted",
+                index=child.index,
+                pid=pid,
+                previous_pid=child.pids_seen[-1],
+                restarts=len(child.pids_seen),
+            )
         child.pid = pid
         child.started = time.monotonic()
         child.pids_seen.append(pid)
@@ -304,6 +327,7 @@ class Supervisor:
             lived = time.monotonic() - child.started
             child.quick_exits = child.quick_exits + 1 if lived < STABLE_SECONDS else 0
             delay = self._schedule_restart(child)
+            EXITS.labels(child.kind, "signal" if os.WIFSIGNALED(status) else "exit").inc()
             log.warning(
                 f"{child.kind}_exited",
                 index=child.index,

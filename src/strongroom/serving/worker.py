@@ -10,11 +10,15 @@ lifespan shutdown and returns; the worker exits 0.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import gc
 import signal
 import socket
-from collections.abc import Iterator
+import ssl
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import uvicorn
 
@@ -27,12 +31,34 @@ from strongroom.serving.protocol import LoginRoutingProtocol
 
 # SPEC section 11: what is in flight gets at most this long after SIGTERM.
 GRACEFUL_SHUTDOWN_SECONDS = 10
+# Under TLS: a client gets as long to finish its handshake as to send its request head (SPEC
+# section 5: 10 s), not the event loop's default of 60 s (slowloris on the handshake); and a
+# closing connection waits this long at most for the client's close_notify.
+TLS_HANDSHAKE_SECONDS = 10.0
+TLS_SHUTDOWN_SECONDS = 5.0
 
 
 class WorkerServer(uvicorn.Server):
     """uvicorn's server, except that it does not raise the signal that stopped it again once
     it has shut down: it would kill the worker (exit status -15), and the supervisor tells a
-    worker that stopped as asked from one that died by its exit code."""
+    worker that stopped as asked from one that died by its exit code; and under TLS its
+    handshakes and shutdowns are bounded (uvicorn passes no such bound to the loop)."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.config.ssl is None:
+            await super().startup(sockets)
+            return
+        loop = asyncio.get_running_loop()
+        # For the one create_server call uvicorn makes here: the bounds it does not pass.
+        loop.create_server = functools.partial(  # type: ignore[method-assign]
+            loop.create_server,
+            ssl_handshake_timeout=TLS_HANDSHAKE_SECONDS,
+            ssl_shutdown_timeout=TLS_SHUTDOWN_SECONDS,
+        )
+        try:
+            await super().startup(sockets)
+        finally:
+            del loop.create_server
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -45,8 +71,14 @@ class WorkerServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def serve_worker(settings: Settings, listener: socket.socket, pool: LoginPool | None) -> None:
-    """Serve on ``listener`` until told to stop (in a forked child of the supervisor)."""
+def serve_worker(
+    settings: Settings,
+    listener: socket.socket,
+    pool: LoginPool | None,
+    tls: ssl.SSLContext | None = None,
+) -> None:
+    """Serve on ``listener`` until told to stop (in a forked child of the supervisor); over
+    TLS with ``tls``, the context the supervisor built and checked (``serving/tls.py``)."""
     presize_descriptor_table()  # inherited from the supervisor already; a no-op then
     if pool is not None:
         pool.keep_worker_ends()
@@ -63,11 +95,24 @@ def serve_worker(settings: Settings, listener: socket.socket, pool: LoginPool | 
         ws="none",  # no WebSocket route: nothing to import for them
         access_log=False,
         log_level="warning",
+        # Our own logging (kit/logging.py): uvicorn's default configuration would give its
+        # loggers plain-text handlers of their own.
+        log_config=None,
         server_header=False,
         # The app judges X-Forwarded-For itself, from STRONGROOM_TRUSTED_PROXIES only.
         # uvicorn's own handling would trust it from 127.0.0.1 and rewrite the client address
         # before the app sees it (source IP spoofing into the audit trail and bound_ips).
         proxy_headers=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        ssl_context_factory=_given(tls) if tls is not None else None,
     )
     WorkerServer(config).run(sockets=[listener])
+
+
+def _given(context: ssl.SSLContext) -> Callable[[Any, Any], ssl.SSLContext]:
+    """uvicorn's context factory for a context made already (its own would read the files)."""
+
+    def factory(_config: Any, _default: Any) -> ssl.SSLContext:
+        return context
+
+    return factory

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import RedirectResponse, Response
 
-from strongroom.api.services import audit_event_of, services_of
+from strongroom.api.services import audit_event_of
 from strongroom.errors import (
     InvalidRequestError,
     NotFoundError,
@@ -32,7 +32,7 @@ from strongroom.errors import (
 )
 from strongroom.web.form import InvalidFormError, shown_message, validation_errors
 from strongroom.web.rendering import link, render
-from strongroom.web.session import SignInRequiredError, clear_session_cookie
+from strongroom.web.session import SignInRequiredError, clear_session_cookie, cookies_secure
 
 _TITLES = {
     400: "That request is not valid",
@@ -89,7 +89,7 @@ def sign_in_redirect(request: Request, *, expired: bool) -> Response:
         link("/ui/login", next=target, expired="1" if expired else None), status_code=303
     )
     if expired:
-        clear_session_cookie(response, secure=services_of(request).settings.behind_https)
+        clear_session_cookie(response, secure=cookies_secure(request))
     return response
 
 

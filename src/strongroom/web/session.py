@@ -5,7 +5,8 @@ server keeps nothing else. Each request resolves it through the same token servi
 token, so a revoked or expired token, or a deleted auth method, ends the session at once, and
 the roles and rules that apply are exactly those of the API. The cookie lives as long as the
 token (``Max-Age``), only under ``/ui``, out of reach of scripts (``HttpOnly``), never on a
-cross-site request (``SameSite=Strict``) and, behind HTTPS, never over plain HTTP (``Secure``).
+cross-site request (``SameSite=Strict``) and, when the request came over TLS, never over plain
+HTTP (``Secure``: :func:`cookies_secure`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from starlette.responses import Response
 from strongroom.api.services import Services, audit_event_of, services_of
 from strongroom.auth.tokens import Caller
 from strongroom.errors import UnauthorizedError
+from strongroom.kit.forwarded import FORWARDED_PROTO, header_values
 from strongroom.rbac import Capability, RuleType
 from strongroom.web.csrf import session_csrf_token
 
@@ -89,6 +91,26 @@ def safe_next(unverified: str | None) -> str:
     ):
         return unverified
     return HOME
+
+
+def cookies_secure(request: Request) -> bool:
+    """Whether this response's cookies get ``Secure`` (SPEC section 11): the request came over
+    TLS, to this server or as ``X-Forwarded-Proto: https`` from a trusted proxy
+    (``kit/forwarded.py``); or ``BEHIND_HTTPS`` says that every request does.
+
+    A session cookie without ``Secure`` set over HTTPS would also be sent by the browser over
+    plain HTTP to the same host, where anyone on the path reads the token in it.
+    """
+    services = services_of(request)
+    if services.settings.behind_https:
+        return True
+    scope = request.scope
+    client = scope.get("client")
+    return services.trusted_proxies.came_over_tls(
+        str(client[0]) if client else None,
+        str(scope.get("scheme", "http")),
+        header_values(scope["headers"], FORWARDED_PROTO),
+    )
 
 
 def set_session_cookie(response: Response, token: str, max_age: int, *, secure: bool) -> None:

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import os
-from collections.abc import Iterable
 
 from fastapi import APIRouter, Request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
-from prometheus_client.metrics_core import Metric
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import select
 from starlette.responses import Response
 
@@ -17,6 +13,8 @@ from strongroom.api.schemas import Health, Readiness
 from strongroom.api.services import json_response, services_of
 from strongroom.db.migrate import is_up_to_date
 from strongroom.db.tables import counters
+from strongroom.metrics.exposition import Exposition
+from strongroom.serving.placement import Placement, Role
 
 router = APIRouter(tags=["sys"])
 
@@ -50,27 +48,6 @@ async def ready(request: Request) -> Response:
     )
 
 
-class SettledMetricFiles(multiprocess.MultiProcessCollector):
-    """prometheus_client's collector of every process's metric files, less those still empty.
-
-    A process creates its file and only then sizes it (``MmapedDict``); a scrape that met one
-    at 0 bytes failed whole with ``struct.error`` (client_python issue 1199): a 500 from
-    /metrics whenever a worker or login process was starting, or for good if one was killed
-    just then. An empty file holds nothing yet, and a file is never emptied once sized.
-    """
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        super().__init__(registry)  # type: ignore[no-untyped-call]
-
-    def collect(self) -> Iterable[Metric]:
-        files = []
-        for path in glob.glob(os.path.join(self._path, "*.db")):
-            with contextlib.suppress(FileNotFoundError):
-                if os.path.getsize(path) > 0:
-                    files.append(path)
-        return self.merge(files, accumulate=True)  # type: ignore[no-untyped-call,no-any-return]
-
-
 @router.get(
     "/metrics",
     summary="Prometheus metrics",
@@ -82,9 +59,19 @@ class SettledMetricFiles(multiprocess.MultiProcessCollector):
         }
     },
 )
-async def metrics() -> Response:
-    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-        registry = CollectorRegistry()
-        SettledMetricFiles(registry)
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request) -> Response:
+    """Every process's metrics (``strongroom.metrics`` lists them)."""
+    return Response(_exposition(request).render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _exposition(request: Request) -> Exposition:
+    """This app's, made at the first scrape: a server's worker or login process describes
+    every process of the server (its parent, the supervisor, and the supervisor's children);
+    an app in its caller's process describes that process."""
+    state = request.app.state
+    exposition: Exposition | None = getattr(state, "metrics", None)
+    if exposition is None:
+        placement: Placement | None = getattr(state, "placement", None)
+        in_server = placement is not None and placement.role is not Role.IN_PROCESS
+        exposition = state.metrics = Exposition(os.getppid() if in_server else None)
+    return exposition

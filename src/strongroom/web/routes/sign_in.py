@@ -26,6 +26,7 @@ from strongroom.web.session import (
     SignInRequiredError,
     clear_login_cookie,
     clear_session_cookie,
+    cookies_secure,
     current_session,
     safe_next,
     set_login_cookie,
@@ -59,7 +60,7 @@ def _sign_in_page(
         },
         status=status,
     )
-    set_login_cookie(response, nonce, secure=services.settings.behind_https)
+    set_login_cookie(response, nonce, secure=cookies_secure(request))
     return response
 
 
@@ -158,7 +159,7 @@ async def sign_in(request: Request) -> Response:
             errors=failure.errors,
             status=failure.status,
         )
-    secure = services.settings.behind_https
+    secure = cookies_secure(request)
     response = RedirectResponse(next_path, status_code=303)
     set_session_cookie(response, str(result["token"]), int(result["expires_in"]), secure=secure)
     clear_login_cookie(response, secure=secure)
@@ -174,5 +175,5 @@ async def sign_out(request: Request) -> Response:
     with audited_write(services.database, services.writer, event, 303) as connection:
         services.tokens.revoke(connection, session.caller.token_digest)
     response = RedirectResponse("/ui/login?signed_out=1", status_code=303)
-    clear_session_cookie(response, secure=services.settings.behind_https)
+    clear_session_cookie(response, secure=cookies_secure(request))
     return response

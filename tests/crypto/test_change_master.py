@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from strongroom.audit.store import verify_chain
-from strongroom.audit.store import seal_anchor
+from strongroom.audit.store import seal_anchor, verify_chain
 from strongroom.audit.writer import AuditWriter
 from strongroom.crypto import (
     DecryptionError,
@@ -65,7 +64,7 @@ def test_from_a_local_key_to_kms_and_back(
     assert load_or_create_keys(database, back).digester.digest("t-x") == keys.digester.digest("t-x")
     with database.read() as connection:
         actions = connection.execute(select(audit_events.c.action, audit_events.c.reason)).all()
-        assert verify_chain(connection).broken is None
+        assert verify_chain(connection, keys.audit).broken is None
     assert [action for action, _ in actions] == ["sys.keys.change_master"] * 2
     assert "aws-kms" in actions[0][1]
 

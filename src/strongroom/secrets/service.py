@@ -16,9 +16,10 @@ from sqlalchemy.exc import IntegrityError
 from strongroom.audit.event import AuditEvent
 from strongroom.audit.writer import AuditWriter, audited_write
 from strongroom.auth.tokens import Caller
-from strongroom.crypto import Keyring, item_context
+from strongroom.crypto import item_context
 from strongroom.db.engine import Database
 from strongroom.db.hot import HotReader, VersionRow
+from strongroom.db.live_keys import LiveKeyring
 from strongroom.db.tables import item_versions, items
 from strongroom.errors import ConflictError, ForbiddenError, NotFoundError, PayloadTooLargeError
 from strongroom.kit.clock import isoformat_z
@@ -42,7 +43,7 @@ def _folder_bounds(folder: str) -> tuple[str, str]:
 
 class SecretService:
     def __init__(
-        self, database: Database, writer: AuditWriter, keyring: Keyring, hot: HotReader
+        self, database: Database, writer: AuditWriter, keyring: LiveKeyring, hot: HotReader
     ) -> None:
         self._db = database
         self._writer = writer
@@ -259,12 +260,15 @@ class SecretService:
         caller: Caller,
         now: datetime,
     ) -> None:
+        # The newest key the database holds, not the newest this process loaded: a value
+        # written after `keys rotate` returned must not be left under the old key.
+        keyring = self._keyring.for_write(connection)
         connection.execute(
             item_versions.insert().values(
                 item_id=item_id,
                 version=version,
-                ciphertext=self._keyring.encrypt(plaintext, item_context(item_id, version)),
-                key_id=self._keyring.newest_id,
+                ciphertext=keyring.encrypt(plaintext, item_context(item_id, version)),
+                key_id=keyring.newest_id,
                 created_at=now,
                 created_by=caller.access_id,
             )

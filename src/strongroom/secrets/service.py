@@ -129,7 +129,10 @@ class SecretService:
         caller.require(Capability.UPDATE, RuleType.ITEM, name, now)
         plaintext = _encoded_value(body.value)
         with audited_write(self._db, self._writer, event, 200) as connection:
-            item = self._item_row(connection, name)
+            # Locked until commit: a writer racing on this item (another worker or replica)
+            # waits here, then sees this version, so it gets a 409 or the next number, never
+            # the same number (a unique-key violation, a 500).
+            item = self._item_row(connection, name, lock=True)
             newest = self._newest_existing(connection, item.id)
             if body.expected_version is not None and body.expected_version != newest:
                 raise ConflictError(
@@ -198,7 +201,7 @@ class SecretService:
         event.path = name
         caller.require(Capability.DELETE, RuleType.ITEM, name, now)
         with audited_write(self._db, self._writer, event, 204) as connection:
-            item = self._item_row(connection, name)
+            item = self._item_row(connection, name, lock=True)  # as update: one writer at a time
             if version is not None:
                 removed = connection.execute(
                     delete(item_versions).where(
@@ -283,8 +286,11 @@ class SecretService:
         return row
 
     @staticmethod
-    def _item_row(connection: Connection, name: str) -> Any:
-        row = connection.execute(select(items).where(items.c.name == name)).first()
+    def _item_row(connection: Connection, name: str, *, lock: bool = False) -> Any:
+        """The item's row; ``lock``: held until the transaction ends (PostgreSQL's FOR UPDATE;
+        SQLite's write transactions exclude each other already)."""
+        query = select(items).where(items.c.name == name)
+        row = connection.execute(query.with_for_update() if lock else query).first()
         if row is None:
             raise NotFoundError(f"no item named {name}")
         return row

@@ -166,10 +166,12 @@ def test_a_rule_changed_through_one_replica_takes_effect_on_the_other(cluster: C
         assert on_b.get("/v1/secrets/rule/a").status_code == 403  # refused, and cached, by B
         cluster.ok(0, "PUT", "/v1/roles/rule-user/rules", json=rule)
         eventually(lambda: on_b.get("/v1/secrets/rule/a").status_code == 200, "not granted")
-        cluster.ok(0, "PUT", "/v1/roles/rule-user/rules", json={**rule, "capabilities": ["deny"]})
-        eventually(lambda: on_b.get("/v1/secrets/rule/a").status_code == 403, "not denied")
         cluster.ok(0, "DELETE", "/v1/roles/rule-user/rules", params={"path": "/rule/*"})
         eventually(lambda: on_b.get("/v1/secrets/rule/a").status_code == 403, "still allowed")
+        cluster.ok(1, "PUT", "/v1/roles/rule-user/rules", json=rule)
+        eventually(lambda: on_b.get("/v1/secrets/rule/a").status_code == 200, "not granted")
+        cluster.ok(0, "PUT", "/v1/roles/rule-user/rules", json={**rule, "capabilities": ["deny"]})
+        eventually(lambda: on_b.get("/v1/secrets/rule/a").status_code == 403, "not denied")
 
 
 # -- data keys rotated and values rewrapped under load --------------------------------------

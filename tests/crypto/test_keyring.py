@@ -41,6 +41,19 @@ def test_blob_under_a_key_the_keyring_lacks_fails() -> None:
     assert caught.value.reason == "unknown key id"
 
 
+def test_with_keys_adds_a_rotations_keys_and_never_replaces_one() -> None:
+    keyring = Keyring({1: KEY_1})
+    old = keyring.encrypt(b"old value", CONTEXT)
+
+    rotated = keyring.with_keys({2: KEY_2, 1: bytes(32)})
+
+    assert keyring.key_ids == (1,)  # the original is left as it was
+    assert rotated.key_ids == (1, 2)
+    assert rotated.newest_id == 2
+    assert rotated.decrypt(old, CONTEXT) == b"old value"  # key 1 kept its key
+    assert key_id_of(rotated.encrypt(b"new value", CONTEXT)) == 2
+
+
 def test_same_id_other_key_fails() -> None:
     blob = seal(bytes(32), 1, b"value", CONTEXT)
 

@@ -42,6 +42,7 @@ from strongroom.db import migrate
 from strongroom.db.engine import Checkpointer, Database
 from strongroom.db.hot import HotReader
 from strongroom.db.keys import load_or_create_keys
+from strongroom.db.live_keys import LiveKeyring
 from strongroom.errors import ConfigurationError
 from strongroom.kit.clock import Clock, utc_now
 from strongroom.kit.inflight import InFlight
@@ -84,9 +85,9 @@ def create_app(
     database = Database.from_url(settings.database_url, background_checkpoints=True)
     if placement.migrate and not migrate.is_up_to_date(database):
         migrate.upgrade(database)
-    keys = load_or_create_keys(
-        database, master_key or load_master_key_provider(settings), create=placement.migrate
-    )
+    master = master_key or load_master_key_provider(settings)
+    keys = load_or_create_keys(database, master, create=placement.migrate)
+    keyring = LiveKeyring(keys.keyring, database, master)  # follows `keys rotate`
     # Before anything appends (audit/chain.py). A server's supervisor sealed it before forking,
     # so a worker only reads here: it still starts when the database cannot be written.
     seal_anchor(database, keys.audit)
@@ -118,11 +119,12 @@ def create_app(
         settings=settings,
         database=database,
         keys=keys,
+        keyring=keyring,
         writer=writer,
         tokens=token_service,
         auth_methods=auth_method_service,
         roles=RoleService(database, writer, checks),
-        secrets=SecretService(database, writer, keys.keyring, hot),
+        secrets=SecretService(database, writer, keyring, hot),
         login=LoginService(
             database,
             writer,

@@ -55,7 +55,10 @@ class Health(_Response):
 class ReadinessChecks(_Response):
     database: str = Field(description='"ok", or "unavailable: <error type>"')
     migrations: str = Field(description='"ok", "pending" or "unknown"')
-    keys: str = Field(description='"ok" or "missing"')
+    keys: str = Field(
+        description='"ok"; "unavailable: …" when a newer data key cannot be unwrapped with '
+        'this server\'s master key; "unknown" without the database'
+    )
 
 
 class Readiness(_Response):

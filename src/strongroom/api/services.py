@@ -20,6 +20,7 @@ from strongroom.auth_methods.service import AuthMethodService
 from strongroom.config import Settings
 from strongroom.db.engine import Database
 from strongroom.db.keys import Keys
+from strongroom.db.live_keys import LiveKeyring
 from strongroom.errors import UnauthorizedError
 from strongroom.kit.clock import Clock
 from strongroom.kit.forwarded import TrustedProxies
@@ -32,7 +33,8 @@ from strongroom.vault.service import VaultService
 class Services:
     settings: Settings
     database: Database
-    keys: Keys
+    keys: Keys  # as loaded at start
+    keyring: LiveKeyring  # the data keys now (they change with `keys rotate`)
     writer: AuditWriter
     tokens: TokenService
     auth_methods: AuthMethodService

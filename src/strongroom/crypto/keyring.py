@@ -64,6 +64,12 @@ class Keyring:
         """Every key id held, ascending."""
         return tuple(sorted(self._keys))
 
+    def with_keys(self, keys: Mapping[int, bytes]) -> Keyring:
+        """A keyring holding these keys and ``keys`` (a rotation's new ones); this one is left
+        as it is. A key id held already keeps its key: a key, once used to seal, never changes
+        under its number. Raises ValueError as the constructor does."""
+        return Keyring({**keys, **self._keys})
+
     def encrypt(self, plaintext: bytes, context: bytes) -> bytes:
         """Seal ``plaintext`` for ``context`` under the newest key (format: envelope v1)."""
         return seal(self._keys[self._newest_id], self._newest_id, plaintext, context)

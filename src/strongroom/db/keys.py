@@ -90,6 +90,20 @@ def _unwrap(rows: Sequence[Any], master: MasterKeyProvider) -> Keys:
     )
 
 
+def unwrap_newer_keys(
+    connection: Connection, master: MasterKeyProvider, newest_id: int
+) -> dict[int, bytes]:
+    """The encryption keys numbered above ``newest_id``, unwrapped: those that ``keys rotate``
+    added since a keyring was loaded. Usually none, found with one look-up on the primary key.
+    Raises DecryptionError (naming no key) when ``master`` cannot unwrap one of them."""
+    rows = connection.execute(
+        select(data_keys.c.id, data_keys.c.wrapped)
+        .where(data_keys.c.id > newest_id)
+        .order_by(data_keys.c.id)
+    ).all()
+    return {row.id: master.unwrap(row.wrapped, row.id) for row in rows}
+
+
 def has_data_keys(database: Database) -> bool:
     """Whether a master key has already wrapped data keys here (the database is in use)."""
     with database.read() as connection:
@@ -112,6 +126,9 @@ def _insert_key(
 def rotate(database: Database, master: MasterKeyProvider) -> int:
     """Add a new newest encryption key; return its number. Nothing is re-encrypted."""
     with database.write() as connection:
+        if connection.dialect.name == "postgresql":
+            # Two rotations at once would both pick the same number (SQLite's writers queue).
+            connection.execute(text("LOCK TABLE data_keys IN SHARE ROW EXCLUSIVE MODE"))
         newest = connection.execute(select(func.max(data_keys.c.id))).scalar_one()
         key_id = int(newest or 0) + 1
         _insert_key(connection, master, key_id, "encryption")
@@ -167,7 +184,7 @@ def count_stale_values(database: Database, keyring: Keyring) -> int:
             connection.execute(
                 select(func.count())
                 .select_from(item_versions)
-                .where(item_versions.c.key_id != keyring.newest_id)
+                .where(item_versions.c.key_id < keyring.newest_id)
             ).scalar_one()
         )
 
@@ -180,7 +197,10 @@ def rewrap_values(
     batch: int = 500,
     progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Re-encrypt every stored value not under the newest key, in batches; return the count."""
+    """Re-encrypt every stored value under a key older than the newest, in batches; return the
+    count. Servers may write meanwhile: they seal under the newest key they find in their write
+    transaction (``strongroom.db.live_keys``). A value under a key newer than ``keyring``'s (a
+    rotation during the rewrap) is left as it is, not moved back to an older key."""
     done = 0
     while True:
         with database.write() as connection:
@@ -191,7 +211,7 @@ def rewrap_values(
                     item_versions.c.version,
                     item_versions.c.ciphertext,
                 )
-                .where(item_versions.c.key_id != keyring.newest_id)
+                .where(item_versions.c.key_id < keyring.newest_id)
                 .limit(batch)
             ).all()
             for row in rows:

@@ -16,9 +16,10 @@ from sqlalchemy.exc import IntegrityError
 from strongroom.audit.event import AuditEvent
 from strongroom.audit.writer import AuditWriter, audited_write
 from strongroom.auth.tokens import Caller
-from strongroom.crypto import Keyring, item_context
+from strongroom.crypto import item_context
 from strongroom.db.engine import Database
 from strongroom.db.hot import HotReader, VersionRow
+from strongroom.db.live_keys import LiveKeyring
 from strongroom.db.tables import item_versions, items
 from strongroom.errors import ConflictError, ForbiddenError, NotFoundError, PayloadTooLargeError
 from strongroom.kit.clock import isoformat_z
@@ -42,7 +43,7 @@ def _folder_bounds(folder: str) -> tuple[str, str]:
 
 class SecretService:
     def __init__(
-        self, database: Database, writer: AuditWriter, keyring: Keyring, hot: HotReader
+        self, database: Database, writer: AuditWriter, keyring: LiveKeyring, hot: HotReader
     ) -> None:
         self._db = database
         self._writer = writer
@@ -128,7 +129,10 @@ class SecretService:
         caller.require(Capability.UPDATE, RuleType.ITEM, name, now)
         plaintext = _encoded_value(body.value)
         with audited_write(self._db, self._writer, event, 200) as connection:
-            item = self._item_row(connection, name)
+            # Locked until commit: a writer racing on this item (another worker or replica)
+            # waits here, then sees this version, so it gets a 409 or the next number, never
+            # the same number (a unique-key violation, a 500).
+            item = self._item_row(connection, name, lock=True)
             newest = self._newest_existing(connection, item.id)
             if body.expected_version is not None and body.expected_version != newest:
                 raise ConflictError(
@@ -197,7 +201,7 @@ class SecretService:
         event.path = name
         caller.require(Capability.DELETE, RuleType.ITEM, name, now)
         with audited_write(self._db, self._writer, event, 204) as connection:
-            item = self._item_row(connection, name)
+            item = self._item_row(connection, name, lock=True)  # as update: one writer at a time
             if version is not None:
                 removed = connection.execute(
                     delete(item_versions).where(
@@ -259,12 +263,15 @@ class SecretService:
         caller: Caller,
         now: datetime,
     ) -> None:
+        # The newest key the database holds, not the newest this process loaded: a value
+        # written after `keys rotate` returned must not be left under the old key.
+        keyring = self._keyring.for_write(connection)
         connection.execute(
             item_versions.insert().values(
                 item_id=item_id,
                 version=version,
-                ciphertext=self._keyring.encrypt(plaintext, item_context(item_id, version)),
-                key_id=self._keyring.newest_id,
+                ciphertext=keyring.encrypt(plaintext, item_context(item_id, version)),
+                key_id=keyring.newest_id,
                 created_at=now,
                 created_by=caller.access_id,
             )
@@ -279,8 +286,11 @@ class SecretService:
         return row
 
     @staticmethod
-    def _item_row(connection: Connection, name: str) -> Any:
-        row = connection.execute(select(items).where(items.c.name == name)).first()
+    def _item_row(connection: Connection, name: str, *, lock: bool = False) -> Any:
+        """The item's row; ``lock``: held until the transaction ends (PostgreSQL's FOR UPDATE;
+        SQLite's write transactions exclude each other already)."""
+        query = select(items).where(items.c.name == name)
+        row = connection.execute(query.with_for_update() if lock else query).first()
         if row is None:
             raise NotFoundError(f"no item named {name}")
         return row

@@ -10,9 +10,10 @@ from sqlalchemy import select
 from starlette.responses import Response
 
 from strongroom.api.schemas import Health, Readiness
-from strongroom.api.services import json_response, services_of
+from strongroom.api.services import Services, json_response, services_of
 from strongroom.db.migrate import is_up_to_date
 from strongroom.db.tables import counters
+from strongroom.errors import ServiceUnavailableError
 from strongroom.metrics.exposition import Exposition
 from strongroom.serving.placement import Placement, Role
 
@@ -41,11 +42,21 @@ async def ready(request: Request) -> Response:
     except Exception as exc:  # readiness reports any failure rather than raising it
         checks["database"] = f"unavailable: {type(exc).__name__}"
         checks["migrations"] = "unknown"
-    checks["keys"] = "ok" if services.keys.keyring.newest_id >= 1 else "missing"
+    checks["keys"] = _keys_check(services) if checks["database"] == "ok" else "unknown"
     ok = all(value == "ok" for value in checks.values())
     return json_response(
         {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
     )
+
+
+def _keys_check(services: Services) -> str:
+    """Whether this server holds every data key the database has (or can load it now): a
+    server that cannot open the values a rotation seals under a new key is not ready."""
+    try:
+        services.keyring.catch_up()
+    except ServiceUnavailableError:
+        return "unavailable: a newer data key cannot be unwrapped with this server's master key"
+    return "ok"
 
 
 @router.get(

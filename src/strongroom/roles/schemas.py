@@ -30,8 +30,11 @@ class RoleCreate(_Strict):
     description: str = Field(default="", max_length=1024)
 
 
-class RuleSet(_Strict):
-    """PUT body: set (or replace) the capabilities of one (rule_type, path)."""
+class RuleUpdate(_Strict):
+    """PUT body: set (or replace) the capabilities of one (rule_type, path) of a role.
+
+    Not to be confused with :class:`strongroom.rbac.RuleSet`, the compiled rules of a caller.
+    """
 
     rule_type: str = "item-rule"
     path: str = Field(max_length=600)

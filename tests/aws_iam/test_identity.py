@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from strongroom.auth.aws_iam import (
-    CLAIM_NAMES,
     AwsIdentityClaims,
     CallerIdentity,
     PrincipalType,
     claims_from_identity,
 )
 from strongroom.errors import AuthenticationDenied
+from strongroom.rbac import CLAIM_NAMES
 
 ACCOUNT = "123456789012"
 PARTITIONS = ["aws", "aws-cn", "aws-us-gov"]

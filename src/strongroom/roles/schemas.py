@@ -12,12 +12,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from strongroom.kit.names import validate_object_name
 from strongroom.kit.timestamp import Timestamp
-from strongroom.rbac import Capability, RuleType
+from strongroom.rbac import CLAIM_NAMES, Capability, RuleType
 
-# The claims an association may test: exactly the ones a login can produce.
-CLAIM_NAMES = frozenset(
-    {"account_id", "arn", "role_name", "role_id", "resource_id", "user_name", "user_id"}
-)
 MAX_SUB_CLAIM_VALUES = 50
 
 

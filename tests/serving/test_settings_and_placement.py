@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from strongroom.config import Settings, unknown_variables
-from strongroom.serving.placement import Placement, Role
+from strongroom.serving.placement import Placement, ProcessRole
 from strongroom.serving.supervisor import describe_exit
 
 
@@ -49,7 +49,7 @@ def test_unknown_variables_are_named_with_the_closest_setting() -> None:
 
 def test_each_placement_switch_is_a_setting() -> None:
     default = Placement.server_worker(Settings())
-    assert default.role is Role.WORKER
+    assert default.role is ProcessRole.WORKER
     assert (default.login_thread, default.login_inline_when_idle, default.login_handoff) == (
         True,
         True,

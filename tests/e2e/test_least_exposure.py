@@ -28,8 +28,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import fresh_database_url
 from tests.e2e.test_login_processes import Server, fresh_login, key_login_body
+from tests.support.databases import fresh_database_url
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +70,8 @@ def stack(
     root = tmp_path_factory.mktemp("least-exposure")
     data = root / "data"
     data.mkdir()
-    with fresh_database_url(request.param, request, data) as database_url:
+    # The server makes its SQLite file itself: that file's mode is under test too.
+    with fresh_database_url(request.param, request, data, migrated=False) as database_url:
         env = {
             "STRONGROOM_DATABASE_URL": database_url,
             "STRONGROOM_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),

@@ -91,7 +91,7 @@ def head_table(connection: Connection) -> str:
         found = connection.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'"))
     else:
         found = connection.execute(text("SELECT tablename FROM pg_tables"))
-    return next(name for (name,) in found if name in names)
+    return next(str(name) for (name,) in found if name in names)
 
 
 def relink_unkeyed(connection: Connection, from_seq: int) -> str:

@@ -1176,7 +1176,7 @@ def inline(stack: Stack) -> Iterator[Server]:
 
     def handed_over() -> bool:
         response = fresh_login_while_busy(server, stack.admin_body)
-        return response.headers.get("connection") == "close"
+        return bool(response.headers.get("connection") == "close")
 
     def ready() -> None:
         wait_until(handed_over, 30, "the login process never took a login", 0.2)

@@ -6,7 +6,7 @@ PostgreSQL database on 127.0.0.1:5432, each a copy of a template migrated once p
 message, unless ``STRONGROOM_REQUIRE_POSTGRES=1`` (as in CI), where it fails instead.
 
 Apps in the test's own process come from tests/support/harness.py: ``make_harness`` here,
-``open_harness`` or ``running_app`` where a fixture needs another scope.
+``running_app`` (and ``bootstrapped``) where a fixture needs another scope.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from tests.support.databases import (
     new_postgres_database,
     postgres_url,
 )
-from tests.support.harness import Harness, open_harness
+from tests.support.harness import Harness, bootstrapped, running_app
 from tests.support.moto_world import MotoWorld, moto_world
 
 
@@ -118,15 +118,14 @@ class MakeHarness:
         placement: Placement | None = None,
         **settings: Any,
     ) -> Harness:
-        return self._apps.enter_context(
-            open_harness(
-                self._make_settings(**settings),
-                master_key=self._master_key,
-                sts_transport=sts_transport,
-                clock=clock,
-                placement=placement,
-            )
+        running = running_app(
+            self._make_settings(**settings),
+            master_key=self._master_key,
+            sts_transport=sts_transport,
+            clock=clock,
+            placement=placement,
         )
+        return bootstrapped(self._apps.enter_context(running))
 
     def close(self) -> None:
         self._apps.close()

@@ -21,8 +21,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
@@ -37,7 +35,7 @@ from schemathesis.specs.openapi.checks import (
 from strongroom.config import Settings
 from strongroom.crypto import LocalMasterKey
 from tests.support.databases import sqlite_copy
-from tests.support.harness import Harness, open_harness
+from tests.support.harness import Harness, bootstrapped, running_app
 
 pytestmark = pytest.mark.slow
 
@@ -66,15 +64,7 @@ REVOKING = frozenset(
 @dataclass(frozen=True)
 class FuzzTarget:
     harness: Harness
-    token: str
-
-    @property
-    def app(self) -> FastAPI:
-        return self.harness.app
-
-    @property
-    def client(self) -> TestClient:
-        return self.harness.client
+    token: str  # the admin's, for every case but those of REVOKING
 
     def fresh_token(self) -> str:
         admin = self.harness.admin
@@ -86,7 +76,8 @@ def target(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     key = base64.b64encode(secrets.token_bytes(32)).decode()
     database_url = sqlite_copy(sqlite_template, tmp_path_factory.mktemp("fuzz") / "fuzz.db")
     settings = Settings(database_url=database_url, master_key=key, log_format="console")
-    with open_harness(settings, master_key=LocalMasterKey.from_base64(key)) as harness:
+    with running_app(settings, master_key=LocalMasterKey.from_base64(key)) as running:
+        harness = bootstrapped(running)
         yield FuzzTarget(harness, harness.admin.token)
 
 
@@ -98,7 +89,7 @@ def _conform(
 ) -> None:
     """Run ``validate`` on ``examples`` generated cases of every operation; fail with every
     operation that failed, each with its first failure."""
-    schema = schemathesis.openapi.from_asgi("/openapi.json", target.app)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", target.harness.app)
     failures: dict[str, str] = {}
     operations = []
     for result in schema.get_all_operations():

@@ -1,7 +1,7 @@
 """The one way tests build the app in their own process.
 
 :func:`running_app` calls ``create_app`` with the test's edges and holds its lifespan open for
-the block; :func:`open_harness` adds a bootstrapped admin, logged in. The fixtures
+the block; :func:`bootstrapped` adds the bootstrapped admin, logged in. The fixtures
 ``make_harness`` and ``harness`` (tests/conftest.py) and the module-wide apps of a few tests
 (the OpenAPI fuzzer's) all come through here, so a new edge of ``create_app`` has one place to
 go.
@@ -114,20 +114,3 @@ def bootstrapped(running: InProcessApp) -> Harness:
     )
     token = running.login_key(creds.access_id, creds.access_key)
     return Harness(running.app, running.client, Admin(creds.access_id, creds.access_key, token))
-
-
-@contextlib.contextmanager
-def open_harness(
-    settings: Settings,
-    *,
-    master_key: MasterKeyProvider | None = None,
-    sts_transport: httpx.AsyncBaseTransport | None = None,
-    clock: Clock = utc_now,
-    placement: Placement | None = None,
-) -> Iterator[Harness]:
-    """:func:`running_app` with a bootstrapped admin, logged in."""
-    with running_app(
-        settings, master_key=master_key, sts_transport=sts_transport, clock=clock,
-        placement=placement,
-    ) as running:  # fmt: skip
-        yield bootstrapped(running)

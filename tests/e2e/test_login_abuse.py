@@ -148,21 +148,10 @@ def stack(
     )
     credentials = server.bootstrap()
     server.start()
-    admin = httpx.Client(base_url=server.url, timeout=15)
     try:
-        login = admin.post(
-            "/v1/auth/login",
-            json={
-                "access_id": credentials["access_id"],
-                "access_type": "access_key",
-                "access_key": credentials["access_key"],
-            },
-        )
-        assert login.status_code == 200, login.text
-        admin.headers["Authorization"] = f"Bearer {login.json()['token']}"
-        yield Stack(server, database_url, moto, admin)
+        with server.client_as(credentials) as admin:
+            yield Stack(server, database_url, moto, admin)
     finally:
-        admin.close()
         server.stop()
 
 

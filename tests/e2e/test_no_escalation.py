@@ -23,6 +23,7 @@ import pytest
 
 from tests.e2e.server_process import ServerProcess
 from tests.support.databases import fresh_database_url
+from tests.support.login import key_login
 from tests.support.moto_world import MotoWorld
 from tests.support.signing import sign_get_caller_identity
 
@@ -65,11 +66,7 @@ class World:
     def login(self, key: dict[str, str]) -> dict[str, Any]:
         response = httpx.post(
             self.server.url + "/v1/auth/login",
-            json={
-                "access_id": key["access_id"],
-                "access_type": "access_key",
-                "access_key": key["access_key"],
-            },
+            json=key_login(key["access_id"], key["access_key"]),
             timeout=30,
         )
         assert response.status_code == 200, response.text

@@ -25,14 +25,10 @@ from strongroom.config import Settings
 from strongroom.crypto import MasterKeyProvider
 from strongroom.kit.clock import Clock, utc_now
 from strongroom.serving.placement import Placement
+from tests.support.login import key_login, key_token
 
 # Requests come from this address (TEST-NET-3), port included, unless a test says otherwise.
 CLIENT_ADDRESS = ("203.0.113.7", 50000)
-
-
-def key_login(access_id: str, access_key: str) -> dict[str, str]:
-    """The JSON body of an access-key login."""
-    return {"access_id": access_id, "access_type": "access_key", "access_key": access_key}
 
 
 @dataclass
@@ -64,9 +60,7 @@ class InProcessApp:
 
     def login_key(self, access_id: str, access_key: str) -> str:
         """Log in with an access key; return the token."""
-        response = self.client.post("/v1/auth/login", json=key_login(access_id, access_key))
-        assert response.status_code == 200, response.text
-        return str(response.json()["token"])
+        return key_token(self.client, access_id, access_key)
 
     @staticmethod
     def as_token(token: str) -> dict[str, str]:

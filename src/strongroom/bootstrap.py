@@ -41,7 +41,7 @@ class AdminCredentials:
 
 
 @dataclass(frozen=True)
-class Recovery:
+class AdminRecovery:
     """What :func:`recover` did: the new key, and what it had to put back."""
 
     credentials: AdminCredentials
@@ -80,7 +80,7 @@ def bootstrap(database: Database, keys: Keys, writer: AuditWriter) -> AdminCrede
     return AdminCredentials(access_id=access_id, access_key=access_key, auth_method=method_name)
 
 
-def recover(database: Database, keys: Keys, writer: AuditWriter) -> Recovery:
+def recover(database: Database, keys: Keys, writer: AuditWriter) -> AdminRecovery:
     """A fresh admin API key when every other one is lost (``strongroom bootstrap --recover``).
 
     A new ``api_key`` auth method tied to the role ``admin``, rather than a new key for an
@@ -140,7 +140,7 @@ def recover(database: Database, keys: Keys, writer: AuditWriter) -> Recovery:
         event.auth_method = method_name
         put_back = [("admin role recreated", recreated), ("admin rules restored", restored)]
         event.reason = "; ".join(text for text, done in put_back if done) or None
-    return Recovery(
+    return AdminRecovery(
         credentials=AdminCredentials(access_id, access_key, method_name),
         role_recreated=recreated,
         rules_restored=restored,

@@ -9,21 +9,20 @@ from collections.abc import Callable
 
 import pytest
 
-from strongroom.api.app import create_app
 from strongroom.audit.journal import AuditJournal
 from strongroom.crypto import LocalMasterKey
 from strongroom.serving.placement import Placement
 from tests.audit.test_journal import chained_request_ids, event, write_orphan
-from tests.audit.test_writer_journal import HeldLock
-from tests.conftest import Harness
 from tests.support.audit_chain import verify
+from tests.support.concurrency import HeldLock
+from tests.support.harness import Harness, running_app
 
 
 @pytest.fixture
 def journaled(make_harness: Callable[..., Harness], database_url: str) -> Harness:
     if not database_url.startswith("sqlite"):
         pytest.skip("PostgreSQL commits reads' events in a thread: there is no journal")
-    return make_harness(audit_journal=True)
+    return make_harness(placement=Placement.in_process(audit_journal=True))
 
 
 def journal_of(harness: Harness) -> AuditJournal:
@@ -74,19 +73,12 @@ def test_events_a_dead_process_journaled_are_chained_when_the_app_starts(
     orphan = write_orphan(journal.directory, [event(1), event(2)])
     assert orphan.path.exists()
     # A new worker on the same database (as uvicorn starts one for a worker that died).
-    again = create_app(
+    with running_app(
         journaled.services.settings,
         master_key=master_key,
         placement=Placement.in_process(audit_journal=True),
-    )
-    services = again.state.services
-    try:
+    ) as again:
         assert not orphan.path.exists()
         assert journal.path.exists()  # the first app's own journal: alive, left alone
-        chained = chained_request_ids(services.database)
+        chained = chained_request_ids(again.services.database)
         assert {"req-0001", "req-0002"} <= set(chained)
-    finally:
-        journal_of_app = services.writer.journal
-        assert journal_of_app is not None
-        journal_of_app.close(remove=True)
-        services.database.dispose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tests.conftest import Harness
+from tests.support.harness import Harness
 
 AWS = {
     "type": "aws_iam",

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
-from tests.conftest import Harness
+from tests.support.harness import Harness
 
 
 @pytest.mark.parametrize(
@@ -196,10 +196,11 @@ def test_metrics_of_several_processes_skip_a_file_still_being_created(
     it, and a scrape meeting it empty answered 500 (a process starting, or killed then)."""
     folder = tmp_path / "metrics"
     folder.mkdir()
-    written = MmapedDict(str(folder / "counter_101.db"))
+    # prometheus_client's own file format, written as another process would (untyped API).
+    written = MmapedDict(str(folder / "counter_101.db"))  # type: ignore[no-untyped-call]
     key = mmap_key("strongroom_probe", "strongroom_probe_total", [], [], "a probe")
-    written.write_value(key, 3.0, 0.0)
-    written.close()
+    written.write_value(key, 3.0, 0.0)  # type: ignore[no-untyped-call]
+    written.close()  # type: ignore[no-untyped-call]
     (folder / "counter_102.db").touch()  # a process between creating and sizing its file
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
     metrics = harness.client.get("/metrics")

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from strongroom.audit.writer import AuditWriter
 from strongroom.bootstrap import recover
 from strongroom.db.tables import audit_events
-from tests.conftest import Harness
+from tests.support.harness import Harness
 
 
 def test_recover_mints_an_admin_key_and_puts_the_admin_role_back(harness: Harness) -> None:

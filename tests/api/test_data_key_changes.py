@@ -11,13 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from strongroom.api.app import create_app
 from strongroom.config import Settings
 from strongroom.crypto import DecryptionError, LocalMasterKey, item_context, seal
 from strongroom.db.keys import load_or_create_keys, rewrap_values, rotate
 from strongroom.db.tables import item_versions, items
-from strongroom.serving.placement import Placement
-from tests.conftest import Harness
+from tests.support.harness import Harness, running_app
 
 
 @pytest.fixture
@@ -25,9 +23,9 @@ def other_replica(
     harness: Harness, make_settings: Callable[..., Settings], master_key: LocalMasterKey
 ) -> Iterator[TestClient]:
     """A second app on the harness's database, with the harness admin's token."""
-    app = create_app(make_settings(), master_key=master_key, placement=Placement.in_process())
-    with TestClient(app, headers=harness.admin.headers) as client:
-        yield client
+    with running_app(make_settings(), master_key=master_key) as replica:
+        replica.client.headers.update(harness.admin.headers)
+        yield replica.client
 
 
 def key_of(harness: Harness, name: str) -> int:

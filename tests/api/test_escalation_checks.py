@@ -17,7 +17,7 @@ from strongroom.rbac.budget import Budget
 from strongroom.roles import service as role_service
 from strongroom.roles.checks import EscalationChecks
 from strongroom.roles.service import upsert_rule
-from tests.conftest import Harness
+from tests.support.harness import Harness
 
 T = TypeVar("T")
 
@@ -39,7 +39,9 @@ def _add_deny(harness: Harness, role: str, path: str) -> Callable[[], None]:
     def meddle() -> None:
         database = harness.services.database
         with database.write() as connection:
-            role_id = connection.execute(select(roles.c.id).where(roles.c.name == role)).scalar()
+            role_id = connection.execute(
+                select(roles.c.id).where(roles.c.name == role)
+            ).scalar_one()
             upsert_rule(
                 connection,
                 role_id,

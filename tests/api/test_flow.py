@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import Harness
+from tests.support.harness import Harness
 
 
 def make_reader(harness: Harness, *, rules: list[dict[str, Any]], name: str = "reader") -> str:
@@ -200,7 +200,7 @@ def test_no_escalation(harness: Harness) -> None:
 def admin_method(harness: Harness) -> str:
     methods = harness.client.get("/v1/auth-methods", headers=harness.admin.headers).json()
     return next(
-        m["name"] for m in methods["auth_methods"] if m["access_id"] == harness.admin.access_id
+        str(m["name"]) for m in methods["auth_methods"] if m["access_id"] == harness.admin.access_id
     )
 
 

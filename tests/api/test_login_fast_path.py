@@ -12,7 +12,7 @@ from starlette.types import Receive, Scope, Send
 
 from strongroom.api.routes import auth
 from strongroom.api.routes.auth import LoginFastPath
-from tests.conftest import Harness
+from tests.support.harness import Harness
 
 
 class _App:

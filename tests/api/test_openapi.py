@@ -20,7 +20,7 @@ from strongroom.api.errors import _HTTP_CODES
 from strongroom.api.schemas import ErrorCode
 from strongroom.errors import StrongroomError
 from strongroom.vault.errors import VAULT_PATH_PREFIXES, UnsupportedOperationError
-from tests.conftest import Harness
+from tests.support.harness import Harness
 from tests.support.moto_world import MotoWorld
 from tests.support.signing import sign_get_caller_identity
 
@@ -33,7 +33,7 @@ PUBLIC = {
     "GET /v1/sys/ready",
     "GET /metrics",
 }
-TOKEN_SCHEMES = [{"bearer": []}, {"vaultToken": []}]
+TOKEN_SCHEMES: list[dict[str, list[str]]] = [{"bearer": []}, {"vaultToken": []}]
 
 
 def operations(document: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -88,7 +88,7 @@ def test_errors_have_the_real_shapes(document: dict[str, Any]) -> None:
     assert error["additionalProperties"] is False
 
 
-def _subclasses(cls: type) -> Iterator[type]:
+def _subclasses(cls: type[StrongroomError]) -> Iterator[type[StrongroomError]]:
     for subclass in cls.__subclasses__():
         yield subclass
         yield from _subclasses(subclass)
@@ -136,7 +136,7 @@ class Tour:
     def call(
         self, method: str, template: str, status: int, *, path: str | None = None, **kwargs: Any
     ) -> httpx.Response:
-        answer = self.client.request(method, path or template, **kwargs)
+        answer: httpx.Response = self.client.request(method, path or template, **kwargs)
         assert answer.status_code == status, (method, path or template, answer.text[:500])
         operation = self.document["paths"][template][method.lower()]
         assert str(status) in operation["responses"], (method, template, status)

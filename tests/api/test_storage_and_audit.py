@@ -10,8 +10,8 @@ from strongroom.crypto import LocalMasterKey, item_context, key_id_of
 from strongroom.db.keys import load_or_create_keys, rewrap_values, rotate
 from strongroom.db.tables import audit_events, item_versions, items
 from tests.api.test_flow import make_reader
-from tests.conftest import Harness
 from tests.support.audit_chain import verify
+from tests.support.harness import Harness
 
 
 def test_swapped_ciphertexts_fail_to_decrypt(harness: Harness) -> None:
@@ -160,11 +160,11 @@ def test_audit_failure_fails_closed(harness: Harness) -> None:
     }
 
 
-def test_key_rotation_and_rewrap(harness: Harness) -> None:
+def test_key_rotation_and_rewrap(harness: Harness, master_key_b64: str) -> None:
     client, headers = harness.client, harness.admin.headers
     client.post("/v1/secrets", json={"name": "/k/old", "value": "old"}, headers=headers)
     services = harness.services
-    master = LocalMasterKey.from_base64(services.settings.master_key.get_secret_value())
+    master = LocalMasterKey.from_base64(master_key_b64)
     new_id = rotate(services.database, master)
     keys = load_or_create_keys(services.database, master)
     assert keys.keyring.newest_id == new_id == 2
@@ -178,5 +178,5 @@ def test_key_rotation_and_rewrap(harness: Harness) -> None:
     # The running app (its keys loaded before the rotation) picks key 2 up by itself, and a
     # restarted one loads it: the value is readable under the new key either way.
     assert client.get("/v1/secrets/k/old", headers=headers).json()["value"] == "old"
-    restarted = LocalMasterKey.from_base64(services.settings.master_key.get_secret_value())
+    restarted = LocalMasterKey.from_base64(master_key_b64)
     assert load_or_create_keys(services.database, restarted).keyring.newest_id == 2

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Harness
+from tests.support.harness import Harness
 from tests.support.moto_world import MotoWorld
 from tests.support.signing import sign_get_caller_identity
 

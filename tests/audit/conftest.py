@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from strongroom.db import migrate
 from strongroom.db.engine import Database
 from tests.support.audit_chain import anchored
+from tests.support.databases import sqlite_copy
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    database = Database.from_url(f"sqlite:///{tmp_path / 'strongroom.db'}")
-    migrate.upgrade(database)
+def database(sqlite_template: Path, tmp_path: Path) -> Iterator[Database]:
+    database = Database.from_url(sqlite_copy(sqlite_template, tmp_path / "strongroom.db"))
     yield anchored(database)
     database.dispose()

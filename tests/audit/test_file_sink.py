@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from strongroom.audit import writer as writer_module
 from strongroom.audit.writer import AuditFileSink, AuditWriter, audited_write
 from strongroom.db.engine import Database
 from strongroom.errors import ConfigurationError, ServiceUnavailableError
@@ -38,7 +37,7 @@ class FullDisk:
             self.room -= written
             return written
 
-        monkeypatch.setattr(writer_module.os, "write", write)
+        monkeypatch.setattr(os, "write", write)
 
 
 def _sink(tmp_path: Path) -> AuditFileSink:
@@ -108,7 +107,7 @@ def test_reads_fail_closed_and_never_hang_when_the_file_fails(
             5,
         )
         await writer.drain()
-        return results
+        return list(results)
 
     results = asyncio.run(scenario())
     assert [type(r) for r in results] == [ServiceUnavailableError] * 2

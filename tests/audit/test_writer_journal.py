@@ -66,7 +66,7 @@ def test_reads_are_answered_while_another_writer_holds_the_lock(database: Databa
             )
             await asyncio.sleep(0.05)  # the move is due, and waits for the lock in a thread
             assert chained_request_ids(database) == []
-        await writer.settle()
+        await writer.drain_journal()
         chained = chained_request_ids(database)
         await writer.drain()
         return chained
@@ -82,7 +82,7 @@ def test_events_of_one_loop_pass_share_one_journal_write(database: Database) -> 
     async def scenario() -> tuple[int, int]:
         await asyncio.gather(*(writer.write(event(n)) for n in range(8)))
         size_after_batch = journal.size
-        await writer.settle()
+        await writer.drain_journal()
         moved = progress_rows(database)[journal.name]
         await writer.drain()
         return size_after_batch, moved
@@ -159,7 +159,7 @@ def test_a_large_journal_is_replaced_once_chained(
     async def scenario() -> None:
         for n in range(10):
             await writer.write(event(n))
-            await writer.settle()
+            await writer.drain_journal()
         await writer.drain()
 
     asyncio.run(scenario())
@@ -200,13 +200,13 @@ def test_a_backlog_moves_in_a_thread_in_bounded_transactions_of_whole_writes(
 
     async def scenario() -> None:
         await writer.write(event(0))
-        await writer.settle()  # lock free, one event: on the loop
+        await writer.drain_journal()  # lock free, one event: on the loop
         with HeldLock(database):
             for write in range(5):  # five journal writes of two events each
                 await asyncio.gather(
                     writer.write(event(2 * write + 1)), writer.write(event(2 * write + 2))
                 )
-        await writer.settle()
+        await writer.drain_journal()
         await writer.drain()
 
     asyncio.run(scenario())

@@ -16,7 +16,7 @@ import pytest
 from akeyless_cloud_id import CloudId
 
 from strongroom.kit.clock import utc_now
-from tests.conftest import Harness
+from tests.support.harness import Harness
 from tests.support.moto_world import MotoWorld
 from tests.support.signing import encode_cloud_id, sign_get_caller_identity
 from tests.support.stub_sts import Reply, StubSts, identity_xml

@@ -460,7 +460,7 @@ def test_server_id_must_be_signed() -> None:
 )
 def test_vaults_server_id_header_is_the_same_header(sign_kwargs: dict[str, object]) -> None:
     """hvac's ``header_value`` and the vault CLI send X-Vault-AWS-IAM-Server-ID."""
-    vetted = vet(signed_request(**sign_kwargs), server_id="vault-a.example")  # type: ignore[arg-type]
+    vetted = vet(signed_request(**sign_kwargs), server_id="vault-a.example")
     # Sent on under its own name: the signature covers the name the client signed.
     assert dict(vetted.headers)[VAULT_SERVER_ID_HEADER] == "vault-a.example"
 

@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 
 from strongroom.cli.main import app
 from tests.e2e.server_process import STRONGROOM, ServerProcess
+from tests.support.login import key_token
 from tests.support.moto_sts import MotoPrincipal, MotoServer
 
 INSTANCE_ID = "i-0abc1234567890def"
@@ -66,12 +67,8 @@ class AdminApi:
         self.access_id = access_id
         self.access_key = access_key
         self.http = httpx.Client(base_url=url, timeout=30)
-        login = self.http.post(
-            "/v1/auth/login",
-            json={"access_id": access_id, "access_type": "access_key", "access_key": access_key},
-        )
-        login.raise_for_status()
-        self.http.headers["Authorization"] = f"Bearer {login.json()['token']}"
+        token = key_token(self.http, access_id, access_key)
+        self.http.headers["Authorization"] = f"Bearer {token}"
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.http.request(method, path, **kwargs)
@@ -194,6 +191,22 @@ class Invoker:
         base = clean_environ({"STRONGROOM_HOME": str(self.home), **self.env, **(env or {})})
         changed = {key: value for key, value in base.items() if os.environ.get(key) != value}
         return self.runner.invoke(app, list(args), env=changed, input=stdin, catch_exceptions=False)
+
+    def configure_key(self, access_id: str, access_key: str, server_url: str, *more: str) -> Any:
+        """``configure`` a profile that logs in with an access key (``more``: its other
+        options, e.g. ``--profile NAME``)."""
+        return self(
+            "configure",
+            "--access-id",
+            access_id,
+            "--access-type",
+            "access_key",
+            "--access-key",
+            access_key,
+            "--server-url",
+            server_url,
+            *more,
+        )
 
 
 @pytest.fixture

@@ -18,18 +18,8 @@ from tests.cli.conftest import ACCOUNT_ID, Cli, Invoker, RunningServer
 
 @pytest.fixture
 def admin(invoke: Invoker, server: RunningServer) -> Invoker:
-    result = invoke(
-        "configure",
-        "--profile",
-        "admin",
-        "--access-id",
-        server.admin.access_id,
-        "--access-type",
-        "access_key",
-        "--access-key",
-        server.admin.access_key,
-        "--server-url",
-        server.url,
+    result = invoke.configure_key(
+        server.admin.access_id, server.admin.access_key, server.url, "--profile", "admin"
     )
     assert result.exit_code == 0, result.stderr
     assert result.stdout == "Profile admin successfully configured\n"

@@ -15,17 +15,7 @@ from tests.support.moto_sts import free_port
 @pytest.fixture
 def admin(invoke: Invoker, server: RunningServer) -> Invoker:
     """``invoke`` with the bootstrap admin as profile 'default'."""
-    result = invoke(
-        "configure",
-        "--access-id",
-        server.admin.access_id,
-        "--access-type",
-        "access_key",
-        "--access-key",
-        server.admin.access_key,
-        "--server-url",
-        server.url,
-    )
+    result = invoke.configure_key(server.admin.access_id, server.admin.access_key, server.url)
     assert result.exit_code == 0, result.stderr
     return invoke
 
@@ -46,17 +36,7 @@ def test_the_profile_comes_from_the_environment(invoke: Invoker) -> None:
 
 def test_server_down_names_the_url(invoke: Invoker, server: RunningServer) -> None:
     down = f"http://127.0.0.1:{free_port()}"
-    invoke(
-        "configure",
-        "--access-id",
-        "p-abcdefabcdef",
-        "--access-type",
-        "access_key",
-        "--access-key",
-        "k",
-        "--server-url",
-        down,
-    )
+    invoke.configure_key("p-abcdefabcdef", "k", down)
     result = invoke("list-roles")
     assert result.exit_code == 1
     assert f"error: cannot reach the Strongroom server at {down}" in result.stderr
@@ -71,17 +51,7 @@ def test_server_down_names_the_url(invoke: Invoker, server: RunningServer) -> No
 
 
 def test_wrong_access_key_prints_the_spec_text(invoke: Invoker, server: RunningServer) -> None:
-    invoke(
-        "configure",
-        "--access-id",
-        server.admin.access_id,
-        "--access-type",
-        "access_key",
-        "--access-key",
-        "not-the-key",
-        "--server-url",
-        server.url,
-    )
+    invoke.configure_key(server.admin.access_id, "not-the-key", server.url)
     result = invoke("list-items")
     assert result.exit_code == 1
     assert result.stderr == (
@@ -176,17 +146,7 @@ def test_forbidden_says_so_and_what_to_do(invoke: Invoker, server: RunningServer
         "PUT", f"/v1/roles/{name}/rules", json={"path": f"/{name}/*", "capabilities": ["read"]}
     )
     access_id, key = server.admin.api_key_method(name, role=name)
-    invoke(
-        "configure",
-        "--access-id",
-        access_id,
-        "--access-type",
-        "access_key",
-        "--access-key",
-        key,
-        "--server-url",
-        server.url,
-    )
+    invoke.configure_key(access_id, key, server.url)
     result = invoke("create-secret", "--name", f"/{name}/new", "--value", "v")
     assert result.exit_code == 1
     assert result.stderr.startswith("error: 403 Forbidden: ")

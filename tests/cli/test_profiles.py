@@ -178,17 +178,7 @@ def test_plain_http_is_only_quiet_on_loopback(url: str, loopback: bool) -> None:
 
 
 def test_debug_shows_the_traceback(invoke: Invoker) -> None:
-    invoke(
-        "configure",
-        "--access-id",
-        "p-abcdefabcdef",
-        "--access-type",
-        "access_key",
-        "--access-key",
-        "k",
-        "--server-url",
-        "http://127.0.0.1:9",
-    )
+    invoke.configure_key("p-abcdefabcdef", "k", "http://127.0.0.1:9")
     plain = invoke("list-roles")
     debug = invoke("list-roles", "--debug")
     assert plain.exit_code == debug.exit_code == 1

@@ -25,17 +25,7 @@ def profile(invoke: Invoker, server: RunningServer) -> tuple[str, Path]:
         json={"rule_type": "role-rule", "path": "/*", "capabilities": ["list"]},
     )
     access_id, key = server.admin.api_key_method(name, role=name)
-    result = invoke(
-        "configure",
-        "--access-id",
-        access_id,
-        "--access-type",
-        "access_key",
-        "--access-key",
-        key,
-        "--server-url",
-        server.url,
-    )
+    result = invoke.configure_key(access_id, key, server.url)
     assert result.exit_code == 0, result.stderr
     return access_id, invoke.home / ".tmp_creds" / f"default-{access_id}"
 
@@ -114,16 +104,6 @@ def test_configure_replaces_the_profile_and_drops_its_cached_token(
     access_id, cache = profile
     assert invoke("list-roles").exit_code == 0
     assert cache.exists()
-    result = invoke(
-        "configure",
-        "--access-id",
-        access_id,
-        "--access-type",
-        "access_key",
-        "--access-key",
-        "changed",
-        "--server-url",
-        server.url,
-    )
+    result = invoke.configure_key(access_id, "changed", server.url)
     assert result.exit_code == 0
     assert not cache.exists()

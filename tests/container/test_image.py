@@ -36,10 +36,9 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from sqlalchemy import text
 
-from tests.conftest import POSTGRES_ADMIN_URL, _postgres_admin
 from tests.e2e.server_process import free_port
+from tests.support.databases import new_postgres_database, postgres_url
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(1800)]
 
@@ -105,19 +104,8 @@ def image() -> Image:
 @pytest.fixture(scope="module")
 def database_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database on 127.0.0.1 (required: no skipping here)."""
-    try:
-        admin = _postgres_admin()
-        with admin.connect() as connection:
-            connection.execute(text("select 1"))
-    except Exception as exc:
-        pytest.fail(f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL}: {exc}", pytrace=False)
-    name = f"strongroom_container_{os.getpid()}_{secrets.token_hex(3)}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with new_postgres_database("strongroom_container", required=True) as name:
+        yield postgres_url(name)
 
 
 def _compose_service(name: str) -> dict[str, Any]:

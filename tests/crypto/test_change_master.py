@@ -4,7 +4,6 @@ changes nothing (strongroom.ops.master_key)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +18,11 @@ from strongroom.crypto import (
     LocalMasterKey,
     generate_master_key_file,
 )
-from strongroom.db import migrate
 from strongroom.db.engine import Database
 from strongroom.db.keys import load_or_create_keys, rotate
 from strongroom.db.tables import audit_events, data_keys
 from strongroom.errors import ConfigurationError
 from strongroom.ops.master_key import NewMasterKey, change_master, new_master_key
-
-
-@pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
-    """A fresh store on SQLite, then on PostgreSQL (where the data keys table is locked)."""
-    database = Database.from_url(database_url)
-    migrate.upgrade(database)
-    yield database
-    database.dispose()
 
 
 def wrapped_keys(database: Database) -> dict[int, bytes]:

@@ -11,16 +11,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from strongroom.db import migrate
 from strongroom.db.engine import Checkpointer, Database
 from tests.support.concurrency import HeldLock
+from tests.support.databases import sqlite_copy
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
+def database(sqlite_template: Path, tmp_path: Path) -> Iterator[Database]:
     # As the server opens it: commits never checkpoint, the Checkpointer does.
-    database = Database.from_url(f"sqlite:///{tmp_path / 'c.db'}", background_checkpoints=True)
-    migrate.upgrade(database)
+    url = sqlite_copy(sqlite_template, tmp_path / "c.db")
+    database = Database.from_url(url, background_checkpoints=True)
     with database.write() as connection:
         connection.execute(text("CREATE TABLE filler (n INTEGER, pad TEXT)"))
     yield database

@@ -48,6 +48,7 @@ def _add_method(database: Database, access_id: str = "p-abcdef123456") -> int:
                 updated_at=NOW,
             )
         )
+        assert result.inserted_primary_key is not None
         return int(result.inserted_primary_key[0])
 
 

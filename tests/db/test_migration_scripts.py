@@ -5,7 +5,6 @@ each on a fresh SQLite file and a fresh, empty PostgreSQL database."""
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
 import sysconfig
@@ -13,11 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
 from strongroom.db import migrate
 from strongroom.db.engine import Database
-from tests.conftest import POSTGRES_ADMIN_URL, REQUIRE_POSTGRES, _postgres_admin
+from tests.support.databases import new_postgres_database, postgres_url
 
 pytestmark = pytest.mark.slow
 
@@ -27,25 +25,12 @@ _CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("STRONGROO
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database with no tables at all (the shared fixture's PostgreSQL copy is migrated)."""
+    """A database with no tables at all (the shared fixture's copies are migrated)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'fresh.db'}"
         return
-    try:
-        admin = _postgres_admin()
-        with admin.connect() as connection:
-            connection.execute(text("select 1"))
-    except Exception as exc:
-        if REQUIRE_POSTGRES:
-            pytest.fail(f"PostgreSQL is required but unreachable at {POSTGRES_ADMIN_URL}: {exc}")
-        pytest.skip(f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL}: skipping its half")
-    name = f"strongroom_empty_{os.getpid()}_{secrets.token_hex(4)}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with new_postgres_database("strongroom_empty") as name:
+        yield postgres_url(name)
 
 
 @pytest.fixture(scope="module")

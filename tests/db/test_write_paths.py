@@ -16,18 +16,17 @@ from sqlalchemy import func, select, text
 
 from strongroom.audit.event import AuditEvent
 from strongroom.audit.writer import AuditWriter
-from strongroom.db import migrate
 from strongroom.db.engine import Database, WriterBusyError
 from strongroom.db.hot import HotReader
 from strongroom.db.tables import audit_events
 from tests.support.audit_chain import TEST_CHAIN_KEY, anchored, verify
 from tests.support.concurrency import HeldLock
+from tests.support.databases import sqlite_copy
 
 
 @pytest.fixture
-def sqlite_database(tmp_path: Path) -> Iterator[Database]:
-    database = Database.from_url(f"sqlite:///{tmp_path / 'w.db'}")
-    migrate.upgrade(database)
+def sqlite_database(sqlite_template: Path, tmp_path: Path) -> Iterator[Database]:
+    database = Database.from_url(sqlite_copy(sqlite_template, tmp_path / "w.db"))
     yield database
     database.dispose()
 

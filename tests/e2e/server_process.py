@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -11,10 +12,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import IO
+from typing import IO, Self
 
 import httpx
+
+from tests.support.login import key_token
 
 STRONGROOM = shutil.which("strongroom", path=str(Path(sys.executable).parent)) or "strongroom"
 
@@ -62,39 +66,66 @@ class ServerProcess:
         result = self.run_cli("bootstrap", "--json")
         return dict(json.loads(result.stdout))
 
-    def start(self, *extra: str) -> ServerProcess:
-        # Output to a file, not a pipe: a busy server logs more than a pipe holds (64 KiB), and
-        # a pipe nobody reads until stop() would block its workers mid-request.
-        self._output = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
-        self.process = subprocess.Popen(
-            [
-                *self.wrapper,
-                STRONGROOM,
-                "server",
-                "--port",
-                str(self.port),
-                "--workers",
-                str(self.workers),
-                *extra,
-            ],
-            env=self.env,
-            cwd=self.cwd,
-            stdout=self._output,
-            stderr=subprocess.STDOUT,
-        )
+    def start(self, *extra: str) -> Self:
+        """Start ``strongroom server`` (``extra``: more arguments) and return once it answers
+        ``/v1/sys/ready``; RuntimeError with its output if it exits or does not answer in
+        30 s."""
+        with self._output_sink() as sink:
+            self.process = subprocess.Popen(
+                [
+                    *self.wrapper,
+                    STRONGROOM,
+                    "server",
+                    "--port",
+                    str(self.port),
+                    "--workers",
+                    str(self.workers),
+                    *extra,
+                ],
+                env=self.env,
+                cwd=self.cwd,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 self.process = None
                 raise RuntimeError(f"server exited early:\n{self._take_output()}")
-            try:
-                if httpx.get(self.url + "/v1/sys/ready", timeout=1).status_code == 200:
+            with contextlib.suppress(httpx.HTTPError):
+                if self.answers_ready():
+                    self._started()
                     return self
-            except httpx.HTTPError:
-                pass
             time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("server did not become ready in 30 s")
+        output = self.stop()
+        raise RuntimeError(f"server did not become ready in 30 s:\n{output}")
+
+    def _output_sink(self) -> AbstractContextManager[IO[bytes]]:
+        """Where the server's output goes (open for the start only: the child keeps its own
+        descriptor). A file, not a pipe: a busy server logs more than a pipe holds (64 KiB),
+        and a pipe nobody reads until stop() would block its workers mid-request."""
+        self._output = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
+        return contextlib.nullcontext(self._output)
+
+    def answers_ready(self) -> bool:
+        """``GET /v1/sys/ready`` answers 200 (httpx.HTTPError while nothing listens)."""
+        return httpx.get(self.url + "/v1/sys/ready", timeout=1).status_code == 200
+
+    def _started(self) -> None:
+        """Called once the server is ready: what a subclass wants to note about it."""
+
+    def bearer(self, credentials: Mapping[str, str], *, timeout: float = 15) -> dict[str, str]:
+        """Log in with an access key (``access_id`` and ``access_key``, as :meth:`bootstrap`
+        returns them) on a connection of its own; the Authorization header of the token."""
+        with httpx.Client(base_url=self.url, timeout=timeout) as http:
+            token = key_token(http, credentials["access_id"], credentials["access_key"])
+        return {"Authorization": f"Bearer {token}"}
+
+    def client_as(self, credentials: Mapping[str, str], *, timeout: float = 15) -> httpx.Client:
+        """An HTTP client of the server with the token of :meth:`bearer`; the caller closes
+        it."""
+        headers = self.bearer(credentials, timeout=timeout)
+        return httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
 
     def output(self) -> str:
         """What the server printed so far."""

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from strongroom.api.app import create_app
 from strongroom.config import Settings
 from tests.e2e.server_process import STRONGROOM
+from tests.support.harness import running_app
 
 pytestmark = pytest.mark.slow
 
@@ -44,11 +44,11 @@ def api(env: dict[str, str]) -> Iterator[TestClient]:
     """The app on the same database, in this process (the CLI runs as its own processes)."""
     settings = Settings(
         database_url=env["STRONGROOM_DATABASE_URL"],
-        master_key=env["STRONGROOM_MASTER_KEY"],  # type: ignore[arg-type]
+        master_key=env["STRONGROOM_MASTER_KEY"],
         log_format="console",
     )
-    with TestClient(create_app(settings)) as client:
-        yield client
+    with running_app(settings) as app:
+        yield app.client
 
 
 def login(api: TestClient, access_id: str, access_key: str) -> dict[str, str]:

@@ -8,7 +8,6 @@ SHA-256 link, but no keyed one.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import secrets
@@ -20,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 from alembic import command
@@ -91,7 +89,7 @@ def head_table(connection: Connection) -> str:
         found = connection.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'"))
     else:
         found = connection.execute(text("SELECT tablename FROM pg_tables"))
-    return next(name for (name,) in found if name in names)
+    return next(str(name) for (name,) in found if name in names)
 
 
 def relink_unkeyed(connection: Connection, from_seq: int) -> str:
@@ -179,23 +177,8 @@ def new_server(
     )
 
 
-def admin_client(server: ServerProcess, credentials: dict[str, str]) -> httpx.Client:
-    client = httpx.Client(base_url=server.url, timeout=15)
-    login = client.post(
-        "/v1/auth/login",
-        json={
-            "access_id": credentials["access_id"],
-            "access_type": "access_key",
-            "access_key": credentials["access_key"],
-        },
-    )
-    assert login.status_code == 200, login.text
-    client.headers["Authorization"] = f"Bearer {login.json()['token']}"
-    return client
-
-
 def some_traffic(server: ServerProcess, credentials: dict[str, str], name: str) -> None:
-    with contextlib.closing(admin_client(server, credentials)) as admin:
+    with server.client_as(credentials) as admin:
         admin.post("/v1/secrets", json={"name": name, "value": "v"}).raise_for_status()
         assert admin.get("/v1/secrets" + name).status_code == 200
         denied = admin.get("/v1/secrets" + name, headers={"Authorization": "Bearer t-nope"})
@@ -340,7 +323,7 @@ def test_audit_verify_never_reports_a_break_while_servers_write(
     def load(worker: int) -> None:
         """Writes, reads and denials (events through both of the writer's paths)."""
         try:
-            with contextlib.closing(admin_client(server, credentials)) as admin:
+            with server.client_as(credentials) as admin:
                 n = 0
                 while not stop.is_set():
                     n += 1

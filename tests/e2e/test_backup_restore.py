@@ -56,20 +56,6 @@ class Load:
                     return
 
 
-def login(url: str, admin: dict[str, str]) -> dict[str, str]:
-    answer = httpx.post(
-        url + "/v1/auth/login",
-        json={
-            "access_id": admin["access_id"],
-            "access_type": "access_key",
-            "access_key": admin["access_key"],
-        },
-        timeout=15,
-    )
-    assert answer.status_code == 200, answer.text
-    return {"Authorization": f"Bearer {answer.json()['token']}"}
-
-
 def test_backup_under_load_then_restore(tmp_path: Path) -> None:
     env = {
         "STRONGROOM_DATABASE_URL": f"sqlite:///{tmp_path / 'data' / 'strongroom.db'}",
@@ -83,7 +69,7 @@ def test_backup_under_load_then_restore(tmp_path: Path) -> None:
     backup_file.parent.mkdir()
     server.start()
     try:
-        headers = login(server.url, admin)
+        headers = server.bearer(admin)
         for i in range(5):
             httpx.post(
                 server.url + "/v1/secrets",
@@ -143,7 +129,7 @@ def test_backup_under_load_then_restore(tmp_path: Path) -> None:
 
     server.start()
     try:
-        headers = login(server.url, admin)
+        headers = server.bearer(admin)
         with httpx.Client(base_url=server.url, headers=headers, timeout=15) as client:
             expected = {name: f"v {name}" for name in before}
             expected.update({f"/base/{i}": f"base {i}" for i in range(5)})

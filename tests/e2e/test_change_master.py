@@ -17,20 +17,6 @@ from tests.e2e.server_process import STRONGROOM, ServerProcess
 pytestmark = pytest.mark.slow
 
 
-def login(server: ServerProcess, admin: dict[str, str]) -> dict[str, str]:
-    answer = httpx.post(
-        server.url + "/v1/auth/login",
-        json={
-            "access_id": admin["access_id"],
-            "access_type": "access_key",
-            "access_key": admin["access_key"],
-        },
-        timeout=10,
-    )
-    assert answer.status_code == 200, answer.text
-    return {"Authorization": f"Bearer {answer.json()['token']}"}
-
-
 def test_change_master_while_serving_then_a_restart_reads_everything(tmp_path: Path) -> None:
     old_key, new_key = tmp_path / "old.key", tmp_path / "new.key"
     generate_master_key_file(old_key)
@@ -47,7 +33,7 @@ def test_change_master_while_serving_then_a_restart_reads_everything(tmp_path: P
     server.run_cli("keys", "rotate")  # two encryption keys and the digest key to re-wrap
     server.start()
     try:
-        headers = login(server, admin)
+        headers = server.bearer(admin, timeout=10)
         for i in range(3):
             httpx.post(
                 server.url + "/v1/secrets",
@@ -70,7 +56,7 @@ def test_change_master_while_serving_then_a_restart_reads_everything(tmp_path: P
             json={"name": "/m/after", "value": "written after the change"},
             headers=headers,
         ).raise_for_status()
-        assert login(server, admin)
+        assert server.bearer(admin, timeout=10)
     finally:
         server.stop()
 
@@ -99,7 +85,7 @@ def test_change_master_while_serving_then_a_restart_reads_everything(tmp_path: P
             assert read.json()["value"] == f"value {i}"
         after = httpx.get(server.url + "/v1/secrets/m/after", headers=headers, timeout=10)
         assert after.json()["value"] == "written after the change"
-        fresh = login(server, admin)
+        fresh = server.bearer(admin, timeout=10)
         events = httpx.get(
             server.url + "/v1/audit", params={"limit": 200}, headers=fresh, timeout=10
         ).json()["events"]

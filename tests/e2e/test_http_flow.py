@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.e2e.server_process import ServerProcess
+from tests.support.login import key_login
 
 pytestmark = pytest.mark.slow
 
@@ -32,40 +32,20 @@ def server(database_url: str, master_key_b64: str, tmp_path: Path) -> Iterator[S
 def test_operator_flow_over_http(server: ServerProcess, tmp_path: Path) -> None:
     admin = server.bootstrap()
     server.start()
-    with httpx.Client(base_url=server.url, timeout=10) as http:
-        login = http.post(
-            "/v1/auth/login",
-            json={
-                "access_id": admin["access_id"],
-                "access_type": "access_key",
-                "access_key": admin["access_key"],
-            },
-        )
-        assert login.status_code == 200, login.text
-        headers = {"Authorization": f"Bearer {login.json()['token']}"}
-        created = http.post(
-            "/v1/auth-methods", json={"type": "api_key", "name": "app-key"}, headers=headers
-        ).json()
-        http.post("/v1/roles", json={"name": "app"}, headers=headers).raise_for_status()
+    with server.client_as(admin, timeout=10) as http:  # the admin's token by default
+        created = http.post("/v1/auth-methods", json={"type": "api_key", "name": "app-key"}).json()
+        http.post("/v1/roles", json={"name": "app"}).raise_for_status()
         http.put(
             "/v1/roles/app/rules",
             json={"path": "/dev/*", "capabilities": ["read", "list"]},
-            headers=headers,
         ).raise_for_status()
+        http.post("/v1/roles/app/associations", json={"auth_method": "app-key"}).raise_for_status()
         http.post(
-            "/v1/roles/app/associations", json={"auth_method": "app-key"}, headers=headers
-        ).raise_for_status()
-        http.post(
-            "/v1/secrets", json={"name": "/dev/db-password", "value": "hunter2"}, headers=headers
+            "/v1/secrets", json={"name": "/dev/db-password", "value": "hunter2"}
         ).raise_for_status()
 
         app_login = http.post(
-            "/v1/auth/login",
-            json={
-                "access_id": created["access_id"],
-                "access_type": "access_key",
-                "access_key": created["access_key"],
-            },
+            "/v1/auth/login", json=key_login(created["access_id"], created["access_key"])
         ).json()
         app_headers = {"Authorization": f"Bearer {app_login['token']}"}
         assert app_login["roles"] == ["app"]

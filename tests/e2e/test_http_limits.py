@@ -74,14 +74,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     credentials = server.bootstrap()
     admin_body = key_login_body(credentials["access_id"], credentials["access_key"])
     server.start()
-    admin = httpx.Client(base_url=server.url, timeout=15)
     try:
-        token = fresh_login(server.url, admin_body).json()["token"]
-        admin.headers["Authorization"] = f"Bearer {token}"
-        wait_for_handoffs(server, admin_body)
-        yield Stack(server, admin_body, admin)
+        with server.client_as(credentials) as admin:
+            wait_for_handoffs(server, admin_body)
+            yield Stack(server, admin_body, admin)
     finally:
-        admin.close()
         log = server.stop()
         left = server.kill_leftovers()
         assert not left, f"processes left running after the server stopped: {left}"

@@ -28,8 +28,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import fresh_database_url
-from tests.e2e.test_login_processes import Server, fresh_login, key_login_body
+from tests.e2e.test_login_processes import Server
+from tests.support.databases import fresh_database_url
 
 pytestmark = pytest.mark.slow
 
@@ -52,15 +52,6 @@ class Stack:
     lister_credentials: dict[str, str]
 
 
-def bearer(url: str, credentials: dict[str, str]) -> httpx.Client:
-    body = key_login_body(credentials["access_id"], credentials["access_key"])
-    login = fresh_login(url, body)
-    assert login.status_code == 200, login.text
-    return httpx.Client(
-        base_url=url, timeout=15, headers={"Authorization": f"Bearer {login.json()['token']}"}
-    )
-
-
 @pytest.fixture(
     scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
@@ -70,7 +61,8 @@ def stack(
     root = tmp_path_factory.mktemp("least-exposure")
     data = root / "data"
     data.mkdir()
-    with fresh_database_url(request.param, request, data) as database_url:
+    # The server makes its SQLite file itself: that file's mode is under test too.
+    with fresh_database_url(request.param, request, data, migrated=False) as database_url:
         env = {
             "STRONGROOM_DATABASE_URL": database_url,
             "STRONGROOM_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
@@ -80,7 +72,7 @@ def stack(
         server = Server(env, workers=1, cwd=root)
         admin_credentials = server.bootstrap()
         server.start()
-        admin = bearer(server.url, admin_credentials)
+        admin = server.client_as(admin_credentials)
         try:
             for body in (IAM_METHOD, {"type": "api_key", "name": "visible-key"}):
                 assert admin.post("/v1/auth-methods", json=body).status_code == 201
@@ -98,7 +90,7 @@ def stack(
             associated = admin.post("/v1/roles/lister/associations", json={"auth_method": "lister"})
             assert associated.status_code == 201
             credentials = lister_key.json()
-            lister = bearer(server.url, credentials)
+            lister = server.client_as(credentials)
             try:
                 yield Stack(server, root, admin, lister, credentials)
             finally:
@@ -303,7 +295,7 @@ def test_database_files_are_owner_only_whatever_the_umask(tmp_path: Path) -> Non
         credentials = server.bootstrap()
         server.start()
     try:
-        with bearer(server.url, credentials) as admin:
+        with server.client_as(credentials) as admin:
             # Writes, reads (audit journals) and logins (login processes) while it runs.
             assert admin.post("/v1/secrets", json={"name": "/a", "value": "v"}).is_success
             for _ in range(20):

@@ -32,9 +32,9 @@ import requests
 from hvac.aws_utils import SigV4Auth
 from sqlalchemy import create_engine, text
 
-from tests.conftest import POSTGRES_ADMIN_URL, _postgres_admin
 from tests.e2e.server_process import STRONGROOM, ServerProcess, free_port
 from tests.support.concurrency import run_at_once
+from tests.support.databases import fresh_database_url
 from tests.support.moto_sts import AwsCredentials, MotoPrincipal
 from tests.support.moto_world import MotoWorld
 from tests.support.raw_http import RawResponse, raw_request
@@ -63,18 +63,9 @@ def database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A fresh database for the module's server (the suite's per-test one, per module)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('abuse') / 'strongroom.db'}"
-        return
-    template: str = request.getfixturevalue("postgres_template")
-    name = f"strongroom_abuse_{os.getpid()}_{secrets.token_hex(4)}"
-    admin = _postgres_admin()
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    folder = tmp_path_factory.mktemp("abuse")
+    with fresh_database_url(request.param, request, folder) as url:
+        yield url
 
 
 @dataclass
@@ -157,21 +148,10 @@ def stack(
     )
     credentials = server.bootstrap()
     server.start()
-    admin = httpx.Client(base_url=server.url, timeout=15)
     try:
-        login = admin.post(
-            "/v1/auth/login",
-            json={
-                "access_id": credentials["access_id"],
-                "access_type": "access_key",
-                "access_key": credentials["access_key"],
-            },
-        )
-        assert login.status_code == 200, login.text
-        admin.headers["Authorization"] = f"Bearer {login.json()['token']}"
-        yield Stack(server, database_url, moto, admin)
+        with server.client_as(credentials) as admin:
+            yield Stack(server, database_url, moto, admin)
     finally:
-        admin.close()
         server.stop()
 
 
@@ -536,7 +516,12 @@ def test_vault_clients_server_id_header_is_accepted(stack: Stack) -> None:
     ).prepare()
     SigV4Auth(creds.access_key_id, creds.secret_access_key, creds.session_token).add_auth(request)
     fields = encode_vault_fields(
-        url=url, body=str(request.body), headers=dict(request.headers.items())
+        url=url,
+        body=str(request.body),
+        headers={
+            name: value if isinstance(value, str) else value.decode()
+            for name, value in request.headers.items()
+        },
     )
     with client_from(stack, "127.0.1.11") as vault_client:
         answer = vault_client.post(

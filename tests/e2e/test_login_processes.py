@@ -25,9 +25,10 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import pytest
@@ -35,7 +36,7 @@ import pytest
 from strongroom.db.engine import Database
 from strongroom.serving.descriptors import DESCRIPTOR_TABLE_SLOTS
 from strongroom.serving.handoff import BURST_WINDOW_SECONDS
-from tests.e2e.server_process import STRONGROOM, ServerProcess
+from tests.e2e.server_process import ServerProcess
 from tests.support.concurrency import HeldLock
 from tests.support.moto_world import MotoWorld
 from tests.support.signing import sign_get_caller_identity
@@ -154,34 +155,14 @@ class Server(ServerProcess):
         assert self.process is not None, "server not running"
         return self.process.pid
 
-    def start(self, *extra: str) -> Server:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    STRONGROOM,
-                    "server",
-                    "--port",
-                    str(self.port),
-                    "--workers",
-                    str(self.workers),
-                    *extra,
-                ],
-                env=self.env,
-                cwd=self.cwd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + "/v1/sys/ready", timeout=1).status_code == 200:
-                    self.tree()
-                    return self
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"server did not become ready in 30 s:\n{self.log()}")
+    def _output_sink(self) -> AbstractContextManager[IO[bytes]]:
+        return self.log_path.open("ab")
+
+    def _started(self) -> None:
+        self.tree()
+
+    def output(self) -> str:
+        return self.log()
 
     def stop(self) -> str:
         """SIGTERM, as ServerProcess does; the output so far."""
@@ -569,14 +550,11 @@ def stack(moto: MotoWorld, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     credentials = server.bootstrap()
     admin_body = key_login_body(credentials["access_id"], credentials["access_key"])
     server.start()
-    admin = httpx.Client(base_url=server.url, timeout=15)
     try:
-        token = fresh_login(server.url, admin_body).json()["token"]
-        admin.headers["Authorization"] = f"Bearer {token}"
-        wait_for_handoffs(server, admin_body)
-        yield Stack(server, env, root, admin_body, admin)
+        with server.client_as(credentials) as admin:
+            wait_for_handoffs(server, admin_body)
+            yield Stack(server, env, root, admin_body, admin)
     finally:
-        admin.close()
         log = server.stop()
         left = server.kill_leftovers()
         assert not left, f"processes left running after the server stopped: {left}"
@@ -1176,7 +1154,7 @@ def inline(stack: Stack) -> Iterator[Server]:
 
     def handed_over() -> bool:
         response = fresh_login_while_busy(server, stack.admin_body)
-        return response.headers.get("connection") == "close"
+        return bool(response.headers.get("connection") == "close")
 
     def ready() -> None:
         wait_until(handed_over, 30, "the login process never took a login", 0.2)

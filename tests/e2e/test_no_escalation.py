@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import itertools
-import os
 import secrets
 import threading
 from collections.abc import Iterator
@@ -22,8 +21,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import POSTGRES_ADMIN_URL
 from tests.e2e.server_process import ServerProcess
+from tests.support.databases import fresh_database_url
+from tests.support.login import key_login
 from tests.support.moto_world import MotoWorld
 from tests.support.signing import sign_get_caller_identity
 
@@ -66,11 +66,7 @@ class World:
     def login(self, key: dict[str, str]) -> dict[str, Any]:
         response = httpx.post(
             self.server.url + "/v1/auth/login",
-            json={
-                "access_id": key["access_id"],
-                "access_type": "access_key",
-                "access_key": key["access_key"],
-            },
+            json=key_login(key["access_id"], key["access_key"]),
             timeout=30,
         )
         assert response.status_code == 200, response.text
@@ -85,25 +81,6 @@ class World:
         return rules
 
 
-def _fresh_database(kind: str, root: Any, request: pytest.FixtureRequest) -> Iterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite:///{root / 'strongroom.db'}"
-        return
-    from sqlalchemy import create_engine, text
-
-    template: str = request.getfixturevalue("postgres_template")
-    name = f"strongroom_esc_{os.getpid()}_{secrets.token_hex(4)}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_size=1)
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-    try:
-        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 @pytest.fixture(
     scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
@@ -111,7 +88,7 @@ def world(
     request: pytest.FixtureRequest, moto: MotoWorld, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[World]:
     root = tmp_path_factory.mktemp("no-escalation")
-    for database_url in _fresh_database(request.param, root, request):
+    with fresh_database_url(request.param, request, root) as database_url:
         server = ServerProcess(
             {
                 "STRONGROOM_DATABASE_URL": database_url,
@@ -217,12 +194,13 @@ def test_widening_an_auth_method_needs_everything_its_roles_grant(world: World) 
         )
         assert refused.status_code == 403, refused.text
         # Every other way of letting more in, or keeping tokens longer, is refused too.
-        for widening in (
+        widenings: tuple[dict[str, Any], ...] = (
             {"bound_role_name": []},
             {"bound_aws_account_id": [moto.app.account, "999999999999"]},
             {"bound_arn": [moto.app.arn]},
             {"jwt_ttl": 720},
-        ):
+        )
+        for widening in widenings:
             refused = attacker.patch("/v1/auth-methods/widen-iam", json=widening)
             assert refused.status_code == 403, (widening, refused.text)
         # A value no method may have is a 400 before any widening check: sts_url never null

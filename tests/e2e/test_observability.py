@@ -49,14 +49,10 @@ def stack(moto: MotoWorld, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     credentials = server.bootstrap()
     body = key_login_body(credentials["access_id"], credentials["access_key"])
     server.start()
-    admin = httpx.Client(base_url=server.url, timeout=15)
     try:
-        login = fresh_login(server.url, body)
-        assert login.status_code == 200, login.text
-        admin.headers["Authorization"] = f"Bearer {login.json()['token']}"
-        yield Stack(server, admin, body)
+        with server.client_as(credentials) as admin:
+            yield Stack(server, admin, body)
     finally:
-        admin.close()
         log = server.stop()
         assert not server.kill_leftovers()
         assert credentials["access_key"] not in log

@@ -20,7 +20,6 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import POSTGRES_ADMIN_URL, _postgres_admin
 from tests.e2e.server_process import STRONGROOM, free_port
 from tests.e2e.test_login_processes import (
     LOGIN_MARK,
@@ -33,6 +32,7 @@ from tests.e2e.test_login_processes import (
     request_bytes,
     wait_until,
 )
+from tests.support.databases import new_postgres_database, postgres_url
 
 pytestmark = pytest.mark.slow
 
@@ -186,25 +186,9 @@ def test_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
 @pytest.fixture
 def empty_postgres() -> Iterator[str]:
     """A new PostgreSQL database with nothing in it (not even the schema)."""
-    from sqlalchemy import text
-
-    try:
-        admin = _postgres_admin()
-        with admin.connect() as connection:
-            connection.execute(text("select 1"))
-    except Exception as exc:
-        if os.environ.get("STRONGROOM_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL is required but unreachable: {exc}")
-        pytest.skip(f"PostgreSQL unreachable: {exc}")
-    name = f"strongroom_empty_{os.getpid()}_{secrets.token_hex(4)}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    # With a password that must never be printed (trust authentication ignores it).
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgres@", "postgres:hunter2@", 1)
-    yield f"{base}/{name}"
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with new_postgres_database("strongroom_empty") as name:
+        # With a password that must never be printed (trust authentication ignores it).
+        yield postgres_url(name).replace("postgres@", "postgres:hunter2@", 1)
 
 
 @pytest.mark.postgres

@@ -28,8 +28,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from strongroom.vault.service import CAS_MISMATCH
-from tests.conftest import fresh_database_url
 from tests.e2e.test_login_processes import Server
+from tests.support.databases import fresh_database_url
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 

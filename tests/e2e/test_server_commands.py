@@ -24,6 +24,7 @@ from strongroom.db import migrate
 from strongroom.db.engine import Database
 from tests.audit.test_journal import event
 from tests.e2e.server_process import STRONGROOM, ServerProcess, free_port
+from tests.support.login import key_login
 
 pytestmark = pytest.mark.slow
 
@@ -136,11 +137,7 @@ def test_dev_server_zero_setup(tmp_path: Path) -> None:
         _wait_ready(url)
         login = httpx.post(
             url + "/v1/auth/login",
-            json={
-                "access_id": access_id.group(1),
-                "access_type": "access_key",
-                "access_key": access_key.group(1),
-            },
+            json=key_login(access_id.group(1), access_key.group(1)),
         )
         assert login.status_code == 200
     finally:
@@ -166,21 +163,11 @@ def test_offline_commands(tmp_path: Path) -> None:
     assert json.loads(server.run_cli("bootstrap", "--json").stdout)["already_bootstrapped"]
     server.start()
     try:
-        token = httpx.post(
-            server.url + "/v1/auth/login",
-            json={
-                "access_id": admin["access_id"],
-                "access_type": "access_key",
-                "access_key": admin["access_key"],
-            },
-        ).json()["token"]
-        headers = {"Authorization": f"Bearer {token}"}
-        for i in range(3):
-            httpx.post(
-                server.url + "/v1/secrets",
-                json={"name": f"/r/{i}", "value": f"v{i}"},
-                headers=headers,
-            ).raise_for_status()
+        with server.client_as(admin) as http:
+            for i in range(3):
+                http.post(
+                    "/v1/secrets", json={"name": f"/r/{i}", "value": f"v{i}"}
+                ).raise_for_status()
     finally:
         server.stop()
     assert "Data key 2 is now the newest" in server.run_cli("keys", "rotate").stdout
@@ -189,18 +176,8 @@ def test_offline_commands(tmp_path: Path) -> None:
     assert "Audit chain intact" in server.run_cli("audit", "verify").stdout
     server.start()
     try:
-        token = httpx.post(
-            server.url + "/v1/auth/login",
-            json={
-                "access_id": admin["access_id"],
-                "access_type": "access_key",
-                "access_key": admin["access_key"],
-            },
-        ).json()["token"]
-        value = httpx.get(
-            server.url + "/v1/secrets/r/1", headers={"Authorization": f"Bearer {token}"}
-        ).json()["value"]
-        assert value == "v1"
+        with server.client_as(admin) as http:
+            assert http.get("/v1/secrets/r/1").json()["value"] == "v1"
     finally:
         server.stop()
     wrong_key = base64.b64encode(secrets.token_bytes(32)).decode()

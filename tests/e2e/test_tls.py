@@ -29,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.server_process import STRONGROOM
 from tests.e2e.test_login_processes import Server, children
+from tests.support.login import key_token
 from tests.support.moto_world import MotoWorld
 from tests.support.signing import sign_get_caller_identity
 from tests.support.tls import CertificateFiles, self_signed
@@ -49,26 +50,9 @@ class HttpsServer(Server):
         if verify is not None:
             self.url = f"https://127.0.0.1:{self.port}"
 
-    def start(self, *extra: str) -> HttpsServer:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [STRONGROOM, "server", "--port", str(self.port), "--workers", str(self.workers)],
-                env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log()}")
-            try:
-                ready = httpx.get(self.url + "/v1/sys/ready", timeout=1, verify=self.client_tls())
-                if ready.status_code == 200:
-                    self.tree()
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"server did not become ready in 30 s:\n{self.log()}")
+    def answers_ready(self) -> bool:
+        ready = httpx.get(self.url + "/v1/sys/ready", timeout=1, verify=self.client_tls())
+        return ready.status_code == 200
 
     def client_tls(self) -> ssl.SSLContext | bool:
         if isinstance(self.verify, Path):
@@ -132,19 +116,10 @@ def world(moto: MotoWorld, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             assert "Traceback" not in log, log
 
 
-def key_login(client: httpx.Client, access_id: str, access_key: str) -> str:
-    answer = client.post(
-        "/v1/auth/login",
-        json={"access_id": access_id, "access_type": "access_key", "access_key": access_key},
-    )
-    assert answer.status_code == 200, answer.text
-    return str(answer.json()["token"])
-
-
 def test_reads_and_logins_over_https(world: World, moto: MotoWorld) -> None:
     server = world.tls
     with server.client() as admin:
-        token = key_login(admin, world.admin["access_id"], world.admin["access_key"])
+        token = key_token(admin, world.admin["access_id"], world.admin["access_key"])
         admin.headers["Authorization"] = f"Bearer {token}"
 
         def call(method: str, path: str, **kwargs: Any) -> Any:
@@ -191,7 +166,7 @@ def test_reads_and_logins_over_https(world: World, moto: MotoWorld) -> None:
     # workers serve them (a TLS session cannot be passed to a login process).
     def fresh_login(_: int) -> int:
         with server.client() as client:
-            return len(key_login(client, world.admin["access_id"], world.admin["access_key"]))
+            return len(key_token(client, world.admin["access_id"], world.admin["access_key"]))
 
     with ThreadPoolExecutor(8) as pool:
         assert all(length > 40 for length in pool.map(fresh_login, range(16)))
@@ -316,7 +291,7 @@ def test_forwarded_proto_from_a_peer_that_is_no_proxy_is_ignored(world: World) -
         assert "secure" not in flags(header)
     # The server did see that peer (the audit trail records where the sign-in came from).
     with world.plain.client() as admin:
-        token = key_login(admin, world.admin["plain_access_id"], world.admin["plain_access_key"])
+        token = key_token(admin, world.admin["plain_access_id"], world.admin["plain_access_key"])
         events = admin.get(
             "/v1/audit", params={"limit": 50}, headers={"Authorization": f"Bearer {token}"}
         ).json()["events"]

@@ -103,16 +103,8 @@ def world(moto: MotoWorld, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     admin = server.bootstrap()
     server.start()
     try:
-        with httpx.Client(base_url=server.url, timeout=10) as http:
-            token = http.post(
-                "/v1/auth/login",
-                json={
-                    "access_id": admin["access_id"],
-                    "access_type": "access_key",
-                    "access_key": admin["access_key"],
-                },
-            ).json()["token"]
-            headers = {"Authorization": f"Bearer {token}"}
+        with server.client_as(admin, timeout=10) as http:
+            headers = {"Authorization": http.headers["Authorization"]}
 
             def call(method: str, path: str, body: object) -> httpx.Response:
                 response = http.request(method, path, json=body, headers=headers)

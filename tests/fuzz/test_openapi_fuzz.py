@@ -16,13 +16,14 @@ import base64
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 import schemathesis
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     ignored_auth,
@@ -31,13 +32,14 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from strongroom.api.app import create_app
-from strongroom.audit.writer import AuditWriter
-from strongroom.bootstrap import bootstrap
 from strongroom.config import Settings
 from strongroom.crypto import LocalMasterKey
+from tests.support.databases import sqlite_copy
+from tests.support.harness import Harness, bootstrapped, running_app
 
 pytestmark = pytest.mark.slow
+
+Case = schemathesis.Case[Any]
 
 CONFORMANCE = [
     not_a_server_error,
@@ -61,53 +63,38 @@ REVOKING = frozenset(
 
 @dataclass(frozen=True)
 class FuzzTarget:
-    app: FastAPI
-    client: TestClient
-    access_id: str
-    access_key: str
-    token: str
+    harness: Harness
+    token: str  # the admin's, for every case but those of REVOKING
 
     def fresh_token(self) -> str:
-        answer = self.client.post(
-            "/v1/auth/login",
-            json={
-                "access_id": self.access_id,
-                "access_type": "access_key",
-                "access_key": self.access_key,
-            },
-        )
-        assert answer.status_code == 200, answer.text
-        return str(answer.json()["token"])
+        admin = self.harness.admin
+        return self.harness.login_key(admin.access_id, admin.access_key)
 
 
 @pytest.fixture(scope="module")
-def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzTarget]:
+def target(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzTarget]:
     key = base64.b64encode(secrets.token_bytes(32)).decode()
-    database = tmp_path_factory.mktemp("fuzz") / "fuzz.db"
-    app = create_app(
-        Settings(database_url=f"sqlite:///{database}", master_key=key, log_format="console"),
-        master_key=LocalMasterKey.from_base64(key),
-    )
-    services = app.state.services
-    creds = bootstrap(
-        services.database, services.keys, AuditWriter(services.database, services.keys.audit)
-    )
-    with TestClient(app) as client:
-        target = FuzzTarget(app, client, creds.access_id, creds.access_key, token="")
-        yield FuzzTarget(app, client, creds.access_id, creds.access_key, target.fresh_token())
+    database_url = sqlite_copy(sqlite_template, tmp_path_factory.mktemp("fuzz") / "fuzz.db")
+    settings = Settings(database_url=database_url, master_key=key, log_format="console")
+    with running_app(settings, master_key=LocalMasterKey.from_base64(key)) as running:
+        harness = bootstrapped(running)
+        yield FuzzTarget(harness, harness.admin.token)
 
 
 def _conform(
     target: FuzzTarget,
     examples: int,
-    headers: Callable[[schemathesis.Case], dict[str, str]],
-    validate: Callable[[schemathesis.Case, dict[str, str]], None],
+    headers: Callable[[Case], dict[str, str]],
+    validate: Callable[[Case, dict[str, str]], None],
 ) -> None:
     """Run ``validate`` on ``examples`` generated cases of every operation; fail with every
     operation that failed, each with its first failure."""
-    schema = schemathesis.openapi.from_asgi("/openapi.json", target.app)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", target.harness.app)
     failures: dict[str, str] = {}
-    operations = [result.ok() for result in schema.get_all_operations()]
+    operations = []
+    for result in schema.get_all_operations():
+        assert isinstance(result, Ok), f"the schema has an invalid operation: {result.err()}"
+        operations.append(result.ok())
     assert len(operations) > 30, "the schema lost its operations"
     for operation in operations:
 
@@ -119,7 +106,7 @@ def _conform(
             derandomize=True,
             database=None,
         )
-        def conforms(case: schemathesis.Case) -> None:
+        def conforms(case: Case) -> None:
             validate(case, headers(case))
 
         try:
@@ -129,10 +116,10 @@ def _conform(
     assert not failures, "\n\n".join(f"{label}: {text}" for label, text in failures.items())
 
 
-def _token_headers(target: FuzzTarget) -> Callable[[schemathesis.Case], dict[str, str]]:
+def _token_headers(target: FuzzTarget) -> Callable[[Case], dict[str, str]]:
     # Both schemes, with the same token (the server takes that): left out, one would be
     # generated, a random credential beside the real one.
-    def headers(case: schemathesis.Case) -> dict[str, str]:
+    def headers(case: Case) -> dict[str, str]:
         token = target.fresh_token() if case.operation.label in REVOKING else target.token
         return {"Authorization": f"Bearer {token}", "X-Vault-Token": token}
 
@@ -140,14 +127,14 @@ def _token_headers(target: FuzzTarget) -> Callable[[schemathesis.Case], dict[str
 
 
 def test_responses_match_the_schema_with_a_token(target: FuzzTarget) -> None:
-    def validate(case: schemathesis.Case, headers: dict[str, str]) -> None:
+    def validate(case: Case, headers: dict[str, str]) -> None:
         case.call_and_validate(headers=headers, checks=[*CONFORMANCE, ignored_auth])
 
     _conform(target, 25, _token_headers(target), validate)
 
 
 def test_responses_match_the_schema_without_a_token(target: FuzzTarget) -> None:
-    def validate(case: schemathesis.Case, headers: dict[str, str]) -> None:
+    def validate(case: Case, headers: dict[str, str]) -> None:
         response = case.call_and_validate(headers=headers, checks=CONFORMANCE)
         # Without a token nothing that needs one succeeds (bad input may be refused first).
         if case.operation.definition.raw.get("security"):

@@ -4,9 +4,9 @@ here; tests/e2e/test_observability.py reads them from a real server's processes.
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,7 @@ from strongroom.errors import (
     UpstreamUnavailableError,
 )
 from strongroom.metrics.processes import ServerProcesses, parse_max_fds, parse_stat, parse_title
-from tests.conftest import Harness
+from tests.support.harness import Harness
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -107,7 +107,7 @@ def test_login_outcomes_are_a_fixed_set(error: Exception | None, outcome: str) -
 
 def test_build_info_and_this_process(harness: Harness) -> None:
     samples = scrape(harness)
-    python = re.escape(".".join(str(n) for n in os.sys.version_info[:3]))
+    python = re.escape(".".join(str(n) for n in sys.version_info[:3]))
     (info,) = [key for key in samples if key[0] == "strongroom_build_info"]
     labels = dict(info[1])
     assert labels["version"] == __version__

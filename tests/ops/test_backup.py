@@ -21,7 +21,6 @@ from strongroom.audit.store import seal_anchor
 from strongroom.audit.writer import AuditWriter
 from strongroom.bootstrap import bootstrap
 from strongroom.crypto import LocalMasterKey
-from strongroom.db import migrate
 from strongroom.db.engine import Database
 from strongroom.db.keys import Keys, load_or_create_keys
 from strongroom.db.tables import audit_events
@@ -34,6 +33,7 @@ from strongroom.ops.backup import (
     restore,
     sqlite_file,
 )
+from tests.support.databases import sqlite_copy
 
 MASTER = LocalMasterKey(bytes(range(32)))
 
@@ -43,10 +43,9 @@ def writer_for(database: Database, keys: Keys) -> AuditWriter:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Database]:
+def store(sqlite_template: Path, tmp_path: Path) -> Iterator[Database]:
     """A bootstrapped SQLite store at tmp_path/live/db.sqlite."""
-    database = Database.from_url(f"sqlite:///{tmp_path / 'live' / 'db.sqlite'}")
-    migrate.upgrade(database)
+    database = Database.from_url(sqlite_copy(sqlite_template, tmp_path / "live" / "db.sqlite"))
     keys = load_or_create_keys(database, MASTER)
     seal_anchor(database, keys.audit)
     bootstrap(database, keys, AuditWriter(database, keys.audit))

@@ -1,7 +1,7 @@
 """RuleSet.covers: the no-escalation check of SPEC section 4, as tables and properties."""
 
 import itertools
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -10,21 +10,10 @@ from hypothesis import strategies as st
 from strongroom.errors import InvalidRequestError
 from strongroom.rbac import Capability, Rule, RuleSet, RuleType, validate_rule_path
 from strongroom.rbac.pattern import SEGMENT_CHARS, bind, compile_bound, parse_rule_path
+from tests.rbac.rules import AUDIT, AUTH, ITEM, NOW, ROLE, C, rule
 
-C = Capability
-ITEM, ROLE, AUTH, AUDIT = RuleType.ITEM, RuleType.ROLE, RuleType.AUTH_METHOD, RuleType.AUDIT
-NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
 # What the bootstrap admin holds: every capability but deny, which would veto the rest.
 ALL = frozenset(Capability) - {Capability.DENY}
-
-
-def rule(
-    path: str,
-    *capabilities: Capability,
-    rule_type: RuleType = ITEM,
-    expires_at: datetime | None = None,
-) -> Rule:
-    return Rule(rule_type, path, frozenset(capabilities), expires_at)
 
 
 READ_DEV = [rule("/dev/*", C.READ)]

@@ -2,7 +2,7 @@
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from hypothesis import given
@@ -10,20 +10,9 @@ from hypothesis import strategies as st
 
 from strongroom.errors import InvalidRequestError
 from strongroom.rbac import Capability, Rule, RuleSet, RuleType
+from tests.rbac.rules import AUDIT, AUTH, ITEM, NOW, ROLE, C, rule
 
-C = Capability
-ITEM, ROLE, AUTH, AUDIT = RuleType.ITEM, RuleType.ROLE, RuleType.AUTH_METHOD, RuleType.AUDIT
-NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
 RW = frozenset({C.READ, C.LIST})
-
-
-def rule(
-    path: str,
-    *capabilities: Capability,
-    rule_type: RuleType = ITEM,
-    expires_at: datetime | None = None,
-) -> Rule:
-    return Rule(rule_type, path, frozenset(capabilities), expires_at)
 
 
 def decide(

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from strongroom.errors import RuleTooComplexError
-from strongroom.rbac import Capability, Rule, RuleSet, RuleType
+from strongroom.rbac import Rule, RuleSet, RuleType
 from strongroom.rbac.budget import CHECK_BUDGET_STEPS, Budget
 from strongroom.rbac.escalation import (
     GRANTABLE,
@@ -19,11 +19,8 @@ from strongroom.rbac.escalation import (
     check_rule_change,
     weakens_deny,
 )
-from tests.rbac.test_rbac_covers import rule
+from tests.rbac.rules import AUTH, ITEM, NOW, ROLE, C, rule
 
-C = Capability
-ITEM, ROLE, AUTH = RuleType.ITEM, RuleType.ROLE, RuleType.AUTH_METHOD
-NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
 HOUR = NOW + timedelta(hours=1)
 DAY = NOW + timedelta(days=1)
 AGO = NOW - timedelta(minutes=1)

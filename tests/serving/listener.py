@@ -29,7 +29,9 @@ class Listener:
     """Serves :func:`app`; ``protocol()`` makes each connection's protocol (overridden)."""
 
     def __init__(self, *, keep_alive: float) -> None:
-        self.config = uvicorn.Config(app, timeout_keep_alive=keep_alive, lifespan="off")
+        # uvicorn annotates an int, but its timer takes any number of seconds: these tests
+        # want fractions of one.
+        self.config = uvicorn.Config(app, timeout_keep_alive=keep_alive, lifespan="off")  # type: ignore[arg-type]
         self.config.load()
         self.state = ServerState()
         self.errors: list[dict[str, Any]] = []

@@ -34,7 +34,7 @@ def offer(handoff: LoginHandoff, clients: Clients, chunk: bytes = LOGIN) -> tupl
 
 def fill(handoff: LoginHandoff, clients: Clients) -> list[Any]:
     """Offer logins until the first login process's socket is full; their client ends."""
-    sent = []
+    sent: list[Any] = []
     before = handoffs("login_process_queued")
     for _ in range(1000):
         taken, client = offer(handoff, clients)
@@ -269,7 +269,7 @@ def test_no_descriptor_left_to_queue_with_leaves_the_login_to_the_worker(
         def dup(fd: int) -> int:
             raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
 
-        monkeypatch.setattr(handoff_module.os, "dup", dup)
+        monkeypatch.setattr(os, "dup", dup)
         assert offer(handoff, clients)[0] is False
         handoff.close()
 

@@ -27,7 +27,7 @@ KEEP_ALIVE_SECONDS = 30  # longer than LIMITS' timeout: only the head limit can 
 
 
 def refused(reason: str) -> float:
-    return REFUSED.labels(reason)._value.get()
+    return float(REFUSED.labels(reason)._value.get())
 
 
 class Bounded(Listener):

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from strongroom.config import Settings, unknown_variables
-from strongroom.serving.placement import Placement, Role
+from strongroom.serving.placement import Placement, ProcessRole
 from strongroom.serving.supervisor import describe_exit
 
 
@@ -26,8 +26,8 @@ def test_workers_default_to_the_cpu_quota_at_most_four(monkeypatch: pytest.Monke
 
 def test_a_bad_trusted_proxy_is_refused_with_the_setting() -> None:
     with pytest.raises(ValidationError, match=r"'10\.0\.0\.0/33' is not an IP address or CIDR"):
-        Settings(trusted_proxies="10.0.0.0/8, 10.0.0.0/33")  # type: ignore[arg-type]
-    assert Settings(trusted_proxies="10.0.0.1, 2001:db8::/32").trusted_proxies == [  # type: ignore[arg-type]
+        Settings(trusted_proxies="10.0.0.0/8, 10.0.0.0/33")
+    assert Settings(trusted_proxies="10.0.0.1, 2001:db8::/32").trusted_proxies == [
         "10.0.0.1",
         "2001:db8::/32",
     ]
@@ -49,7 +49,7 @@ def test_unknown_variables_are_named_with_the_closest_setting() -> None:
 
 def test_each_placement_switch_is_a_setting() -> None:
     default = Placement.server_worker(Settings())
-    assert default.role is Role.WORKER
+    assert default.role is ProcessRole.WORKER
     assert (default.login_thread, default.login_inline_when_idle, default.login_handoff) == (
         True,
         True,

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from tests.e2e.server_process import ServerProcess
+from tests.support.login import key_token
 from tests.support.moto_sts import MotoPrincipal, MotoServer
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -53,17 +54,8 @@ class Console:
         return httpx.Client(base_url=self.url, timeout=15)
 
     def admin_headers(self, http: httpx.Client) -> dict[str, str]:
-        token = self.login_key(http, self.admin_access_id, self.admin_access_key)
+        token = key_token(http, self.admin_access_id, self.admin_access_key)
         return {"Authorization": f"Bearer {token}"}
-
-    @staticmethod
-    def login_key(http: httpx.Client, access_id: str, access_key: str) -> str:
-        response = http.post(
-            "/v1/auth/login",
-            json={"access_id": access_id, "access_type": "access_key", "access_key": access_key},
-        )
-        assert response.status_code == 200, response.text
-        return str(response.json()["token"])
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 
 from strongroom.web.docs import ASSETS, SWAGGER_UI_DIRECTORY
 from strongroom.web.headers import CONTENT_SECURITY_POLICY, DOCS_CONTENT_SECURITY_POLICY
-from tests.conftest import Harness
+from tests.support.harness import Harness
 
 # Nothing here depends on the database: SQLite alone.
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

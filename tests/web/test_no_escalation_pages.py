@@ -6,15 +6,16 @@ from __future__ import annotations
 import itertools
 import re
 from html import unescape
+from typing import Any
 
-from tests.conftest import Harness
+from tests.support.harness import Harness
 from tests.web.test_pages import sign_in
 
 PATH_ERROR = re.compile(r'<p class="field-error" id="r-path-error">([^<]*)</p>')
 DENSE = ["/*" + "*".join(order) + "*/x" for order in itertools.permutations("abcdef")][::37][:8]
 
 
-def _user(harness: Harness, name: str, rules: list[dict[str, object]]) -> tuple[str, str]:
+def _user(harness: Harness, name: str, rules: list[dict[str, Any]]) -> tuple[str, str]:
     client, admin = harness.client, harness.admin.headers
     key = client.post(
         "/v1/auth-methods", json={"type": "api_key", "name": f"{name}-key"}, headers=admin
@@ -61,7 +62,7 @@ def test_the_console_shows_a_rule_set_too_complex_to_check(harness: Harness) -> 
         [
             {"path": "/*", "capabilities": ["read"]},
             {"rule_type": "role-rule", "path": "/denseuser", "capabilities": ["read", "update"]},
-            *({"path": pattern, "capabilities": ["deny"]} for pattern in DENSE),
+            *[{"path": pattern, "capabilities": ["deny"]} for pattern in DENSE],
         ],
     )
     csrf = sign_in(client, access_id, access_key)

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from strongroom.web.headers import CONTENT_SECURITY_POLICY
-from tests.conftest import Harness
+from tests.support.harness import Harness
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 FIELD_ERROR = re.compile(r'<p class="field-error" id="f-([a-z_]+)-error">([^<]*)</p>')

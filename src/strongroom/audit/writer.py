@@ -84,7 +84,7 @@ MOVE_MAX_EVENTS = 1000
 # A journal this large whose events are all chained is replaced by a new, empty one.
 ROTATE_BYTES = 4 * 1024 * 1024
 # How long GET /v1/audit waits for this process's journal to reach the chain.
-SETTLE_TIMEOUT_SECONDS = 2.0
+DRAIN_TIMEOUT_SECONDS = 2.0
 
 
 class AuditFileSink:
@@ -371,7 +371,7 @@ class AuditWriter:
         journal.close(remove=True)
         self._retired.append(journal.name)
 
-    async def settle(self) -> None:
+    async def drain_journal(self) -> None:
         """Wait (briefly) until this process's journaled events are in the chain."""
         if self._journal is None:
             return
@@ -382,7 +382,7 @@ class AuditWriter:
             self._mover = asyncio.ensure_future(self._move())
         if self._mover is not None and not self._mover.done():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._mover), SETTLE_TIMEOUT_SECONDS)
+                await asyncio.wait_for(asyncio.shield(self._mover), DRAIN_TIMEOUT_SECONDS)
 
     async def _store_in_thread(self, batch: list[tuple[AuditEvent, asyncio.Future[None]]]) -> None:
         self._settle(batch, await asyncio.to_thread(self._try_store, batch))
@@ -411,6 +411,7 @@ class AuditWriter:
     def _settle(
         batch: list[tuple[AuditEvent, asyncio.Future[None]]], error: BaseException | None
     ) -> None:
+        """Settle the futures of the batch's writers: stored, or ServiceUnavailableError."""
         for _, future in batch:
             if future.done():
                 continue

@@ -209,7 +209,7 @@ class LoginService:
         # Logins run on their own loop thread (see login_loop.py): a burst of them must not
         # queue the reads served by this one. A lone one runs here (see _run).
         return await self._run(
-            lambda parts: self._login_on_own_loop(parts, body, source_ip, event, now)
+            lambda parts: self._login_and_record_outcome(parts, body, source_ip, event, now)
         )
 
     async def login_json(
@@ -234,9 +234,9 @@ class LoginService:
             count_login(None, exc)
             raise
         event.access_id = body.access_id
-        return await self._login_on_own_loop(parts, body, source_ip, event, now)
+        return await self._login_and_record_outcome(parts, body, source_ip, event, now)
 
-    async def _login_on_own_loop(
+    async def _login_and_record_outcome(
         self,
         parts: _LoginLoopParts,
         body: LoginRequest,
@@ -244,6 +244,8 @@ class LoginService:
         event: AuditEvent,
         now: datetime,
     ) -> dict[str, Any]:
+        """Log in on whichever loop ``parts`` belongs to; record a denial against the
+        source's failure counters and count every outcome in the login metrics."""
         # Counted per source and per (source, access ID), never per access ID alone: anyone
         # can name an access ID, so its own counter would let them lock its owner out.
         keys = failure_keys(source_ip, body.access_id)

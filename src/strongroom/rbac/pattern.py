@@ -36,8 +36,17 @@ MAX_PATTERN_SEGMENTS = 32
 # Wildcards ('*', '+') and templates in a new rule's path. Each one multiplies what the
 # no-escalation check may have to explore; real rules need two or three.
 MAX_PATTERN_WILDCARDS = 8
-CLAIM_NAMES = frozenset(
-    {"account_id", "arn", "role_name", "role_id", "resource_id", "user_name", "user_id"}
+# The claims a login produces (SPEC section 3), in SPEC order: what a {{claim}} template and an
+# association's sub-claims may name. Logins (auth/aws_iam/identity.py) and association bodies
+# (roles/schemas.py) use this one definition.
+CLAIM_NAMES = (
+    "account_id",
+    "arn",
+    "role_name",
+    "role_id",
+    "resource_id",
+    "user_name",
+    "user_id",
 )
 # The characters of a path segment (SPEC section 2); '/' separates segments.
 SEGMENT_CHARS = frozenset(string.ascii_letters + string.digits + "._-")

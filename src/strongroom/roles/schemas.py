@@ -12,12 +12,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from strongroom.kit.names import validate_object_name
 from strongroom.kit.timestamp import Timestamp
-from strongroom.rbac import Capability, RuleType
+from strongroom.rbac import CLAIM_NAMES, Capability, RuleType
 
-# The claims an association may test: exactly the ones a login can produce.
-CLAIM_NAMES = frozenset(
-    {"account_id", "arn", "role_name", "role_id", "resource_id", "user_name", "user_id"}
-)
 MAX_SUB_CLAIM_VALUES = 50
 
 
@@ -30,8 +26,11 @@ class RoleCreate(_Strict):
     description: str = Field(default="", max_length=1024)
 
 
-class RuleSet(_Strict):
-    """PUT body: set (or replace) the capabilities of one (rule_type, path)."""
+class RuleUpdate(_Strict):
+    """PUT body: set (or replace) the capabilities of one (rule_type, path) of a role.
+
+    Not to be confused with :class:`strongroom.rbac.RuleSet`, the compiled rules of a caller.
+    """
 
     rule_type: str = "item-rule"
     path: str = Field(max_length=600)

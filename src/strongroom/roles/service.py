@@ -49,7 +49,7 @@ from strongroom.rbac.escalation import (
     holds_deny,
 )
 from strongroom.roles.checks import EscalationChecks
-from strongroom.roles.schemas import AssociationCreate, RoleCreate, RuleSet
+from strongroom.roles.schemas import AssociationCreate, RoleCreate, RuleUpdate
 
 _CAPABILITY_ORDER = [c.value for c in Capability]
 # Rules in one role. Every rule of a role is checked when the role is associated, and every
@@ -237,7 +237,7 @@ class RoleService:
             bump_generation(connection)
 
     async def set_rule(
-        self, caller: Caller, name: str, body: RuleSet, event: AuditEvent, now: datetime
+        self, caller: Caller, name: str, body: RuleUpdate, event: AuditEvent, now: datetime
     ) -> dict[str, Any]:
         """Set (or replace) the rule of (role, rule_type, path).
 

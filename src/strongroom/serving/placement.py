@@ -53,7 +53,9 @@ from enum import StrEnum
 from strongroom.config import Settings
 
 
-class Role(StrEnum):
+class ProcessRole(StrEnum):
+    """Which kind of process an app serves in (not an access role: those are roles/)."""
+
     WORKER = "worker"
     LOGIN_PROCESS = "login process"
     IN_PROCESS = "in-process"
@@ -63,7 +65,7 @@ class Role(StrEnum):
 class Placement:
     """What one process's app does where; build it with one of the class methods."""
 
-    role: Role
+    role: ProcessRole
     migrate: bool
     login_thread: bool
     login_inline_when_idle: bool
@@ -75,7 +77,7 @@ class Placement:
     def server_worker(cls, settings: Settings) -> Placement:
         """A worker of ``strongroom server``: serves every request, reads first."""
         return cls(
-            role=Role.WORKER,
+            role=ProcessRole.WORKER,
             migrate=False,
             login_thread=settings.login_thread,
             login_inline_when_idle=settings.login_thread and settings.login_inline_when_idle,
@@ -88,7 +90,7 @@ class Placement:
     def login_process(cls, settings: Settings) -> Placement:
         """A login process of ``strongroom server``: the logins its workers pass over."""
         return cls(
-            role=Role.LOGIN_PROCESS,
+            role=ProcessRole.LOGIN_PROCESS,
             migrate=False,
             login_thread=False,
             login_inline_when_idle=False,
@@ -107,7 +109,7 @@ class Placement:
     ) -> Placement:
         """The app in the caller's process (tests, tools): it migrates the schema itself."""
         return cls(
-            role=Role.IN_PROCESS,
+            role=ProcessRole.IN_PROCESS,
             migrate=True,
             login_thread=login_thread,
             login_inline_when_idle=login_thread and login_inline_when_idle,

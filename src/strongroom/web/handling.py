@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import RedirectResponse, Response
 
-from strongroom.api.services import audit_event_of
+from strongroom.api.errors import note_reason as note_reason_in_scope
 from strongroom.errors import (
     InvalidRequestError,
     NotFoundError,
@@ -60,9 +60,7 @@ class _PageError(StrongroomError):
 
 def note_reason(request: Request, reason: str) -> None:
     """Keep the precise cause of a failure for the audit trail (never shown to the user)."""
-    event = audit_event_of(request)
-    if not event.reason:
-        event.reason = reason[:2000]
+    note_reason_in_scope(request.scope, reason)
 
 
 def error_page(request: Request, exc: StrongroomError) -> Response:

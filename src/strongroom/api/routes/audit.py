@@ -35,7 +35,7 @@ async def list_audit_events(
     event.path = "/"
     caller.require(Capability.READ, RuleType.AUDIT, "/", event.time)
     # This process's journaled events first (other processes' follow within milliseconds).
-    await services.writer.settle()
+    await services.writer.drain_journal()
     with services.database.read() as connection:
         if since is not None and since.tzinfo is None:
             since = since.replace(tzinfo=UTC)

@@ -14,7 +14,7 @@ from strongroom.roles.schemas import (
     RoleCreated,
     RoleDetail,
     RoleList,
-    RuleSet,
+    RuleUpdate,
     RuleWritten,
 )
 
@@ -80,7 +80,7 @@ async def delete_role(request: Request, name: str) -> Response:
     responses=errors(400, 401, 403, 404, 409, 413, 503),
     openapi_extra=TOKEN_REQUIRED,
 )
-async def set_rule(request: Request, name: str, body: RuleSet) -> Response:
+async def set_rule(request: Request, name: str, body: RuleUpdate) -> Response:
     """Needs role-rule ``update``. The caller must hold each capability on every path the rule
     can match, for as long as the rule lasts; replacing a deny (or shortening it) must be a
     lift the caller could make. 400 ``RuleTooComplex`` if that cannot be decided within the

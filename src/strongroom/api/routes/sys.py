@@ -15,7 +15,7 @@ from strongroom.db.migrate import is_up_to_date
 from strongroom.db.tables import counters
 from strongroom.errors import ServiceUnavailableError
 from strongroom.metrics.exposition import Exposition
-from strongroom.serving.placement import Placement, Role
+from strongroom.serving.placement import Placement, ProcessRole
 
 router = APIRouter(tags=["sys"])
 
@@ -83,6 +83,6 @@ def _exposition(request: Request) -> Exposition:
     exposition: Exposition | None = getattr(state, "metrics", None)
     if exposition is None:
         placement: Placement | None = getattr(state, "placement", None)
-        in_server = placement is not None and placement.role is not Role.IN_PROCESS
+        in_server = placement is not None and placement.role is not ProcessRole.IN_PROCESS
         exposition = state.metrics = Exposition(os.getppid() if in_server else None)
     return exposition

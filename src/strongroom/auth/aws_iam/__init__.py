@@ -37,7 +37,6 @@ from strongroom.auth.aws_iam.endpoint import (
     validate_sts_url,
 )
 from strongroom.auth.aws_iam.identity import (
-    CLAIM_NAMES,
     AwsIdentityClaims,
     PrincipalType,
     claims_from_identity,
@@ -66,7 +65,6 @@ from strongroom.auth.aws_iam.vetting import (
 
 __all__ = [
     "ALLOWED_HEADERS",
-    "CLAIM_NAMES",
     "DEFAULT_MAX_SKEW",
     "GET_CALLER_IDENTITY_BODY",
     "GLOBAL_STS_ENDPOINT",

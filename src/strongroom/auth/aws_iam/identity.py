@@ -24,17 +24,9 @@ from enum import StrEnum
 
 from strongroom.auth.aws_iam.sts_response import CallerIdentity
 from strongroom.errors import AuthenticationDenied
+from strongroom.rbac.pattern import CLAIM_NAMES
 
 PARTITIONS = frozenset({"aws", "aws-cn", "aws-us-gov"})
-CLAIM_NAMES = (
-    "account_id",
-    "arn",
-    "role_name",
-    "role_id",
-    "resource_id",
-    "user_name",
-    "user_id",
-)
 _ARN = re.compile(
     r"arn:(?P<partition>[a-z0-9-]+):(?P<service>iam|sts)::(?P<account>[0-9]{12}):(?P<resource>.+)"
 )

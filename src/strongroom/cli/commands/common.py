@@ -102,8 +102,8 @@ def reported_errors(debug: bool, as_json: bool = False) -> Iterator[None]:
 
 
 @dataclass
-class Session:
-    """What a command body works with."""
+class Connected:
+    """What a command body works with inside ``connect``: the client, the output, the profile."""
 
     client: StrongroomClient
     out: Output
@@ -130,7 +130,9 @@ def is_loopback(url: str) -> bool:
 
 
 @contextmanager
-def connect(profile: str, as_json: bool, server_url: str | None, debug: bool) -> Iterator[Session]:
+def connect(
+    profile: str, as_json: bool, server_url: str | None, debug: bool
+) -> Iterator[Connected]:
     """Load the profile, open a client for it, and report any failure of the body."""
     out = Output(as_json=as_json)
     with reported_errors(debug, as_json):
@@ -143,7 +145,7 @@ def connect(profile: str, as_json: bool, server_url: str | None, debug: bool) ->
             )
         cache = TokenCache(home, loaded.name, loaded.access_id)
         with StrongroomClient(loaded, server_url=url, cache=cache) as client:
-            yield Session(client, out, loaded)
+            yield Connected(client, out, loaded)
 
 
 def object_name(value: str, *, kind: str, option: str) -> str:

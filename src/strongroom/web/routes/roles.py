@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse, Response
 from strongroom.api.services import audit_event_of, services_of
 from strongroom.errors import ForbiddenError, StrongroomError
 from strongroom.rbac import Capability, RuleType
-from strongroom.roles.schemas import AssociationCreate, RoleCreate, RuleSet
+from strongroom.roles.schemas import AssociationCreate, RoleCreate, RuleUpdate
 from strongroom.web.form import InvalidFormError, service_form_errors, validate
 from strongroom.web.guard import signed_in, signed_in_post
 from strongroom.web.handling import ConsoleRoute, note_reason
@@ -176,7 +176,7 @@ async def set_rule(request: Request, name: str) -> Response:
             raise InvalidFormError(
                 {"capabilities": "Choose at least one capability."}, 400, "no capability chosen"
             )
-        body = validate(RuleSet, data)
+        body = validate(RuleUpdate, data)
         await services.roles.set_rule(session.caller, name, body, event, event.time)
     except InvalidFormError as failure:
         return _failed_on_role_page(request, session, name, "rule", data, failure)

@@ -18,7 +18,7 @@ from strongroom.audit.writer import AuditWriter, audited_write
 from strongroom.auth.tokens import Caller
 from strongroom.crypto import Keyring, item_context
 from strongroom.db.engine import Database
-from strongroom.db.hot import HotReader, VersionRow
+from strongroom.db.hot import HotReads, VersionRow
 from strongroom.db.tables import item_versions, items
 from strongroom.errors import ConflictError, ForbiddenError, NotFoundError, PayloadTooLargeError
 from strongroom.kit.clock import isoformat_z
@@ -42,7 +42,7 @@ def _folder_bounds(folder: str) -> tuple[str, str]:
 
 class SecretService:
     def __init__(
-        self, database: Database, writer: AuditWriter, keyring: Keyring, hot: HotReader
+        self, database: Database, writer: AuditWriter, keyring: Keyring, hot: HotReads
     ) -> None:
         self._db = database
         self._writer = writer
@@ -75,7 +75,7 @@ class SecretService:
             raise ConflictError(f"an item named {name} already exists") from exc
         return {"name": name, "version": 1, "created_at": isoformat_z(now)}
 
-    def read(
+    async def read(
         self,
         caller: Caller,
         unverified_name: str,
@@ -83,11 +83,14 @@ class SecretService:
         event: AuditEvent,
         now: datetime,
     ) -> dict[str, Any]:
-        """One value (newest version unless ``version``); the hot path, one query."""
+        """One value (newest version unless ``version``); the hot path, one query (inline on
+        SQLite, asynchronous on PostgreSQL: ``db/hot.py``)."""
         name = normalize_item_path(unverified_name)
         event.path = name
         caller.require(Capability.READ, RuleType.ITEM, name, now)
-        item_id, stored_name, number, ciphertext, created_at = self._version_row(name, version)
+        item_id, stored_name, number, ciphertext, created_at = await self._version_row(
+            name, version
+        )
         return {
             "name": stored_name,
             "value": self._keyring.decrypt(ciphertext, item_context(item_id, number)).decode(),
@@ -95,7 +98,7 @@ class SecretService:
             "created_at": isoformat_z(created_at),
         }
 
-    def read_many(
+    async def read_many(
         self,
         caller: Caller,
         body: GetSecretValue,
@@ -109,7 +112,7 @@ class SecretService:
             caller.require(Capability.READ, RuleType.ITEM, name, now)
         values: dict[str, str] = {}
         for requested, name in resolved:
-            item_id, _, number, ciphertext, _ = self._version_row(name, body.version)
+            item_id, _, number, ciphertext, _ = await self._version_row(name, body.version)
             context = item_context(item_id, number)
             values[requested] = self._keyring.decrypt(ciphertext, context).decode()
         return values
@@ -270,8 +273,8 @@ class SecretService:
             )
         )
 
-    def _version_row(self, name: str, version: int | None) -> VersionRow:
-        row = self._hot.version_row(name, version)
+    async def _version_row(self, name: str, version: int | None) -> VersionRow:
+        row = await self._hot.version_row(name, version)
         if row is None:
             raise NotFoundError(
                 f"{name} has no version {version}" if version else f"no item named {name}"

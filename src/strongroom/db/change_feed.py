@@ -12,6 +12,9 @@ for those notifications, and that proves every few hundred milliseconds that it 
 - between heartbeats, a notification raises the value at once (PostgreSQL delivers them in
   commit order as they happen), so a change usually reaches every worker within
   milliseconds;
+- a notification that has reached the worker but not been read yet (the listening socket has
+  bytes waiting: one ``poll`` per request) makes that request read the counter itself: a
+  change committed before a request arrived is never missed for want of a loop pass;
 - the value is **trusted** only while the last answered heartbeat was sent less than
   :data:`TRUST_SECONDS` ago. Otherwise (the listener is down, reconnecting, slow, or its loop
   is too busy to read) :meth:`ChangeFeed.generation` answers None and the caller reads the
@@ -30,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import select
 import time
 from collections.abc import Callable
 
@@ -48,6 +52,8 @@ TRUST_SECONDS = 0.75
 RECONNECT_SECONDS = 0.25
 RECONNECT_MAX_SECONDS = 5.0
 _GENERATION_SQL = "SELECT value FROM counters WHERE name = 'generation'"
+# How the listening connections show in pg_stat_activity.
+APPLICATION_NAME = "strongroom change feed"
 
 log = structlog.get_logger("strongroom.db")
 
@@ -121,12 +127,17 @@ class ChangeFeed:
         self._heartbeat = heartbeat_seconds
         self._clock = clock
         self.window = TrustWindow(trust_seconds)
+        self._waiting: select.poll | None = None  # readiness of the listening socket
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def generation(self) -> int | None:
         """The counter, while the feed can vouch for it; None: read it from the database."""
-        return self.window.trusted(self._clock())
+        generation = self.window.trusted(self._clock())
+        waiting = self._waiting
+        if generation is not None and waiting is not None and waiting.poll(0):
+            return None  # a notification (or the heartbeat's answer) not read yet
+        return generation
 
     def committed(self, generation: int) -> None:
         """This process committed a change that moved the counter to ``generation``: known
@@ -158,11 +169,17 @@ class ChangeFeed:
             try:
                 opened: psycopg.AsyncConnection[tuple[object, ...]] = await asyncio.wait_for(
                     psycopg.AsyncConnection.connect(
-                        self._conninfo, autocommit=True, **self._options
+                        self._conninfo,
+                        autocommit=True,
+                        application_name=APPLICATION_NAME,
+                        **self._options,
                     ),
                     self._timeout,
                 )
                 connection = opened
+                waiting = select.poll()
+                waiting.register(opened.pgconn.socket, select.POLLIN)
+                self._waiting = waiting
                 await self._listen(opened)
             except asyncio.CancelledError:
                 raise
@@ -172,6 +189,7 @@ class ChangeFeed:
                 self.window.lost()
                 log.warning("change_feed_lost", error=repr(exc), retry_seconds=delay)
             finally:
+                self._waiting = None
                 if connection is not None:
                     sever(connection)  # nothing waits on it any more: never blocks
                     with contextlib.suppress(Exception):

@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import math
 import select
+import threading
 import time
 from collections.abc import Callable
 
@@ -61,11 +62,13 @@ log = structlog.get_logger("strongroom.db")
 class TrustWindow:
     """What a worker knows of the ``generation`` counter, and for how long it may rely on it.
 
-    Times are ``time.monotonic()`` values passed in by the caller.
+    Times are ``time.monotonic()`` values passed in by the caller. The loop's listener and a
+    thread that committed a change both update it: updates hold a lock, reads need none.
     """
 
     def __init__(self, trust_seconds: float = TRUST_SECONDS) -> None:
         self._trust_seconds = trust_seconds
+        self._lock = threading.Lock()
         self._generation: int | None = None
         self._proven_at = -math.inf
         self._heard: tuple[int, float] | None = None  # the last value heard, and when
@@ -75,11 +78,12 @@ class TrustWindow:
         before then is counted in it. It replaces what was known (the counter only goes back
         after a restore, and then the database is right), except a higher value heard since
         the heartbeat was asked: a change committed after the heartbeat's snapshot."""
-        heard = self._heard
-        if heard is not None and heard[1] >= asked_at:
-            generation = max(generation, heard[0])
-        self._generation = generation
-        self._proven_at = max(self._proven_at, asked_at)
+        with self._lock:
+            heard = self._heard
+            if heard is not None and heard[1] >= asked_at:
+                generation = max(generation, heard[0])
+            self._generation = generation
+            self._proven_at = max(self._proven_at, asked_at)
 
     def heard(self, payload: str | int, now: float) -> None:
         """A notification (or this process's own commit): the counter's new value. It only
@@ -90,14 +94,16 @@ class TrustWindow:
         except ValueError:
             self.lost()
             return
-        self._heard = (generation, now)
-        if self._generation is not None:
-            self._generation = max(self._generation, generation)
+        with self._lock:
+            self._heard = (generation, now)
+            if self._generation is not None:
+                self._generation = max(self._generation, generation)
 
     def lost(self) -> None:
         """The listener failed: nothing is trusted until a heartbeat proves it again."""
-        self._generation = None
-        self._proven_at = -math.inf
+        with self._lock:
+            self._generation = None
+            self._proven_at = -math.inf
 
     def trusted(self, now: float) -> int | None:
         """The counter, if a heartbeat sent less than the trust period before ``now`` vouches

@@ -3,6 +3,7 @@
     .venv/bin/pip install py-spy   # once; not a project dependency
     .venv/bin/python bench/read_path_profile.py [--workers 1] [--connections 16] [--duration 10]
                                                 [--file-audit] [--idle] [--top 30]
+                                                [--postgres [--delay-ms 1.0]]
 
 Starts ``strongroom server`` exactly as ``read_path.py`` does (temp SQLite, NON-admin reader
 token), drives ``GET /v1/secrets/bench/db-password`` with wrk on 127.0.0.1, and samples every
@@ -64,6 +65,13 @@ def main() -> int:
     parser.add_argument("--file-audit", action="store_true")
     parser.add_argument("--idle", action="store_true", help="count waiting threads too")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument(
+        "--postgres", action="store_true", help="a fresh PostgreSQL database, not SQLite"
+    )
+    parser.add_argument("--postgres-url", default=rp.postgres.DEFAULT_ADMIN_URL)
+    parser.add_argument(
+        "--delay-ms", type=float, default=None, help="PostgreSQL through bench/tcp_proxy.py"
+    )
     args = parser.parse_args()
     py_spy = shutil.which("py-spy", path=str(rp.VENV_BIN)) or shutil.which("py-spy")
     if py_spy is None:
@@ -71,10 +79,16 @@ def main() -> int:
         return 2
 
     key = "strongroom-file" if args.file_audit else "strongroom"
+    plan = None
+    if args.postgres:
+        key = "strongroom-pg" if args.delay_ms is None else "strongroom-pg-proxy"
+        plan = rp.PostgresPlan(admin_url=args.postgres_url, delay_ms=args.delay_ms)
     tmp_root = Path(tempfile.mkdtemp(prefix="strongroom-profile-"))
     stacks: collections.Counter[tuple[str, ...]] = collections.Counter()
     try:
-        with rp.strongroom_target(key, tmp_root, args.workers, file_audit=args.file_audit) as t:
+        with rp.strongroom_target(
+            key, tmp_root, args.workers, file_audit=args.file_audit, postgres_plan=plan
+        ) as t:
             t.check()
             rp.run_wrk(t, args.connections, 2, 1)  # warm-up
             pids = group_pids(t.process.pid)

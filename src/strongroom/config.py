@@ -98,6 +98,13 @@ class Settings(BaseSettings):
     audit_journal: bool = True
     # A database unreachable at start is tried again for this long (each attempt logged).
     db_start_wait_seconds: float = Field(default=30.0, ge=0, le=3600)
+    # The longest a request waits for the database (connecting, a pool checkout, a statement):
+    # a database that does not answer in time gives 503, never a hang (SPEC sections 1, 11).
+    db_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    # PostgreSQL: each worker learns of token, role and rule changes from LISTEN/NOTIFY, proven
+    # complete by a heartbeat on the same connection (db/change_feed.py), instead of reading
+    # the generation counter on every request. False: one generation read per request.
+    change_feed: bool = True
     # No-escalation checks of role and auth method changes run on a thread of their own, so
     # that a costly one (bounded by its budget) never holds up the event loop. False: inline.
     rbac_check_thread: bool = True

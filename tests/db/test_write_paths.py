@@ -17,7 +17,7 @@ from sqlalchemy import func, select, text
 from strongroom.audit.event import AuditEvent
 from strongroom.audit.writer import AuditWriter
 from strongroom.db.engine import Database, WriterBusyError
-from strongroom.db.hot import HotReader
+from strongroom.db.hot import hot_reads
 from strongroom.db.tables import audit_events
 from tests.support.audit_chain import TEST_CHAIN_KEY, anchored, verify
 from tests.support.concurrency import HeldLock
@@ -91,19 +91,24 @@ def test_audit_batch_is_handed_to_a_thread_when_the_lock_is_busy(
 def test_hot_reader_reconnects_after_losing_its_connection(database: Database) -> None:
     if database.dialect != "postgresql":
         pytest.skip("a connection to a local SQLite file does not drop")
-    hot = HotReader(database.engine)
-    assert hot.generation() == 0
-    # A server restart or failover, as the hot reader sees it: its backend is gone.
-    with database.engine.connect() as connection:
-        connection.execute(
-            text(
-                "select pg_terminate_backend(pid) from pg_stat_activity "
-                "where datname = current_database() and pid <> pg_backend_pid()"
+
+    async def scenario() -> None:
+        hot = hot_reads(database.engine, timeout=5)
+        assert await hot.generation() == 0
+        # A server restart or failover, as the hot reader sees it: every backend of its pool
+        # is gone.
+        with database.engine.connect() as connection:
+            connection.execute(
+                text(
+                    "select pg_terminate_backend(pid) from pg_stat_activity "
+                    "where datname = current_database() and pid <> pg_backend_pid()"
+                )
             )
-        )
-    assert hot.generation() == 0
-    assert hot.version_row("/missing", None) is None
-    hot.close()
+        assert await hot.generation() == 0
+        assert await hot.version_row("/missing", None) is None
+        await hot.aclose()
+
+    asyncio.run(scenario())
 
 
 def test_a_snapshot_sees_one_state_and_can_write_nothing(database: Database) -> None:

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from strongroom.config import Settings, unknown_variables
-from strongroom.serving.placement import Placement, ProcessRole
+from strongroom.serving.placement import Placement, ProcessRole, database_work_in_threads
 from strongroom.serving.supervisor import describe_exit
 
 
@@ -57,6 +57,7 @@ def test_each_placement_switch_is_a_setting() -> None:
     )
     assert default.wal_checkpoints
     assert default.audit_journal
+    assert default.change_feed
     assert not default.migrate  # the supervisor migrated, under the lock
     off = Placement.server_worker(
         Settings(
@@ -64,6 +65,7 @@ def test_each_placement_switch_is_a_setting() -> None:
             login_inline_when_idle=True,
             wal_checkpoint_thread=False,
             audit_journal=False,
+            change_feed=False,
         )
     )
     # Inline-when-idle is a choice between the login thread and the caller's loop: without the
@@ -71,10 +73,24 @@ def test_each_placement_switch_is_a_setting() -> None:
     assert (off.login_thread, off.login_inline_when_idle) == (False, False)
     assert not off.wal_checkpoints
     assert not off.audit_journal
+    assert not off.change_feed
     login = Placement.login_process(Settings())
     assert (login.login_thread, login.login_handoff, login.wal_checkpoints) == (False,) * 3
+    assert not login.change_feed
     assert login.audit_journal
     assert Placement.in_process().migrate
+
+
+def test_database_work_leaves_the_loop_on_postgresql_only() -> None:
+    assert not database_work_in_threads(Settings(database_url="sqlite:///x.db"))
+    assert database_work_in_threads(Settings(database_url="postgresql+psycopg://u@db/strongroom"))
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "301", "soon"])
+def test_the_database_timeout_is_checked(bad: str) -> None:
+    with pytest.raises(ValidationError, match="db_timeout_seconds"):
+        Settings(db_timeout_seconds=bad)
+    assert Settings().db_timeout_seconds == 5
 
 
 def test_exits_are_described_by_code_or_signal() -> None:

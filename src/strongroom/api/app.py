@@ -39,10 +39,12 @@ from strongroom.auth_methods.service import AuthMethodService
 from strongroom.config import Settings
 from strongroom.crypto import MasterKeyProvider, load_master_key_provider
 from strongroom.db import migrate
+from strongroom.db.change_feed import ChangeFeed
 from strongroom.db.engine import Checkpointer, Database
-from strongroom.db.hot import HotReader
+from strongroom.db.hot import hot_reads
 from strongroom.db.keys import load_or_create_keys
 from strongroom.db.live_keys import LiveKeyring
+from strongroom.db.work import DatabaseWork
 from strongroom.errors import ConfigurationError
 from strongroom.kit.clock import Clock, utc_now
 from strongroom.kit.inflight import InFlight
@@ -50,7 +52,7 @@ from strongroom.roles.checks import EscalationChecks
 from strongroom.roles.service import RoleService
 from strongroom.secrets.service import SecretService
 from strongroom.serving.handoff import LoginHandoff, LoginPool
-from strongroom.serving.placement import Placement
+from strongroom.serving.placement import Placement, database_work_in_threads
 from strongroom.serving.state import LOGIN_HANDOFF
 from strongroom.web.console import install_console
 from strongroom.web.docs import install_docs
@@ -82,7 +84,9 @@ def create_app(
     connect_to = parse_connect_to(settings.sts_connect_to)  # ConfigurationError before any work
     placement = placement or Placement.in_process()
     # Automatic checkpoints are off when background ones run: a commit never pays for one.
-    database = Database.from_url(settings.database_url, background_checkpoints=True)
+    database = Database.from_url(
+        settings.database_url, background_checkpoints=True, timeout=settings.db_timeout_seconds
+    )
     if placement.migrate and not migrate.is_up_to_date(database):
         migrate.upgrade(database)
     master = master_key or load_master_key_provider(settings)
@@ -102,9 +106,22 @@ def create_app(
         keys.audit,
         AuditFileSink(settings.audit_file) if settings.audit_file else None,
         journal=journal,
+        timeout=settings.db_timeout_seconds,
     )
-    hot = HotReader(database.engine)
-    token_service = TokenService(keys.digester, database, hot)
+    # Where database work runs (serving/placement.py): inline on SQLite; on PostgreSQL, hot
+    # reads as asynchronous I/O and everything else on threads, all within DB_TIMEOUT_SECONDS.
+    work = DatabaseWork(
+        in_threads=database_work_in_threads(settings), timeout=settings.db_timeout_seconds
+    )
+    hot = hot_reads(database.engine, timeout=settings.db_timeout_seconds)
+    feed = (
+        ChangeFeed(database.engine.url, timeout=settings.db_timeout_seconds)
+        if placement.change_feed and settings.change_feed and database.dialect != "sqlite"
+        else None
+    )
+    if feed is not None:
+        database.generation_listeners.append(feed.committed)
+    token_service = TokenService(keys.digester, database, hot, work=work, feed=feed)
     checks = EscalationChecks(in_thread=settings.rbac_check_thread)
     auth_method_service = AuthMethodService(
         database, writer, keys.digester, checks, sts_extra_endpoints=settings.sts_extra_endpoints
@@ -124,7 +141,7 @@ def create_app(
         tokens=token_service,
         auth_methods=auth_method_service,
         roles=RoleService(database, writer, checks),
-        secrets=SecretService(database, writer, keyring, hot),
+        secrets=SecretService(database, writer, keyring, hot, work),
         login=LoginService(
             database,
             writer,
@@ -142,10 +159,12 @@ def create_app(
                 ),
             ),
             placement=placement,
+            work=work,
             idle=in_flight.alone,
             inline_sts=new_sts_client,
         ),
         clock=clock,
+        work=work,
     )
 
     @asynccontextmanager
@@ -153,6 +172,9 @@ def create_app(
         checkpointer = Checkpointer(database)
         if placement.wal_checkpoints:
             checkpointer.start()
+        await hot.open()  # PostgreSQL: the pool connects in the background
+        if feed is not None:
+            feed.start()
         handoff = None
         if placement.login_handoff and login_pool is not None and len(login_pool) > 0:
             handoff = LoginHandoff(login_pool, keep_when_idle=placement.login_inline_when_idle)
@@ -170,7 +192,10 @@ def create_app(
         await writer.drain()
         await services.login.aclose()
         checks.close()
-        hot.close()
+        if feed is not None:
+            await feed.aclose()
+        await hot.aclose()
+        work.close()
         database.dispose()
 
     app = FastAPI(

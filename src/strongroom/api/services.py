@@ -1,6 +1,11 @@
 """The services one app instance runs with, built once by ``create_app`` and shared by the REST
 routes and the console. This is also the one place that reads the caller's token from a request
-(``Authorization: Bearer`` or Vault's ``X-Vault-Token``)."""
+(``Authorization: Bearer`` or Vault's ``X-Vault-Token``).
+
+Routes call the services' synchronous methods through ``services.work`` (``db/work.py``):
+inline on SQLite, on a thread with a deadline on PostgreSQL, so that no database round trip
+ever runs on the event loop. The reads of the hot path are coroutines of their own
+(``db/hot.py``)."""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from strongroom.config import Settings
 from strongroom.db.engine import Database
 from strongroom.db.keys import Keys
 from strongroom.db.live_keys import LiveKeyring
+from strongroom.db.work import DatabaseWork
 from strongroom.errors import UnauthorizedError
 from strongroom.kit.clock import Clock
 from strongroom.kit.forwarded import TrustedProxies
@@ -42,6 +48,7 @@ class Services:
     secrets: SecretService
     login: LoginService
     clock: Clock
+    work: DatabaseWork
 
     @cached_property
     def vault(self) -> VaultService:
@@ -53,6 +60,7 @@ class Services:
             tokens=self.tokens,
             auth_methods=self.auth_methods,
             secrets=self.secrets,
+            work=self.work,
         )
 
     @cached_property
@@ -60,9 +68,9 @@ class Services:
         """The proxies whose ``X-Forwarded-*`` headers are believed (``TRUSTED_PROXIES``)."""
         return TrustedProxies.from_cidrs(self.settings.trusted_proxies)
 
-    def authenticate(self, token: str, event: AuditEvent) -> Caller:
+    async def authenticate(self, token: str, event: AuditEvent) -> Caller:
         """Resolve the bearer token and note who is calling in the request's audit event."""
-        caller = self.tokens.resolve(token, event.time)
+        caller = await self.tokens.resolve(token, event.time)
         event.access_id = caller.access_id
         event.auth_method = caller.auth_method_name
         event.identity_arn = caller.identity_arn
@@ -113,13 +121,13 @@ def bearer_token(request: Request) -> str:
     raise UnauthorizedError("send Authorization: Bearer <token> (or X-Vault-Token); log in first")
 
 
-def authorized(request: Request, action: str) -> tuple[Services, AuditEvent, Caller]:
+async def authorized(request: Request, action: str) -> tuple[Services, AuditEvent, Caller]:
     """Start an authenticated endpoint: its services, its audit event (named ``action``) and
     the caller behind the bearer token (UnauthorizedError without a valid one)."""
     event = audit_event_of(request)
     event.action = action
     services = services_of(request)
-    return services, event, services.authenticate(bearer_token(request), event)
+    return services, event, await services.authenticate(bearer_token(request), event)
 
 
 def json_response(content: Any, status: int = 200) -> Response:

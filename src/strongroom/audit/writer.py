@@ -182,10 +182,14 @@ class AuditWriter:
         *,
         inline: bool | None = None,
         journal: AuditJournal | None = None,
+        timeout: float | None = None,
     ) -> None:
         """``key``: the audit chain key (``Keys.audit``). ``journal`` (SQLite only): reads' and
         denials' events are durable once appended there; this writer moves them into the
-        chain afterwards, and owns the journal."""
+        chain afterwards, and owns the journal. ``timeout`` (``DB_TIMEOUT_SECONDS``; commits
+        in a thread only): a request waits at most this long for its event to be stored, then
+        answers 503; while a commit has been under way longer than that (a database that does
+        not answer), new events are refused at once rather than queued behind it."""
         self._database = database
         self._key = key
         self._file_sink = file_sink
@@ -203,6 +207,8 @@ class AuditWriter:
         self._gathered = 0  # events journaled since the move timer was set
         self._mover: asyncio.Task[None] | None = None
         self._stopping = False
+        self._timeout = None if self._inline else timeout
+        self._committing_since: float | None = None  # loop time the thread's commit began
 
     @property
     def journal(self) -> AuditJournal | None:
@@ -211,15 +217,51 @@ class AuditWriter:
     async def write(self, event: AuditEvent) -> None:
         """Return once ``event`` is stored; raise ServiceUnavailableError if it cannot be."""
         loop = asyncio.get_running_loop()
+        if self._timeout is not None and self._stuck(loop):
+            raise ServiceUnavailableError(
+                "the audit trail cannot be written",
+                reason="audit commit stuck for longer than DB_TIMEOUT_SECONDS",
+            )
         future: asyncio.Future[None] = loop.create_future()
-        self._pending.append((event, future))
+        entry = (event, future)
+        self._pending.append(entry)
         if self._inline:
             if not self._scheduled:
                 self._scheduled = True
                 loop.call_soon(self._flush_inline)
         elif self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_in_thread())
-        await future
+        if self._timeout is None:
+            await future
+            return
+        timer = loop.call_later(self._timeout, self._expire, entry)
+        try:
+            await future
+        finally:
+            timer.cancel()
+
+    def _stuck(self, loop: asyncio.AbstractEventLoop) -> bool:
+        since = self._committing_since
+        return (
+            since is not None
+            and self._timeout is not None
+            and loop.time() - since > (self._timeout)
+        )
+
+    def _expire(self, entry: tuple[AuditEvent, asyncio.Future[None]]) -> None:
+        """Its event was not stored within the timeout: 503 (dropped unless already being
+        committed: then it is stored when the database answers, as a read that answered 503)."""
+        future = entry[1]
+        if future.done():
+            return
+        with contextlib.suppress(ValueError):
+            self._pending.remove(entry)
+        future.set_exception(
+            ServiceUnavailableError(
+                "the audit trail cannot be written",
+                reason="audit commit took longer than DB_TIMEOUT_SECONDS",
+            )
+        )
 
     def _flush_inline(self) -> None:
         self._scheduled = False
@@ -388,10 +430,15 @@ class AuditWriter:
         self._settle(batch, await asyncio.to_thread(self._try_store, batch))
 
     async def _flush_in_thread(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._pending:
             batch, self._pending = self._pending, []
             AUDIT_BATCHES.labels("thread").inc()
-            error = await asyncio.to_thread(self._try_store, batch)
+            self._committing_since = loop.time()
+            try:
+                error = await asyncio.to_thread(self._try_store, batch)
+            finally:
+                self._committing_since = None
             self._settle(batch, error)
 
     def _try_store(

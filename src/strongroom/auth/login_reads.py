@@ -7,8 +7,10 @@ they cost a few tens of microseconds. Each is a single-statement read that needs
 shared with the others: the decisions they feed are made certain at write time (the replay
 mark's primary key), or are best effort by design (failure counting).
 
-Contract: one :class:`LoginReads` per loop that runs logins, used only from that loop's thread.
-Values come back as the SQLAlchemy column types of ``db/tables.py`` would give them.
+Contract: one :class:`LoginReads` per loop that runs logins. On SQLite it is used only from that
+loop's thread (a held connection); on PostgreSQL from the threads of ``db/work.py`` (a pooled
+connection per statement). Values come back as the SQLAlchemy column types of ``db/tables.py``
+would give them.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from sqlalchemy import Engine
 
 from strongroom.auth_methods.service import AuthMethodRecord
 from strongroom.db import driver
-from strongroom.db.held import HeldConnection
+from strongroom.db.held import HeldConnection, PooledRows
 
 _METHOD = (
     "SELECT id, access_id, name, type, config, access_key_digest FROM auth_methods "
@@ -45,7 +47,11 @@ class LoginReads:
     """Driver-level reads for the login path (see the module's contract)."""
 
     def __init__(self, engine: Engine) -> None:
-        self._held = HeldConnection(engine, purpose="login read")
+        self._held: HeldConnection | PooledRows = (
+            HeldConnection(engine, purpose="login read")
+            if engine.dialect.name == "sqlite"
+            else PooledRows(engine, purpose="login read")
+        )
         placeholder = self._held.placeholder
         self._placeholder = placeholder
         self._method = _METHOD.format(p=placeholder)

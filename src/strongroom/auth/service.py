@@ -47,6 +47,7 @@ from strongroom.crypto import TokenDigester
 from strongroom.db import driver
 from strongroom.db.engine import Database, WriterBusyError
 from strongroom.db.tables import login_replay
+from strongroom.db.work import DatabaseWork
 from strongroom.errors import AuthenticationDenied, InvalidRequestError
 from strongroom.kit.clock import isoformat_z
 from strongroom.kit.glob import glob_match
@@ -123,10 +124,13 @@ class LoginService:
         policy: LoginPolicy,
         *,
         placement: Placement,
+        work: DatabaseWork,
         idle: Callable[[], bool] | None = None,
         inline_sts: Callable[[], StsClient] | None = None,
     ) -> None:
-        """Where logins run comes from ``placement`` (strongroom.serving.placement):
+        """Where logins run comes from ``placement`` (strongroom.serving.placement), where
+        their database work runs from ``work`` (on PostgreSQL: on its threads, whichever loop
+        the login is on, within ``DB_TIMEOUT_SECONDS``; on SQLite: as below).
 
         ``placement.login_thread``: on a loop thread of their own (see login_loop.py), so that
         a process serving reads keeps serving them during a burst of logins; a login process
@@ -141,6 +145,7 @@ class LoginService:
         own_thread = placement.login_thread
         inline_when = idle if placement.login_inline_when_idle else None
         self._db = database
+        self._work = work
         self._writer = writer
         self._digester = digester
         self._tokens = token_service
@@ -190,7 +195,10 @@ class LoginService:
 
     async def _write(self, parts: _LoginLoopParts, work: Callable[[bool], T]) -> T:
         """Run ``work(blocking)``, a write transaction, without stalling a loop that serves
-        reads: there it tries for the SQLite writer lock and, if busy, waits in a thread."""
+        reads: there it tries for the SQLite writer lock and, if busy, waits in a thread.
+        PostgreSQL: always on a thread of ``work``, within its timeout."""
+        if self._work.in_threads:
+            return await self._work.run(work, True)
         if parts.may_block:
             return work(True)
         if self._db.dialect == "sqlite":
@@ -273,8 +281,9 @@ class LoginService:
         now: datetime,
     ) -> dict[str, Any]:
         # 429 before any work: a source that failed too often costs no key check, no STS call.
-        check_rate_limit(parts.reads.failure_counts(keys.all()), self._policy.failures, now)
-        method = parts.reads.auth_method(body.access_id)
+        counts = await self._work.run(parts.reads.failure_counts, keys.all())
+        check_rate_limit(counts, self._policy.failures, now)
+        method = await self._work.run(parts.reads.auth_method, body.access_id)
         if method is None:
             raise AuthenticationDenied(f"no auth method with access ID {body.access_id!r}")
         event.auth_method = method.name
@@ -421,7 +430,7 @@ class LoginService:
             # Remembered as long as any server would still accept the request's date.
             expires_at=max(vetted.amz_date, now) + self._policy.max_clock_skew,
         )
-        if parts.reads.signature_spent(spend.digest):
+        if await self._work.run(parts.reads.signature_spent, spend.digest):
             raise AuthenticationDenied("replayed request: this signature was already used")
         identity = await parts.sts.get_caller_identity(vetted)
         claims = claims_from_identity(identity)

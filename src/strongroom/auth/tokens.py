@@ -3,7 +3,9 @@
 A token is stored only as its keyed digest. Resolving one is on every request's path, so each
 worker keeps the resolved callers and compiled rule sets in memory, valid for one value of the
 ``generation`` counter; every change to roles, rules, associations, auth methods or tokens bumps
-it, and the next request anywhere sees the change (one indexed read per request).
+it, and the next request anywhere sees the change: one indexed read per request, or, on
+PostgreSQL with the change feed (``db/change_feed.py``), none while the feed vouches for the
+value it was notified of.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from sqlalchemy import Connection, delete, select, update
 
 from strongroom.crypto import TokenDigester
 from strongroom.db import driver
-from strongroom.db.engine import Database
-from strongroom.db.hot import HotReader
+from strongroom.db.change_feed import CHANNEL, ChangeFeed
+from strongroom.db.engine import GENERATION_BUMPED, Database
+from strongroom.db.hot import HotReads
 from strongroom.db.tables import (
     auth_methods,
     counters,
@@ -29,6 +32,7 @@ from strongroom.db.tables import (
     token_associations,
     tokens,
 )
+from strongroom.db.work import DatabaseWork
 from strongroom.errors import ForbiddenError, UnauthorizedError
 from strongroom.kit.ids import TOKEN_PREFIX, new_token
 from strongroom.rbac import Capability, Rule, RuleSet, RuleType
@@ -82,10 +86,23 @@ class MintedToken:
 
 
 def bump_generation(connection: Connection) -> None:
-    """Invalidate every worker's token and rule caches (call inside the changing transaction)."""
-    connection.execute(
-        update(counters).where(counters.c.name == "generation").values(value=counters.c.value + 1)
-    )
+    """Invalidate every worker's token and rule caches (call inside the changing transaction).
+
+    On PostgreSQL the transaction also notifies the change feeds of every replica with the new
+    value (delivered when it commits, not at all if it rolls back).
+    """
+    generation = connection.execute(
+        update(counters)
+        .where(counters.c.name == "generation")
+        .values(value=counters.c.value + 1)
+        .returning(counters.c.value)
+    ).scalar_one()
+    if not driver.is_sqlite(connection):
+        db = driver.cursor(connection)
+        db.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(generation)))
+        db.close()
+    # This process learns it from Database.write once committed, before its answer leaves.
+    connection.info[GENERATION_BUMPED] = int(generation)
 
 
 def rules_of_roles(connection: Connection, role_ids: Sequence[int]) -> list[Rule]:
@@ -117,13 +134,19 @@ class TokenService:
         self,
         digester: TokenDigester,
         database: Database,
-        hot: HotReader,
+        hot: HotReads,
         *,
+        work: DatabaseWork,
+        feed: ChangeFeed | None = None,
         cache_size: int = 10_000,
     ) -> None:
+        """``hot`` reads the generation counter when ``feed`` (PostgreSQL's change feed, if
+        on) cannot vouch for it; ``work`` runs the full load of a caller not cached."""
         self._digester = digester
         self._database = database
         self._hot = hot
+        self._work = work
+        self._feed = feed
         self._cache_size = cache_size
         self._generation = -1
         self._callers: OrderedDict[str, Caller] = OrderedDict()
@@ -174,11 +197,12 @@ class TokenService:
             connection.execute(delete(tokens).where(tokens.c.id.in_(stale)))
         return MintedToken(token=token, expires_at=expires_at)
 
-    def resolve(self, unverified_token: str, now: datetime) -> Caller:
+    async def resolve(self, unverified_token: str, now: datetime) -> Caller:
         """The caller behind ``unverified_token``; UnauthorizedError if unknown or expired.
 
-        One driver-level read (the generation) when the caller is cached, which is the
-        common case; a full load through SQLAlchemy otherwise.
+        When the caller is cached, which is the common case: one driver-level read (the
+        generation), or none while the change feed vouches for it. A full load through
+        SQLAlchemy otherwise (through ``work``: off the event loop on PostgreSQL).
         """
         # Bound the work an attacker can make us do before the digest (hash flooding).
         if (
@@ -187,23 +211,35 @@ class TokenService:
         ):
             raise UnauthorizedError(reason="malformed token")
         digest = self._digester.digest(unverified_token)
-        generation = self._hot.generation()
+        generation = self._feed.generation() if self._feed is not None else None
+        if generation is None:
+            generation = await self._hot.generation()
         if generation != self._generation:
             self._callers.clear()
             self._rulesets.clear()
             self._generation = generation
-        caller = self._callers.get(digest)
-        if caller is None:
-            with self._database.read() as connection:
-                caller = self._load(connection, digest)
-            self._callers[digest] = caller
-            if len(self._callers) > self._cache_size:
-                self._callers.popitem(last=False)
+        cached = self._callers.get(digest)
+        if cached is not None:
+            caller = cached
+        else:
+            caller, ruleset_key = await self._work.run(self._load_caller, digest)
+            # Loaded while the loop went on (PostgreSQL: in a thread): cached only if no
+            # change was seen meanwhile, else it may hold what the change took away.
+            if self._generation == generation:
+                self._rulesets.setdefault(ruleset_key, caller.rules)
+                self._callers[digest] = caller
+                if len(self._callers) > self._cache_size:
+                    self._callers.popitem(last=False)
         if caller.expires_at <= now:
             raise UnauthorizedError(reason="token expired")
         return caller
 
-    def _load(self, connection: Connection, digest: str) -> Caller:
+    def _load_caller(self, digest: str) -> tuple[Caller, tuple[Any, ...]]:
+        with self._database.read() as connection:
+            return self._load(connection, digest)
+
+    def _load(self, connection: Connection, digest: str) -> tuple[Caller, tuple[Any, ...]]:
+        """The caller of ``digest`` and the key of its rule set (cached by the caller)."""
         row = connection.execute(
             select(
                 tokens.c.id,
@@ -235,8 +271,7 @@ class TokenService:
         ruleset = self._rulesets.get(key)
         if ruleset is None:
             ruleset = RuleSet(rules_of_roles(connection, role_ids), claims)
-            self._rulesets[key] = ruleset
-        return Caller(
+        caller = Caller(
             token_digest=digest,
             access_id=row.access_id,
             auth_method_id=row.method_id,
@@ -247,6 +282,7 @@ class TokenService:
             issued_at=row.created_at,
             expires_at=row.expires_at,
         )
+        return caller, key
 
     def revoke(self, connection: Connection, digest: str) -> None:
         connection.execute(delete(tokens).where(tokens.c.digest == digest))

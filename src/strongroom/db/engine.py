@@ -1,16 +1,24 @@
 """The database boundary: one engine per process, read connections and write transactions.
 
-Work is synchronous SQLAlchemy Core. On the read path it runs inline on the event loop: a
-SQLite query costs microseconds, far less than the hop to a thread pool (measured in
-``bench/``). Write transactions on SQLite start with ``BEGIN IMMEDIATE`` so that two workers
-never both read and then fail to upgrade to a write lock.
+Work is synchronous SQLAlchemy Core. Where it runs is decided by ``db/work.py``: inline on the
+event loop for SQLite (a query costs microseconds, far less than the hop to a thread pool,
+measured in ``bench/``), on a thread with a deadline for PostgreSQL. Write transactions on
+SQLite start with ``BEGIN IMMEDIATE`` so that two workers never both read and then fail to
+upgrade to a write lock.
+
+PostgreSQL connections carry the ``DB_TIMEOUT_SECONDS`` bounds (:func:`postgres_options`): a
+connect timeout, a server-side statement timeout and TCP keepalives; the pool waits that long
+for a connection. A thread stuck anyway (a network that stopped answering answers no statement
+timeout) is abandoned by its caller, and ``db/deadline.py`` keeps it from committing late.
 """
 
 from __future__ import annotations
 
 import fcntl
+import math
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -18,8 +26,9 @@ from typing import Any, BinaryIO
 import structlog
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 
+from strongroom.db import deadline
 from strongroom.db.driver import DRIVER_OPERATIONAL_ERRORS
 from strongroom.errors import ConfigurationError, ServiceUnavailableError
 from strongroom.kit.private_files import (
@@ -33,11 +42,35 @@ _WRITE_OPTION = "strongroom_write"
 log = structlog.get_logger("strongroom.db")
 
 
-def make_engine(database_url: str, *, background_checkpoints: bool = False) -> Engine:
+def postgres_options(timeout: float) -> dict[str, Any]:
+    """libpq connection parameters that bound every round trip to ``timeout`` seconds where
+    libpq or the server can: connecting (libpq counts whole seconds, at least 2), each
+    statement (cancelled by the server) and a transaction left idle; keepalives notice a peer
+    that is gone. What none of these can bound (a network that takes requests and never
+    answers) is the caller's deadline's job (``db/work.py``, ``db/pg_async.py``)."""
+    milliseconds = max(1, round(timeout * 1000))
+    return {
+        "connect_timeout": max(2, math.ceil(timeout)),
+        "options": (
+            f"-c statement_timeout={milliseconds} "
+            f"-c idle_in_transaction_session_timeout={max(milliseconds, 60_000)}"
+        ),
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+    }
+
+
+def make_engine(
+    database_url: str, *, background_checkpoints: bool = False, timeout: float | None = None
+) -> Engine:
     """Create the engine for ``database_url`` (``sqlite:///…`` or ``postgresql+psycopg://…``).
 
     ``background_checkpoints`` (SQLite): commits never run WAL checkpoints themselves (with
     their fsync, inside some unlucky request); :class:`Checkpointer` runs them instead.
+    ``timeout`` (PostgreSQL; ``DB_TIMEOUT_SECONDS`` in a server): bounds connecting, each
+    statement and the wait for a pooled connection. None (tools, migrations): no bounds.
     """
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
@@ -48,11 +81,52 @@ def make_engine(database_url: str, *, background_checkpoints: bool = False) -> E
                 "PostgreSQL URLs use the psycopg driver: postgresql+psycopg://user@host/db"
             )
         url = url.set(drivername="postgresql+psycopg")
-        return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+        if timeout is None:
+            return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+        engine = create_engine(
+            url,
+            pool_size=8,
+            max_overflow=8,
+            pool_timeout=timeout,
+            connect_args=postgres_options(timeout),
+        )
+        _ping_when_idle(engine)
+        return engine
     raise ConfigurationError(
         f"unsupported database {url.get_backend_name()!r}: use sqlite:///path or "
         "postgresql+psycopg://user@host/db"
     )
+
+
+# A pooled PostgreSQL connection unused for longer than this is pinged before it is handed out.
+IDLE_PING_SECONDS = 1.0
+_LAST_USED = "strongroom.last_used"
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection before use only when it sat idle for IDLE_PING_SECONDS.
+
+    ``pool_pre_ping`` pings on every checkout: a round trip more for every transaction, an
+    audit group commit's included (a seventh of its cost with the database a millisecond
+    away). A connection in steady use has just proven itself; one left idle may have been
+    dropped by a restart or a failover, and is replaced before anyone uses it. A connection
+    that breaks while in use fails its transaction (503) and makes SQLAlchemy drop every
+    connection of the pool made before it.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_LAST_USED] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        last_used = record.info.get(_LAST_USED)
+        if last_used is None or time.monotonic() - last_used < IDLE_PING_SECONDS:
+            return  # new, or in steady use
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # any failure: the pool replaces it and tries again
+            raise DisconnectionError(f"idle connection failed its ping: {exc!r}") from exc
 
 
 # The files SQLite and Strongroom keep next to a database: its WAL, its shared memory, a
@@ -174,11 +248,21 @@ class _WriterQueue:
                 self._file = None
 
 
+# Set in a write transaction's ``Connection.info`` to the value it moved the generation counter
+# to (``auth/tokens.bump_generation``); handed to ``Database.generation_listeners`` once it
+# has committed.
+GENERATION_BUMPED = "strongroom.generation_bumped"
+
+
 class Database:
     """Hands out connections; the only owner of the engine."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # Called, in the committing thread, with the new value of the generation counter after
+        # each write that bumped it: this process's own change feed learns of its changes
+        # before any request can follow them (db/change_feed.py).
+        self.generation_listeners: list[Callable[[int], None]] = []
         database = engine.url.database if engine.dialect.name == "sqlite" else None
         self._writers = (
             _WriterQueue(Path(database + ".write-lock"))
@@ -187,8 +271,18 @@ class Database:
         )
 
     @classmethod
-    def from_url(cls, database_url: str, *, background_checkpoints: bool = False) -> Database:
-        return cls(make_engine(database_url, background_checkpoints=background_checkpoints))
+    def from_url(
+        cls,
+        database_url: str,
+        *,
+        background_checkpoints: bool = False,
+        timeout: float | None = None,
+    ) -> Database:
+        return cls(
+            make_engine(
+                database_url, background_checkpoints=background_checkpoints, timeout=timeout
+            )
+        )
 
     @property
     def dialect(self) -> str:
@@ -197,6 +291,7 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A connection for reads; its implicit transaction is rolled back at the end."""
+        deadline.check("a read")
         try:
             with self.engine.connect() as connection:
                 yield connection
@@ -241,15 +336,26 @@ class Database:
 
         ``blocking=False`` raises WriterBusyError at once when another writer is busy (SQLite),
         for callers on the event loop that would rather hand the work to a thread than wait.
+        Work whose caller stopped waiting (``db/deadline.py``) neither starts nor commits.
         """
+        deadline.check("a write")
         try:
             # The connection is checked out before the writer turn and returned after it: the
             # turn (SQLite's one write lock, which every worker's audit commits wait for) is
             # held only from BEGIN to COMMIT.
             with self.engine.connect() as raw, self._writer_turn(blocking):
                 connection = raw.execution_options(**{_WRITE_OPTION: True})
-                with connection.begin():
-                    yield connection
+                try:
+                    with connection.begin():
+                        yield connection
+                        # The caller may have answered 503 meanwhile: roll back, not commit.
+                        deadline.check("a write")
+                finally:
+                    # The DBAPI connection's record outlives this checkout: always taken.
+                    bumped = raw.info.pop(GENERATION_BUMPED, None)
+                if bumped is not None:
+                    for listener in self.generation_listeners:
+                        listener(bumped)
         except OperationalError as exc:
             raise ServiceUnavailableError(
                 "the database is unavailable", reason=f"database error: {exc.orig!r}"

@@ -21,6 +21,7 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from strongroom.errors import ServiceUnavailableError
 
@@ -75,3 +76,32 @@ class HeldConnection:
             with contextlib.suppress(Exception):
                 self._connection.close()
         self._connection = None
+
+
+class PooledRows:
+    """The reads of a :class:`HeldConnection`, on a connection of the engine's pool taken for
+    each statement: for reads made from any thread (PostgreSQL's logins, which run on the
+    threads of ``db/work.py``). Same failures: ServiceUnavailableError, never a driver error."""
+
+    def __init__(self, engine: Engine, *, purpose: str) -> None:
+        self._engine = engine
+        self._purpose = purpose
+        self.placeholder = "?" if engine.dialect.name == "sqlite" else "%s"
+
+    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        """Every row of one read statement written with :attr:`placeholder` placeholders."""
+        try:
+            connection = self._engine.raw_connection()  # pool_pre_ping: a dropped one is replaced
+            try:
+                cursor = connection.cursor()
+                cursor.execute(sql, params)
+                return list(cursor.fetchall())
+            finally:
+                connection.close()  # back to the pool, rolled back
+        except (SQLAlchemyError, psycopg.OperationalError, sqlite3.OperationalError) as exc:
+            raise ServiceUnavailableError(
+                "the database is unavailable", reason=f"{self._purpose} failed: {exc!r}"
+            ) from exc
+
+    def close(self) -> None:
+        """Nothing is held."""

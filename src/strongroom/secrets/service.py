@@ -16,11 +16,12 @@ from sqlalchemy.exc import IntegrityError
 from strongroom.audit.event import AuditEvent
 from strongroom.audit.writer import AuditWriter, audited_write
 from strongroom.auth.tokens import Caller
-from strongroom.crypto import item_context
+from strongroom.crypto import item_context, key_id_of
 from strongroom.db.engine import Database
-from strongroom.db.hot import HotReader, VersionRow
+from strongroom.db.hot import HotReads, VersionRow
 from strongroom.db.live_keys import LiveKeyring
 from strongroom.db.tables import item_versions, items
+from strongroom.db.work import DatabaseWork
 from strongroom.errors import ConflictError, ForbiddenError, NotFoundError, PayloadTooLargeError
 from strongroom.kit.clock import isoformat_z
 from strongroom.kit.names import normalize_folder_path, normalize_item_path
@@ -43,12 +44,18 @@ def _folder_bounds(folder: str) -> tuple[str, str]:
 
 class SecretService:
     def __init__(
-        self, database: Database, writer: AuditWriter, keyring: LiveKeyring, hot: HotReader
+        self,
+        database: Database,
+        writer: AuditWriter,
+        keyring: LiveKeyring,
+        hot: HotReads,
+        work: DatabaseWork,
     ) -> None:
         self._db = database
         self._writer = writer
         self._keyring = keyring
         self._hot = hot
+        self._work = work
 
     def create(
         self, caller: Caller, body: SecretCreate, event: AuditEvent, now: datetime
@@ -76,7 +83,7 @@ class SecretService:
             raise ConflictError(f"an item named {name} already exists") from exc
         return {"name": name, "version": 1, "created_at": isoformat_z(now)}
 
-    def read(
+    async def read(
         self,
         caller: Caller,
         unverified_name: str,
@@ -84,19 +91,22 @@ class SecretService:
         event: AuditEvent,
         now: datetime,
     ) -> dict[str, Any]:
-        """One value (newest version unless ``version``); the hot path, one query."""
+        """One value (newest version unless ``version``); the hot path, one query (inline on
+        SQLite, asynchronous on PostgreSQL: ``db/hot.py``)."""
         name = normalize_item_path(unverified_name)
         event.path = name
         caller.require(Capability.READ, RuleType.ITEM, name, now)
-        item_id, stored_name, number, ciphertext, created_at = self._version_row(name, version)
+        item_id, stored_name, number, ciphertext, created_at = await self._version_row(
+            name, version
+        )
         return {
             "name": stored_name,
-            "value": self._keyring.decrypt(ciphertext, item_context(item_id, number)).decode(),
+            "value": (await self._open(ciphertext, item_context(item_id, number))).decode(),
             "version": number,
             "created_at": isoformat_z(created_at),
         }
 
-    def read_many(
+    async def read_many(
         self,
         caller: Caller,
         body: GetSecretValue,
@@ -110,9 +120,9 @@ class SecretService:
             caller.require(Capability.READ, RuleType.ITEM, name, now)
         values: dict[str, str] = {}
         for requested, name in resolved:
-            item_id, _, number, ciphertext, _ = self._version_row(name, body.version)
+            item_id, _, number, ciphertext, _ = await self._version_row(name, body.version)
             context = item_context(item_id, number)
-            values[requested] = self._keyring.decrypt(ciphertext, context).decode()
+            values[requested] = (await self._open(ciphertext, context)).decode()
         return values
 
     def update(
@@ -277,8 +287,17 @@ class SecretService:
             )
         )
 
-    def _version_row(self, name: str, version: int | None) -> VersionRow:
-        row = self._hot.version_row(name, version)
+    async def _open(self, ciphertext: bytes, context: bytes) -> bytes:
+        """Decrypt with the keys held; a value sealed under a key a rotation added since needs
+        a look-up of that key, which is database work and goes through the seam (a thread on
+        PostgreSQL), never a round trip on the event loop."""
+        held = self._keyring.current
+        if key_id_of(ciphertext) <= held.newest_id:
+            return held.decrypt(ciphertext, context)
+        return await self._work.run(self._keyring.decrypt, ciphertext, context)
+
+    async def _version_row(self, name: str, version: int | None) -> VersionRow:
+        row = await self._hot.version_row(name, version)
         if row is None:
             raise NotFoundError(
                 f"{name} has no version {version}" if version else f"no item named {name}"

@@ -13,6 +13,8 @@ login inline if idle   yes         no (2)         no (3)      ``LOGIN_INLINE_WHE
 login handoff          yes (5)     no             no          ``LOGIN_PROCESSES=0``
 WAL checkpoint thread  yes         no (4)         yes         ``WAL_CHECKPOINT_THREAD=false``
 audit journal          yes         yes            no (3)      ``AUDIT_JOURNAL=false``
+database work          (6)         (6)            (6)         (SQLite: always inline)
+change feed            yes (7)     no             yes (7)     ``CHANGE_FEED=false``
 =====================  ==========  =============  ==========  ==========================
 
 1. The supervisor brings the schema up to date once, under the migration lock
@@ -30,6 +32,15 @@ audit journal          yes         yes            no (3)      ``AUDIT_JOURNAL=fa
    every byte in both directions. Where login bursts must not slow reads, end TLS at a load
    balancer in front (``TRUSTED_PROXIES``, ``X-Forwarded-Proto``): the handoff works again.
 
+6. By the database (:func:`database_work_in_threads`). SQLite: inline, on the loop that asks.
+   PostgreSQL: never on an event loop. The hot reads (the generation counter, the item-version
+   row) are asynchronous I/O on a pool (``db/hot.py``, ``db/pg_async.py``); every other call
+   (services of routes and the console, a token cache miss, a login's reads and writes) runs
+   on a thread of the process (``db/work.py``). Either way the caller waits at most
+   ``DB_TIMEOUT_SECONDS`` and then answers 503; the audit writer's group commit is already in
+   a thread (``audit/writer.py``) and bounded the same.
+7. PostgreSQL only. A login process resolves no token worth caching.
+
 - **login thread**: a process that serves reads runs logins on a second event loop in a
   thread (``auth/login_loop.py``): a burst of logins would otherwise queue the reads.
 - **login inline if idle**: a login that finds no other request in progress runs on the
@@ -43,6 +54,11 @@ audit journal          yes         yes            no (3)      ``AUDIT_JOURNAL=fa
 - **audit journal** (SQLite): reads' and denials' audit events are durable once appended to
   the process's journal and reach the hash chain shortly after (``audit/journal.py``);
   without it each batch of events commits to the chain before the answers leave.
+- **database work** (PostgreSQL): see note 6.
+- **change feed** (PostgreSQL): each process listens for the generation counter's
+  notifications on one connection, proven complete by a heartbeat, instead of reading the
+  counter on every request (``db/change_feed.py``); while it cannot vouch for the counter,
+  requests read it themselves.
 """
 
 from __future__ import annotations
@@ -72,6 +88,7 @@ class Placement:
     login_handoff: bool
     wal_checkpoints: bool
     audit_journal: bool
+    change_feed: bool
 
     @classmethod
     def server_worker(cls, settings: Settings) -> Placement:
@@ -84,6 +101,7 @@ class Placement:
             login_handoff=not settings.tls,
             wal_checkpoints=settings.wal_checkpoint_thread,
             audit_journal=settings.audit_journal,
+            change_feed=settings.change_feed,
         )
 
     @classmethod
@@ -97,6 +115,7 @@ class Placement:
             login_handoff=False,
             wal_checkpoints=False,
             audit_journal=settings.audit_journal,
+            change_feed=False,
         )
 
     @classmethod
@@ -106,6 +125,7 @@ class Placement:
         login_thread: bool = True,
         login_inline_when_idle: bool = False,
         audit_journal: bool = False,
+        change_feed: bool = True,
     ) -> Placement:
         """The app in the caller's process (tests, tools): it migrates the schema itself."""
         return cls(
@@ -116,4 +136,11 @@ class Placement:
             login_handoff=False,
             wal_checkpoints=True,
             audit_journal=audit_journal,
+            change_feed=change_feed,
         )
+
+
+def database_work_in_threads(settings: Settings) -> bool:
+    """Whether synchronous database work runs on threads (PostgreSQL) or inline (SQLite): note
+    6 of the table above."""
+    return not settings.is_sqlite

@@ -21,6 +21,7 @@ from strongroom.auth.service import LoginService
 from strongroom.auth.tokens import Caller, TokenService
 from strongroom.auth_methods.service import AuthMethodService
 from strongroom.db.engine import Database
+from strongroom.db.work import DatabaseWork
 from strongroom.errors import (
     AuthenticationDenied,
     ConflictError,
@@ -53,7 +54,11 @@ class VaultService:
         tokens: TokenService,
         auth_methods: AuthMethodService,
         secrets: SecretService,
+        work: DatabaseWork,
     ) -> None:
+        """``work`` runs the database work of a login's name lookup (``db/work.py``); the
+        other entry points are synchronous, for the routes to run through it."""
+        self._work = work
         self._db = database
         self._writer = writer
         self._login = login
@@ -82,7 +87,7 @@ class VaultService:
             raise InvalidRequestError(
                 "role is required: the auth method's access ID (p-…) or its name"
             )
-        access_id = self._access_id(body.role)
+        access_id = await self._work.run(self._access_id, body.role)
         login = LoginRequest(
             access_id=access_id,
             access_type="aws_iam",
@@ -152,7 +157,7 @@ class VaultService:
 
     # -- secret/ (KV version 2) ------------------------------------------------------------
 
-    def kv_read(
+    async def kv_read(
         self,
         caller: Caller,
         unverified_path: str,
@@ -160,7 +165,7 @@ class VaultService:
         event: AuditEvent,
         now: datetime,
     ) -> dict[str, Any]:
-        read = self._secrets.read(caller, kv.item_name(unverified_path), version, event, now)
+        read = await self._secrets.read(caller, kv.item_name(unverified_path), version, event, now)
         return {
             "data": kv.data_of(read["value"]),
             "metadata": kv.version_metadata(read["version"], read["created_at"]),

@@ -9,14 +9,14 @@ from strongroom.web.form import Form
 from strongroom.web.session import Session, current_session
 
 
-def signed_in(request: Request) -> Session:
+async def signed_in(request: Request) -> Session:
     """The request's session; raise SignInRequiredError (a redirect) when there is none."""
-    return current_session(request)
+    return await current_session(request)
 
 
 async def signed_in_post(request: Request) -> tuple[Session, Form]:
     """The session and the form of a POST; raise CsrfRejected (403) without a valid token."""
-    session = current_session(request)
+    session = await current_session(request)
     form = await Form.read(request)
     # Cross-site request forgery: the form must carry this session's CSRF token.
     verify_csrf(session.csrf, form.raw(CSRF_FIELD))

@@ -54,7 +54,7 @@ class Session:
         return self.caller.rules.may(Capability.READ, RuleType.AUDIT, "/", now)
 
 
-def current_session(request: Request) -> Session:
+async def current_session(request: Request) -> Session:
     """Resolve the session cookie to a :class:`Session`; raise SignInRequiredError if there is none.
 
     Records the caller in the request's audit event, like a bearer token would.
@@ -65,7 +65,7 @@ def current_session(request: Request) -> Session:
     if not token:
         raise SignInRequiredError()
     try:
-        caller = services.authenticate(token, event)
+        caller = await services.authenticate(token, event)
     except UnauthorizedError as exc:
         event.reason = exc.reason
         raise SignInRequiredError(expired=True) from None

@@ -98,7 +98,7 @@ class LoginFastPath:
     openapi_extra=TOKEN_REQUIRED,
 )
 async def describe_token(request: Request) -> Response:
-    _, event, caller = authorized(request, "auth.token.read")
+    _, event, caller = await authorized(request, "auth.token.read")
     return json_response(
         {
             "access_id": caller.access_id,
@@ -120,7 +120,11 @@ async def describe_token(request: Request) -> Response:
     openapi_extra=TOKEN_REQUIRED,
 )
 async def revoke_token(request: Request) -> Response:
-    services, event, caller = authorized(request, "auth.token.revoke")
-    with audited_write(services.database, services.writer, event, 204) as connection:
-        services.tokens.revoke(connection, caller.token_digest)
+    services, event, caller = await authorized(request, "auth.token.revoke")
+    await services.work.run(_revoke, services, event, caller.token_digest)
     return Response(status_code=204)
+
+
+def _revoke(services: Services, event: AuditEvent, digest: str) -> None:
+    with audited_write(services.database, services.writer, event, 204) as connection:
+        services.tokens.revoke(connection, digest)

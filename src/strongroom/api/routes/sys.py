@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from strongroom.api.schemas import Health, Readiness
 from strongroom.api.services import Services, json_response, services_of
+from strongroom.db.engine import Database
 from strongroom.db.migrate import is_up_to_date
 from strongroom.db.tables import counters
 from strongroom.errors import ServiceUnavailableError
@@ -22,6 +23,8 @@ router = APIRouter(tags=["sys"])
 
 @router.get("/v1/sys/health", summary="Liveness: the process answers", response_model=Health)
 async def health() -> Response:
+    # Never touches the database: a database that is slow or gone must not make a live
+    # process look dead (its orchestrator would restart it for nothing). /v1/sys/ready says.
     return json_response({"status": "ok"})
 
 
@@ -35,14 +38,20 @@ async def ready(request: Request) -> Response:
     services = services_of(request)
     checks: dict[str, str] = {}
     try:
-        with services.database.read() as connection:
-            connection.execute(select(counters.c.value).limit(1)).all()
+        # Through the database seam: on PostgreSQL a database that does not answer makes this
+        # "unavailable" after DB_TIMEOUT_SECONDS, and never holds up the event loop.
+        checks["migrations"] = await services.work.run(_migrations, services.database)
         checks["database"] = "ok"
-        checks["migrations"] = "ok" if is_up_to_date(services.database) else "pending"
     except Exception as exc:  # readiness reports any failure rather than raising it
         checks["database"] = f"unavailable: {type(exc).__name__}"
         checks["migrations"] = "unknown"
-    checks["keys"] = _keys_check(services) if checks["database"] == "ok" else "unknown"
+    checks["keys"] = "unknown"
+    if checks["database"] == "ok":
+        try:
+            checks["keys"] = await services.work.run(_keys_check, services)
+        except ServiceUnavailableError:  # the database stopped answering meanwhile
+            checks["keys"] = "unknown"
+            checks["database"] = "unavailable: ServiceUnavailableError"
     ok = all(value == "ok" for value in checks.values())
     return json_response(
         {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
@@ -57,6 +66,13 @@ def _keys_check(services: Services) -> str:
     except ServiceUnavailableError:
         return "unavailable: a newer data key cannot be unwrapped with this server's master key"
     return "ok"
+
+
+def _migrations(database: Database) -> str:
+    """ "ok" or "pending", after one query that proves the database answers."""
+    with database.read() as connection:
+        connection.execute(select(counters.c.value).limit(1)).all()
+    return "ok" if is_up_to_date(database) else "pending"
 
 
 @router.get(

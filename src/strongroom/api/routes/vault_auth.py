@@ -52,7 +52,7 @@ async def vault_aws_login(request: Request) -> Response:
     openapi_extra=TOKEN_REQUIRED,
 )
 async def vault_lookup_self(request: Request) -> Response:
-    services, event, caller = authorized(request, "auth.token.read")
+    services, event, caller = await authorized(request, "auth.token.read")
     data = services.vault.token_lookup(caller, bearer_token(request), event.time)
     return vault_response(request, data=data)
 
@@ -68,6 +68,6 @@ _REVOKE: dict[str, Any] = {
 @router.post("/v1/auth/token/revoke-self", **_REVOKE)
 @router.put("/v1/auth/token/revoke-self", **_REVOKE)
 async def vault_revoke_self(request: Request) -> Response:
-    services, event, caller = authorized(request, "auth.token.revoke")
-    services.vault.revoke_self(caller, event)
+    services, event, caller = await authorized(request, "auth.token.revoke")
+    await services.work.run(services.vault.revoke_self, caller, event)
     return vault_no_content()

@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from strongroom.api.services import audit_event_of, services_of
 from strongroom.audit.store import query_events
+from strongroom.db.engine import Database
 from strongroom.rbac import Capability, RuleType
 from strongroom.web.guard import signed_in
 from strongroom.web.handling import ConsoleRoute, note_reason
@@ -31,7 +32,7 @@ async def audit_page(request: Request) -> Response:
     event = audit_event_of(request)
     event.action = "audit.read"
     event.path = "/"
-    session = signed_in(request)
+    session = await signed_in(request)
     session.caller.require(Capability.READ, RuleType.AUDIT, "/", event.time)
 
     params = request.query_params
@@ -54,15 +55,7 @@ async def audit_page(request: Request) -> Response:
     if errors:
         note_reason(request, "; ".join(errors.values()))
     else:
-        with services.database.read() as connection:
-            events = query_events(
-                connection,
-                since=None,
-                access_id=filters["access_id"] or None,
-                path=filters["path"] or None,
-                outcome=filters["outcome"] or None,
-                limit=int(filters["limit"]),
-            )
+        events = await services.work.run(_events, services.database, filters)
     return render(
         request,
         "audit.html",
@@ -77,3 +70,15 @@ async def audit_page(request: Request) -> Response:
         status=400 if errors else 200,
         section=SECTION,
     )
+
+
+def _events(database: Database, filters: dict[str, str]) -> list[dict[str, object]]:
+    with database.read() as connection:
+        return query_events(
+            connection,
+            since=None,
+            access_id=filters["access_id"] or None,
+            path=filters["path"] or None,
+            outcome=filters["outcome"] or None,
+            limit=int(filters["limit"]),
+        )

@@ -96,8 +96,8 @@ async def list_page(request: Request) -> Response:
     services = services_of(request)
     event = audit_event_of(request)
     event.action = "auth_method.list"
-    session = signed_in(request)
-    methods = services.auth_methods.list(session.caller, event.time)
+    session = await signed_in(request)
+    methods = await services.work.run(services.auth_methods.list, session.caller, event.time)
     notice = NOTICES.get(request.query_params.get("notice", ""), "")
     return render(
         request, "auth_methods.html", {"methods": methods, "notice": notice}, section=SECTION
@@ -106,14 +106,14 @@ async def list_page(request: Request) -> Response:
 
 @router.get("/ui/auth-methods/new", summary="Console: choose the kind of a new auth method")
 async def choose_kind(request: Request) -> Response:
-    signed_in(request)
+    await signed_in(request)
     return render(request, "auth_method_kind.html", section=SECTION)
 
 
 @router.get("/ui/auth-methods/new/{segment}", summary="Console: new auth method form")
 async def create_form(request: Request, segment: str) -> Response:
     kind = _kind(segment)
-    signed_in(request)
+    await signed_in(request)
     values = {"sts_url": "https://sts.amazonaws.com"} if kind == "aws_iam" else {}
     return _form_page(request, kind, values=values)
 
@@ -136,7 +136,9 @@ async def create(request: Request, segment: str) -> Response:
             body = validate(AwsIamAuthMethodCreate, data)
         else:
             body = validate(ApiKeyAuthMethodCreate, data)
-        created = services.auth_methods.create(session.caller, body, event, event.time)
+        created = await services.work.run(
+            services.auth_methods.create, session.caller, body, event, event.time
+        )
     except InvalidFormError as failure:
         return _failed(request, kind, form, failure)
     except StrongroomError as exc:
@@ -159,8 +161,10 @@ async def show(request: Request, name: str) -> Response:
     services = services_of(request)
     event = audit_event_of(request)
     event.action = "auth_method.read"
-    session = signed_in(request)
-    method = services.auth_methods.get(session.caller, name, event, event.time)
+    session = await signed_in(request)
+    method = await services.work.run(
+        services.auth_methods.get, session.caller, name, event, event.time
+    )
     notice = NOTICES.get(request.query_params.get("notice", ""), "")
     return render(
         request, "auth_method.html", {"method": method, "notice": notice}, section=SECTION
@@ -172,8 +176,10 @@ async def edit_form(request: Request, name: str) -> Response:
     services = services_of(request)
     event = audit_event_of(request)
     event.action = "auth_method.read"
-    session = signed_in(request)
-    method = services.auth_methods.get(session.caller, name, event, event.time)
+    session = await signed_in(request)
+    method = await services.work.run(
+        services.auth_methods.get, session.caller, name, event, event.time
+    )
     return _form_page(request, str(method["type"]), values=method, editing=name)
 
 
@@ -186,7 +192,9 @@ async def edit(request: Request, name: str) -> Response:
     kind = "aws_iam" if form.text("kind") == "aws_iam" else "api_key"
     try:
         patch = validate(AuthMethodUpdate, _fields_from_form(form, kind, for_update=True))
-        await services.auth_methods.update(session.caller, name, patch, event, event.time)
+        await services.work.run_async(
+            services.auth_methods.update, session.caller, name, patch, event, event.time
+        )
     except InvalidFormError as failure:
         return _failed(request, kind, form, failure, editing=name)
     except StrongroomError as exc:
@@ -200,5 +208,5 @@ async def delete(request: Request, name: str) -> Response:
     event = audit_event_of(request)
     event.action = "auth_method.delete"
     session, _form = await signed_in_post(request)
-    services.auth_methods.delete(session.caller, name, event, event.time)
+    await services.work.run(services.auth_methods.delete, session.caller, name, event, event.time)
     return RedirectResponse("/ui/auth-methods?notice=deleted", status_code=303)

@@ -49,8 +49,8 @@ async def list_page(request: Request) -> Response:
     services = services_of(request)
     event = audit_event_of(request)
     event.action = "role.list"
-    session = signed_in(request)
-    roles = services.roles.list(session.caller, event.time)
+    session = await signed_in(request)
+    roles = await services.work.run(services.roles.list, session.caller, event.time)
     return render(
         request, "roles.html", {"roles": roles, "notice": _notice(request)}, section=SECTION
     )
@@ -58,7 +58,7 @@ async def list_page(request: Request) -> Response:
 
 @router.get("/ui/roles/new", summary="Console: new role form")
 async def create_form(request: Request) -> Response:
-    signed_in(request)
+    await signed_in(request)
     return render(request, "role_new.html", section=SECTION)
 
 
@@ -71,7 +71,7 @@ async def create(request: Request) -> Response:
     data = {"name": form.text("name"), "description": form.text("description")}
     try:
         body = validate(RoleCreate, data)
-        services.roles.create(session.caller, body, event, event.time)
+        await services.work.run(services.roles.create, session.caller, body, event, event.time)
     except InvalidFormError as failure:
         return _role_form_failed(request, data, failure)
     except StrongroomError as exc:
@@ -92,7 +92,7 @@ def _role_form_failed(
     )
 
 
-def _role_page(
+async def _role_page(
     request: Request,
     session: Session,
     name: str,
@@ -107,9 +107,9 @@ def _role_page(
     """
     services = services_of(request)
     event = audit_event_of(request)
-    role = services.roles.get(session.caller, name, event, event.time)
+    role = await services.work.run(services.roles.get, session.caller, name, event, event.time)
     # Only the auth methods the caller may list are offered for association.
-    methods = services.auth_methods.list(session.caller, event.time)
+    methods = await services.work.run(services.auth_methods.list, session.caller, event.time)
     return render(
         request,
         "role.html",
@@ -131,11 +131,11 @@ def _role_page(
 async def show(request: Request, name: str) -> Response:
     event = audit_event_of(request)
     event.action = "role.read"
-    session = signed_in(request)
-    return _role_page(request, session, name)
+    session = await signed_in(request)
+    return await _role_page(request, session, name)
 
 
-def _failed_on_role_page(
+async def _failed_on_role_page(
     request: Request,
     session: Session,
     name: str,
@@ -145,7 +145,7 @@ def _failed_on_role_page(
 ) -> Response:
     note_reason(request, failure.reason)
     try:
-        return _role_page(
+        return await _role_page(
             request,
             session,
             name,
@@ -177,12 +177,14 @@ async def set_rule(request: Request, name: str) -> Response:
                 {"capabilities": "Choose at least one capability."}, 400, "no capability chosen"
             )
         body = validate(RuleUpdate, data)
-        await services.roles.set_rule(session.caller, name, body, event, event.time)
+        await services.work.run_async(
+            services.roles.set_rule, session.caller, name, body, event, event.time
+        )
     except InvalidFormError as failure:
-        return _failed_on_role_page(request, session, name, "rule", data, failure)
+        return await _failed_on_role_page(request, session, name, "rule", data, failure)
     except StrongroomError as exc:
         rejected = service_form_errors(exc, RULE_HINTS)
-        return _failed_on_role_page(request, session, name, "rule", data, rejected)
+        return await _failed_on_role_page(request, session, name, "rule", data, rejected)
     return RedirectResponse(link(f"/ui/roles/{name}", notice="rule-set"), status_code=303)
 
 
@@ -192,8 +194,14 @@ async def delete_rule(request: Request, name: str) -> Response:
     event = audit_event_of(request)
     event.action = "role.rule.delete"
     session, form = await signed_in_post(request)
-    await services.roles.delete_rule(
-        session.caller, name, form.text("rule_type"), form.text("path"), event, event.time
+    await services.work.run_async(
+        services.roles.delete_rule,
+        session.caller,
+        name,
+        form.text("rule_type"),
+        form.text("path"),
+        event,
+        event.time,
     )
     return RedirectResponse(link(f"/ui/roles/{name}", notice="rule-deleted"), status_code=303)
 
@@ -236,12 +244,14 @@ async def associate(request: Request, name: str) -> Response:
                 "sub_claims": parse_sub_claims(values["sub_claims"]),
             },
         )
-        await services.roles.associate(session.caller, name, body, event, event.time)
+        await services.work.run_async(
+            services.roles.associate, session.caller, name, body, event, event.time
+        )
     except InvalidFormError as failure:
-        return _failed_on_role_page(request, session, name, "association", values, failure)
+        return await _failed_on_role_page(request, session, name, "association", values, failure)
     except StrongroomError as exc:
         rejected = service_form_errors(exc, ASSOCIATION_HINTS)
-        return _failed_on_role_page(request, session, name, "association", values, rejected)
+        return await _failed_on_role_page(request, session, name, "association", values, rejected)
     return RedirectResponse(link(f"/ui/roles/{name}", notice="associated"), status_code=303)
 
 
@@ -253,7 +263,9 @@ async def dissociate(request: Request, name: str, assoc_id: str) -> Response:
     event = audit_event_of(request)
     event.action = "role.dissociate"
     session, _form = await signed_in_post(request)
-    await services.roles.dissociate(session.caller, name, assoc_id, event, event.time)
+    await services.work.run_async(
+        services.roles.dissociate, session.caller, name, assoc_id, event, event.time
+    )
     return RedirectResponse(link(f"/ui/roles/{name}", notice="dissociated"), status_code=303)
 
 
@@ -263,5 +275,5 @@ async def delete(request: Request, name: str) -> Response:
     event = audit_event_of(request)
     event.action = "role.delete"
     session, _form = await signed_in_post(request)
-    await services.roles.delete(session.caller, name, event, event.time)
+    await services.work.run_async(services.roles.delete, session.caller, name, event, event.time)
     return RedirectResponse("/ui/roles?notice=deleted", status_code=303)

@@ -71,9 +71,14 @@ async def browse(request: Request) -> Response:
     services = services_of(request)
     event = audit_event_of(request)
     event.action = "item.list"
-    session = signed_in(request)
-    listing = services.secrets.list(
-        session.caller, request.query_params.get("path", "/")[:600], False, event, event.time
+    session = await signed_in(request)
+    listing = await services.work.run(
+        services.secrets.list,
+        session.caller,
+        request.query_params.get("path", "/")[:600],
+        False,
+        event,
+        event.time,
     )
     return render(
         request,
@@ -89,7 +94,7 @@ async def browse(request: Request) -> Response:
 
 @router.get("/ui/secrets/new", summary="Console: new secret form")
 async def create_form(request: Request) -> Response:
-    signed_in(request)
+    await signed_in(request)
     folder = normalize_folder_path(request.query_params.get("path", "/")[:600])
     prefix = "/" if folder == "/" else folder + "/"
     return render(request, "secret_new.html", {"values": {"name": prefix}}, section=SECTION)
@@ -109,7 +114,9 @@ async def create(request: Request) -> Response:
     }
     try:
         body = validate(SecretCreate, data)
-        created = services.secrets.create(session.caller, body, event, event.time)
+        created = await services.work.run(
+            services.secrets.create, session.caller, body, event, event.time
+        )
     except InvalidFormError as failure:
         return _create_failed(request, form, failure)
     except StrongroomError as exc:
@@ -133,7 +140,7 @@ def _create_failed(request: Request, form: Form, failure: InvalidFormError) -> R
     )
 
 
-def _item_page(
+async def _item_page(
     request: Request,
     session: Session,
     unverified_name: str,
@@ -149,10 +156,15 @@ def _item_page(
     services = services_of(request)
     event = audit_event_of(request)
     name = normalize_item_path(unverified_name)
-    item = services.secrets.describe(session.caller, name, event, event.time)
+    item = await services.work.run(
+        services.secrets.describe, session.caller, name, event, event.time
+    )
     versions: list[dict[str, Any]] | None = None
     if "read" in item["permissions"]:
-        versions = services.secrets.versions(session.caller, name, event, event.time)["versions"]
+        found = await services.work.run(
+            services.secrets.versions, session.caller, name, event, event.time
+        )
+        versions = found["versions"]
     return render(
         request,
         "secret.html",
@@ -173,8 +185,8 @@ def _item_page(
 async def show(request: Request) -> Response:
     event = audit_event_of(request)
     event.action = "item.describe"
-    session = signed_in(request)
-    return _item_page(request, session, request.query_params.get("name", "")[:600])
+    session = await signed_in(request)
+    return await _item_page(request, session, request.query_params.get("name", "")[:600])
 
 
 @router.post("/ui/secrets/reveal", summary="Console: reveal a secret's value")
@@ -184,8 +196,8 @@ async def reveal(request: Request) -> Response:
     session, form = await signed_in_post(request)
     name = form.text("name")
     version = _version(form.text("version"))
-    secret = services.secrets.read(session.caller, name, version, event, event.time)
-    response = _item_page(request, session, name, revealed=secret)
+    secret = await services.secrets.read(session.caller, name, version, event, event.time)
+    response = await _item_page(request, session, name, revealed=secret)
     # After the page's own look-ups, so that the audit trail records the read.
     event.action = "secret.read"
     event.path = str(secret["name"])
@@ -203,16 +215,22 @@ async def update(request: Request) -> Response:
         expected = _version(form.text("expected_version"))
         data: dict[str, Any] = {"value": form.raw("value"), "expected_version": expected}
         body = validate(SecretUpdate, data)
-        services.secrets.update(session.caller, name, body, event, event.time)
+        await services.work.run(
+            services.secrets.update, session.caller, name, body, event, event.time
+        )
     except InvalidFormError as failure:
         note_reason(request, failure.reason)
-        return _item_page(request, session, name, errors=failure.errors, status=failure.status)
+        return await _item_page(
+            request, session, name, errors=failure.errors, status=failure.status
+        )
     except StrongroomError as exc:
         if isinstance(exc, ForbiddenError | NotFoundError):
             raise
         rejected = service_form_errors(exc, UPDATE_HINTS)
         note_reason(request, rejected.reason)
-        return _item_page(request, session, name, errors=rejected.errors, status=rejected.status)
+        return await _item_page(
+            request, session, name, errors=rejected.errors, status=rejected.status
+        )
     return RedirectResponse(
         link("/ui/secrets/item", name=normalize_item_path(name), notice="saved"), status_code=303
     )
@@ -226,11 +244,15 @@ async def delete(request: Request) -> Response:
     session, form = await signed_in_post(request)
     name = form.text("name")
     version = _version(form.text("version"))
-    services.secrets.delete(session.caller, name, version, event, event.time)
+    await services.work.run(
+        services.secrets.delete, session.caller, name, version, event, event.time
+    )
     name = normalize_item_path(name)
     if version is not None:
         try:
-            services.secrets.describe(session.caller, name, event, event.time)
+            await services.work.run(
+                services.secrets.describe, session.caller, name, event, event.time
+            )
         except NotFoundError:
             pass  # that was the last version: the item went with it
         else:

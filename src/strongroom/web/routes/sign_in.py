@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
-from strongroom.api.services import audit_event_of, services_of
+from strongroom.api.services import Services, audit_event_of, services_of
+from strongroom.audit.event import AuditEvent
 from strongroom.audit.writer import audited_write
 from strongroom.auth.schemas import LoginRequest
 from strongroom.errors import AuthenticationDenied, RateLimitedError, StrongroomError
@@ -70,7 +71,7 @@ async def sign_in_form(request: Request) -> Response:
     next_path = safe_next(params.get("next"))
     if request.cookies.get(SESSION_COOKIE):
         try:
-            current_session(request)
+            await current_session(request)
         except SignInRequiredError:
             pass
         else:
@@ -172,8 +173,12 @@ async def sign_out(request: Request) -> Response:
     event = audit_event_of(request)
     event.action = "auth.token.revoke"
     session, _form = await signed_in_post(request)
-    with audited_write(services.database, services.writer, event, 303) as connection:
-        services.tokens.revoke(connection, session.caller.token_digest)
+    await services.work.run(_revoke, services, event, session.caller.token_digest)
     response = RedirectResponse("/ui/login?signed_out=1", status_code=303)
     clear_session_cookie(response, secure=cookies_secure(request))
     return response
+
+
+def _revoke(services: Services, event: AuditEvent, digest: str) -> None:
+    with audited_write(services.database, services.writer, event, 303) as connection:
+        services.tokens.revoke(connection, digest)

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from strongroom.audit.event import AuditEvent
+from strongroom.audit.store import Appender
 from strongroom.audit.journal import (
     MAX_LINE_BYTES,
     UNREADABLE_SUFFIX,
@@ -201,9 +202,7 @@ def test_recovery_starts_where_the_chain_left_off(database: Database, directory:
     first = encode_events([event(1), event(2)])
     orphan = write_orphan(directory, [event(1), event(2), event(3)])
     with database.write() as connection:
-        from strongroom.audit.store import append_events
-
-        append_events(connection, TEST_CHAIN_KEY, [event(1), event(2)])
+        Appender(TEST_CHAIN_KEY).append(connection, [event(1), event(2)])
         record_progress(connection, orphan.name, len(first))
     assert recover_orphans(database, TEST_CHAIN_KEY, directory).events == 1
     assert chained_request_ids(database) == ["req-0001", "req-0002", "req-0003"]
@@ -214,9 +213,7 @@ def test_recovery_after_the_commit_but_before_the_delete_chains_nothing_twice(
 ) -> None:
     orphan = write_orphan(directory, [event(1)])
     with database.write() as connection:
-        from strongroom.audit.store import append_events
-
-        append_events(connection, TEST_CHAIN_KEY, [event(1)])
+        Appender(TEST_CHAIN_KEY).append(connection, [event(1)])
         record_progress(connection, orphan.name, orphan.size)
     assert recover_orphans(database, TEST_CHAIN_KEY, directory).events == 0
     assert chained_request_ids(database) == ["req-0001"]

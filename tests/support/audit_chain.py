@@ -4,7 +4,8 @@ verification in one snapshot as ``strongroom audit verify`` does it."""
 from __future__ import annotations
 
 from strongroom.audit.chain import ChainKey
-from strongroom.audit.store import VerifyResult, seal_anchor, verify_chain
+from strongroom.audit.store import seal_anchor
+from strongroom.audit.verification import VerifyResult, verify_chain
 from strongroom.db.engine import Database
 
 # A server derives its key from the master key (db/keys.py); tests of the audit parts alone

@@ -37,6 +37,10 @@ from strongroom.audit.store import (
 )
 from strongroom.db.tables import audit_events, audit_heads, audit_registry
 
+NOT_ANCHORED = (
+    "the chain is not anchored yet: start the server once (with the master key) after the upgrade"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class VerifyResult:
@@ -106,6 +110,11 @@ def verify_chain(connection: Connection, key: ChainKey | None, batch: int = 5000
             return result(None)  # nothing written yet: nothing to protect
         if registry_head is None:
             raise _Failed(ChainBreak(0, "the head of the writers' registry is missing"))
+        if registry_head.seq == 0:
+            # Upgraded to per-writer chains, not started since: writer 1 is not closed yet.
+            if _count(connection, audit_events) == 0:
+                return result(None)
+            raise _Failed(ChainBreak(0, NOT_ANCHORED))
         _check_registry(_registry_rows(connection, batch), key, registry_head, state)
         _check_heads(heads, state.writers)
         _check_events(_event_rows(connection, batch), key, anchor, heads, state)
@@ -139,14 +148,7 @@ def _check_anchor(
         ) > 0
         if not written:
             return
-        raise _Failed(
-            ChainBreak(
-                anchor.seq,
-                "the chain is not anchored yet: start the server once (with the master key) "
-                "after the upgrade",
-                LEGACY_WRITER,
-            )
-        )
+        raise _Failed(ChainBreak(anchor.seq, NOT_ANCHORED, LEGACY_WRITER))
     if not same_link(key.seal(anchor.seq, anchor.hash, anchor.anchored_at), anchor.seal):
         raise _Failed(ChainBreak(anchor.seq, "the anchor does not match its seal", LEGACY_WRITER))
 
@@ -203,8 +205,6 @@ def _check_registry(rows: Iterable[Any], key: ChainKey, head: _Head, state: _Wal
         raise _Failed(ChainBreak(0, "registry entries follow the head of the registry"))
     if last_seq != head.seq or not same_link(last_hash, head.hash):
         raise _Failed(ChainBreak(0, "registry entries are missing at the end of the registry"))
-    if last_seq == 0:
-        raise _Failed(ChainBreak(0, "the registry is empty although the chain is anchored"))
 
 
 def _entry_problem(row: Any, writers: dict[int, _Writer]) -> str | None:

@@ -16,7 +16,6 @@ import pytest
 from sqlalchemy import func, select
 
 from strongroom.audit.event import AuditEvent
-from strongroom.audit.store import Appender
 from strongroom.audit.journal import (
     MAX_LINE_BYTES,
     UNREADABLE_SUFFIX,
@@ -28,8 +27,9 @@ from strongroom.audit.journal import (
     record_progress,
     recover_orphans,
 )
+from strongroom.audit.store import Appender
 from strongroom.db.engine import Database
-from strongroom.db.tables import audit_events, audit_journal_progress
+from strongroom.db.tables import audit_events, audit_journal_progress, audit_registry
 from strongroom.errors import ConfigurationError
 from tests.support.audit_chain import TEST_CHAIN_KEY, verify
 from tests.support.concurrency import run_at_once
@@ -264,3 +264,28 @@ def test_recoverers_racing_chain_each_event_once(database: Database, directory: 
         assert connection.execute(select(func.count()).select_from(audit_events)).scalar() == 40
     assert verify(database).broken is None
     assert list(directory.iterdir()) == []
+
+
+def test_an_orphaned_journal_goes_into_a_writer_of_its_own_closed_once_chained(
+    database: Database, directory: Path
+) -> None:
+    """The dead process's journal becomes a chain of its own, named after the journal in the
+    registry and closed at its end: nothing can be appended to it, nor cut from it, later."""
+    orphan = write_orphan(directory, [event(1), event(2)])
+    recover_orphans(database, TEST_CHAIN_KEY, directory)
+    with database.read() as connection:
+        entries = connection.execute(
+            select(
+                audit_registry.c.kind, audit_registry.c.label, audit_registry.c.end_seq
+            ).order_by(audit_registry.c.seq)
+        ).all()
+        writers = set(connection.execute(select(audit_events.c.writer)).scalars())
+    assert [(kind, end) for kind, _label, end in entries] == [
+        ("legacy", 0),
+        ("open", None),
+        ("close", 2),
+    ]
+    assert entries[1].label.endswith(f", recovering journal {orphan.name}")
+    assert len(writers) == 1
+    result = verify(database)
+    assert (result.broken, result.writers, result.open_writers) == (None, 2, 0)

@@ -15,17 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, column, insert, table, text
+from sqlalchemy import Connection, text
 
 from strongroom.audit.chain import GENESIS_HASH
-from strongroom.audit.store import LEGACY_WRITER, RECORD_COLUMNS, Appender, seal_anchor
+from strongroom.audit.store import LEGACY_WRITER, Appender, seal_anchor
 from strongroom.audit.verification import NOT_ANCHORED
 from strongroom.db import migrate
 from strongroom.db.engine import Database
-from strongroom.db.tables import UTCDateTime
 from tests.audit.test_journal import event
 from tests.e2e.test_audit_chain import schema_at
-from tests.support.audit_chain import TEST_CHAIN_KEY, anchored, verify
+from tests.support.audit_chain import (
+    TEST_CHAIN_KEY,
+    anchored,
+    verify,
+    write_chain_of_revision_0003,
+)
 from tests.support.concurrency import run_at_once
 
 
@@ -397,36 +401,12 @@ def test_a_chain_of_revision_0003_becomes_writer_1_and_keeps_verifying(
     schema_at(database_url, "0003")
     database = Database.from_url(database_url)
     try:
-        # The events table as revision 0003 has it (no writer columns yet).
-        events_0003 = table(
-            "audit_events",
-            column("seq"),
-            column("time", UTCDateTime()),
-            *(column(name) for name in RECORD_COLUMNS),
-            column("prev_hash"),
-            column("hash"),
+        write_chain_of_revision_0003(
+            database,
+            TEST_CHAIN_KEY,
+            [event(n) for n in range(1, 5)],
+            sealed_at="2026-12-02T10:00:00.000000Z",
         )
-        prev = GENESIS_HASH
-        with database.write() as connection:
-            for seq in range(1, 5):
-                record = event(seq).record()
-                link = TEST_CHAIN_KEY.link(prev, seq, record)
-                connection.execute(
-                    insert(events_0003).values(
-                        seq=seq,
-                        time=event(seq).time,
-                        prev_hash=prev,
-                        hash=link,
-                        **{name: record[name] for name in RECORD_COLUMNS},
-                    )
-                )
-                prev = link
-            connection.execute(text("UPDATE audit_chain_head SET seq = 4, hash = :h"), {"h": prev})
-            at = "2026-12-02T10:00:00.000000Z"
-            connection.execute(
-                text("UPDATE audit_anchor SET anchored_at = :at, seal = :s"),
-                {"at": at, "s": TEST_CHAIN_KEY.seal(0, GENESIS_HASH, at)},
-            )
         migrate.upgrade(database)
         assert one(database, "SELECT count(*) FROM audit_events WHERE writer = 1") == 4
         broken = verify(database).broken

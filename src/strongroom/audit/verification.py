@@ -23,6 +23,7 @@ from strongroom.audit.chain import (
     GENESIS_HASH,
     ChainBreak,
     ChainKey,
+    LinkFunction,
     entry_record,
     same_link,
     unkeyed_link,
@@ -177,30 +178,26 @@ def _entry_of(row: Any) -> dict[str, Any]:
 
 def _check_registry(rows: Iterable[Any], key: ChainKey, head: _Head, state: _Walk) -> None:
     """The registry's links, the sense of its entries, its end: fills ``state.writers``."""
-    writers = state.writers
     last_seq, last_hash = 0, GENESIS_HASH
-
-    def checked_rows() -> Iterator[tuple[int, str, str, Any]]:
-        for row in rows:
-            yield int(row.seq), row.prev_hash, row.hash, row
 
     def link(prev_hash: str, position: int, row: Any) -> str:
         return key.entry(position, prev_hash, _entry_of(row))
 
-    for position, prev_hash, stored, row in checked_rows():
-        count, broken = verify_links(
-            [(position, prev_hash, stored, row)],
+    for row in rows:
+        # One entry at a time: what it says about its writer is read only once it is proven.
+        _, broken = verify_links(
+            [(int(row.seq), row.prev_hash, row.hash, row)],
             link,
             start_hash=last_hash,
             start_seq=last_seq,
         )
         if broken is not None:
             raise _Failed(ChainBreak(0, f"registry entry {broken.seq}: {broken.problem}"))
-        problem = _entry_problem(row, writers)
+        problem = _entry_problem(row, state.writers)
         if problem is not None:
-            raise _Failed(ChainBreak(0, f"registry entry {position}: {problem}"))
-        last_seq, last_hash = position, stored
-        state.entries += count
+            raise _Failed(ChainBreak(0, f"registry entry {row.seq}: {problem}"))
+        last_seq, last_hash = int(row.seq), row.hash
+        state.entries += 1
     if last_seq > head.seq:
         raise _Failed(ChainBreak(0, "registry entries follow the head of the registry"))
     if last_seq != head.seq or not same_link(last_hash, head.hash):
@@ -357,7 +354,7 @@ class _Last:
 
 def _verify_phase(
     rows: Iterator[tuple[int, str, str, Any]],
-    link: Any,
+    link: LinkFunction,
     last: _Last,
     state: _Walk,
     writer: int,

@@ -34,9 +34,10 @@ after ``GENESIS_HASH``)::
 
 with ``body`` the JSON (as above) of ``{"kind", "writer", "time", "label", "end_seq",
 "end_hash"}``. Kinds: ``legacy`` (entry 1 only: where the single chain of older versions,
-writer 1, ends), ``open`` (writer ``w`` = ``r`` opens; ``label`` says which process), and
-``close`` (writer ``w`` appends nothing more; its chain ends at position ``end_seq`` with link
-``end_hash``).
+writer 1, ends), ``open`` (writer ``w`` opens, once: ``w`` is a random id of 62 bits, and
+``label`` says which process), and ``close`` (writer ``w`` appends nothing more; its chain ends
+at position ``end_seq`` with link ``end_hash``). Times are written as
+:func:`~strongroom.audit.event.isoformat_micro` writes them.
 
 **Writer 1, the legacy chain.** Up to schema revision 0003 every event went into one chain.
 Upgrading keeps it as writer 1, which no one appends to any more: its events keep the links

@@ -13,7 +13,7 @@ counts threads that wait (lock sleeps, selects), which shows wall time rather th
 merged collapsed stacks are kept in ``bench/results/`` for a flame graph.
 
 In each worker a read runs entirely on the event-loop thread: the two ``HotReader`` queries,
-decrypt, and the audit group commit (``AuditWriter._flush_inline`` → ``append_events``). Other
+decrypt, and the audit group commit (``AuditWriter._flush_inline`` → ``Appender.append``). Other
 threads are the ``wal-checkpoint`` thread (``Checkpointer``) and asyncio's ``to_thread``
 workers, which show up when an audit commit is handed off because another writer held the lock
 (``WriterBusyError``). For the cost of each step without HTTP, see ``read_path_steps.py``.

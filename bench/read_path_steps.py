@@ -14,7 +14,7 @@ transport), then times:
   caller, ``Keyring.decrypt`` and the whole ``SecretService.read``; for reference, the same two
   queries through SQLAlchemy (pool checkout, BEGIN, compile, rollback), which they replaced;
 - the audit: an empty ``Database.write()`` transaction (flock turn, BEGIN IMMEDIATE, COMMIT),
-  ``append_events`` in one for batches of 1, 16 and 64 events, and ``AuditWriter.write`` with
+  ``Appender.append`` in one for batches of 1, 16 and 64 events, and ``AuditWriter.write`` with
   the group commit on the event loop (SQLite's default) and in a thread (PostgreSQL's).
 
 ``--cprofile N`` instead profiles N requests, 16 at once. Everything runs on one uvloop event
@@ -51,7 +51,7 @@ import read_path as rp
 
 from strongroom.api.app import create_app
 from strongroom.audit.event import AuditEvent
-from strongroom.audit.store import append_events
+from strongroom.audit.store import Appender
 from strongroom.audit.writer import AuditWriter
 from strongroom.config import Settings
 from strongroom.crypto import item_context
@@ -351,14 +351,15 @@ async def measure(
 
     rounds = max(20, iterations // 4)
     report("empty Database.write() (flock, BEGIN IMMEDIATE, COMMIT)", timed(empty_write, rounds))
+    appender = Appender(services.keys.audit)
     for batch in (1, 16, 64):
 
         def store(batch: int = batch) -> None:
             with database.write() as connection:
-                append_events(connection, services.keys.audit, events(batch))
+                appender.append(connection, events(batch))
 
         per_event = [(w / batch, c / batch) for w, c in timed(store, max(20, rounds // batch))]
-        report(f"append_events in its own write transaction, batch {batch}", per_event)
+        report(f"Appender.append in its own write transaction, batch {batch}", per_event)
     in_thread = AuditWriter(database, services.keys.audit, inline=False)
     for label, audit in (("on the loop", writer), ("in a thread", in_thread)):
 

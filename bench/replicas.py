@@ -24,7 +24,9 @@ transaction (``backend_xid`` set: in this read-only load, only audit appends wri
 each under what it is doing:
 
 - ``lock``: waiting for a heavyweight lock (``wait_event_type = 'Lock'``): an append queued
-  behind another append's lock on the chain head (``audit_chain_head``, one row every append locks);
+  behind another append's lock (before revision 0004, on the one chain head every append locked;
+  since, each process appends to chains of its own, and only opening or closing one locks the
+  registry's head: ``audit/store.py``);
 - ``client``: ``idle in transaction``: holding its locks while waiting for its server process to
   send the next statement (a round trip, the server's thread or GIL);
 - ``wal``: flushing its commit (a ``WAL*`` wait event);
@@ -35,8 +37,8 @@ issue 13 asks to bring down), the mean number of appends in progress and queued,
 the time at least one append held its locks ("head busy": near 100 %, appends are serialised).
 Appends are counted exactly from what they wrote: the ``audit_events`` rows added over the run
 and the transactions that added them (distinct ``xmin``), whatever the chain's head looks like.
-After the runs ``strongroom audit verify`` checks the chain (it must be intact: replicas must
-queue, never fork it).
+After the runs ``strongroom audit verify`` checks every chain (they must be intact) and counts
+the writers.
 
 Also per run: reads/s and p50/p99 per replica and in total, non-2xx and socket errors, the CPU
 of the replicas' process trees and of the database's backends per read, the sampler's own CPU,
@@ -232,7 +234,7 @@ class Replica:
 
 
 # Appends are counted from the rows they left, by transaction id, so that the count does not
-# depend on how the chain is kept (today one head row; later, perhaps one chain per writer).
+# depend on how the chains are kept.
 AUDIT_TABLE = "audit_events"
 
 

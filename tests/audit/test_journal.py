@@ -27,8 +27,9 @@ from strongroom.audit.journal import (
     record_progress,
     recover_orphans,
 )
+from strongroom.audit.store import Appender
 from strongroom.db.engine import Database
-from strongroom.db.tables import audit_events, audit_journal_progress
+from strongroom.db.tables import audit_events, audit_journal_progress, audit_registry
 from strongroom.errors import ConfigurationError
 from tests.support.audit_chain import TEST_CHAIN_KEY, verify
 from tests.support.concurrency import run_at_once
@@ -201,9 +202,7 @@ def test_recovery_starts_where_the_chain_left_off(database: Database, directory:
     first = encode_events([event(1), event(2)])
     orphan = write_orphan(directory, [event(1), event(2), event(3)])
     with database.write() as connection:
-        from strongroom.audit.store import append_events
-
-        append_events(connection, TEST_CHAIN_KEY, [event(1), event(2)])
+        Appender(TEST_CHAIN_KEY).append(connection, [event(1), event(2)])
         record_progress(connection, orphan.name, len(first))
     assert recover_orphans(database, TEST_CHAIN_KEY, directory).events == 1
     assert chained_request_ids(database) == ["req-0001", "req-0002", "req-0003"]
@@ -214,9 +213,7 @@ def test_recovery_after_the_commit_but_before_the_delete_chains_nothing_twice(
 ) -> None:
     orphan = write_orphan(directory, [event(1)])
     with database.write() as connection:
-        from strongroom.audit.store import append_events
-
-        append_events(connection, TEST_CHAIN_KEY, [event(1)])
+        Appender(TEST_CHAIN_KEY).append(connection, [event(1)])
         record_progress(connection, orphan.name, orphan.size)
     assert recover_orphans(database, TEST_CHAIN_KEY, directory).events == 0
     assert chained_request_ids(database) == ["req-0001"]
@@ -267,3 +264,28 @@ def test_recoverers_racing_chain_each_event_once(database: Database, directory: 
         assert connection.execute(select(func.count()).select_from(audit_events)).scalar() == 40
     assert verify(database).broken is None
     assert list(directory.iterdir()) == []
+
+
+def test_an_orphaned_journal_goes_into_a_writer_of_its_own_closed_once_chained(
+    database: Database, directory: Path
+) -> None:
+    """The dead process's journal becomes a chain of its own, named after the journal in the
+    registry and closed at its end: nothing can be appended to it, nor cut from it, later."""
+    orphan = write_orphan(directory, [event(1), event(2)])
+    recover_orphans(database, TEST_CHAIN_KEY, directory)
+    with database.read() as connection:
+        entries = connection.execute(
+            select(
+                audit_registry.c.kind, audit_registry.c.label, audit_registry.c.end_seq
+            ).order_by(audit_registry.c.seq)
+        ).all()
+        writers = set(connection.execute(select(audit_events.c.writer)).scalars())
+    assert [(kind, end) for kind, _label, end in entries] == [
+        ("legacy", 0),
+        ("open", None),
+        ("close", 2),
+    ]
+    assert entries[1].label.endswith(f", recovering journal {orphan.name}")
+    assert len(writers) == 1
+    result = verify(database)
+    assert (result.broken, result.writers, result.open_writers) == (None, 2, 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -262,3 +263,33 @@ def test_with_the_lock_free_more_than_a_loop_move_holds_is_moved_on_the_loop_in_
 
     asyncio.run(scenario())
     assert chained_request_ids(database) == [f"req-{n:04d}" for n in range(6)]
+
+
+def test_a_process_s_journal_and_its_chain_go_together_and_its_chain_closes_at_its_end(
+    database: Database,
+) -> None:
+    """A server process's journaled events go into its own chain, which the registry names
+    after the process and its journal, and which its shutdown closes where it ends."""
+    writer = journaled_writer(database)
+    journal = journal_of(writer)
+
+    async def scenario() -> None:
+        await asyncio.gather(*(writer.write(event(n)) for n in range(1, 4)))
+        await writer.drain_journal()
+        await writer.drain()
+
+    asyncio.run(scenario())
+    with database.read() as connection:
+        entries = connection.execute(
+            text("SELECT kind, label, end_seq FROM audit_registry ORDER BY seq")
+        ).all()
+    assert [(kind, end) for kind, _label, end in entries] == [
+        ("legacy", 0),
+        ("open", None),
+        ("close", 3),
+    ]
+    assert (
+        entries[1].label == f"pid {os.getpid()} on {socket.gethostname()}, journal {journal.name}"
+    )
+    result = verify(database)
+    assert (result.broken, result.checked, result.writers, result.open_writers) == (None, 3, 2, 0)

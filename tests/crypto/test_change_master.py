@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from strongroom.audit.store import seal_anchor, verify_chain
+from strongroom.audit.store import seal_anchor
+from strongroom.audit.verification import verify_chain
 from strongroom.audit.writer import AuditWriter
 from strongroom.crypto import (
     DecryptionError,

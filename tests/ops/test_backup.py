@@ -21,6 +21,7 @@ from strongroom.audit.store import seal_anchor
 from strongroom.audit.writer import AuditWriter
 from strongroom.bootstrap import bootstrap
 from strongroom.crypto import LocalMasterKey
+from strongroom.db import migrate
 from strongroom.db.engine import Database
 from strongroom.db.keys import Keys, load_or_create_keys
 from strongroom.db.tables import audit_events
@@ -33,6 +34,7 @@ from strongroom.ops.backup import (
     restore,
     sqlite_file,
 )
+from tests.support.audit_chain import verify, write_chain_of_revision_0003
 from tests.support.databases import sqlite_copy
 
 MASTER = LocalMasterKey(bytes(range(32)))
@@ -139,12 +141,61 @@ def test_a_backup_restores_and_records_it(made: Path, tmp_path: Path) -> None:
     assert leftovers == []
 
 
+def test_a_backup_of_a_single_chain_store_is_migrated_and_its_chain_kept(tmp_path: Path) -> None:
+    """A backup made by a version before chains per writer (schema 0003): restored, its chain
+    is writer 1, closed at its head, and verifies; the restore's event goes into a new one."""
+    old = tmp_path / "old.sqlite"
+    database = Database.from_url(f"sqlite:///{old}")
+    try:
+        migrate.upgrade(database, "0003")
+        keys = load_or_create_keys(database, MASTER)
+        events = []
+        for n in range(3):
+            made = AuditEvent(
+                time=utc_now(), request_id=f"req-{n}", source_ip="local", action="sys.bootstrap"
+            )
+            made.finish(200)
+            events.append(made)
+        write_chain_of_revision_0003(
+            database, keys.audit, events, sealed_at="2026-12-02T10:00:00.000000Z"
+        )
+    finally:
+        database.dispose()
+    result = restore_to(tmp_path, old)
+    assert result.migrated_from == "0003"  # type: ignore[attr-defined]
+    assert result.events == 3  # type: ignore[attr-defined]
+    restored = Database.from_url(f"sqlite:///{tmp_path / 'restored' / 'db.sqlite'}")
+    try:
+        with restored.read() as connection:
+            placed = connection.execute(
+                select(audit_events.c.action, audit_events.c.writer).order_by(audit_events.c.seq)
+            ).all()
+        keys = load_or_create_keys(restored, MASTER, create=False)
+        verified = verify(restored, keys.audit)
+    finally:
+        restored.dispose()
+    assert [(action, writer == 1) for action, writer in placed] == [
+        ("sys.bootstrap", True),
+        ("sys.bootstrap", True),
+        ("sys.bootstrap", True),
+        ("sys.restore", False),
+    ]
+    assert (verified.broken, verified.checked, verified.writers, verified.open_writers) == (
+        None,
+        4,
+        2,
+        0,
+    )
+
+
 def test_a_damaged_backup_is_refused(made: Path, tmp_path: Path) -> None:
     data = bytearray(made.read_bytes())
     data[4096 * 3 : 4096 * 3 + 512] = bytes(512)  # a page of a table, zeroed
     made.write_bytes(bytes(data))
+    # Which check catches it first depends on the page the damage hit.
     with pytest.raises(
-        BackupError, match=r"made\.sqlite (is damaged|cannot be read as a SQLite database)"
+        BackupError,
+        match=r"made\.sqlite (is damaged|does not check out|cannot be read as a SQLite database)",
     ):
         restore_to(tmp_path, made)
     assert not (tmp_path / "restored" / "db.sqlite").exists()

@@ -46,7 +46,7 @@ from sqlalchemy import Connection, text
 
 from strongroom.audit.chain import ChainKey
 from strongroom.audit.event import AuditEvent
-from strongroom.audit.store import RECORD_COLUMNS, append_events
+from strongroom.audit.store import RECORD_COLUMNS, Appender, default_label
 from strongroom.db.engine import Database
 from strongroom.errors import ConfigurationError
 
@@ -233,7 +233,7 @@ def _lines(descriptor: int, start: int) -> Iterator[tuple[bytes, int]]:
 
 
 def _recover_one(
-    database: Database, key: ChainKey, path: Path, descriptor: int
+    database: Database, appender: Appender, path: Path, descriptor: int
 ) -> tuple[int, bool]:
     """Chain what ``path`` holds beyond its recorded progress; return (events, unreadable)."""
     moved = 0
@@ -251,10 +251,10 @@ def _recover_one(
                 break
             end = offset
             if len(batch) >= RECOVERY_BATCH:
-                append_events(connection, key, batch)
+                appender.append(connection, batch)
                 moved += len(batch)
                 batch = []
-        append_events(connection, key, batch)
+        appender.append(connection, batch)
         moved += len(batch)
         record_progress(connection, path.name, end)
     return moved, bad
@@ -264,6 +264,10 @@ def recover_orphans(
     database: Database, key: ChainKey, directory: Path | None, *, own: str | None = None
 ) -> Recovery:
     """Move the events of journals whose process ended into the chain, then delete them.
+
+    The events of each journal go into a writer of their own, named after the journal in the
+    registry and closed once they are in (``audit/store.py``): the dead process's chain of
+    record, in effect, continued by the process that recovers it.
 
     Safe to run from several processes at once (each file is taken under its lock) and while
     other processes write their own journals (those are locked: skipped).
@@ -285,7 +289,11 @@ def recover_orphans(
                 continue  # its process is alive and writing it
             if os.fstat(descriptor).st_nlink == 0:
                 continue  # another process recovered and deleted it while we waited
-            moved, bad = _recover_one(database, key, path, descriptor)
+            appender = Appender(key, f"{default_label()}, recovering journal {path.name}")
+            try:
+                moved, bad = _recover_one(database, appender, path, descriptor)
+            finally:
+                appender.close(database)
             events += moved
             if bad:
                 # Kept for an operator to look at; the good lines before it are chained.

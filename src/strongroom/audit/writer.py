@@ -48,7 +48,7 @@ from sqlalchemy import Connection
 from strongroom.audit.chain import ChainKey
 from strongroom.audit.event import AuditEvent
 from strongroom.audit.journal import AuditJournal, encode_events, forget_progress, record_progress
-from strongroom.audit.store import append_events
+from strongroom.audit.store import Appender, default_label
 from strongroom.db.engine import Database, WriterBusyError
 from strongroom.errors import ConfigurationError, ServiceUnavailableError
 
@@ -189,9 +189,15 @@ class AuditWriter:
         chain afterwards, and owns the journal. ``timeout`` (``DB_TIMEOUT_SECONDS``; commits
         in a thread only): a request waits at most this long for its event to be stored, then
         answers 503; while a commit has been under way longer than that (a database that does
-        not answer), new events are refused at once rather than queued behind it."""
+        not answer), new events are refused at once rather than queued behind it.
+
+        The events go into this process's own chains (``audit/store.py``, :class:`Appender`),
+        which the registry names after the process and its journal; :meth:`drain` closes them."""
         self._database = database
-        self._key = key
+        label = default_label()
+        if journal is not None:
+            label += f", journal {journal.name}"
+        self._appender = Appender(key, label)
         self._file_sink = file_sink
         self._inline = database.dialect == "sqlite" if inline is None else inline
         self._pending: list[tuple[AuditEvent, asyncio.Future[None]]] = []
@@ -396,7 +402,7 @@ class AuditWriter:
     ) -> None:
         with self._database.write(blocking=blocking) as connection:
             # Already copied to the file when journaled.
-            append_events(connection, self._key, events)
+            self._appender.append(connection, events)
             record_progress(connection, journal, end)
             forget_progress(connection, retired)
 
@@ -500,7 +506,7 @@ class AuditWriter:
         """Append ``events`` to the chain and then to the file, inside the caller's write
         transaction; they are stored once it commits. ServiceUnavailableError (the caller's
         transaction must then roll back) if either sink fails."""
-        append_events(connection, self._key, events)
+        self._appender.append(connection, events)
         if self._file_sink is None:
             return
         try:
@@ -511,14 +517,27 @@ class AuditWriter:
                 "the audit trail cannot be written", reason=f"audit file write failed: {exc!r}"
             ) from exc
 
+    @property
+    def appender(self) -> Appender:
+        """This process's side of the audit chains."""
+        return self._appender
+
+    def close_chains(self) -> int:
+        """Close this process's chains (the registry records where each ends); the number
+        closed. For processes that append and end without :meth:`drain` (CLI commands)."""
+        return self._appender.close(self._database)
+
     async def drain(self) -> None:
-        """Wait for the batch in flight (used at shutdown)."""
+        """Wait for the batch in flight, then close this process's chains (at shutdown)."""
         if self._flusher is not None:
             await self._flusher
         for task in list(self._in_flight):
             await task
         if self._journal is not None:
             await self._close_journal(self._journal)
+        # Events left in the journal (the database refused them) go into the chains of the
+        # next process to start: this process appends nothing more, its chains can close.
+        await asyncio.to_thread(self._appender.close, self._database)
         if self._file_sink is not None:
             self._file_sink.close()
 

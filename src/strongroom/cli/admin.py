@@ -6,6 +6,7 @@ the server host, not from an operator's laptop.
 
 from __future__ import annotations
 
+import atexit
 import ipaddress
 import json
 import os
@@ -71,6 +72,9 @@ def _services(settings: Settings):  # type: ignore[no-untyped-def]
         keys.audit,
         AuditFileSink(settings.audit_file) if settings.audit_file else None,
     )
+    # The command's audit chain is closed when it ends (audit/store.py): its events are then
+    # protected like those of any stopped server. Nothing is written if it appended nothing.
+    atexit.register(writer.close_chains)
     return database, master, keys, writer
 
 
@@ -238,9 +242,11 @@ def _bootstrap_dev(database: Database, settings: Settings, keys: Keys, url: str)
     if is_bootstrapped(database):
         return
     sink = AuditFileSink(settings.audit_file) if settings.audit_file else None
+    writer = AuditWriter(database, keys.audit, sink)
     try:
-        creds = bootstrap(database, keys, AuditWriter(database, keys.audit, sink))
+        creds = bootstrap(database, keys, writer)
     finally:
+        writer.close_chains()  # the workers append to chains of their own
         if sink is not None:
             sink.close()  # the workers open their own: no descriptor crosses the fork
     # Plain writes: a terminal-width wrap must not split the command in two.
@@ -673,16 +679,18 @@ def restore_command(
 def audit_verify(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Check the audit chain end to end, in one consistent snapshot, changing nothing.
+    """Check the audit chains end to end, in one consistent snapshot, changing nothing.
 
-    Needs the master key (or KMS key): the chain's links are keyed. Events that server
-    processes have journaled but not chained yet (SQLite) are counted as pending, not chained
-    here; their processes chain them, or the next server start if those have stopped.
+    Every writer's chain (one or more per server process) and the registry that anchors them
+    together (audit/chain.py says what is and is not detected). Needs the master key (or KMS
+    key): the links are keyed. Events that server processes have journaled but not chained yet
+    (SQLite) are counted as pending, not chained here; their processes chain them, or the next
+    server start if those have stopped.
     """
     from sqlalchemy.exc import OperationalError
 
     from strongroom.audit.journal import journal_directory, pending_events
-    from strongroom.audit.store import verify_chain
+    from strongroom.audit.verification import verify_chain
     from strongroom.crypto import load_master_key_provider
     from strongroom.db import migrate
     from strongroom.db.engine import Database
@@ -717,9 +725,13 @@ def audit_verify(
                     "checked": result.checked,
                     "ok": result.broken is None,
                     "broken_at": result.broken.seq if result.broken else None,
+                    "writer": result.broken.writer if result.broken else None,
                     "problem": result.broken.problem if result.broken else None,
                     "unkeyed": result.unkeyed,
                     "anchored_at": result.anchored_at,
+                    "writers": result.writers,
+                    "open_writers": result.open_writers,
+                    "registry_entries": result.entries,
                     "pending": pending.events,
                     "unreadable_journals": pending.unreadable,
                 }
@@ -728,6 +740,12 @@ def audit_verify(
     elif result.broken is None:
         keyed = result.checked - result.unkeyed
         out.print(f"Audit chain intact: {result.checked} event(s) verified.")
+        if result.writers:
+            out.print(
+                f"{result.writers} writer chain(s) in a registry of {result.entries} "
+                f"entr{'y' if result.entries == 1 else 'ies'}; {result.open_writers} still open "
+                "(their processes run, or stopped without closing them)."
+            )
         if result.unkeyed:
             out.print(
                 f"Keyed since {result.anchored_at}: {keyed} keyed event(s), anchored on the "
@@ -736,9 +754,10 @@ def audit_verify(
         elif result.anchored_at is not None:
             out.print(f"Keyed since {result.anchored_at}: every event is keyed.")
     else:
+        where = f" at event {result.broken.seq}" if result.broken.seq else ""
         err.print(
-            f"[bold red]Audit chain broken[/] at event {result.broken.seq}: "
-            f"{result.broken.problem} ({result.checked} event(s) verified before it)."
+            f"[bold red]Audit chain broken[/]{where}: {escape(result.broken.problem)} "
+            f"({result.checked} event(s) verified before it)."
         )
     if not as_json and pending.events:
         out.print(

@@ -12,12 +12,14 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
     Integer,
     LargeBinary,
     MetaData,
+    Sequence,
     String,
     Table,
     Text,
@@ -188,10 +190,16 @@ item_versions = Table(
     UniqueConstraint("item_id", "version", name="uq_item_versions_item_version"),
 )
 
+# Audit events, in one keyed chain per writer (strongroom.audit.chain). ``seq`` is the global
+# event id that listings order by: on PostgreSQL from the sequence (no lock: replicas append
+# side by side), on SQLite one more than the largest (its writers take turns anyway).
+# ``writer`` and ``writer_seq`` place the event in its writer's chain.
 audit_events = Table(
     "audit_events",
     metadata,
-    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, Sequence("audit_events_seq"), primary_key=True, autoincrement=False),
+    Column("writer", BigInteger, nullable=False),
+    Column("writer_seq", BigInteger, nullable=False),
     Column("time", UTCDateTime(), nullable=False, index=True),
     Column("request_id", String(32), nullable=False),
     Column("source_ip", String(64), nullable=False),
@@ -206,22 +214,44 @@ audit_events = Table(
     Column("reason", Text, nullable=True),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    # Also the order in which verification walks each writer's chain.
+    UniqueConstraint("writer", "writer_seq"),
 )
 
-# The head of the audit chain: one row, locked by every append so the chain is linear
-# across workers and replicas. (Named audit_head before revision 0003: the rename keeps
-# servers of older versions, which would append unkeyed links, from appending at all.)
-audit_chain_head = Table(
-    "audit_chain_head",
+# The head of each audit chain: row 0 the registry's (audit_registry), row w writer w's. An
+# append locks only its own writer's row, so processes never queue behind one another; opening
+# or closing a writer locks row 0. ``closed``: the registry holds the writer's close entry, and
+# nothing may be appended to it any more. (Until revision 0004 one row, audit_chain_head, was
+# locked by every append; dropping it keeps servers of older versions from appending at all.)
+audit_heads = Table(
+    "audit_heads",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
     Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("closed", Boolean, nullable=False),
+)
+
+# The registry of writers: a keyed chain of entries, one when a writer opens (its chain starts
+# from the entry's link), one when it closes (where its chain ends), and first the end of the
+# single chain of older versions (writer 1). Format: strongroom.audit.chain.
+audit_registry = Table(
+    "audit_registry",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("time", String(32), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("writer", BigInteger, nullable=False),
+    Column("label", String(200), nullable=True),
+    Column("end_seq", BigInteger, nullable=True),
+    Column("end_hash", String(64), nullable=True),
+    Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
 )
 
-# Where the unkeyed chain of older versions ends and the keyed chain begins: the last unkeyed
-# event's seq and link (0 and the genesis hash on a database created keyed), sealed with the
-# audit chain key by the first server that starts after the upgrade (strongroom.audit.chain).
+# Where the unkeyed part of the legacy chain (writer 1) ends and its keyed part begins: the last
+# unkeyed event's seq and link (0 and the genesis hash on a database created keyed), sealed with
+# the audit chain key by the first server that starts after the upgrade (strongroom.audit.chain).
 audit_anchor = Table(
     "audit_anchor",
     metadata,

@@ -55,7 +55,8 @@ from sqlalchemy.exc import ArgumentError
 
 from strongroom.audit.event import AuditEvent
 from strongroom.audit.journal import chained_offsets, journal_directory, journal_sizes
-from strongroom.audit.store import seal_anchor, verify_chain
+from strongroom.audit.store import seal_anchor
+from strongroom.audit.verification import verify_chain
 from strongroom.audit.writer import AuditWriter, audited_write
 from strongroom.crypto import MasterKeyProvider
 from strongroom.db import migrate
@@ -373,9 +374,9 @@ def _verify_and_stamp(
             verified = verify_chain(connection, keys.audit)
             count = int(connection.execute(select(func.count()).select_from(items)).scalar_one())
         if verified.broken is not None:
+            where = f" at event {verified.broken.seq}" if verified.broken.seq else ""
             raise BackupError(
-                f"the audit chain of {source} is broken at event {verified.broken.seq}: "
-                f"{verified.broken.problem}"
+                f"the audit chain of {source} is broken{where}: {verified.broken.problem}"
             )
         event = AuditEvent(
             time=utc_now(),
@@ -385,8 +386,10 @@ def _verify_and_stamp(
             path="/",
             reason=f"restored from {source}"[:2000],
         )
-        with audited_write(database, writer_for(database, keys), event, 200):
+        writer = writer_for(database, keys)
+        with audited_write(database, writer, event, 200):
             pass
+        writer.close_chains()  # the restore's chain ends here: nothing more is appended to it
     finally:
         database.dispose()
     _self_contained(staged)

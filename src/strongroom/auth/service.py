@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, delete
+from sqlalchemy import Connection
 
 from strongroom.audit.event import AuditEvent
 from strongroom.audit.writer import AuditWriter
+from strongroom.auth import login_repository
 from strongroom.auth.aws_iam import (
     AwsIamBounds,
     StsClient,
@@ -42,25 +43,17 @@ from strongroom.auth.login_outcome import count_login
 from strongroom.auth.login_reads import LoginReads
 from strongroom.auth.schemas import LoginRequest, parse_login_request
 from strongroom.auth.tokens import TokenService
-from strongroom.auth_methods.service import AuthMethodRecord
+from strongroom.auth_methods.repository import AuthMethodRecord
 from strongroom.crypto import TokenDigester
 from strongroom.db import driver
 from strongroom.db.engine import Database, WriterBusyError
-from strongroom.db.tables import login_replay
 from strongroom.errors import AuthenticationDenied, InvalidRequestError
 from strongroom.kit.clock import isoformat_z
 from strongroom.kit.glob import glob_match
+from strongroom.roles.repository import associations_for_login
 from strongroom.serving.placement import Placement
 
 T = TypeVar("T")
-
-# Driver level (db/driver.py): both run inside every login's write transaction.
-_ASSOCIATIONS_SQL = (
-    "SELECT role_associations.id, role_associations.sub_claims, roles.name "
-    "FROM role_associations JOIN roles ON roles.id = role_associations.role_id "
-    "WHERE role_associations.auth_method_id = ?"
-)
-_SPEND_SQL = "INSERT INTO login_replay (signature_digest, expires_at) VALUES (?, ?)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,26 +422,18 @@ class LoginService:
     def _spend(self, connection: Connection, spend: SignatureSpend, now: datetime) -> None:
         """Record the signature as used, in the login's transaction (IntegrityError: reused)."""
         if self._sweep_due():
-            connection.execute(delete(login_replay).where(login_replay.c.expires_at < now))
-        db = driver.cursor(connection)
-        db.execute(
-            driver.sql(connection, _SPEND_SQL),
-            (spend.digest, driver.stored_time(connection, spend.expires_at)),
-        )
-        db.close()
+            login_repository.delete_expired_spends(connection, now)
+        login_repository.spend_signature(connection, spend.digest, spend.expires_at)
 
     @staticmethod
     def _matching_associations(
         connection: Connection, method_id: int, claims: Mapping[str, str]
     ) -> list[MatchedAssociation]:
-        db = driver.cursor(connection)
-        db.execute(driver.sql(connection, _ASSOCIATIONS_SQL), (method_id,))
-        rows = db.fetchall()
-        db.close()
+        # Driver level: inside every login's write transaction (roles/repository.py).
         return [
-            MatchedAssociation(id=int(association_id), role_name=str(role_name))
-            for association_id, sub_claims, role_name in rows
-            if sub_claims_match(driver.loaded_json(sub_claims) or {}, claims)
+            MatchedAssociation(id=association.id, role_name=association.role_name)
+            for association in associations_for_login(connection, method_id)
+            if sub_claims_match(association.sub_claims, claims)
         ]
 
     def _sweep_due(self) -> bool:

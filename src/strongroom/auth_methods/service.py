@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from strongroom.audit.event import AuditEvent
 from strongroom.audit.writer import AuditWriter, audited_write
+from strongroom.auth import token_repository
 from strongroom.auth.aws_iam import validate_sts_url
-from strongroom.auth.tokens import Caller, bump_generation, rules_of_roles
+from strongroom.auth.tokens import Caller
+from strongroom.auth_methods import repository
+from strongroom.auth_methods.repository import StoredAuthMethod
 from strongroom.auth_methods.schemas import (
     AWS_IAM_CONFIG_FIELDS,
     COMMON_CONFIG_FIELDS,
@@ -24,26 +26,15 @@ from strongroom.auth_methods.schemas import (
 from strongroom.auth_methods.widening import widened_settings
 from strongroom.crypto import TokenDigester
 from strongroom.db.engine import Database
-from strongroom.db.tables import auth_methods, role_associations, roles
 from strongroom.errors import ConflictError, ForbiddenError, InvalidRequestError, NotFoundError
 from strongroom.kit.clock import isoformat_z
 from strongroom.kit.ids import new_access_id, new_access_key
 from strongroom.kit.names import validate_object_name
 from strongroom.rbac import Capability, RuleType
 from strongroom.rbac.escalation import check_grants
+from strongroom.roles import repository as role_repository
 from strongroom.roles.checks import EscalationChecks
-
-
-@dataclass(frozen=True, slots=True)
-class AuthMethodRecord:
-    """An auth method as the login service needs it."""
-
-    id: int
-    access_id: str
-    name: str
-    type: str
-    config: dict[str, Any]
-    access_key_digest: str | None
+from strongroom.roles.repository import AssociatedRole
 
 
 def _config_to_json(values: dict[str, Any]) -> dict[str, Any]:
@@ -53,7 +44,9 @@ def _config_to_json(values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def render(row: Any, associations: Sequence[Any] | None = ()) -> dict[str, Any]:
+def render(
+    row: StoredAuthMethod, associations: Sequence[AssociatedRole] | None = ()
+) -> dict[str, Any]:
     """The view of an auth method row for a caller who may read it (never the access key
     digest); ``associations`` None leaves them out (not looked up)."""
     view = {
@@ -113,19 +106,17 @@ class AuthMethodService:
         access_id = new_access_id()
         try:
             with audited_write(self._db, self._writer, event, 201) as connection:
-                connection.execute(
-                    auth_methods.insert().values(
-                        access_id=access_id,
-                        name=body.name,
-                        type=body.type,
-                        description=body.description,
-                        config=_config_to_json(fields),
-                        access_key_digest=(
-                            self._digester.digest(access_key) if access_key is not None else None
-                        ),
-                        created_at=now,
-                        updated_at=now,
-                    )
+                repository.insert_method(
+                    connection,
+                    access_id=access_id,
+                    name=body.name,
+                    method_type=body.type,
+                    description=body.description,
+                    config=_config_to_json(fields),
+                    access_key_digest=(
+                        self._digester.digest(access_key) if access_key is not None else None
+                    ),
+                    now=now,
                 )
         except IntegrityError as exc:
             raise ConflictError(f"an auth method named {body.name!r} already exists") from exc
@@ -142,7 +133,7 @@ class AuthMethodService:
         show it (without the associations, which ``get`` looks up).
         """
         with self._db.read() as connection:
-            rows = connection.execute(select(auth_methods).order_by(auth_methods.c.name)).all()
+            rows = repository.all_methods(connection)
         listed = []
         for row in rows:
             allowed = caller.rules.allowed(RuleType.AUTH_METHOD, "/" + row.name, now)
@@ -162,12 +153,7 @@ class AuthMethodService:
         caller.require(Capability.READ, RuleType.AUTH_METHOD, "/" + name, now)
         with self._db.read() as connection:
             row = self._row_by_name(connection, name)
-            associations = connection.execute(
-                select(role_associations.c.assoc_id, roles.c.name.label("role_name"))
-                .join(roles, roles.c.id == role_associations.c.role_id)
-                .where(role_associations.c.auth_method_id == row.id)
-                .order_by(roles.c.name)
-            ).all()
+            associations = role_repository.associations_of_method(connection, row.id)
         return render(row, associations)
 
     async def update(
@@ -197,15 +183,8 @@ class AuthMethodService:
             row = self._row_by_name(connection, name)
             config = self._changed_config(row, changes)
             widened = widened_settings(row.config, config)
-            role_ids = [
-                association.role_id
-                for association in connection.execute(
-                    select(role_associations.c.role_id).where(
-                        role_associations.c.auth_method_id == row.id
-                    )
-                )
-            ]
-            rules = rules_of_roles(connection, sorted(set(role_ids))) if widened else []
+            role_ids = role_repository.role_ids_of_method(connection, row.id)
+            rules = role_repository.rules_of_roles(connection, role_ids) if widened else []
         if rules:
             refused = await self._checks.run(
                 lambda budget: check_grants(caller.rules, rules, now, budget)
@@ -226,18 +205,15 @@ class AuthMethodService:
                 raise ConflictError(
                     "the auth method changed while this change was being checked; retry"
                 )
-            values: dict[str, Any] = {"config": config, "updated_at": now}
-            if description is not None:
-                values["description"] = description
-            connection.execute(
-                update(auth_methods).where(auth_methods.c.id == row.id).values(values)
+            repository.update_method(
+                connection, row.id, config=config, description=description, now=now
             )
             # Bounds apply at login; live tokens keep their rules. Caches still refresh.
-            bump_generation(connection)
+            token_repository.bump_generation(connection)
             updated = self._row_by_name(connection, name)
         return render(updated)
 
-    def _changed_config(self, row: Any, changes: dict[str, Any]) -> dict[str, Any]:
+    def _changed_config(self, row: StoredAuthMethod, changes: dict[str, Any]) -> dict[str, Any]:
         """The stored configuration with ``changes`` applied; InvalidRequestError for a field
         that does not apply to the method's type or a value that is not allowed."""
         allowed = set(COMMON_CONFIG_FIELDS)
@@ -266,27 +242,24 @@ class AuthMethodService:
         caller.require(Capability.DELETE, RuleType.AUTH_METHOD, "/" + name, now)
         with audited_write(self._db, self._writer, event, 204) as connection:
             row = self._row_by_name(connection, name)
-            connection.execute(delete(auth_methods).where(auth_methods.c.id == row.id))
-            bump_generation(connection)
+            repository.delete_method(connection, row.id)
+            token_repository.bump_generation(connection)
 
     @staticmethod
-    def _row_by_name(connection: Connection, name: str, *, lock: bool = False) -> Any:
-        """The method's row (``lock``: locked until the transaction ends, on PostgreSQL)."""
-        query = select(auth_methods).where(auth_methods.c.name == name)
-        row = connection.execute(query.with_for_update() if lock else query).first()
+    def _row_by_name(connection: Connection, name: str, *, lock: bool = False) -> StoredAuthMethod:
+        """The method (``lock``: locked until the transaction ends, on PostgreSQL);
+        NotFoundError if there is none."""
+        row = repository.method_by_name(connection, name, lock=lock)
         if row is None:
             raise NotFoundError(f"no auth method named {name!r}")
         return row
 
     @staticmethod
     def id_by_name(connection: Connection, name: str) -> int:
-        return int(AuthMethodService._row_by_name(connection, name).id)
+        return AuthMethodService._row_by_name(connection, name).id
 
     def access_id_of(self, name: str) -> str | None:
         """The access ID of the auth method named ``name``, or None; no authorization (SPEC
         section 10: a Vault login names its auth method, and access IDs are not secret)."""
         with self._db.read() as connection:
-            access_id = connection.execute(
-                select(auth_methods.c.access_id).where(auth_methods.c.name == name)
-            ).scalar_one_or_none()
-        return None if access_id is None else str(access_id)
+            return repository.access_id_by_name(connection, name)

@@ -6,22 +6,15 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from strongroom.audit.event import AuditEvent
 from strongroom.audit.writer import AuditWriter, audited_write
-from strongroom.auth.tokens import Caller, bump_generation, rules_of_roles
+from strongroom.auth import token_repository
+from strongroom.auth.tokens import Caller
 from strongroom.auth_methods.service import AuthMethodService
 from strongroom.db.engine import Database
-from strongroom.db.tables import (
-    auth_methods,
-    role_associations,
-    role_rules,
-    roles,
-    token_associations,
-    tokens,
-)
 from strongroom.errors import (
     ConflictError,
     ForbiddenError,
@@ -48,10 +41,11 @@ from strongroom.rbac.escalation import (
     check_rule_change,
     holds_deny,
 )
+from strongroom.roles import repository
 from strongroom.roles.checks import EscalationChecks
+from strongroom.roles.repository import StoredRole
 from strongroom.roles.schemas import AssociationCreate, RoleCreate, RuleSet
 
-_CAPABILITY_ORDER = [c.value for c in Capability]
 # Rules in one role. Every rule of a role is checked when the role is associated, and every
 # rule a caller holds takes part in each of its checks.
 MAX_RULES_PER_ROLE = 256
@@ -100,25 +94,10 @@ def upsert_rule(
     expires_at: datetime | None,
     now: datetime,
 ) -> None:
-    """Set the capabilities of (role, rule_type, path), replacing any earlier ones."""
-    connection.execute(
-        delete(role_rules).where(
-            role_rules.c.role_id == role_id,
-            role_rules.c.rule_type == rule_type.value,
-            role_rules.c.path == path,
-        )
-    )
-    connection.execute(
-        role_rules.insert().values(
-            role_id=role_id,
-            rule_type=rule_type.value,
-            path=path,
-            capabilities=",".join(c for c in _CAPABILITY_ORDER if Capability(c) in capabilities),
-            expires_at=expires_at,
-            created_at=now,
-        )
-    )
-    bump_generation(connection)
+    """Set the capabilities of (role, rule_type, path), replacing any earlier ones, in the
+    caller's transaction; every worker's caches are refreshed."""
+    repository.put_rule(connection, role_id, rule_type, path, capabilities, expires_at, now)
+    token_repository.bump_generation(connection)
 
 
 class RoleService:
@@ -138,11 +117,7 @@ class RoleService:
             caller.require(Capability.CREATE, RuleType.ROLE, "/" + body.name, now)
         try:
             with audited_write(self._db, self._writer, event, 201) as connection:
-                connection.execute(
-                    roles.insert().values(
-                        name=body.name, description=body.description, created_at=now
-                    )
-                )
+                repository.insert_role(connection, body.name, body.description, now)
         except IntegrityError as exc:
             raise ConflictError(f"a role named {body.name!r} already exists") from exc
         return {"name": body.name, "description": body.description}
@@ -151,7 +126,7 @@ class RoleService:
         """Every role the caller may list, by name; its description and creation time only
         when the caller may also read it (its rules and associations: ``get``)."""
         with self._db.read() as connection:
-            rows = connection.execute(select(roles).order_by(roles.c.name)).all()
+            rows = repository.all_roles(connection)
         listed: list[dict[str, Any]] = []
         for row in rows:
             allowed = caller.rules.allowed(RuleType.ROLE, "/" + row.name, now)
@@ -174,22 +149,8 @@ class RoleService:
         self._authorize(caller, Capability.READ, name, event, now)
         with self._db.read() as connection:
             role = self._role_by_name(connection, name)
-            rules = connection.execute(
-                select(role_rules)
-                .where(role_rules.c.role_id == role.id)
-                .order_by(role_rules.c.rule_type, role_rules.c.path)
-            ).all()
-            associations = connection.execute(
-                select(
-                    role_associations.c.assoc_id,
-                    role_associations.c.sub_claims,
-                    auth_methods.c.name.label("auth_method"),
-                    auth_methods.c.access_id,
-                )
-                .join(auth_methods, auth_methods.c.id == role_associations.c.auth_method_id)
-                .where(role_associations.c.role_id == role.id)
-                .order_by(auth_methods.c.name)
-            ).all()
+            rules = repository.stored_rules(connection, role.id)
+            associations = repository.associations_of_role(connection, role.id)
         return {
             "name": role.name,
             "description": role.description,
@@ -198,7 +159,7 @@ class RoleService:
                 {
                     "rule_type": r.rule_type,
                     "path": r.path,
-                    "capabilities": r.capabilities.split(","),
+                    "capabilities": list(r.capabilities),
                     "expires_at": isoformat_z(r.expires_at) if r.expires_at else None,
                     "expired": r.expires_at is not None and r.expires_at <= now,
                 }
@@ -229,12 +190,10 @@ class RoleService:
             role = self._locked_role(connection, name)
             if self._live_denies(connection, role.id, now) != denies:
                 raise ConflictError(CHANGED_DURING_CHECK)
-            for association in connection.execute(
-                select(role_associations.c.id).where(role_associations.c.role_id == role.id)
-            ):
-                revoke_tokens_of_association(connection, association.id)
-            connection.execute(delete(roles).where(roles.c.id == role.id))
-            bump_generation(connection)
+            for association_id in repository.association_ids_of_role(connection, role.id):
+                token_repository.delete_tokens_carrying(connection, association_id)
+            repository.delete_role(connection, role.id)
+            token_repository.bump_generation(connection)
 
     async def set_rule(
         self, caller: Caller, name: str, body: RuleSet, event: AuditEvent, now: datetime
@@ -262,7 +221,7 @@ class RoleService:
             # The check judged replacing `old`: a rule changed since then was not judged.
             if self._rule_at(connection, role.id, new) != old:
                 raise ConflictError(CHANGED_DURING_CHECK)
-            if old is None and self._rule_count(connection, role.id) >= MAX_RULES_PER_ROLE:
+            if old is None and repository.rule_count(connection, role.id) >= MAX_RULES_PER_ROLE:
                 raise RuleTooComplexError(f"a role holds at most {MAX_RULES_PER_ROLE} rules")
             upsert_rule(connection, role.id, rule_type, path, capabilities, expires_at, now)
         return {
@@ -300,14 +259,8 @@ class RoleService:
             role = self._locked_role(connection, name)
             if self._rule_at(connection, role.id, key) != old:
                 raise ConflictError(CHANGED_DURING_CHECK)
-            connection.execute(
-                delete(role_rules).where(
-                    role_rules.c.role_id == role.id,
-                    role_rules.c.rule_type == rule_type.value,
-                    role_rules.c.path == path,
-                )
-            )
-            bump_generation(connection)
+            repository.delete_rule(connection, role.id, rule_type, path)
+            token_repository.bump_generation(connection)
 
     async def associate(
         self, caller: Caller, name: str, body: AssociationCreate, event: AuditEvent, now: datetime
@@ -324,7 +277,7 @@ class RoleService:
         with self._db.read() as connection:
             role = self._role_by_name(connection, name)
             AuthMethodService.id_by_name(connection, body.auth_method)
-            rules = rules_of_roles(connection, [role.id])
+            rules = repository.rules_of_roles(connection, [role.id])
         refused = await self._checks.run(
             lambda budget: check_grants(caller.rules, rules, now, budget)
         )
@@ -337,16 +290,15 @@ class RoleService:
         with audited_write(self._db, self._writer, event, 201) as connection:
             role = self._role_by_name(connection, name)
             method_id = AuthMethodService.id_by_name(connection, body.auth_method)
-            connection.execute(
-                role_associations.insert().values(
-                    assoc_id=assoc_id,
-                    role_id=role.id,
-                    auth_method_id=method_id,
-                    sub_claims=body.sub_claims,
-                    created_at=now,
-                )
+            repository.insert_association(
+                connection,
+                assoc_id=assoc_id,
+                role_id=role.id,
+                auth_method_id=method_id,
+                sub_claims=body.sub_claims,
+                now=now,
             )
-            bump_generation(connection)
+            token_repository.bump_generation(connection)
         return {"assoc_id": assoc_id, "role_name": name, "auth_method": body.auth_method}
 
     async def dissociate(
@@ -371,11 +323,9 @@ class RoleService:
             association_id = self._association_id(connection, role.id, name, assoc_id)
             if self._live_denies(connection, role.id, now) != denies:
                 raise ConflictError(CHANGED_DURING_CHECK)
-            revoke_tokens_of_association(connection, association_id)
-            connection.execute(
-                delete(role_associations).where(role_associations.c.id == association_id)
-            )
-            bump_generation(connection)
+            token_repository.delete_tokens_carrying(connection, association_id)
+            repository.delete_association(connection, association_id)
+            token_repository.bump_generation(connection)
 
     async def _check_removal(
         self, caller: Caller, rules: Sequence[Rule], now: datetime, action: str
@@ -392,43 +342,21 @@ class RoleService:
     @staticmethod
     def _live_denies(connection: Connection, role_id: int, now: datetime) -> tuple[Rule, ...]:
         """The role's rules that take something away at ``now``, in a stable order."""
-        rules = [rule for rule in rules_of_roles(connection, [role_id]) if holds_deny(rule, now)]
+        rules = repository.rules_of_roles(connection, [role_id])
+        rules = [rule for rule in rules if holds_deny(rule, now)]
         return tuple(sorted(rules, key=lambda rule: (rule.rule_type.value, rule.path)))
 
     @staticmethod
     def _rule_at(connection: Connection, role_id: int, key: Rule) -> Rule | None:
         """The role's rule of ``key``'s type and path, if it has one."""
-        row = connection.execute(
-            select(role_rules.c.capabilities, role_rules.c.expires_at).where(
-                role_rules.c.role_id == role_id,
-                role_rules.c.rule_type == key.rule_type.value,
-                role_rules.c.path == key.path,
-            )
-        ).first()
-        if row is None:
-            return None
-        capabilities = frozenset(Capability(c) for c in row.capabilities.split(",") if c)
-        return Rule(key.rule_type, key.path, capabilities, row.expires_at)
-
-    @staticmethod
-    def _rule_count(connection: Connection, role_id: int) -> int:
-        return int(
-            connection.execute(
-                select(func.count()).select_from(role_rules).where(role_rules.c.role_id == role_id)
-            ).scalar_one()
-        )
+        return repository.rule_at(connection, role_id, key.rule_type, key.path)
 
     @staticmethod
     def _association_id(connection: Connection, role_id: int, name: str, assoc_id: str) -> int:
-        row = connection.execute(
-            select(role_associations.c.id).where(
-                role_associations.c.assoc_id == assoc_id,
-                role_associations.c.role_id == role_id,
-            )
-        ).first()
-        if row is None:
+        found = repository.association_id(connection, role_id, assoc_id)
+        if found is None:
             raise NotFoundError(f"role {name!r} has no association {assoc_id!r}")
-        return int(row.id)
+        return found
 
     @staticmethod
     def _authorize(
@@ -439,29 +367,19 @@ class RoleService:
         caller.require(capability, RuleType.ROLE, "/" + name, now)
 
     @staticmethod
-    def _role_by_name(connection: Connection, name: str) -> Any:
-        row = connection.execute(select(roles).where(roles.c.name == name)).first()
-        if row is None:
+    def _role_by_name(connection: Connection, name: str) -> StoredRole:
+        role = repository.role_by_name(connection, name)
+        if role is None:
             raise NotFoundError(f"no role named {name!r}")
-        return row
+        return role
 
     @staticmethod
-    def _locked_role(connection: Connection, name: str) -> Any:
+    def _locked_role(connection: Connection, name: str) -> StoredRole:
         """The role, locked until the transaction ends (PostgreSQL; a SQLite write
         transaction holds the whole database already): changes to one role's rules and
         associations are serialized, so what a check judged is still there when it is
         written."""
-        row = connection.execute(
-            select(roles).where(roles.c.name == name).with_for_update()
-        ).first()
-        if row is None:
+        role = repository.role_by_name(connection, name, lock=True)
+        if role is None:
             raise NotFoundError(f"no role named {name!r}")
-        return row
-
-
-def revoke_tokens_of_association(connection: Connection, association_id: int) -> None:
-    """Delete every token that carries the association (SPEC: dissociation revokes)."""
-    carriers = select(token_associations.c.token_id).where(
-        token_associations.c.association_id == association_id
-    )
-    connection.execute(delete(tokens).where(tokens.c.id.in_(carriers)))
+        return role

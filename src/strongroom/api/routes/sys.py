@@ -6,13 +6,12 @@ import os
 
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy import select
 from starlette.responses import Response
 
 from strongroom.api.schemas import Health, Readiness
 from strongroom.api.services import json_response, services_of
 from strongroom.db.migrate import is_up_to_date
-from strongroom.db.tables import counters
+from strongroom.db.readiness import check_database
 from strongroom.metrics.exposition import Exposition
 from strongroom.serving.placement import Placement, Role
 
@@ -34,8 +33,7 @@ async def ready(request: Request) -> Response:
     services = services_of(request)
     checks: dict[str, str] = {}
     try:
-        with services.database.read() as connection:
-            connection.execute(select(counters.c.value).limit(1)).all()
+        check_database(services.database)
         checks["database"] = "ok"
         checks["migrations"] = "ok" if is_up_to_date(services.database) else "pending"
     except Exception as exc:  # readiness reports any failure rather than raising it

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from strongroom.audit.event import AuditEvent
@@ -19,11 +19,12 @@ from strongroom.auth.tokens import Caller
 from strongroom.crypto import Keyring, item_context
 from strongroom.db.engine import Database
 from strongroom.db.hot import HotReader, VersionRow
-from strongroom.db.tables import item_versions, items
 from strongroom.errors import ConflictError, ForbiddenError, NotFoundError, PayloadTooLargeError
 from strongroom.kit.clock import isoformat_z
 from strongroom.kit.names import normalize_folder_path, normalize_item_path
 from strongroom.rbac import Capability, RuleType
+from strongroom.secrets import repository
+from strongroom.secrets.repository import StoredItem
 from strongroom.secrets.schemas import MAX_VALUE_BYTES, GetSecretValue, SecretCreate, SecretUpdate
 
 
@@ -58,18 +59,9 @@ class SecretService:
         plaintext = _encoded_value(body.value)
         try:
             with audited_write(self._db, self._writer, event, 201) as connection:
-                item_id = connection.execute(
-                    items.insert()
-                    .values(
-                        name=name,
-                        description=body.description,
-                        tags=body.tags,
-                        latest_version=1,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                    .returning(items.c.id)
-                ).scalar_one()
+                item_id = repository.insert_item(
+                    connection, name=name, description=body.description, tags=body.tags, now=now
+                )
                 self._insert_version(connection, item_id, 1, plaintext, caller, now)
         except IntegrityError as exc:
             raise ConflictError(f"an item named {name} already exists") from exc
@@ -135,11 +127,7 @@ class SecretService:
                     f"expected version {body.expected_version} but the newest is {newest}"
                 )
             version = item.latest_version + 1
-            connection.execute(
-                update(items)
-                .where(items.c.id == item.id)
-                .values(latest_version=version, updated_at=now)
-            )
+            repository.set_latest_version(connection, item.id, version, now)
             self._insert_version(connection, item.id, version, plaintext, caller, now)
         return {"name": name, "version": version, "created_at": isoformat_z(now)}
 
@@ -151,13 +139,7 @@ class SecretService:
         caller.require(Capability.READ, RuleType.ITEM, name, now)
         with self._db.read() as connection:
             item = self._item_row(connection, name)
-            rows = connection.execute(
-                select(
-                    item_versions.c.version, item_versions.c.created_at, item_versions.c.created_by
-                )
-                .where(item_versions.c.item_id == item.id)
-                .order_by(item_versions.c.version)
-            ).all()
+            rows = repository.versions_of(connection, item.id)
         return {
             "name": name,
             "latest_version": item.latest_version,
@@ -199,16 +181,11 @@ class SecretService:
         with audited_write(self._db, self._writer, event, 204) as connection:
             item = self._item_row(connection, name)
             if version is not None:
-                removed = connection.execute(
-                    delete(item_versions).where(
-                        item_versions.c.item_id == item.id, item_versions.c.version == version
-                    )
-                ).rowcount
-                if removed == 0:
+                if not repository.delete_version(connection, item.id, version):
                     raise NotFoundError(f"{name} has no version {version}")
                 if self._newest_existing(connection, item.id) is not None:
                     return
-            connection.execute(delete(items).where(items.c.id == item.id))
+            repository.delete_item(connection, item.id)
 
     def list(
         self,
@@ -227,9 +204,7 @@ class SecretService:
         event.path = folder
         low, high = _folder_bounds(folder)
         with self._db.read() as connection:
-            rows = connection.execute(
-                select(items).where(items.c.name >= low, items.c.name < high).order_by(items.c.name)
-            ).all()
+            rows = repository.items_in_range(connection, low, high)
         visible_items: list[dict[str, Any]] = []
         folders: set[str] = set()
         depth = 0 if folder == "/" else folder.count("/")
@@ -259,15 +234,14 @@ class SecretService:
         caller: Caller,
         now: datetime,
     ) -> None:
-        connection.execute(
-            item_versions.insert().values(
-                item_id=item_id,
-                version=version,
-                ciphertext=self._keyring.encrypt(plaintext, item_context(item_id, version)),
-                key_id=self._keyring.newest_id,
-                created_at=now,
-                created_by=caller.access_id,
-            )
+        repository.insert_version(
+            connection,
+            item_id=item_id,
+            version=version,
+            ciphertext=self._keyring.encrypt(plaintext, item_context(item_id, version)),
+            key_id=self._keyring.newest_id,
+            created_by=caller.access_id,
+            now=now,
         )
 
     def _version_row(self, name: str, version: int | None) -> VersionRow:
@@ -279,20 +253,18 @@ class SecretService:
         return row
 
     @staticmethod
-    def _item_row(connection: Connection, name: str) -> Any:
-        row = connection.execute(select(items).where(items.c.name == name)).first()
+    def _item_row(connection: Connection, name: str) -> StoredItem:
+        row = repository.item_by_name(connection, name)
         if row is None:
             raise NotFoundError(f"no item named {name}")
         return row
 
     @staticmethod
     def _newest_existing(connection: Connection, item_id: int) -> int | None:
-        return connection.execute(
-            select(func.max(item_versions.c.version)).where(item_versions.c.item_id == item_id)
-        ).scalar_one_or_none()
+        return repository.newest_existing_version(connection, item_id)
 
     @staticmethod
-    def _render_item(row: Any, allowed: frozenset[Capability]) -> dict[str, Any]:
+    def _render_item(row: StoredItem, allowed: frozenset[Capability]) -> dict[str, Any]:
         return {
             "name": row.name,
             "version": row.latest_version,

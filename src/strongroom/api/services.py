@@ -23,6 +23,7 @@ from strongroom.db.keys import Keys
 from strongroom.errors import UnauthorizedError
 from strongroom.kit.clock import Clock
 from strongroom.kit.forwarded import TrustedProxies
+from strongroom.request_context import RequestContext
 from strongroom.roles.service import RoleService
 from strongroom.secrets.service import SecretService
 from strongroom.vault.service import VaultService
@@ -111,13 +112,20 @@ def bearer_token(request: Request) -> str:
     raise UnauthorizedError("send Authorization: Bearer <token> (or X-Vault-Token); log in first")
 
 
-def authorized(request: Request, action: str) -> tuple[Services, AuditEvent, Caller]:
-    """Start an authenticated endpoint: its services, its audit event (named ``action``) and
-    the caller behind the bearer token (UnauthorizedError without a valid one)."""
+def request_context(request: Request) -> RequestContext:
+    """The context the services are handed: the request's audit event and time."""
+    return RequestContext.of(audit_event_of(request))
+
+
+def authorized(request: Request, action: str) -> tuple[Services, RequestContext, Caller]:
+    """Start an authenticated endpoint: its services, its context (the audit event, named
+    ``action``) and the caller behind the bearer token (UnauthorizedError without a valid
+    one)."""
     event = audit_event_of(request)
     event.action = action
     services = services_of(request)
-    return services, event, services.authenticate(bearer_token(request), event)
+    caller = services.authenticate(bearer_token(request), event)
+    return services, RequestContext.of(event), caller
 
 
 def json_response(content: Any, status: int = 200) -> Response:

@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from strongroom.audit.event import AuditEvent
 from strongroom.audit.writer import AuditWriter, audited_write
 from strongroom.auth import token_repository
 from strongroom.auth.aws_iam import validate_sts_url
@@ -32,6 +31,7 @@ from strongroom.kit.ids import new_access_id, new_access_key
 from strongroom.kit.names import validate_object_name
 from strongroom.rbac import Capability, RuleType
 from strongroom.rbac.escalation import check_grants
+from strongroom.request_context import RequestContext
 from strongroom.roles import repository as role_repository
 from strongroom.roles.checks import EscalationChecks
 from strongroom.roles.repository import AssociatedRole
@@ -85,17 +85,16 @@ class AuthMethodService:
         self,
         caller: Caller | None,
         body: AwsIamAuthMethodCreate | ApiKeyAuthMethodCreate,
-        event: AuditEvent,
-        now: datetime,
+        context: RequestContext,
     ) -> dict[str, Any]:
         """Create; return ``access_id`` and, for api_key, the access key (shown only here).
 
         ``caller`` None is the bootstrap path (the CLI, with direct database access).
         """
         path = "/" + body.name
-        event.path = path
+        context.event.path = path
         if caller is not None:
-            caller.require(Capability.CREATE, RuleType.AUTH_METHOD, path, now)
+            caller.require(Capability.CREATE, RuleType.AUTH_METHOD, path, context.now)
         fields = body.model_dump(include=set(COMMON_CONFIG_FIELDS))
         access_key: str | None = None
         if isinstance(body, AwsIamAuthMethodCreate):
@@ -105,7 +104,7 @@ class AuthMethodService:
             access_key = new_access_key()
         access_id = new_access_id()
         try:
-            with audited_write(self._db, self._writer, event, 201) as connection:
+            with audited_write(self._db, self._writer, context.event, 201) as connection:
                 repository.insert_method(
                     connection,
                     access_id=access_id,
@@ -116,7 +115,7 @@ class AuthMethodService:
                     access_key_digest=(
                         self._digester.digest(access_key) if access_key is not None else None
                     ),
-                    now=now,
+                    now=context.now,
                 )
         except IntegrityError as exc:
             raise ConflictError(f"an auth method named {body.name!r} already exists") from exc
@@ -125,7 +124,7 @@ class AuthMethodService:
             result["access_key"] = access_key
         return result
 
-    def list(self, caller: Caller, now: datetime) -> list[dict[str, Any]]:
+    def list(self, caller: Caller, context: RequestContext) -> list[dict[str, Any]]:
         """Every auth method the caller may list; the others do not appear.
 
         Each shows its name and type; the rest of its view (access ID, description, bounds,
@@ -136,7 +135,7 @@ class AuthMethodService:
             rows = repository.all_methods(connection)
         listed = []
         for row in rows:
-            allowed = caller.rules.allowed(RuleType.AUTH_METHOD, "/" + row.name, now)
+            allowed = caller.rules.allowed(RuleType.AUTH_METHOD, "/" + row.name, context.now)
             if Capability.LIST not in allowed:
                 continue
             # Reconnaissance: whoever may only list learns which methods exist, not which
@@ -147,10 +146,10 @@ class AuthMethodService:
                 listed.append({"name": row.name, "type": row.type})
         return listed
 
-    def get(self, caller: Caller, name: str, event: AuditEvent, now: datetime) -> dict[str, Any]:
+    def get(self, caller: Caller, name: str, context: RequestContext) -> dict[str, Any]:
         validate_object_name(name, kind="auth method")
-        event.path = "/" + name
-        caller.require(Capability.READ, RuleType.AUTH_METHOD, "/" + name, now)
+        context.event.path = "/" + name
+        caller.require(Capability.READ, RuleType.AUTH_METHOD, "/" + name, context.now)
         with self._db.read() as connection:
             row = self._row_by_name(connection, name)
             associations = role_repository.associations_of_method(connection, row.id)
@@ -161,8 +160,7 @@ class AuthMethodService:
         caller: Caller,
         name: str,
         patch: AuthMethodUpdate,
-        event: AuditEvent,
-        now: datetime,
+        context: RequestContext,
     ) -> dict[str, Any]:
         """Change the method's settings; the fields given replace the stored ones.
 
@@ -175,8 +173,8 @@ class AuthMethodService:
         alone.
         """
         validate_object_name(name, kind="auth method")
-        event.path = "/" + name
-        caller.require(Capability.UPDATE, RuleType.AUTH_METHOD, "/" + name, now)
+        context.event.path = "/" + name
+        caller.require(Capability.UPDATE, RuleType.AUTH_METHOD, "/" + name, context.now)
         changes = patch.model_dump(exclude_unset=True)
         description = changes.pop("description", None)
         with self._db.read() as connection:
@@ -187,7 +185,7 @@ class AuthMethodService:
             rules = role_repository.rules_of_roles(connection, role_ids) if widened else []
         if rules:
             refused = await self._checks.run(
-                lambda budget: check_grants(caller.rules, rules, now, budget)
+                lambda budget: check_grants(caller.rules, rules, context.now, budget)
             )
             if refused is not None:
                 rule = refused.rule
@@ -198,7 +196,7 @@ class AuthMethodService:
                     f"{sorted(c.value for c in rule.capabilities)} on "
                     f"{rule.rule_type.value} {rule.path}",
                 )
-        with audited_write(self._db, self._writer, event, 200) as connection:
+        with audited_write(self._db, self._writer, context.event, 200) as connection:
             locked = self._row_by_name(connection, name, lock=True)
             # What was judged a narrowing of the old settings may widen newer ones.
             if locked.config != row.config:
@@ -206,7 +204,7 @@ class AuthMethodService:
                     "the auth method changed while this change was being checked; retry"
                 )
             repository.update_method(
-                connection, row.id, config=config, description=description, now=now
+                connection, row.id, config=config, description=description, now=context.now
             )
             # Bounds apply at login; live tokens keep their rules. Caches still refresh.
             token_repository.bump_generation(connection)
@@ -235,12 +233,12 @@ class AuthMethodService:
             raise InvalidRequestError("bound_aws_account_id cannot be empty")
         return {**row.config, **_config_to_json(changes)}
 
-    def delete(self, caller: Caller, name: str, event: AuditEvent, now: datetime) -> None:
+    def delete(self, caller: Caller, name: str, context: RequestContext) -> None:
         """Delete the method; its associations and every token it issued go with it."""
         validate_object_name(name, kind="auth method")
-        event.path = "/" + name
-        caller.require(Capability.DELETE, RuleType.AUTH_METHOD, "/" + name, now)
-        with audited_write(self._db, self._writer, event, 204) as connection:
+        context.event.path = "/" + name
+        caller.require(Capability.DELETE, RuleType.AUTH_METHOD, "/" + name, context.now)
+        with audited_write(self._db, self._writer, context.event, 204) as connection:
             row = self._row_by_name(connection, name)
             repository.delete_method(connection, row.id)
             token_repository.bump_generation(connection)

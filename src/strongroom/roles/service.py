@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from strongroom.audit.event import AuditEvent
 from strongroom.audit.writer import AuditWriter, audited_write
 from strongroom.auth import token_repository
 from strongroom.auth.tokens import Caller
@@ -41,6 +40,7 @@ from strongroom.rbac.escalation import (
     check_rule_change,
     holds_deny,
 )
+from strongroom.request_context import RequestContext
 from strongroom.roles import repository
 from strongroom.roles.checks import EscalationChecks
 from strongroom.roles.repository import StoredRole
@@ -110,26 +110,26 @@ class RoleService:
         self._checks = checks
 
     def create(
-        self, caller: Caller | None, body: RoleCreate, event: AuditEvent, now: datetime
+        self, caller: Caller | None, body: RoleCreate, context: RequestContext
     ) -> dict[str, Any]:
-        event.path = "/" + body.name
+        context.event.path = "/" + body.name
         if caller is not None:
-            caller.require(Capability.CREATE, RuleType.ROLE, "/" + body.name, now)
+            caller.require(Capability.CREATE, RuleType.ROLE, "/" + body.name, context.now)
         try:
-            with audited_write(self._db, self._writer, event, 201) as connection:
-                repository.insert_role(connection, body.name, body.description, now)
+            with audited_write(self._db, self._writer, context.event, 201) as connection:
+                repository.insert_role(connection, body.name, body.description, context.now)
         except IntegrityError as exc:
             raise ConflictError(f"a role named {body.name!r} already exists") from exc
         return {"name": body.name, "description": body.description}
 
-    def list(self, caller: Caller, now: datetime) -> list[dict[str, Any]]:
+    def list(self, caller: Caller, context: RequestContext) -> list[dict[str, Any]]:
         """Every role the caller may list, by name; its description and creation time only
         when the caller may also read it (its rules and associations: ``get``)."""
         with self._db.read() as connection:
             rows = repository.all_roles(connection)
         listed: list[dict[str, Any]] = []
         for row in rows:
-            allowed = caller.rules.allowed(RuleType.ROLE, "/" + row.name, now)
+            allowed = caller.rules.allowed(RuleType.ROLE, "/" + row.name, context.now)
             if Capability.LIST not in allowed:
                 continue
             # Reconnaissance: list alone shows which roles exist, not what they are for.
@@ -145,8 +145,8 @@ class RoleService:
                 listed.append({"name": row.name})
         return listed
 
-    def get(self, caller: Caller, name: str, event: AuditEvent, now: datetime) -> dict[str, Any]:
-        self._authorize(caller, Capability.READ, name, event, now)
+    def get(self, caller: Caller, name: str, context: RequestContext) -> dict[str, Any]:
+        self._authorize(caller, Capability.READ, name, context)
         with self._db.read() as connection:
             role = self._role_by_name(connection, name)
             rules = repository.stored_rules(connection, role.id)
@@ -161,7 +161,7 @@ class RoleService:
                     "path": r.path,
                     "capabilities": list(r.capabilities),
                     "expires_at": isoformat_z(r.expires_at) if r.expires_at else None,
-                    "expired": r.expires_at is not None and r.expires_at <= now,
+                    "expired": r.expires_at is not None and r.expires_at <= context.now,
                 }
                 for r in rules
             ],
@@ -176,19 +176,21 @@ class RoleService:
             ],
         }
 
-    async def delete(self, caller: Caller, name: str, event: AuditEvent, now: datetime) -> None:
+    async def delete(self, caller: Caller, name: str, context: RequestContext) -> None:
         """Delete the role; tokens that carried it through an association are revoked.
 
         Attack: deleting a deny-only role the caller holds, then logging in again without it.
         A role's denies go with it, so each must be one the caller may lift.
         """
-        self._authorize(caller, Capability.DELETE, name, event, now)
+        self._authorize(caller, Capability.DELETE, name, context)
         with self._db.read() as connection:
-            denies = self._live_denies(connection, self._role_by_name(connection, name).id, now)
-        await self._check_removal(caller, denies, now, "role.delete")
-        with audited_write(self._db, self._writer, event, 204) as connection:
+            denies = self._live_denies(
+                connection, self._role_by_name(connection, name).id, context.now
+            )
+        await self._check_removal(caller, denies, context.now, "role.delete")
+        with audited_write(self._db, self._writer, context.event, 204) as connection:
             role = self._locked_role(connection, name)
-            if self._live_denies(connection, role.id, now) != denies:
+            if self._live_denies(connection, role.id, context.now) != denies:
                 raise ConflictError(CHANGED_DURING_CHECK)
             for association_id in repository.association_ids_of_role(connection, role.id):
                 token_repository.delete_tokens_carrying(connection, association_id)
@@ -196,34 +198,34 @@ class RoleService:
             token_repository.bump_generation(connection)
 
     async def set_rule(
-        self, caller: Caller, name: str, body: RuleSet, event: AuditEvent, now: datetime
+        self, caller: Caller, name: str, body: RuleSet, context: RequestContext
     ) -> dict[str, Any]:
         """Set (or replace) the rule of (role, rule_type, path).
 
         No escalation: the caller must hold what the rule grants for as long as it lasts, and
         replacing a deny by a rule without it (or with an earlier expiry) lifts the deny.
         """
-        self._authorize(caller, Capability.UPDATE, name, event, now)
+        self._authorize(caller, Capability.UPDATE, name, context)
         rule_type = parse_rule_type(body.rule_type)
         path = validate_new_rule_path(body.path, rule_type)
         capabilities = parse_capabilities(body.capabilities)
-        expires_at = now + timedelta(minutes=body.ttl) if body.ttl else None
+        expires_at = context.now + timedelta(minutes=body.ttl) if body.ttl else None
         new = Rule(rule_type, path, capabilities, expires_at)
         with self._db.read() as connection:
             old = self._rule_at(connection, self._role_by_name(connection, name).id, new)
         refused = await self._checks.run(
-            lambda budget: check_rule_change(caller.rules, old, new, now, budget)
+            lambda budget: check_rule_change(caller.rules, old, new, context.now, budget)
         )
         if refused is not None:
             raise refusal_error(refused, GRANT_REFUSED, "role.rule.set")
-        with audited_write(self._db, self._writer, event, 200) as connection:
+        with audited_write(self._db, self._writer, context.event, 200) as connection:
             role = self._locked_role(connection, name)
             # The check judged replacing `old`: a rule changed since then was not judged.
             if self._rule_at(connection, role.id, new) != old:
                 raise ConflictError(CHANGED_DURING_CHECK)
             if old is None and repository.rule_count(connection, role.id) >= MAX_RULES_PER_ROLE:
                 raise RuleTooComplexError(f"a role holds at most {MAX_RULES_PER_ROLE} rules")
-            upsert_rule(connection, role.id, rule_type, path, capabilities, expires_at, now)
+            upsert_rule(connection, role.id, rule_type, path, capabilities, expires_at, context.now)
         return {
             "role_name": name,
             "rule_type": rule_type.value,
@@ -238,15 +240,14 @@ class RoleService:
         name: str,
         rule_type_text: str,
         path_text: str,
-        event: AuditEvent,
-        now: datetime,
+        context: RequestContext,
     ) -> None:
         """Remove the rule of (role, rule_type, path).
 
         Attack: deleting the deny rule of one's own role and reading what it denied with the
         same token. Removing a deny is allowed only where the caller may lift it.
         """
-        self._authorize(caller, Capability.UPDATE, name, event, now)
+        self._authorize(caller, Capability.UPDATE, name, context)
         rule_type = parse_rule_type(rule_type_text)
         path = validate_rule_path(path_text, rule_type)
         key = Rule(rule_type, path, frozenset())
@@ -254,8 +255,8 @@ class RoleService:
             old = self._rule_at(connection, self._role_by_name(connection, name).id, key)
         if old is None:
             raise NotFoundError(f"role {name!r} has no {rule_type.value} for {path}")
-        await self._check_removal(caller, [old], now, "role.rule.delete")
-        with audited_write(self._db, self._writer, event, 204) as connection:
+        await self._check_removal(caller, [old], context.now, "role.rule.delete")
+        with audited_write(self._db, self._writer, context.event, 204) as connection:
             role = self._locked_role(connection, name)
             if self._rule_at(connection, role.id, key) != old:
                 raise ConflictError(CHANGED_DURING_CHECK)
@@ -263,7 +264,7 @@ class RoleService:
             token_repository.bump_generation(connection)
 
     async def associate(
-        self, caller: Caller, name: str, body: AssociationCreate, event: AuditEvent, now: datetime
+        self, caller: Caller, name: str, body: AssociationCreate, context: RequestContext
     ) -> dict[str, Any]:
         """Associate the role with an auth method: whoever logs in through it gets the role.
 
@@ -271,15 +272,15 @@ class RoleService:
         The caller must be able to read the auth method and must hold everything the role
         grants (each rule's capabilities on its every path, for as long as the rule lasts).
         """
-        self._authorize(caller, Capability.UPDATE, name, event, now)
+        self._authorize(caller, Capability.UPDATE, name, context)
         # No escalation: only auth methods the caller may read can be tied to a role.
-        caller.require(Capability.READ, RuleType.AUTH_METHOD, "/" + body.auth_method, now)
+        caller.require(Capability.READ, RuleType.AUTH_METHOD, "/" + body.auth_method, context.now)
         with self._db.read() as connection:
             role = self._role_by_name(connection, name)
             AuthMethodService.id_by_name(connection, body.auth_method)
             rules = repository.rules_of_roles(connection, [role.id])
         refused = await self._checks.run(
-            lambda budget: check_grants(caller.rules, rules, now, budget)
+            lambda budget: check_grants(caller.rules, rules, context.now, budget)
         )
         if refused is not None:
             raise refusal_error(refused, ASSOCIATION_REFUSED, "role.associate")
@@ -287,7 +288,7 @@ class RoleService:
         # the outcome is that of this association first and those changes after it: no
         # second look is needed, unlike for a removal.
         assoc_id = new_assoc_id()
-        with audited_write(self._db, self._writer, event, 201) as connection:
+        with audited_write(self._db, self._writer, context.event, 201) as connection:
             role = self._role_by_name(connection, name)
             method_id = AuthMethodService.id_by_name(connection, body.auth_method)
             repository.insert_association(
@@ -296,13 +297,13 @@ class RoleService:
                 role_id=role.id,
                 auth_method_id=method_id,
                 sub_claims=body.sub_claims,
-                now=now,
+                now=context.now,
             )
             token_repository.bump_generation(connection)
         return {"assoc_id": assoc_id, "role_name": name, "auth_method": body.auth_method}
 
     async def dissociate(
-        self, caller: Caller, name: str, assoc_id: str, event: AuditEvent, now: datetime
+        self, caller: Caller, name: str, assoc_id: str, context: RequestContext
     ) -> None:
         """Remove the association; tokens that carry it are revoked with it.
 
@@ -310,18 +311,18 @@ class RoleService:
         it. The role's denies leave the method's logins, so each must be one the caller may
         lift.
         """
-        self._authorize(caller, Capability.UPDATE, name, event, now)
+        self._authorize(caller, Capability.UPDATE, name, context)
         if len(assoc_id) > 32:
             raise NotFoundError("no such association")
         with self._db.read() as connection:
             role = self._role_by_name(connection, name)
             self._association_id(connection, role.id, name, assoc_id)
-            denies = self._live_denies(connection, role.id, now)
-        await self._check_removal(caller, denies, now, "role.dissociate")
-        with audited_write(self._db, self._writer, event, 204) as connection:
+            denies = self._live_denies(connection, role.id, context.now)
+        await self._check_removal(caller, denies, context.now, "role.dissociate")
+        with audited_write(self._db, self._writer, context.event, 204) as connection:
             role = self._locked_role(connection, name)
             association_id = self._association_id(connection, role.id, name, assoc_id)
-            if self._live_denies(connection, role.id, now) != denies:
+            if self._live_denies(connection, role.id, context.now) != denies:
                 raise ConflictError(CHANGED_DURING_CHECK)
             token_repository.delete_tokens_carrying(connection, association_id)
             repository.delete_association(connection, association_id)
@@ -360,11 +361,11 @@ class RoleService:
 
     @staticmethod
     def _authorize(
-        caller: Caller, capability: Capability, name: str, event: AuditEvent, now: datetime
+        caller: Caller, capability: Capability, name: str, context: RequestContext
     ) -> None:
         validate_object_name(name, kind="role")
-        event.path = "/" + name
-        caller.require(capability, RuleType.ROLE, "/" + name, now)
+        context.event.path = "/" + name
+        caller.require(capability, RuleType.ROLE, "/" + name, context.now)
 
     @staticmethod
     def _role_by_name(connection: Connection, name: str) -> StoredRole:

@@ -13,7 +13,6 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from strongroom.audit.event import AuditEvent
 from strongroom.audit.writer import AuditWriter, audited_write
 from strongroom.auth.tokens import Caller
 from strongroom.crypto import Keyring, item_context
@@ -23,6 +22,7 @@ from strongroom.errors import ConflictError, ForbiddenError, NotFoundError, Payl
 from strongroom.kit.clock import isoformat_z
 from strongroom.kit.names import normalize_folder_path, normalize_item_path
 from strongroom.rbac import Capability, RuleType
+from strongroom.request_context import RequestContext
 from strongroom.secrets import repository
 from strongroom.secrets.repository import StoredItem
 from strongroom.secrets.schemas import MAX_VALUE_BYTES, GetSecretValue, SecretCreate, SecretUpdate
@@ -50,35 +50,36 @@ class SecretService:
         self._keyring = keyring
         self._hot = hot
 
-    def create(
-        self, caller: Caller, body: SecretCreate, event: AuditEvent, now: datetime
-    ) -> dict[str, Any]:
+    def create(self, caller: Caller, body: SecretCreate, context: RequestContext) -> dict[str, Any]:
         name = normalize_item_path(body.name)
-        event.path = name
-        caller.require(Capability.CREATE, RuleType.ITEM, name, now)
+        context.event.path = name
+        caller.require(Capability.CREATE, RuleType.ITEM, name, context.now)
         plaintext = _encoded_value(body.value)
         try:
-            with audited_write(self._db, self._writer, event, 201) as connection:
+            with audited_write(self._db, self._writer, context.event, 201) as connection:
                 item_id = repository.insert_item(
-                    connection, name=name, description=body.description, tags=body.tags, now=now
+                    connection,
+                    name=name,
+                    description=body.description,
+                    tags=body.tags,
+                    now=context.now,
                 )
-                self._insert_version(connection, item_id, 1, plaintext, caller, now)
+                self._insert_version(connection, item_id, 1, plaintext, caller, context.now)
         except IntegrityError as exc:
             raise ConflictError(f"an item named {name} already exists") from exc
-        return {"name": name, "version": 1, "created_at": isoformat_z(now)}
+        return {"name": name, "version": 1, "created_at": isoformat_z(context.now)}
 
     def read(
         self,
         caller: Caller,
         unverified_name: str,
         version: int | None,
-        event: AuditEvent,
-        now: datetime,
+        context: RequestContext,
     ) -> dict[str, Any]:
         """One value (newest version unless ``version``); the hot path, one query."""
         name = normalize_item_path(unverified_name)
-        event.path = name
-        caller.require(Capability.READ, RuleType.ITEM, name, now)
+        context.event.path = name
+        caller.require(Capability.READ, RuleType.ITEM, name, context.now)
         item_id, stored_name, number, ciphertext, created_at = self._version_row(name, version)
         return {
             "name": stored_name,
@@ -91,19 +92,18 @@ class SecretService:
         self,
         caller: Caller,
         body: GetSecretValue,
-        event: AuditEvent,
-        now: datetime,
+        context: RequestContext,
     ) -> dict[str, str]:
         """``{name as requested: value}``; all or nothing: one forbidden name fails the call."""
         resolved = [(requested, normalize_item_path(requested)) for requested in body.names]
-        event.path = ",".join(name for _, name in resolved)[:600]
+        context.event.path = ",".join(name for _, name in resolved)[:600]
         for _, name in resolved:
-            caller.require(Capability.READ, RuleType.ITEM, name, now)
+            caller.require(Capability.READ, RuleType.ITEM, name, context.now)
         values: dict[str, str] = {}
         for requested, name in resolved:
             item_id, _, number, ciphertext, _ = self._version_row(name, body.version)
-            context = item_context(item_id, number)
-            values[requested] = self._keyring.decrypt(ciphertext, context).decode()
+            sealed_to = item_context(item_id, number)
+            values[requested] = self._keyring.decrypt(ciphertext, sealed_to).decode()
         return values
 
     def update(
@@ -111,15 +111,14 @@ class SecretService:
         caller: Caller,
         unverified_name: str,
         body: SecretUpdate,
-        event: AuditEvent,
-        now: datetime,
+        context: RequestContext,
     ) -> dict[str, Any]:
         """Add a new version; 409 when ``expected_version`` is not the newest."""
         name = normalize_item_path(unverified_name)
-        event.path = name
-        caller.require(Capability.UPDATE, RuleType.ITEM, name, now)
+        context.event.path = name
+        caller.require(Capability.UPDATE, RuleType.ITEM, name, context.now)
         plaintext = _encoded_value(body.value)
-        with audited_write(self._db, self._writer, event, 200) as connection:
+        with audited_write(self._db, self._writer, context.event, 200) as connection:
             item = self._item_row(connection, name)
             newest = self._newest_existing(connection, item.id)
             if body.expected_version is not None and body.expected_version != newest:
@@ -127,16 +126,16 @@ class SecretService:
                     f"expected version {body.expected_version} but the newest is {newest}"
                 )
             version = item.latest_version + 1
-            repository.set_latest_version(connection, item.id, version, now)
-            self._insert_version(connection, item.id, version, plaintext, caller, now)
-        return {"name": name, "version": version, "created_at": isoformat_z(now)}
+            repository.set_latest_version(connection, item.id, version, context.now)
+            self._insert_version(connection, item.id, version, plaintext, caller, context.now)
+        return {"name": name, "version": version, "created_at": isoformat_z(context.now)}
 
     def versions(
-        self, caller: Caller, unverified_name: str, event: AuditEvent, now: datetime
+        self, caller: Caller, unverified_name: str, context: RequestContext
     ) -> dict[str, Any]:
         name = normalize_item_path(unverified_name)
-        event.path = name
-        caller.require(Capability.READ, RuleType.ITEM, name, now)
+        context.event.path = name
+        caller.require(Capability.READ, RuleType.ITEM, name, context.now)
         with self._db.read() as connection:
             item = self._item_row(connection, name)
             rows = repository.versions_of(connection, item.id)
@@ -154,12 +153,12 @@ class SecretService:
         }
 
     def describe(
-        self, caller: Caller, unverified_name: str, event: AuditEvent, now: datetime
+        self, caller: Caller, unverified_name: str, context: RequestContext
     ) -> dict[str, Any]:
         """Metadata without the value: for callers with ``list`` (or more) on the item."""
         name = normalize_item_path(unverified_name)
-        event.path = name
-        allowed = caller.allowed(RuleType.ITEM, name, now)
+        context.event.path = name
+        allowed = caller.allowed(RuleType.ITEM, name, context.now)
         if Capability.LIST not in allowed:
             raise ForbiddenError(reason=f"list on item {name} not allowed")
         with self._db.read() as connection:
@@ -171,14 +170,13 @@ class SecretService:
         caller: Caller,
         unverified_name: str,
         version: int | None,
-        event: AuditEvent,
-        now: datetime,
+        context: RequestContext,
     ) -> None:
         """Delete the item, or one version (the last remaining version takes the item)."""
         name = normalize_item_path(unverified_name)
-        event.path = name
-        caller.require(Capability.DELETE, RuleType.ITEM, name, now)
-        with audited_write(self._db, self._writer, event, 204) as connection:
+        context.event.path = name
+        caller.require(Capability.DELETE, RuleType.ITEM, name, context.now)
+        with audited_write(self._db, self._writer, context.event, 204) as connection:
             item = self._item_row(connection, name)
             if version is not None:
                 if not repository.delete_version(connection, item.id, version):
@@ -192,8 +190,7 @@ class SecretService:
         caller: Caller,
         unverified_path: str,
         recursive: bool,
-        event: AuditEvent,
-        now: datetime,
+        context: RequestContext,
     ) -> dict[str, Any]:
         """Items the caller may list below ``path``, and the folders that lead to them.
 
@@ -201,7 +198,7 @@ class SecretService:
         see never leak through folder names.
         """
         folder = normalize_folder_path(unverified_path)
-        event.path = folder
+        context.event.path = folder
         low, high = _folder_bounds(folder)
         with self._db.read() as connection:
             rows = repository.items_in_range(connection, low, high)
@@ -209,7 +206,7 @@ class SecretService:
         folders: set[str] = set()
         depth = 0 if folder == "/" else folder.count("/")
         for row in rows:
-            allowed = caller.allowed(RuleType.ITEM, row.name, now)
+            allowed = caller.allowed(RuleType.ITEM, row.name, context.now)
             if Capability.LIST not in allowed:
                 continue
             segments = row.name.split("/")[1:]

@@ -31,9 +31,9 @@ async def list_audit_events(
     outcome: str | None = Query(default=None, pattern="^(success|denied|error|failure)$"),
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> Response:
-    services, event, caller = authorized(request, "audit.read")
-    event.path = "/"
-    caller.require(Capability.READ, RuleType.AUDIT, "/", event.time)
+    services, context, caller = authorized(request, "audit.read")
+    context.event.path = "/"
+    caller.require(Capability.READ, RuleType.AUDIT, "/", context.now)
     # This process's journaled events first (other processes' follow within milliseconds).
     await services.writer.settle()
     with services.database.read() as connection:

@@ -98,7 +98,7 @@ class LoginFastPath:
     openapi_extra=TOKEN_REQUIRED,
 )
 async def describe_token(request: Request) -> Response:
-    _, event, caller = authorized(request, "auth.token.read")
+    _, context, caller = authorized(request, "auth.token.read")
     return json_response(
         {
             "access_id": caller.access_id,
@@ -107,7 +107,7 @@ async def describe_token(request: Request) -> Response:
             "roles": list(caller.role_names),
             "issued_at": isoformat_z(caller.issued_at),
             "expires_at": isoformat_z(caller.expires_at),
-            "expires_in": max(0, int((caller.expires_at - event.time).total_seconds())),
+            "expires_in": max(0, int((caller.expires_at - context.now).total_seconds())),
         }
     )
 
@@ -120,7 +120,7 @@ async def describe_token(request: Request) -> Response:
     openapi_extra=TOKEN_REQUIRED,
 )
 async def revoke_token(request: Request) -> Response:
-    services, event, caller = authorized(request, "auth.token.revoke")
-    with audited_write(services.database, services.writer, event, 204) as connection:
+    services, context, caller = authorized(request, "auth.token.revoke")
+    with audited_write(services.database, services.writer, context.event, 204) as connection:
         services.tokens.revoke(connection, caller.token_digest)
     return Response(status_code=204)

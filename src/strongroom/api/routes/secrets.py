@@ -34,8 +34,8 @@ MAX_VERSION = 2**31
     openapi_extra=TOKEN_REQUIRED,
 )
 async def create_secret(request: Request, body: SecretCreate) -> Response:
-    services, event, caller = authorized(request, "secret.create")
-    return json_response(services.secrets.create(caller, body, event, event.time), 201)
+    services, context, caller = authorized(request, "secret.create")
+    return json_response(services.secrets.create(caller, body, context), 201)
 
 
 # Registered before the plain item route: `{name:path}` would otherwise swallow "/versions".
@@ -47,8 +47,8 @@ async def create_secret(request: Request, body: SecretCreate) -> Response:
     openapi_extra=TOKEN_REQUIRED,
 )
 async def secret_versions(request: Request, name: str) -> Response:
-    services, event, caller = authorized(request, "secret.versions")
-    return json_response(services.secrets.versions(caller, name, event, event.time))
+    services, context, caller = authorized(request, "secret.versions")
+    return json_response(services.secrets.versions(caller, name, context))
 
 
 # Declared by hand: the endpoint reads them from the request itself (see read_secret).
@@ -89,9 +89,9 @@ def _version_query(request: Request) -> int | None:
 )
 async def read_secret(request: Request) -> Response:
     # The hot path: the request object only, no dependency or parameter solving.
-    services, event, caller = authorized(request, "secret.read")
+    services, context, caller = authorized(request, "secret.read")
     name: str = request.path_params["name"]
-    result = services.secrets.read(caller, name, _version_query(request), event, event.time)
+    result = services.secrets.read(caller, name, _version_query(request), context)
     return json_response(result)
 
 
@@ -103,8 +103,8 @@ async def read_secret(request: Request) -> Response:
     openapi_extra=TOKEN_REQUIRED,
 )
 async def update_secret(request: Request, name: str, body: SecretUpdate) -> Response:
-    services, event, caller = authorized(request, "secret.update")
-    return json_response(services.secrets.update(caller, name, body, event, event.time))
+    services, context, caller = authorized(request, "secret.update")
+    return json_response(services.secrets.update(caller, name, body, context))
 
 
 @router.delete(
@@ -117,8 +117,8 @@ async def update_secret(request: Request, name: str, body: SecretUpdate) -> Resp
 async def delete_secret(
     request: Request, name: str, version: int | None = Query(default=None, ge=1, le=MAX_VERSION)
 ) -> Response:
-    services, event, caller = authorized(request, "secret.delete")
-    services.secrets.delete(caller, name, version, event, event.time)
+    services, context, caller = authorized(request, "secret.delete")
+    services.secrets.delete(caller, name, version, context)
     return Response(status_code=204)
 
 
@@ -130,8 +130,8 @@ async def delete_secret(
     openapi_extra=TOKEN_REQUIRED,
 )
 async def get_secret_value(request: Request, body: GetSecretValue) -> Response:
-    services, event, caller = authorized(request, "secret.read_many")
-    result = services.secrets.read_many(caller, body, event, event.time)
+    services, context, caller = authorized(request, "secret.read_many")
+    result = services.secrets.read_many(caller, body, context)
     return json_response(result)
 
 
@@ -147,8 +147,8 @@ async def list_items(
     path: str = Query(default="/", max_length=600),
     recursive: bool = False,
 ) -> Response:
-    services, event, caller = authorized(request, "item.list")
-    return json_response(services.secrets.list(caller, path, recursive, event, event.time))
+    services, context, caller = authorized(request, "item.list")
+    return json_response(services.secrets.list(caller, path, recursive, context))
 
 
 @router.get(
@@ -159,5 +159,5 @@ async def list_items(
     openapi_extra=TOKEN_REQUIRED,
 )
 async def describe_item(request: Request, name: str = Query(max_length=600)) -> Response:
-    services, event, caller = authorized(request, "item.describe")
-    return json_response(services.secrets.describe(caller, name, event, event.time))
+    services, context, caller = authorized(request, "item.describe")
+    return json_response(services.secrets.describe(caller, name, context))

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
-from strongroom.api.services import audit_event_of, services_of
+from strongroom.api.services import request_context, services_of
 from strongroom.errors import ForbiddenError, NotFoundError, StrongroomError
 from strongroom.kit.names import normalize_folder_path, normalize_item_path
 from strongroom.secrets.schemas import SecretCreate, SecretUpdate
@@ -69,11 +69,14 @@ def _version(text: str) -> int | None:
 @router.get("/ui/secrets", summary="Console: the folder browser")
 async def browse(request: Request) -> Response:
     services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "item.list"
+    context = request_context(request)
+    context.event.action = "item.list"
     session = signed_in(request)
     listing = services.secrets.list(
-        session.caller, request.query_params.get("path", "/")[:600], False, event, event.time
+        session.caller,
+        request.query_params.get("path", "/")[:600],
+        False,
+        context,
     )
     return render(
         request,
@@ -98,8 +101,8 @@ async def create_form(request: Request) -> Response:
 @router.post("/ui/secrets/new", summary="Console: create a secret")
 async def create(request: Request) -> Response:
     services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "secret.create"
+    context = request_context(request)
+    context.event.action = "secret.create"
     session, form = await signed_in_post(request)
     data = {
         "name": form.text("name"),
@@ -109,7 +112,7 @@ async def create(request: Request) -> Response:
     }
     try:
         body = validate(SecretCreate, data)
-        created = services.secrets.create(session.caller, body, event, event.time)
+        created = services.secrets.create(session.caller, body, context)
     except InvalidFormError as failure:
         return _create_failed(request, form, failure)
     except StrongroomError as exc:
@@ -147,12 +150,12 @@ def _item_page(
     Raises ForbiddenError (403, nothing shown) unless the caller may at least list the item.
     """
     services = services_of(request)
-    event = audit_event_of(request)
+    context = request_context(request)
     name = normalize_item_path(unverified_name)
-    item = services.secrets.describe(session.caller, name, event, event.time)
+    item = services.secrets.describe(session.caller, name, context)
     versions: list[dict[str, Any]] | None = None
     if "read" in item["permissions"]:
-        versions = services.secrets.versions(session.caller, name, event, event.time)["versions"]
+        versions = services.secrets.versions(session.caller, name, context)["versions"]
     return render(
         request,
         "secret.html",
@@ -171,8 +174,8 @@ def _item_page(
 
 @router.get("/ui/secrets/item", summary="Console: a secret (without its value)")
 async def show(request: Request) -> Response:
-    event = audit_event_of(request)
-    event.action = "item.describe"
+    context = request_context(request)
+    context.event.action = "item.describe"
     session = signed_in(request)
     return _item_page(request, session, request.query_params.get("name", "")[:600])
 
@@ -180,30 +183,30 @@ async def show(request: Request) -> Response:
 @router.post("/ui/secrets/reveal", summary="Console: reveal a secret's value")
 async def reveal(request: Request) -> Response:
     services = services_of(request)
-    event = audit_event_of(request)
+    context = request_context(request)
     session, form = await signed_in_post(request)
     name = form.text("name")
     version = _version(form.text("version"))
-    secret = services.secrets.read(session.caller, name, version, event, event.time)
+    secret = services.secrets.read(session.caller, name, version, context)
     response = _item_page(request, session, name, revealed=secret)
     # After the page's own look-ups, so that the audit trail records the read.
-    event.action = "secret.read"
-    event.path = str(secret["name"])
+    context.event.action = "secret.read"
+    context.event.path = str(secret["name"])
     return response
 
 
 @router.post("/ui/secrets/update", summary="Console: write a new version")
 async def update(request: Request) -> Response:
     services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "secret.update"
+    context = request_context(request)
+    context.event.action = "secret.update"
     session, form = await signed_in_post(request)
     name = form.text("name")
     try:
         expected = _version(form.text("expected_version"))
         data: dict[str, Any] = {"value": form.raw("value"), "expected_version": expected}
         body = validate(SecretUpdate, data)
-        services.secrets.update(session.caller, name, body, event, event.time)
+        services.secrets.update(session.caller, name, body, context)
     except InvalidFormError as failure:
         note_reason(request, failure.reason)
         return _item_page(request, session, name, errors=failure.errors, status=failure.status)
@@ -221,16 +224,16 @@ async def update(request: Request) -> Response:
 @router.post("/ui/secrets/delete", summary="Console: delete a secret or one version")
 async def delete(request: Request) -> Response:
     services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "secret.delete"
+    context = request_context(request)
+    context.event.action = "secret.delete"
     session, form = await signed_in_post(request)
     name = form.text("name")
     version = _version(form.text("version"))
-    services.secrets.delete(session.caller, name, version, event, event.time)
+    services.secrets.delete(session.caller, name, version, context)
     name = normalize_item_path(name)
     if version is not None:
         try:
-            services.secrets.describe(session.caller, name, event, event.time)
+            services.secrets.describe(session.caller, name, context)
         except NotFoundError:
             pass  # that was the last version: the item went with it
         else:

@@ -103,7 +103,7 @@ def create_app(
         journal=journal,
     )
     hot = HotReader(database.engine)
-    token_service = TokenService(keys.digester, database, hot)
+    token_service = TokenService(keys.digester, database, hot, writer=writer)
     checks = EscalationChecks(in_thread=settings.rbac_check_thread)
     auth_method_service = AuthMethodService(
         database, writer, keys.digester, checks, sts_extra_endpoints=settings.sts_extra_endpoints

@@ -10,9 +10,11 @@ from typing import Any
 
 import orjson
 from fastapi import Request
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from strongroom.audit.event import AuditEvent
+from strongroom.audit.service import AuditService
 from strongroom.audit.writer import AuditWriter
 from strongroom.auth.service import LoginService
 from strongroom.auth.tokens import Caller, TokenService
@@ -41,6 +43,11 @@ class Services:
     secrets: SecretService
     login: LoginService
     clock: Clock
+
+    @cached_property
+    def audit(self) -> AuditService:
+        """Reading the audit trail (writing it is each change's own, through ``writer``)."""
+        return AuditService(self.database, self.writer)
 
     @cached_property
     def vault(self) -> VaultService:
@@ -128,5 +135,12 @@ def authorized(request: Request, action: str) -> tuple[Services, RequestContext,
     return services, RequestContext.of(event), caller
 
 
-def json_response(content: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(content), status_code=status, media_type="application/json")
+def json_response(content: BaseModel | Any, status: int = 200) -> Response:
+    """A JSON body: a response model as its schema writes it (fields it was given), or
+    anything orjson serialises."""
+    body = (
+        content.model_dump_json(exclude_unset=True)
+        if isinstance(content, BaseModel)
+        else orjson.dumps(content)
+    )
+    return Response(body, status_code=status, media_type="application/json")

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from strongroom.audit.writer import AuditWriter, audited_write
 from strongroom.auth import token_repository
 from strongroom.crypto import TokenDigester
 from strongroom.db.engine import Database
@@ -23,6 +24,7 @@ from strongroom.db.hot import HotReader
 from strongroom.errors import ForbiddenError, UnauthorizedError
 from strongroom.kit.ids import TOKEN_PREFIX, new_token
 from strongroom.rbac import Capability, RuleSet, RuleType
+from strongroom.request_context import RequestContext
 from strongroom.roles.repository import rules_of_roles
 
 MAX_TOKEN_LENGTH = 128
@@ -75,11 +77,13 @@ class TokenService:
         database: Database,
         hot: HotReader,
         *,
+        writer: AuditWriter,
         cache_size: int = 10_000,
     ) -> None:
         self._digester = digester
         self._database = database
         self._hot = hot
+        self._writer = writer
         self._cache_size = cache_size
         self._generation = -1
         self._callers: OrderedDict[str, Caller] = OrderedDict()
@@ -175,3 +179,9 @@ class TokenService:
         """Delete the token stored as ``digest``, in the caller's transaction."""
         token_repository.delete_token(connection, digest)
         token_repository.bump_generation(connection)
+
+    def revoke_own(self, caller: Caller, context: RequestContext, status: int) -> None:
+        """Revoke the token the caller presented (sign out), its audit event (answered with
+        ``status``) in the same transaction. Needs no right: any token may end itself."""
+        with audited_write(self._database, self._writer, context.event, status) as connection:
+            self.revoke(connection, caller.token_digest)

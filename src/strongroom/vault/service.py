@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from strongroom.audit.writer import AuditWriter, audited_write
+from strongroom.audit.writer import AuditWriter
 from strongroom.auth.schemas import LoginRequest
 from strongroom.auth.service import LoginService
 from strongroom.auth.tokens import Caller, TokenService
@@ -144,8 +144,7 @@ class VaultService:
         }
 
     def revoke_self(self, caller: Caller, context: RequestContext) -> None:
-        with audited_write(self._db, self._writer, context.event, 204) as connection:
-            self._tokens.revoke(connection, caller.token_digest)
+        self._tokens.revoke_own(caller, context, 204)
 
     # -- secret/ (KV version 2) ------------------------------------------------------------
 

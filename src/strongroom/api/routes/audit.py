@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
@@ -10,8 +10,7 @@ from starlette.responses import Response
 from strongroom.api.openapi import TOKEN_REQUIRED, errors
 from strongroom.api.services import authorized, json_response
 from strongroom.audit.schemas import AuditRecordList
-from strongroom.audit.store import query_events
-from strongroom.rbac import Capability, RuleType
+from strongroom.audit.service import AuditFilters
 
 router = APIRouter(tags=["audit"])
 
@@ -32,14 +31,5 @@ async def list_audit_events(
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> Response:
     services, context, caller = authorized(request, "audit.read")
-    context.event.path = "/"
-    caller.require(Capability.READ, RuleType.AUDIT, "/", context.now)
-    # This process's journaled events first (other processes' follow within milliseconds).
-    await services.writer.settle()
-    with services.database.read() as connection:
-        if since is not None and since.tzinfo is None:
-            since = since.replace(tzinfo=UTC)
-        events = query_events(
-            connection, since=since, access_id=access_id, path=path, outcome=outcome, limit=limit
-        )
-    return json_response({"events": events})
+    filters = AuditFilters(since, access_id, path, outcome, limit)
+    return json_response(await services.audit.recent(caller, filters, context))

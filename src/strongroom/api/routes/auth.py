@@ -17,7 +17,6 @@ from strongroom.api.services import (
     services_of,
 )
 from strongroom.audit.event import AuditEvent
-from strongroom.audit.writer import audited_write
 from strongroom.auth.schemas import LoginRequest, Token, TokenDescription
 from strongroom.errors import StrongroomError
 from strongroom.kit.clock import isoformat_z
@@ -121,6 +120,5 @@ async def describe_token(request: Request) -> Response:
 )
 async def revoke_token(request: Request) -> Response:
     services, context, caller = authorized(request, "auth.token.revoke")
-    with audited_write(services.database, services.writer, context.event, 204) as connection:
-        services.tokens.revoke(connection, caller.token_digest)
+    services.tokens.revoke_own(caller, context, 204)
     return Response(status_code=204)

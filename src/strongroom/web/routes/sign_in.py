@@ -5,8 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
-from strongroom.api.services import audit_event_of, services_of
-from strongroom.audit.writer import audited_write
+from strongroom.api.services import audit_event_of, request_context, services_of
 from strongroom.auth.schemas import LoginRequest
 from strongroom.errors import AuthenticationDenied, RateLimitedError, StrongroomError
 from strongroom.web.csrf import (
@@ -169,11 +168,10 @@ async def sign_in(request: Request) -> Response:
 @router.post("/ui/logout", summary="Sign out: revoke the session's token")
 async def sign_out(request: Request) -> Response:
     services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "auth.token.revoke"
+    context = request_context(request)
+    context.event.action = "auth.token.revoke"
     session, _form = await signed_in_post(request)
-    with audited_write(services.database, services.writer, event, 303) as connection:
-        services.tokens.revoke(connection, session.caller.token_digest)
+    services.tokens.revoke_own(session.caller, context, 303)
     response = RedirectResponse("/ui/login?signed_out=1", status_code=303)
     clear_session_cookie(response, secure=cookies_secure(request))
     return response

@@ -8,7 +8,6 @@ Values are sealed with AES-256-GCM under the newest data key, bound to (item id,
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
@@ -19,13 +18,23 @@ from strongroom.crypto import Keyring, item_context
 from strongroom.db.engine import Database
 from strongroom.db.hot import HotReader, VersionRow
 from strongroom.errors import ConflictError, ForbiddenError, NotFoundError, PayloadTooLargeError
-from strongroom.kit.clock import isoformat_z
 from strongroom.kit.names import normalize_folder_path, normalize_item_path
 from strongroom.rbac import Capability, RuleType
 from strongroom.request_context import RequestContext
 from strongroom.secrets import repository
 from strongroom.secrets.repository import StoredItem
-from strongroom.secrets.schemas import MAX_VALUE_BYTES, GetSecretValue, SecretCreate, SecretUpdate
+from strongroom.secrets.schemas import (
+    MAX_VALUE_BYTES,
+    GetSecretValue,
+    Item,
+    ItemListing,
+    Secret,
+    SecretCreate,
+    SecretUpdate,
+    SecretVersion,
+    SecretVersions,
+    SecretWritten,
+)
 
 
 def _encoded_value(value: str) -> bytes:
@@ -50,7 +59,7 @@ class SecretService:
         self._keyring = keyring
         self._hot = hot
 
-    def create(self, caller: Caller, body: SecretCreate, context: RequestContext) -> dict[str, Any]:
+    def create(self, caller: Caller, body: SecretCreate, context: RequestContext) -> SecretWritten:
         name = normalize_item_path(body.name)
         context.event.path = name
         caller.require(Capability.CREATE, RuleType.ITEM, name, context.now)
@@ -67,7 +76,7 @@ class SecretService:
                 self._insert_version(connection, item_id, 1, plaintext, caller, context.now)
         except IntegrityError as exc:
             raise ConflictError(f"an item named {name} already exists") from exc
-        return {"name": name, "version": 1, "created_at": isoformat_z(context.now)}
+        return SecretWritten(name=name, version=1, created_at=context.now)
 
     def read(
         self,
@@ -75,18 +84,18 @@ class SecretService:
         unverified_name: str,
         version: int | None,
         context: RequestContext,
-    ) -> dict[str, Any]:
+    ) -> Secret:
         """One value (newest version unless ``version``); the hot path, one query."""
         name = normalize_item_path(unverified_name)
         context.event.path = name
         caller.require(Capability.READ, RuleType.ITEM, name, context.now)
         item_id, stored_name, number, ciphertext, created_at = self._version_row(name, version)
-        return {
-            "name": stored_name,
-            "value": self._keyring.decrypt(ciphertext, item_context(item_id, number)).decode(),
-            "version": number,
-            "created_at": isoformat_z(created_at),
-        }
+        return Secret(
+            name=stored_name,
+            value=self._keyring.decrypt(ciphertext, item_context(item_id, number)).decode(),
+            version=number,
+            created_at=created_at,
+        )
 
     def read_many(
         self,
@@ -112,7 +121,7 @@ class SecretService:
         unverified_name: str,
         body: SecretUpdate,
         context: RequestContext,
-    ) -> dict[str, Any]:
+    ) -> SecretWritten:
         """Add a new version; 409 when ``expected_version`` is not the newest."""
         name = normalize_item_path(unverified_name)
         context.event.path = name
@@ -128,33 +137,27 @@ class SecretService:
             version = item.latest_version + 1
             repository.set_latest_version(connection, item.id, version, context.now)
             self._insert_version(connection, item.id, version, plaintext, caller, context.now)
-        return {"name": name, "version": version, "created_at": isoformat_z(context.now)}
+        return SecretWritten(name=name, version=version, created_at=context.now)
 
     def versions(
         self, caller: Caller, unverified_name: str, context: RequestContext
-    ) -> dict[str, Any]:
+    ) -> SecretVersions:
         name = normalize_item_path(unverified_name)
         context.event.path = name
         caller.require(Capability.READ, RuleType.ITEM, name, context.now)
         with self._db.read() as connection:
             item = self._item_row(connection, name)
             rows = repository.versions_of(connection, item.id)
-        return {
-            "name": name,
-            "latest_version": item.latest_version,
-            "versions": [
-                {
-                    "version": r.version,
-                    "created_at": isoformat_z(r.created_at),
-                    "created_by": r.created_by,
-                }
+        return SecretVersions(
+            name=name,
+            latest_version=item.latest_version,
+            versions=[
+                SecretVersion(version=r.version, created_at=r.created_at, created_by=r.created_by)
                 for r in rows
             ],
-        }
+        )
 
-    def describe(
-        self, caller: Caller, unverified_name: str, context: RequestContext
-    ) -> dict[str, Any]:
+    def describe(self, caller: Caller, unverified_name: str, context: RequestContext) -> Item:
         """Metadata without the value: for callers with ``list`` (or more) on the item."""
         name = normalize_item_path(unverified_name)
         context.event.path = name
@@ -191,7 +194,7 @@ class SecretService:
         unverified_path: str,
         recursive: bool,
         context: RequestContext,
-    ) -> dict[str, Any]:
+    ) -> ItemListing:
         """Items the caller may list below ``path``, and the folders that lead to them.
 
         A folder appears only if something visible lies below it, so names the caller cannot
@@ -202,7 +205,7 @@ class SecretService:
         low, high = _folder_bounds(folder)
         with self._db.read() as connection:
             rows = repository.items_in_range(connection, low, high)
-        visible_items: list[dict[str, Any]] = []
+        visible_items: list[Item] = []
         folders: set[str] = set()
         depth = 0 if folder == "/" else folder.count("/")
         for row in rows:
@@ -218,7 +221,7 @@ class SecretService:
                     folders.update(
                         "/" + "/".join(segments[:i]) for i in range(depth + 2, len(segments))
                     )
-        return {"path": folder, "folders": sorted(folders), "items": visible_items}
+        return ItemListing(path=folder, folders=sorted(folders), items=visible_items)
 
     # -- storage helpers -------------------------------------------------------------------
 
@@ -261,13 +264,13 @@ class SecretService:
         return repository.newest_existing_version(connection, item_id)
 
     @staticmethod
-    def _render_item(row: StoredItem, allowed: frozenset[Capability]) -> dict[str, Any]:
-        return {
-            "name": row.name,
-            "version": row.latest_version,
-            "description": row.description,
-            "tags": row.tags,
-            "created_at": isoformat_z(row.created_at),
-            "updated_at": isoformat_z(row.updated_at),
-            "permissions": sorted(c.value for c in allowed),
-        }
+    def _render_item(row: StoredItem, allowed: frozenset[Capability]) -> Item:
+        return Item(
+            name=row.name,
+            version=row.latest_version,
+            description=row.description,
+            tags=row.tags,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            permissions=sorted(allowed),
+        )

@@ -33,7 +33,7 @@ from strongroom.kit.names import normalize_item_path
 from strongroom.kit.validation import describe_validation_errors
 from strongroom.rbac import Capability, RuleType
 from strongroom.request_context import RequestContext
-from strongroom.secrets.schemas import MAX_VALUE_BYTES, SecretCreate, SecretUpdate
+from strongroom.secrets.schemas import MAX_VALUE_BYTES, SecretCreate, SecretUpdate, SecretWritten
 from strongroom.secrets.service import SecretService
 from strongroom.vault import kv
 from strongroom.vault.schemas import VaultAwsLogin
@@ -157,8 +157,8 @@ class VaultService:
     ) -> dict[str, Any]:
         read = self._secrets.read(caller, kv.item_name(unverified_path), version, context)
         return {
-            "data": kv.data_of(read["value"]),
-            "metadata": kv.version_metadata(read["version"], read["created_at"]),
+            "data": kv.data_of(read.value),
+            "metadata": kv.version_metadata(read.version, isoformat_z(read.created_at)),
         }
 
     def kv_write(
@@ -195,11 +195,11 @@ class VaultService:
                 raise InvalidRequestError(CAS_MISMATCH) from None
         else:
             written = self._create_or_update(caller, name, value, context)
-        return kv.version_metadata(written["version"], written["created_at"])
+        return kv.version_metadata(written.version, isoformat_z(written.created_at))
 
     def _create_or_update(
         self, caller: Caller, name: str, value: str, context: RequestContext
-    ) -> dict[str, Any]:
+    ) -> SecretWritten:
         # Authorize first: neither right means 403 before the item's existence is looked at.
         allowed = caller.allowed(RuleType.ITEM, name, context.now)
         may_create, may_update = Capability.CREATE in allowed, Capability.UPDATE in allowed
@@ -227,7 +227,7 @@ class VaultService:
 
     def _create(
         self, caller: Caller, name: str, value: str, context: RequestContext
-    ) -> dict[str, Any]:
+    ) -> SecretWritten:
         context.event.action = "secret.create"
         return self._secrets.create(caller, SecretCreate(name=name, value=value), context)
 
@@ -238,7 +238,7 @@ class VaultService:
         value: str,
         expected_version: int | None,
         context: RequestContext,
-    ) -> dict[str, Any]:
+    ) -> SecretWritten:
         context.event.action = "secret.update"
         body = SecretUpdate(value=value, expected_version=expected_version)
         return self._secrets.update(caller, name, body, context)
@@ -249,9 +249,9 @@ class VaultService:
         """``{"keys": […]}`` of what the caller may list; 404 when that is nothing (as Vault
         answers an empty listing, so an empty folder and a hidden one look the same)."""
         listing = self._secrets.list(caller, kv.item_name(unverified_path), False, context)
-        keys = kv.list_keys(listing["folders"], [item["name"] for item in listing["items"]])
+        keys = kv.list_keys(listing.folders, [item.name for item in listing.items])
         if not keys:
-            raise NotFoundError(reason=f"nothing the caller may list below {listing['path']}")
+            raise NotFoundError(reason=f"nothing the caller may list below {listing.path}")
         return {"keys": keys}
 
     def kv_metadata(
@@ -259,9 +259,9 @@ class VaultService:
     ) -> dict[str, Any]:
         """The key's metadata and versions (read on the item, as its versions need natively)."""
         found = self._secrets.versions(caller, kv.item_name(unverified_path), context)
-        versions = [(v["version"], v["created_at"]) for v in found["versions"]]
+        versions = [(v.version, isoformat_z(v.created_at)) for v in found.versions]
         updated = versions[-1][1] if versions else ""
-        return kv.key_metadata(found["latest_version"], versions, updated)
+        return kv.key_metadata(found.latest_version, versions, updated)
 
     def kv_delete(self, caller: Caller, unverified_path: str, context: RequestContext) -> None:
         """``DELETE secret/metadata/<p>``: the key and every version, as in Vault."""

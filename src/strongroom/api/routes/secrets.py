@@ -78,8 +78,9 @@ def _version_query(request: Request) -> int | None:
     return int(raw)
 
 
-# response_model only documents the body: the endpoint returns the Response it built, which
-# FastAPI sends untouched (no validation, no second serialisation), so the read costs the same.
+# The service returns the response model itself, validated once as it is built; the endpoint
+# returns the Response it wrote from it, which FastAPI sends untouched (no second validation or
+# serialisation).
 @router.get(
     "/v1/secrets/{name:path}",
     summary="Read a secret (newest version unless ?version=N)",

@@ -14,7 +14,8 @@ from starlette.responses import RedirectResponse, Response
 from strongroom.api.services import request_context, services_of
 from strongroom.errors import ForbiddenError, NotFoundError, StrongroomError
 from strongroom.kit.names import normalize_folder_path, normalize_item_path
-from strongroom.secrets.schemas import SecretCreate, SecretUpdate
+from strongroom.rbac import Capability
+from strongroom.secrets.schemas import Secret, SecretCreate, SecretUpdate, SecretVersion
 from strongroom.web.form import Form, InvalidFormError, service_form_errors, validate
 from strongroom.web.guard import signed_in, signed_in_post
 from strongroom.web.handling import ConsoleRoute, note_reason
@@ -83,7 +84,7 @@ async def browse(request: Request) -> Response:
         "secrets.html",
         {
             "listing": listing,
-            "crumbs": breadcrumbs(listing["path"]),
+            "crumbs": breadcrumbs(listing.path),
             "notice": _notice(request),
         },
         section=SECTION,
@@ -118,7 +119,7 @@ async def create(request: Request) -> Response:
     except StrongroomError as exc:
         return _create_failed(request, form, service_form_errors(exc, CREATE_HINTS))
     return RedirectResponse(
-        link("/ui/secrets/item", name=created["name"], notice="created"), status_code=303
+        link("/ui/secrets/item", name=created.name, notice="created"), status_code=303
     )
 
 
@@ -141,7 +142,7 @@ def _item_page(
     session: Session,
     unverified_name: str,
     *,
-    revealed: dict[str, Any] | None = None,
+    revealed: Secret | None = None,
     errors: dict[str, str] | None = None,
     status: int = 200,
 ) -> Response:
@@ -153,9 +154,9 @@ def _item_page(
     context = request_context(request)
     name = normalize_item_path(unverified_name)
     item = services.secrets.describe(session.caller, name, context)
-    versions: list[dict[str, Any]] | None = None
-    if "read" in item["permissions"]:
-        versions = services.secrets.versions(session.caller, name, context)["versions"]
+    versions: list[SecretVersion] | None = None
+    if Capability.READ in item.permissions:
+        versions = services.secrets.versions(session.caller, name, context).versions
     return render(
         request,
         "secret.html",
@@ -191,7 +192,7 @@ async def reveal(request: Request) -> Response:
     response = _item_page(request, session, name, revealed=secret)
     # After the page's own look-ups, so that the audit trail records the read.
     context.event.action = "secret.read"
-    context.event.path = str(secret["name"])
+    context.event.path = secret.name
     return response
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
@@ -44,7 +43,20 @@ from strongroom.request_context import RequestContext
 from strongroom.roles import repository
 from strongroom.roles.checks import EscalationChecks
 from strongroom.roles.repository import StoredRole
-from strongroom.roles.schemas import AssociationCreate, RoleCreate, RuleSet
+from strongroom.roles.schemas import (
+    AssociationCreate,
+    AssociationCreated,
+    Role,
+    RoleAssociation,
+    RoleCreate,
+    RoleCreated,
+    RoleDetail,
+    RoleList,
+    RoleName,
+    RoleRule,
+    RuleSet,
+    RuleWritten,
+)
 
 # Rules in one role. Every rule of a role is checked when the role is associated, and every
 # rule a caller holds takes part in each of its checks.
@@ -111,7 +123,7 @@ class RoleService:
 
     def create(
         self, caller: Caller | None, body: RoleCreate, context: RequestContext
-    ) -> dict[str, Any]:
+    ) -> RoleCreated:
         context.event.path = "/" + body.name
         if caller is not None:
             caller.require(Capability.CREATE, RuleType.ROLE, "/" + body.name, context.now)
@@ -120,14 +132,14 @@ class RoleService:
                 repository.insert_role(connection, body.name, body.description, context.now)
         except IntegrityError as exc:
             raise ConflictError(f"a role named {body.name!r} already exists") from exc
-        return {"name": body.name, "description": body.description}
+        return RoleCreated(name=body.name, description=body.description)
 
-    def list(self, caller: Caller, context: RequestContext) -> list[dict[str, Any]]:
+    def list(self, caller: Caller, context: RequestContext) -> RoleList:
         """Every role the caller may list, by name; its description and creation time only
         when the caller may also read it (its rules and associations: ``get``)."""
         with self._db.read() as connection:
             rows = repository.all_roles(connection)
-        listed: list[dict[str, Any]] = []
+        listed: list[Role | RoleName] = []
         for row in rows:
             allowed = caller.rules.allowed(RuleType.ROLE, "/" + row.name, context.now)
             if Capability.LIST not in allowed:
@@ -135,46 +147,42 @@ class RoleService:
             # Reconnaissance: list alone shows which roles exist, not what they are for.
             if Capability.READ in allowed:
                 listed.append(
-                    {
-                        "name": row.name,
-                        "description": row.description,
-                        "created_at": isoformat_z(row.created_at),
-                    }
+                    Role(name=row.name, description=row.description, created_at=row.created_at)
                 )
             else:
-                listed.append({"name": row.name})
-        return listed
+                listed.append(RoleName(name=row.name))
+        return RoleList(roles=listed)
 
-    def get(self, caller: Caller, name: str, context: RequestContext) -> dict[str, Any]:
+    def get(self, caller: Caller, name: str, context: RequestContext) -> RoleDetail:
         self._authorize(caller, Capability.READ, name, context)
         with self._db.read() as connection:
             role = self._role_by_name(connection, name)
             rules = repository.stored_rules(connection, role.id)
             associations = repository.associations_of_role(connection, role.id)
-        return {
-            "name": role.name,
-            "description": role.description,
-            "created_at": isoformat_z(role.created_at),
-            "rules": [
-                {
-                    "rule_type": r.rule_type,
-                    "path": r.path,
-                    "capabilities": list(r.capabilities),
-                    "expires_at": isoformat_z(r.expires_at) if r.expires_at else None,
-                    "expired": r.expires_at is not None and r.expires_at <= context.now,
-                }
+        return RoleDetail(
+            name=role.name,
+            description=role.description,
+            created_at=role.created_at,
+            rules=[
+                RoleRule(
+                    rule_type=RuleType(r.rule_type),
+                    path=r.path,
+                    capabilities=[Capability(c) for c in r.capabilities],
+                    expires_at=r.expires_at,
+                    expired=r.expires_at is not None and r.expires_at <= context.now,
+                )
                 for r in rules
             ],
-            "associations": [
-                {
-                    "assoc_id": a.assoc_id,
-                    "auth_method": a.auth_method,
-                    "access_id": a.access_id,
-                    "sub_claims": a.sub_claims,
-                }
+            associations=[
+                RoleAssociation(
+                    assoc_id=a.assoc_id,
+                    auth_method=a.auth_method,
+                    access_id=a.access_id,
+                    sub_claims=a.sub_claims,
+                )
                 for a in associations
             ],
-        }
+        )
 
     async def delete(self, caller: Caller, name: str, context: RequestContext) -> None:
         """Delete the role; tokens that carried it through an association are revoked.
@@ -199,7 +207,7 @@ class RoleService:
 
     async def set_rule(
         self, caller: Caller, name: str, body: RuleSet, context: RequestContext
-    ) -> dict[str, Any]:
+    ) -> RuleWritten:
         """Set (or replace) the rule of (role, rule_type, path).
 
         No escalation: the caller must hold what the rule grants for as long as it lasts, and
@@ -226,13 +234,13 @@ class RoleService:
             if old is None and repository.rule_count(connection, role.id) >= MAX_RULES_PER_ROLE:
                 raise RuleTooComplexError(f"a role holds at most {MAX_RULES_PER_ROLE} rules")
             upsert_rule(connection, role.id, rule_type, path, capabilities, expires_at, context.now)
-        return {
-            "role_name": name,
-            "rule_type": rule_type.value,
-            "path": path,
-            "capabilities": sorted(c.value for c in capabilities),
-            "expires_at": isoformat_z(expires_at) if expires_at else None,
-        }
+        return RuleWritten(
+            role_name=name,
+            rule_type=rule_type,
+            path=path,
+            capabilities=sorted(capabilities),
+            expires_at=expires_at,
+        )
 
     async def delete_rule(
         self,
@@ -265,7 +273,7 @@ class RoleService:
 
     async def associate(
         self, caller: Caller, name: str, body: AssociationCreate, context: RequestContext
-    ) -> dict[str, Any]:
+    ) -> AssociationCreated:
         """Associate the role with an auth method: whoever logs in through it gets the role.
 
         Attack: associating one's own auth method with a stronger role and logging in again.
@@ -300,7 +308,7 @@ class RoleService:
                 now=context.now,
             )
             token_repository.bump_generation(connection)
-        return {"assoc_id": assoc_id, "role_name": name, "auth_method": body.auth_method}
+        return AssociationCreated(assoc_id=assoc_id, role_name=name, auth_method=body.auth_method)
 
     async def dissociate(
         self, caller: Caller, name: str, assoc_id: str, context: RequestContext

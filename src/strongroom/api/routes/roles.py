@@ -43,7 +43,7 @@ async def create_role(request: Request, body: RoleCreate) -> Response:
 )
 async def list_roles(request: Request) -> Response:
     services, context, caller = authorized(request, "role.list")
-    return json_response({"roles": services.roles.list(caller, context)})
+    return json_response(services.roles.list(caller, context))
 
 
 @router.get(

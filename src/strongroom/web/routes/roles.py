@@ -50,7 +50,7 @@ async def list_page(request: Request) -> Response:
     context = request_context(request)
     context.event.action = "role.list"
     session = signed_in(request)
-    roles = services.roles.list(session.caller, context)
+    roles = services.roles.list(session.caller, context).roles
     return render(
         request, "roles.html", {"roles": roles, "notice": _notice(request)}, section=SECTION
     )

@@ -107,7 +107,7 @@ async def measure(iterations: int, moto_url: str, credentials: Any, tmp: Path) -
         ),
         RequestContext(event, utc_now()),
     )
-    access_id = created["access_id"]
+    access_id = created.access_id
     login = services.login
     sts = login._parts.sts
     sts_http: httpx.AsyncClient = sts._http

@@ -18,9 +18,17 @@ from strongroom.auth_methods.repository import StoredAuthMethod
 from strongroom.auth_methods.schemas import (
     AWS_IAM_CONFIG_FIELDS,
     COMMON_CONFIG_FIELDS,
+    ApiKeyAuthMethod,
     ApiKeyAuthMethodCreate,
+    ApiKeyAuthMethodCreated,
+    AuthMethod,
+    AuthMethodAssociation,
+    AuthMethodList,
+    AuthMethodName,
     AuthMethodUpdate,
+    AwsIamAuthMethod,
     AwsIamAuthMethodCreate,
+    AwsIamAuthMethodCreated,
 )
 from strongroom.auth_methods.widening import widened_settings
 from strongroom.crypto import TokenDigester
@@ -44,25 +52,31 @@ def _config_to_json(values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+AuthMethodView = AwsIamAuthMethod | ApiKeyAuthMethod
+
+
 def render(
     row: StoredAuthMethod, associations: Sequence[AssociatedRole] | None = ()
-) -> dict[str, Any]:
+) -> AuthMethodView:
     """The view of an auth method row for a caller who may read it (never the access key
-    digest); ``associations`` None leaves them out (not looked up)."""
-    view = {
+    digest); ``associations`` None leaves them out (not looked up). Settings the method does
+    not have are left unset, so that its body shows only those it has."""
+    view: dict[str, Any] = {
         "name": row.name,
         "type": row.type,
         "access_id": row.access_id,
         "description": row.description,
-        "created_at": isoformat_z(row.created_at),
-        "updated_at": isoformat_z(row.updated_at),
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
         **row.config,
     }
     if associations is not None:
         view["associations"] = [
-            {"assoc_id": a.assoc_id, "role_name": a.role_name} for a in associations
+            AuthMethodAssociation(assoc_id=a.assoc_id, role_name=a.role_name) for a in associations
         ]
-    return view
+    if row.type == "aws_iam":
+        return AwsIamAuthMethod.model_validate(view)
+    return ApiKeyAuthMethod.model_validate(view)
 
 
 class AuthMethodService:
@@ -86,7 +100,7 @@ class AuthMethodService:
         caller: Caller | None,
         body: AwsIamAuthMethodCreate | ApiKeyAuthMethodCreate,
         context: RequestContext,
-    ) -> dict[str, Any]:
+    ) -> AwsIamAuthMethodCreated | ApiKeyAuthMethodCreated:
         """Create; return ``access_id`` and, for api_key, the access key (shown only here).
 
         ``caller`` None is the bootstrap path (the CLI, with direct database access).
@@ -119,12 +133,13 @@ class AuthMethodService:
                 )
         except IntegrityError as exc:
             raise ConflictError(f"an auth method named {body.name!r} already exists") from exc
-        result: dict[str, Any] = {"name": body.name, "type": body.type, "access_id": access_id}
         if access_key is not None:
-            result["access_key"] = access_key
-        return result
+            return ApiKeyAuthMethodCreated(
+                name=body.name, type="api_key", access_id=access_id, access_key=access_key
+            )
+        return AwsIamAuthMethodCreated(name=body.name, type="aws_iam", access_id=access_id)
 
-    def list(self, caller: Caller, context: RequestContext) -> list[dict[str, Any]]:
+    def list(self, caller: Caller, context: RequestContext) -> AuthMethodList:
         """Every auth method the caller may list; the others do not appear.
 
         Each shows its name and type; the rest of its view (access ID, description, bounds,
@@ -133,7 +148,7 @@ class AuthMethodService:
         """
         with self._db.read() as connection:
             rows = repository.all_methods(connection)
-        listed = []
+        listed: list[AuthMethod | AuthMethodName] = []
         for row in rows:
             allowed = caller.rules.allowed(RuleType.AUTH_METHOD, "/" + row.name, context.now)
             if Capability.LIST not in allowed:
@@ -141,12 +156,12 @@ class AuthMethodService:
             # Reconnaissance: whoever may only list learns which methods exist, not which
             # accounts, roles and addresses they admit nor the access IDs that log in to them.
             if Capability.READ in allowed:
-                listed.append(render(row, associations=None))
+                listed.append(AuthMethod(render(row, associations=None)))
             else:
-                listed.append({"name": row.name, "type": row.type})
-        return listed
+                listed.append(AuthMethodName.model_validate({"name": row.name, "type": row.type}))
+        return AuthMethodList(auth_methods=listed)
 
-    def get(self, caller: Caller, name: str, context: RequestContext) -> dict[str, Any]:
+    def get(self, caller: Caller, name: str, context: RequestContext) -> AuthMethodView:
         validate_object_name(name, kind="auth method")
         context.event.path = "/" + name
         caller.require(Capability.READ, RuleType.AUTH_METHOD, "/" + name, context.now)
@@ -161,7 +176,7 @@ class AuthMethodService:
         name: str,
         patch: AuthMethodUpdate,
         context: RequestContext,
-    ) -> dict[str, Any]:
+    ) -> AuthMethodView:
         """Change the method's settings; the fields given replace the stored ones.
 
         Attack: widening the bounds of a method associated with a strong role (adding one's

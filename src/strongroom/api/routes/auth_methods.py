@@ -40,7 +40,7 @@ async def create_auth_method(request: Request, body: AuthMethodCreate = Body()) 
 )
 async def list_auth_methods(request: Request) -> Response:
     services, context, caller = authorized(request, "auth_method.list")
-    return json_response({"auth_methods": services.auth_methods.list(caller, context)})
+    return json_response(services.auth_methods.list(caller, context))
 
 
 @router.get(

@@ -17,7 +17,7 @@ from strongroom.errors import NotFoundError, StrongroomError
 from strongroom.web.form import Form, InvalidFormError, service_form_errors, validate
 from strongroom.web.guard import signed_in, signed_in_post
 from strongroom.web.handling import ConsoleRoute, note_reason
-from strongroom.web.rendering import link, render
+from strongroom.web.rendering import as_body, link, render
 
 router = APIRouter(route_class=ConsoleRoute)
 SECTION = "auth-methods"
@@ -97,7 +97,7 @@ async def list_page(request: Request) -> Response:
     context = request_context(request)
     context.event.action = "auth_method.list"
     session = signed_in(request)
-    methods = services.auth_methods.list(session.caller, context)
+    methods = [as_body(m) for m in services.auth_methods.list(session.caller, context).auth_methods]
     notice = NOTICES.get(request.query_params.get("notice", ""), "")
     return render(
         request, "auth_methods.html", {"methods": methods, "notice": notice}, section=SECTION
@@ -141,7 +141,9 @@ async def create(request: Request, segment: str) -> Response:
         return _failed(request, kind, form, failure)
     except StrongroomError as exc:
         return _failed(request, kind, form, service_form_errors(exc, HINTS))
-    return render(request, "auth_method_created.html", {"created": created}, section=SECTION)
+    return render(
+        request, "auth_method_created.html", {"created": as_body(created)}, section=SECTION
+    )
 
 
 def _failed(
@@ -160,7 +162,7 @@ async def show(request: Request, name: str) -> Response:
     context = request_context(request)
     context.event.action = "auth_method.read"
     session = signed_in(request)
-    method = services.auth_methods.get(session.caller, name, context)
+    method = as_body(services.auth_methods.get(session.caller, name, context))
     notice = NOTICES.get(request.query_params.get("notice", ""), "")
     return render(
         request, "auth_method.html", {"method": method, "notice": notice}, section=SECTION
@@ -173,7 +175,7 @@ async def edit_form(request: Request, name: str) -> Response:
     context = request_context(request)
     context.event.action = "auth_method.read"
     session = signed_in(request)
-    method = services.auth_methods.get(session.caller, name, context)
+    method = as_body(services.auth_methods.get(session.caller, name, context))
     return _form_page(request, str(method["type"]), values=method, editing=name)
 
 

@@ -14,7 +14,7 @@ from strongroom.roles.schemas import AssociationCreate, RoleCreate, RuleSet
 from strongroom.web.form import InvalidFormError, service_form_errors, validate
 from strongroom.web.guard import signed_in, signed_in_post
 from strongroom.web.handling import ConsoleRoute, note_reason
-from strongroom.web.rendering import link, render
+from strongroom.web.rendering import as_body, link, render
 from strongroom.web.session import Session
 
 router = APIRouter(route_class=ConsoleRoute)
@@ -109,7 +109,7 @@ def _role_page(
     context = request_context(request)
     role = services.roles.get(session.caller, name, context)
     # Only the auth methods the caller may list are offered for association.
-    methods = services.auth_methods.list(session.caller, context)
+    methods = [as_body(m) for m in services.auth_methods.list(session.caller, context).auth_methods]
     return render(
         request,
         "role.html",

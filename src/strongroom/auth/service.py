@@ -41,14 +41,13 @@ from strongroom.auth.login_failures import (
 from strongroom.auth.login_loop import LoginLoop
 from strongroom.auth.login_outcome import count_login
 from strongroom.auth.login_reads import LoginReads
-from strongroom.auth.schemas import LoginRequest, parse_login_request
+from strongroom.auth.schemas import LoginRequest, Token, parse_login_request
 from strongroom.auth.tokens import TokenService
 from strongroom.auth_methods.repository import AuthMethodRecord
 from strongroom.crypto import TokenDigester
 from strongroom.db import driver
 from strongroom.db.engine import Database, WriterBusyError
 from strongroom.errors import AuthenticationDenied, InvalidRequestError
-from strongroom.kit.clock import isoformat_z
 from strongroom.kit.glob import glob_match
 from strongroom.roles.repository import associations_for_login
 from strongroom.serving.placement import Placement
@@ -195,7 +194,7 @@ class LoginService:
 
     async def login(
         self, body: LoginRequest, source_ip: str, event: AuditEvent, now: datetime
-    ) -> dict[str, Any]:
+    ) -> Token:
         """Log in; return the token response. Raises AuthenticationDenied, RateLimitedError,
         InvalidRequestError or UpstreamUnavailableError."""
         event.access_id = body.access_id
@@ -207,7 +206,7 @@ class LoginService:
 
     async def login_json(
         self, raw: bytes, source_ip: str, event: AuditEvent, now: datetime
-    ) -> dict[str, Any]:
+    ) -> Token:
         """Like :meth:`login`, from the raw body: even parsing happens on the login loop."""
         return await self._run(
             lambda parts: self._parse_and_login(parts, raw, source_ip, event, now)
@@ -220,7 +219,7 @@ class LoginService:
         source_ip: str,
         event: AuditEvent,
         now: datetime,
-    ) -> dict[str, Any]:
+    ) -> Token:
         try:
             body = parse_login_request(raw)
         except Exception as exc:
@@ -236,7 +235,7 @@ class LoginService:
         source_ip: str,
         event: AuditEvent,
         now: datetime,
-    ) -> dict[str, Any]:
+    ) -> Token:
         # Counted per source and per (source, access ID), never per access ID alone: anyone
         # can name an access ID, so its own counter would let them lock its owner out.
         keys = failure_keys(source_ip, body.access_id)
@@ -262,7 +261,7 @@ class LoginService:
         keys: FailureKeys,
         event: AuditEvent,
         now: datetime,
-    ) -> dict[str, Any]:
+    ) -> Token:
         # 429 before any work: a source that failed too often costs no key check, no STS call.
         check_rate_limit(parts.reads.failure_counts(keys.all()), self._policy.failures, now)
         method = parts.reads.auth_method(body.access_id)
@@ -293,7 +292,7 @@ class LoginService:
         now: datetime,
         spend: SignatureSpend | None = None,
         blocking: bool = True,
-    ) -> dict[str, Any]:
+    ) -> Token:
         """Spend the signature (if any), store the token and the login's audit event in one
         transaction; return the body. One write transaction per login: on SQLite every write
         transaction is a turn of the one writer lock that reads' audit commits wait for.
@@ -324,7 +323,7 @@ class LoginService:
         claims: dict[str, str],
         event: AuditEvent,
         now: datetime,
-    ) -> dict[str, Any]:
+    ) -> Token:
         """The token and the audit event, inside the caller's write transaction."""
         matched = self._matching_associations(connection, method.id, claims)
         ttl = timedelta(minutes=int(method.config.get("jwt_ttl") or 0)) or self._policy.default_ttl
@@ -343,14 +342,14 @@ class LoginService:
         event.finish(200)
         # Chain and AUDIT_FILE inside the transaction: a failing sink mints no token (503).
         self._writer.append(connection, [event])
-        return {
-            "token": minted.token,
-            "expires_at": isoformat_z(minted.expires_at),
-            "expires_in": int((minted.expires_at - now).total_seconds()),
-            "access_id": method.access_id,
-            "identity": claims,
-            "roles": sorted({m.role_name for m in matched}),
-        }
+        return Token(
+            token=minted.token,
+            expires_at=minted.expires_at,
+            expires_in=int((minted.expires_at - now).total_seconds()),
+            access_id=method.access_id,
+            identity=claims,
+            roles=sorted({m.role_name for m in matched}),
+        )
 
     def _check_access_limits(self, method: AuthMethodRecord, source_ip: str, now: datetime) -> None:
         access_expires = _parse_time(method.config.get("access_expires"))

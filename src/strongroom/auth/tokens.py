@@ -18,6 +18,7 @@ from sqlalchemy import Connection
 
 from strongroom.audit.writer import AuditWriter, audited_write
 from strongroom.auth import token_repository
+from strongroom.auth.schemas import TokenDescription
 from strongroom.crypto import TokenDigester
 from strongroom.db.engine import Database
 from strongroom.db.hot import HotReader
@@ -173,6 +174,19 @@ class TokenService:
             rules=ruleset,
             issued_at=token.created_at,
             expires_at=token.expires_at,
+        )
+
+    @staticmethod
+    def describe(caller: Caller, context: RequestContext) -> TokenDescription:
+        """The caller's own token: needs no right, any token may describe itself."""
+        return TokenDescription(
+            access_id=caller.access_id,
+            auth_method=caller.auth_method_name,
+            identity=dict(caller.claims),
+            roles=list(caller.role_names),
+            issued_at=caller.issued_at,
+            expires_at=caller.expires_at,
+            expires_in=max(0, int((caller.expires_at - context.now).total_seconds())),
         )
 
     def revoke(self, connection: Connection, digest: str) -> None:

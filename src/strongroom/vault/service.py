@@ -89,15 +89,15 @@ class VaultService:
             iam_request_headers=body.iam_request_headers,
         )
         result = await self._login.login(login, context.event.source_ip, context.event, context.now)
-        roles = list(result["roles"])
+        roles = list(result.roles)
         return {
-            "client_token": result["token"],
-            "accessor": self._tokens.digest(result["token"]),
+            "client_token": result.token,
+            "accessor": self._tokens.digest(result.token),
             "policies": roles,
             "token_policies": roles,
             "identity_policies": None,
-            "metadata": result["identity"],
-            "lease_duration": result["expires_in"],
+            "metadata": result.identity,
+            "lease_duration": result.expires_in,
             "renewable": False,
             "entity_id": "",
             "token_type": "service",

@@ -19,7 +19,6 @@ from strongroom.api.services import (
 from strongroom.audit.event import AuditEvent
 from strongroom.auth.schemas import LoginRequest, Token, TokenDescription
 from strongroom.errors import StrongroomError
-from strongroom.kit.clock import isoformat_z
 
 router = APIRouter(tags=["auth"])
 
@@ -97,18 +96,8 @@ class LoginFastPath:
     openapi_extra=TOKEN_REQUIRED,
 )
 async def describe_token(request: Request) -> Response:
-    _, context, caller = authorized(request, "auth.token.read")
-    return json_response(
-        {
-            "access_id": caller.access_id,
-            "auth_method": caller.auth_method_name,
-            "identity": dict(caller.claims),
-            "roles": list(caller.role_names),
-            "issued_at": isoformat_z(caller.issued_at),
-            "expires_at": isoformat_z(caller.expires_at),
-            "expires_in": max(0, int((caller.expires_at - context.now).total_seconds())),
-        }
-    )
+    services, context, caller = authorized(request, "auth.token.read")
+    return json_response(services.tokens.describe(caller, context))
 
 
 @router.delete(

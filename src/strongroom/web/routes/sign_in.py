@@ -160,7 +160,7 @@ async def sign_in(request: Request) -> Response:
         )
     secure = cookies_secure(request)
     response = RedirectResponse(next_path, status_code=303)
-    set_session_cookie(response, str(result["token"]), int(result["expires_in"]), secure=secure)
+    set_session_cookie(response, result.token, result.expires_in, secure=secure)
     clear_login_cookie(response, secure=secure)
     return response
 

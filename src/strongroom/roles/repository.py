@@ -38,11 +38,11 @@ class StoredRole:
 
 @dataclass(frozen=True, slots=True)
 class StoredRule:
-    """A rule as stored: its type and capabilities as the text the table holds."""
+    """A rule as shown: its capabilities in the stored (Capability's) order."""
 
-    rule_type: str
+    rule_type: RuleType
     path: str
-    capabilities: tuple[str, ...]
+    capabilities: tuple[Capability, ...]
     expires_at: datetime | None
 
 
@@ -123,18 +123,19 @@ def delete_role(connection: Connection, role_id: int) -> None:
 # -- rules ---------------------------------------------------------------------------------
 
 
+_RULE_COLUMNS = (
+    role_rules.c.rule_type,
+    role_rules.c.path,
+    role_rules.c.capabilities,
+    role_rules.c.expires_at,
+)
+
+
 def rules_of_roles(connection: Connection, role_ids: Sequence[int]) -> list[Rule]:
     """Every rule of the roles ``role_ids``, as the decisions use them (``rbac.Rule``)."""
     if not role_ids:
         return []
-    rows = connection.execute(
-        select(
-            role_rules.c.rule_type,
-            role_rules.c.path,
-            role_rules.c.capabilities,
-            role_rules.c.expires_at,
-        ).where(role_rules.c.role_id.in_(role_ids))
-    ).all()
+    rows = connection.execute(select(*_RULE_COLUMNS).where(role_rules.c.role_id.in_(role_ids)))
     return [
         Rule(
             rule_type=RuleType(row.rule_type),
@@ -147,22 +148,17 @@ def rules_of_roles(connection: Connection, role_ids: Sequence[int]) -> list[Rule
 
 
 def stored_rules(connection: Connection, role_id: int) -> list[StoredRule]:
-    """The role's rules as stored, by rule type and path."""
+    """The role's rules, by rule type and path."""
     rows = connection.execute(
-        select(
-            role_rules.c.rule_type,
-            role_rules.c.path,
-            role_rules.c.capabilities,
-            role_rules.c.expires_at,
-        )
+        select(*_RULE_COLUMNS)
         .where(role_rules.c.role_id == role_id)
         .order_by(role_rules.c.rule_type, role_rules.c.path)
-    ).all()
+    )
     return [
         StoredRule(
-            rule_type=row.rule_type,
+            rule_type=RuleType(row.rule_type),
             path=row.path,
-            capabilities=tuple(row.capabilities.split(",")),
+            capabilities=tuple(Capability(c) for c in row.capabilities.split(",")),
             expires_at=row.expires_at,
         )
         for row in rows

@@ -165,9 +165,9 @@ class RoleService:
             created_at=role.created_at,
             rules=[
                 RoleRule(
-                    rule_type=RuleType(r.rule_type),
+                    rule_type=r.rule_type,
                     path=r.path,
-                    capabilities=[Capability(c) for c in r.capabilities],
+                    capabilities=list(r.capabilities),
                     expires_at=r.expires_at,
                     expired=r.expires_at is not None and r.expires_at <= context.now,
                 )

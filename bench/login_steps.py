@@ -83,6 +83,7 @@ async def measure(iterations: int, moto_url: str, credentials: Any, tmp: Path) -
     from strongroom.auth_methods.schemas import AwsIamAuthMethodCreate
     from strongroom.config import Settings
     from strongroom.kit.clock import utc_now
+    from strongroom.request_context import RequestContext
     from strongroom.serving.placement import Placement
 
     settings = Settings(
@@ -104,10 +105,9 @@ async def measure(iterations: int, moto_url: str, credentials: Any, tmp: Path) -
             bound_role_name=["bench-role"],
             sts_url=moto_url,
         ),
-        event,
-        utc_now(),
+        RequestContext(event, utc_now()),
     )
-    access_id = created["access_id"]
+    access_id = created.access_id
     login = services.login
     sts = login._parts.sts
     sts_http: httpx.AsyncClient = sts._http

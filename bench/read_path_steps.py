@@ -58,6 +58,7 @@ from strongroom.crypto import item_context
 from strongroom.db.engine import Checkpointer
 from strongroom.db.tables import counters, item_versions, items
 from strongroom.kit.clock import utc_now
+from strongroom.request_context import RequestContext
 
 T = TypeVar("T")
 SECRET_VALUE = "bench-secret-value"
@@ -314,7 +315,10 @@ async def measure(
     event = AuditEvent(time=now, request_id="r", source_ip="127.0.0.1", action="secret.read")
     report(
         "SecretService.read (check, version row, decrypt)",
-        timed(lambda: drive(services.secrets.read(caller, name, None, event, now)), iterations),
+        timed(
+            lambda: drive(services.secrets.read(caller, name, None, RequestContext(event, now))),
+            iterations,
+        ),
     )
     generation_query = select(counters.c.value).where(counters.c.name == "generation")
     version_query = (

@@ -4,6 +4,7 @@ recovery when every admin key is lost (SPEC section 11, :func:`recover`).
 
 Both act on the database directly, on the server host: what proves the right to do so is the
 master key, without which the data keys (and so the digests of access keys) cannot be made.
+They write through the domains' repositories, in one audited transaction each.
 """
 
 from __future__ import annotations
@@ -11,26 +12,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection
 
 from strongroom.audit.event import AuditEvent
 from strongroom.audit.writer import AuditWriter, audited_write
-from strongroom.auth.tokens import bump_generation
+from strongroom.auth import token_repository
+from strongroom.auth_methods import repository as auth_method_repository
 from strongroom.db.engine import Database
 from strongroom.db.keys import Keys
-from strongroom.db.tables import auth_methods, role_associations, role_rules, roles
 from strongroom.errors import ConflictError
 from strongroom.kit.clock import utc_now
 from strongroom.kit.ids import new_access_id, new_access_key, new_assoc_id, new_request_id
 from strongroom.rbac import Capability, RuleType
+from strongroom.roles import repository as role_repository
 from strongroom.roles.service import upsert_rule
 
 ADMIN_ROLE = "admin"
 ADMIN_CAPABILITIES = frozenset(
     {Capability.READ, Capability.LIST, Capability.CREATE, Capability.UPDATE, Capability.DELETE}
 )
-# As role_rules stores them (roles.service.upsert_rule: in Capability's order).
-_ADMIN_CAPABILITY_TEXT = ",".join(c.value for c in Capability if c in ADMIN_CAPABILITIES)
+# As role_rules stores them.
+_ADMIN_CAPABILITY_TEXT = role_repository.capabilities_text(ADMIN_CAPABILITIES)
 
 
 @dataclass(frozen=True)
@@ -52,10 +54,7 @@ class AdminRecovery:
 
 def is_bootstrapped(database: Database) -> bool:
     with database.read() as connection:
-        return (
-            connection.execute(select(roles.c.id).where(roles.c.name == ADMIN_ROLE)).first()
-            is not None
-        )
+        return role_repository.role_by_name(connection, ADMIN_ROLE) is not None
 
 
 def bootstrap(database: Database, keys: Keys, writer: AuditWriter) -> AdminCredentials:
@@ -68,7 +67,7 @@ def bootstrap(database: Database, keys: Keys, writer: AuditWriter) -> AdminCrede
     access_key = new_access_key()
     method_name = f"admin-{access_id[2:8]}"
     with audited_write(database, writer, event, 201) as connection:
-        if connection.execute(select(roles.c.id).where(roles.c.name == ADMIN_ROLE)).first():
+        if role_repository.role_by_name(connection, ADMIN_ROLE) is not None:
             raise ConflictError(
                 "already bootstrapped: the admin role exists. Use an admin key to create more "
                 "auth methods (strongroom create-auth-method-api-key)."
@@ -107,12 +106,12 @@ def recover(database: Database, keys: Keys, writer: AuditWriter) -> AdminRecover
     access_key = new_access_key()
     method_name = f"admin-recovery-{access_id[2:8]}"
     with audited_write(database, writer, event, 201) as connection:
-        role_id = connection.execute(
-            select(roles.c.id).where(roles.c.name == ADMIN_ROLE)
-        ).scalar_one_or_none()
+        role = role_repository.role_by_name(connection, ADMIN_ROLE)
+        role_id = None if role is None else role.id
         recreated = role_id is None
         if role_id is None:
-            if not _was_bootstrapped(connection):
+            # Whether any auth method exists: the bootstrap made the first one.
+            if not auth_method_repository.any_method(connection):
                 raise NotBootstrappedError(
                     "this database was never bootstrapped: run `strongroom bootstrap`"
                 )
@@ -120,12 +119,7 @@ def recover(database: Database, keys: Keys, writer: AuditWriter) -> AdminRecover
             restored = False
         else:
             restored = _restore_admin_rules(connection, role_id, now)
-        others = connection.execute(
-            select(auth_methods.c.name, auth_methods.c.access_id)
-            .join(role_associations, role_associations.c.auth_method_id == auth_methods.c.id)
-            .where(role_associations.c.role_id == role_id)
-            .order_by(auth_methods.c.name)
-        ).all()
+        others = role_repository.methods_of_role(connection, role_id)
         _admin_method(
             connection,
             keys,
@@ -144,7 +138,7 @@ def recover(database: Database, keys: Keys, writer: AuditWriter) -> AdminRecover
         credentials=AdminCredentials(access_id, access_key, method_name),
         role_recreated=recreated,
         rules_restored=restored,
-        other_admin_methods=tuple((str(name), str(aid)) for name, aid in others),
+        other_admin_methods=tuple(others),
     )
 
 
@@ -152,17 +146,10 @@ class NotBootstrappedError(Exception):
     """``bootstrap --recover`` on a database that never had an admin."""
 
 
-def _was_bootstrapped(connection: Connection) -> bool:
-    """Whether any auth method exists (the bootstrap made the first one)."""
-    return connection.execute(select(auth_methods.c.id).limit(1)).first() is not None
-
-
 def _create_admin_role(connection: Connection, now: datetime) -> int:
-    role_id: int = connection.execute(
-        roles.insert()
-        .values(name=ADMIN_ROLE, description="every capability everywhere", created_at=now)
-        .returning(roles.c.id)
-    ).scalar_one()
+    role_id = role_repository.insert_role(
+        connection, ADMIN_ROLE, "every capability everywhere", now
+    )
     for rule_type in RuleType:
         upsert_rule(connection, role_id, rule_type, "/*", ADMIN_CAPABILITIES, None, now)
     return role_id
@@ -171,18 +158,11 @@ def _create_admin_role(connection: Connection, now: datetime) -> int:
 def _restore_admin_rules(connection: Connection, role_id: int, now: datetime) -> bool:
     """Set the admin role's rules back to the bootstrap's; whether they were otherwise."""
     wanted = {(rule_type.value, "/*", _ADMIN_CAPABILITY_TEXT) for rule_type in RuleType}
-    found = {
-        (row.rule_type, row.path, row.capabilities)
-        for row in connection.execute(
-            select(role_rules.c.rule_type, role_rules.c.path, role_rules.c.capabilities).where(
-                role_rules.c.role_id == role_id, role_rules.c.expires_at.is_(None)
-            )
-        )
-    }
-    total = connection.execute(select(role_rules.c.id).where(role_rules.c.role_id == role_id)).all()
-    if found == wanted and len(total) == len(wanted):
+    found = role_repository.unexpiring_rules(connection, role_id)
+    total = role_repository.rule_count(connection, role_id)
+    if found == wanted and total == len(wanted):
         return False
-    connection.execute(delete(role_rules).where(role_rules.c.role_id == role_id))
+    role_repository.delete_rules(connection, role_id)
     for rule_type in RuleType:
         upsert_rule(connection, role_id, rule_type, "/*", ADMIN_CAPABILITIES, None, now)
     return True
@@ -199,27 +179,22 @@ def _admin_method(
     description: str = "bootstrap administrator",
 ) -> None:
     """A new api_key auth method with ``access_key`` (as its digest), tied to the admin role."""
-    method_id = connection.execute(
-        auth_methods.insert()
-        .values(
-            access_id=access_id,
-            name=name,
-            type="api_key",
-            description=description,
-            config={},
-            access_key_digest=keys.digester.digest(access_key),
-            created_at=now,
-            updated_at=now,
-        )
-        .returning(auth_methods.c.id)
-    ).scalar_one()
-    connection.execute(
-        role_associations.insert().values(
-            assoc_id=new_assoc_id(),
-            role_id=role_id,
-            auth_method_id=method_id,
-            sub_claims={},
-            created_at=now,
-        )
+    method_id = auth_method_repository.insert_method(
+        connection,
+        access_id=access_id,
+        name=name,
+        method_type="api_key",
+        description=description,
+        config={},
+        access_key_digest=keys.digester.digest(access_key),
+        now=now,
     )
-    bump_generation(connection)
+    role_repository.insert_association(
+        connection,
+        assoc_id=new_assoc_id(),
+        role_id=role_id,
+        auth_method_id=method_id,
+        sub_claims={},
+        now=now,
+    )
+    token_repository.bump_generation(connection)

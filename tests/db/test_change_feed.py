@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from strongroom.auth.tokens import bump_generation
+from strongroom.auth.token_repository import bump_generation
 from strongroom.db.change_feed import APPLICATION_NAME, ChangeFeed, TrustWindow
 from strongroom.db.engine import Database
 

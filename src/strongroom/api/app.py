@@ -121,7 +121,7 @@ def create_app(
     )
     if feed is not None:
         database.generation_listeners.append(feed.committed)
-    token_service = TokenService(keys.digester, database, hot, work=work, feed=feed)
+    token_service = TokenService(keys.digester, database, hot, writer=writer, work=work, feed=feed)
     checks = EscalationChecks(in_thread=settings.rbac_check_thread)
     auth_method_service = AuthMethodService(
         database, writer, keys.digester, checks, sts_extra_endpoints=settings.sts_extra_endpoints

@@ -15,9 +15,11 @@ from typing import Any
 
 import orjson
 from fastapi import Request
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from strongroom.audit.event import AuditEvent
+from strongroom.audit.service import AuditService
 from strongroom.audit.writer import AuditWriter
 from strongroom.auth.service import LoginService
 from strongroom.auth.tokens import Caller, TokenService
@@ -30,6 +32,7 @@ from strongroom.db.work import DatabaseWork
 from strongroom.errors import UnauthorizedError
 from strongroom.kit.clock import Clock
 from strongroom.kit.forwarded import TrustedProxies
+from strongroom.request_context import RequestContext
 from strongroom.roles.service import RoleService
 from strongroom.secrets.service import SecretService
 from strongroom.vault.service import VaultService
@@ -49,6 +52,11 @@ class Services:
     login: LoginService
     clock: Clock
     work: DatabaseWork
+
+    @cached_property
+    def audit(self) -> AuditService:
+        """Reading the audit trail (writing it is each change's own, through ``writer``)."""
+        return AuditService(self.database, self.writer, self.work)
 
     @cached_property
     def vault(self) -> VaultService:
@@ -121,14 +129,28 @@ def bearer_token(request: Request) -> str:
     raise UnauthorizedError("send Authorization: Bearer <token> (or X-Vault-Token); log in first")
 
 
-async def authorized(request: Request, action: str) -> tuple[Services, AuditEvent, Caller]:
-    """Start an authenticated endpoint: its services, its audit event (named ``action``) and
-    the caller behind the bearer token (UnauthorizedError without a valid one)."""
+def request_context(request: Request) -> RequestContext:
+    """The context the services are handed: the request's audit event and time."""
+    return RequestContext.of(audit_event_of(request))
+
+
+async def authorized(request: Request, action: str) -> tuple[Services, RequestContext, Caller]:
+    """Start an authenticated endpoint: its services, its context (the audit event, named
+    ``action``) and the caller behind the bearer token (UnauthorizedError without a valid
+    one)."""
     event = audit_event_of(request)
     event.action = action
     services = services_of(request)
-    return services, event, await services.authenticate(bearer_token(request), event)
+    caller = await services.authenticate(bearer_token(request), event)
+    return services, RequestContext.of(event), caller
 
 
-def json_response(content: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(content), status_code=status, media_type="application/json")
+def json_response(content: BaseModel | Any, status: int = 200) -> Response:
+    """A JSON body: a response model as its schema writes it (fields it was given), or
+    anything orjson serialises."""
+    body = (
+        content.model_dump_json(exclude_unset=True)
+        if isinstance(content, BaseModel)
+        else orjson.dumps(content)
+    )
+    return Response(body, status_code=status, media_type="application/json")

@@ -37,12 +37,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from strongroom.auth.login_reads import FailureCount
+from strongroom.auth import login_repository
+from strongroom.auth.login_repository import FailureCount
 from strongroom.db.engine import Database
-from strongroom.db.tables import login_failures
 from strongroom.errors import RateLimitedError, StrongroomError
 
 IPV6_SOURCE_PREFIX = 64
@@ -125,9 +125,7 @@ class FailureCounter:
         try:
             with self._db.write(blocking=blocking) as connection:
                 if sweep:
-                    connection.execute(
-                        delete(login_failures).where(login_failures.c.window_start <= now - window)
-                    )
+                    login_repository.delete_ended_windows(connection, now - window)
                 for key in keys.all():
                     self._count(connection, key, now)
             swept = sweep
@@ -139,20 +137,10 @@ class FailureCounter:
                 self._next_sweep = None  # rolled back (or not started): sweep next time
 
     def _count(self, connection: Connection, key: str, now: datetime) -> None:
-        row = connection.execute(
-            select(login_failures.c.window_start).where(login_failures.c.key == key)
-        ).first()
-        if row is None:
-            connection.execute(login_failures.insert().values(key=key, window_start=now, count=1))
-        elif row.window_start + self._limits.window <= now:
-            connection.execute(
-                login_failures.update()
-                .where(login_failures.c.key == key)
-                .values(window_start=now, count=1)
-            )
+        window_start = login_repository.failure_window_start(connection, key)
+        if window_start is None:
+            login_repository.start_failure_window(connection, key, now, new=True)
+        elif window_start + self._limits.window <= now:
+            login_repository.start_failure_window(connection, key, now, new=False)
         else:
-            connection.execute(
-                login_failures.update()
-                .where(login_failures.c.key == key)
-                .values(count=login_failures.c.count + 1)
-            )
+            login_repository.add_failure(connection, key)

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, delete
+from sqlalchemy import Connection
 
 from strongroom.audit.event import AuditEvent
 from strongroom.audit.writer import AuditWriter
+from strongroom.auth import login_repository
 from strongroom.auth.aws_iam import (
     AwsIamBounds,
     StsClient,
@@ -40,28 +41,19 @@ from strongroom.auth.login_failures import (
 from strongroom.auth.login_loop import LoginLoop
 from strongroom.auth.login_outcome import count_login
 from strongroom.auth.login_reads import LoginReads
-from strongroom.auth.schemas import LoginRequest, parse_login_request
+from strongroom.auth.schemas import LoginRequest, Token, parse_login_request
 from strongroom.auth.tokens import TokenService
-from strongroom.auth_methods.service import AuthMethodRecord
+from strongroom.auth_methods.repository import AuthMethodRecord
 from strongroom.crypto import TokenDigester
 from strongroom.db import driver
 from strongroom.db.engine import Database, WriterBusyError
-from strongroom.db.tables import login_replay
 from strongroom.db.work import DatabaseWork
 from strongroom.errors import AuthenticationDenied, InvalidRequestError
-from strongroom.kit.clock import isoformat_z
 from strongroom.kit.glob import glob_match
+from strongroom.roles.repository import associations_for_login
 from strongroom.serving.placement import Placement
 
 T = TypeVar("T")
-
-# Driver level (db/driver.py): both run inside every login's write transaction.
-_ASSOCIATIONS_SQL = (
-    "SELECT role_associations.id, role_associations.sub_claims, roles.name "
-    "FROM role_associations JOIN roles ON roles.id = role_associations.role_id "
-    "WHERE role_associations.auth_method_id = ?"
-)
-_SPEND_SQL = "INSERT INTO login_replay (signature_digest, expires_at) VALUES (?, ?)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +202,7 @@ class LoginService:
 
     async def login(
         self, body: LoginRequest, source_ip: str, event: AuditEvent, now: datetime
-    ) -> dict[str, Any]:
+    ) -> Token:
         """Log in; return the token response. Raises AuthenticationDenied, RateLimitedError,
         InvalidRequestError or UpstreamUnavailableError."""
         event.access_id = body.access_id
@@ -222,7 +214,7 @@ class LoginService:
 
     async def login_json(
         self, raw: bytes, source_ip: str, event: AuditEvent, now: datetime
-    ) -> dict[str, Any]:
+    ) -> Token:
         """Like :meth:`login`, from the raw body: even parsing happens on the login loop."""
         return await self._run(
             lambda parts: self._parse_and_login(parts, raw, source_ip, event, now)
@@ -235,7 +227,7 @@ class LoginService:
         source_ip: str,
         event: AuditEvent,
         now: datetime,
-    ) -> dict[str, Any]:
+    ) -> Token:
         try:
             body = parse_login_request(raw)
         except Exception as exc:
@@ -251,7 +243,7 @@ class LoginService:
         source_ip: str,
         event: AuditEvent,
         now: datetime,
-    ) -> dict[str, Any]:
+    ) -> Token:
         """Log in on whichever loop ``parts`` belongs to; record a denial against the
         source's failure counters and count every outcome in the login metrics."""
         # Counted per source and per (source, access ID), never per access ID alone: anyone
@@ -279,7 +271,7 @@ class LoginService:
         keys: FailureKeys,
         event: AuditEvent,
         now: datetime,
-    ) -> dict[str, Any]:
+    ) -> Token:
         # 429 before any work: a source that failed too often costs no key check, no STS call.
         counts = await self._work.run(parts.reads.failure_counts, keys.all())
         check_rate_limit(counts, self._policy.failures, now)
@@ -311,7 +303,7 @@ class LoginService:
         now: datetime,
         spend: SignatureSpend | None = None,
         blocking: bool = True,
-    ) -> dict[str, Any]:
+    ) -> Token:
         """Spend the signature (if any), store the token and the login's audit event in one
         transaction; return the body. One write transaction per login: on SQLite every write
         transaction is a turn of the one writer lock that reads' audit commits wait for.
@@ -342,7 +334,7 @@ class LoginService:
         claims: dict[str, str],
         event: AuditEvent,
         now: datetime,
-    ) -> dict[str, Any]:
+    ) -> Token:
         """The token and the audit event, inside the caller's write transaction."""
         matched = self._matching_associations(connection, method.id, claims)
         ttl = timedelta(minutes=int(method.config.get("jwt_ttl") or 0)) or self._policy.default_ttl
@@ -361,14 +353,14 @@ class LoginService:
         event.finish(200)
         # Chain and AUDIT_FILE inside the transaction: a failing sink mints no token (503).
         self._writer.append(connection, [event])
-        return {
-            "token": minted.token,
-            "expires_at": isoformat_z(minted.expires_at),
-            "expires_in": int((minted.expires_at - now).total_seconds()),
-            "access_id": method.access_id,
-            "identity": claims,
-            "roles": sorted({m.role_name for m in matched}),
-        }
+        return Token(
+            token=minted.token,
+            expires_at=minted.expires_at,
+            expires_in=int((minted.expires_at - now).total_seconds()),
+            access_id=method.access_id,
+            identity=claims,
+            roles=sorted({m.role_name for m in matched}),
+        )
 
     def _check_access_limits(self, method: AuthMethodRecord, source_ip: str, now: datetime) -> None:
         access_expires = _parse_time(method.config.get("access_expires"))
@@ -440,26 +432,18 @@ class LoginService:
     def _spend(self, connection: Connection, spend: SignatureSpend, now: datetime) -> None:
         """Record the signature as used, in the login's transaction (IntegrityError: reused)."""
         if self._sweep_due():
-            connection.execute(delete(login_replay).where(login_replay.c.expires_at < now))
-        db = driver.cursor(connection)
-        db.execute(
-            driver.sql(connection, _SPEND_SQL),
-            (spend.digest, driver.stored_time(connection, spend.expires_at)),
-        )
-        db.close()
+            login_repository.delete_expired_spends(connection, now)
+        login_repository.spend_signature(connection, spend.digest, spend.expires_at)
 
     @staticmethod
     def _matching_associations(
         connection: Connection, method_id: int, claims: Mapping[str, str]
     ) -> list[MatchedAssociation]:
-        db = driver.cursor(connection)
-        db.execute(driver.sql(connection, _ASSOCIATIONS_SQL), (method_id,))
-        rows = db.fetchall()
-        db.close()
+        # Driver level: inside every login's write transaction (roles/repository.py).
         return [
-            MatchedAssociation(id=int(association_id), role_name=str(role_name))
-            for association_id, sub_claims, role_name in rows
-            if sub_claims_match(driver.loaded_json(sub_claims) or {}, claims)
+            MatchedAssociation(id=association.id, role_name=association.role_name)
+            for association in associations_for_login(connection, method_id)
+            if sub_claims_match(association.sub_claims, claims)
         ]
 
     def _sweep_due(self) -> bool:

@@ -16,26 +16,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection
 
+from strongroom.audit.writer import AuditWriter, audited_write
+from strongroom.auth import token_repository
+from strongroom.auth.schemas import TokenDescription
 from strongroom.crypto import TokenDigester
-from strongroom.db import driver
-from strongroom.db.change_feed import CHANNEL, ChangeFeed
-from strongroom.db.engine import GENERATION_BUMPED, Database
+from strongroom.db.change_feed import ChangeFeed
+from strongroom.db.engine import Database
 from strongroom.db.hot import HotReads
-from strongroom.db.tables import (
-    auth_methods,
-    counters,
-    role_associations,
-    role_rules,
-    roles,
-    token_associations,
-    tokens,
-)
 from strongroom.db.work import DatabaseWork
 from strongroom.errors import ForbiddenError, UnauthorizedError
 from strongroom.kit.ids import TOKEN_PREFIX, new_token
-from strongroom.rbac import Capability, Rule, RuleSet, RuleType
+from strongroom.rbac import Capability, RuleSet, RuleType
+from strongroom.request_context import RequestContext
+from strongroom.roles.repository import rules_of_roles
 
 MAX_TOKEN_LENGTH = 128
 
@@ -72,59 +67,10 @@ class Caller:
             )
 
 
-_MINT_SQL = (
-    "INSERT INTO tokens (digest, auth_method_id, claims, created_at, expires_at) "
-    "VALUES (?, ?, ?, ?, ?) RETURNING id"
-)
-_MINT_LINKS_SQL = "INSERT INTO token_associations (token_id, association_id) VALUES (?, ?)"
-
-
 @dataclass(frozen=True, slots=True)
 class MintedToken:
     token: str
     expires_at: datetime
-
-
-def bump_generation(connection: Connection) -> None:
-    """Invalidate every worker's token and rule caches (call inside the changing transaction).
-
-    On PostgreSQL the transaction also notifies the change feeds of every replica with the new
-    value (delivered when it commits, not at all if it rolls back).
-    """
-    generation = connection.execute(
-        update(counters)
-        .where(counters.c.name == "generation")
-        .values(value=counters.c.value + 1)
-        .returning(counters.c.value)
-    ).scalar_one()
-    if not driver.is_sqlite(connection):
-        db = driver.cursor(connection)
-        db.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(generation)))
-        db.close()
-    # This process learns it from Database.write once committed, before its answer leaves.
-    connection.info[GENERATION_BUMPED] = int(generation)
-
-
-def rules_of_roles(connection: Connection, role_ids: Sequence[int]) -> list[Rule]:
-    if not role_ids:
-        return []
-    rows = connection.execute(
-        select(
-            role_rules.c.rule_type,
-            role_rules.c.path,
-            role_rules.c.capabilities,
-            role_rules.c.expires_at,
-        ).where(role_rules.c.role_id.in_(role_ids))
-    ).all()
-    return [
-        Rule(
-            rule_type=RuleType(row.rule_type),
-            path=row.path,
-            capabilities=frozenset(Capability(c) for c in row.capabilities.split(",") if c),
-            expires_at=row.expires_at,
-        )
-        for row in rows
-    ]
 
 
 class TokenService:
@@ -136,6 +82,7 @@ class TokenService:
         database: Database,
         hot: HotReads,
         *,
+        writer: AuditWriter,
         work: DatabaseWork,
         feed: ChangeFeed | None = None,
         cache_size: int = 10_000,
@@ -145,6 +92,7 @@ class TokenService:
         self._digester = digester
         self._database = database
         self._hot = hot
+        self._writer = writer
         self._work = work
         self._feed = feed
         self._cache_size = cache_size
@@ -170,31 +118,19 @@ class TokenService:
         token = new_token()
         expires_at = now + ttl
         # Driver level: this runs inside every login's write transaction (db/driver.py).
-        db = driver.cursor(connection)
-        db.execute(
-            driver.sql(connection, _MINT_SQL),
-            (
-                self._digester.digest(token),
-                auth_method_id,
-                driver.stored_json(connection, claims),
-                driver.stored_time(connection, now),
-                driver.stored_time(connection, expires_at),
-            ),
+        token_repository.insert_token(
+            connection,
+            digest=self._digester.digest(token),
+            auth_method_id=auth_method_id,
+            claims=claims,
+            association_ids=association_ids,
+            created_at=now,
+            expires_at=expires_at,
         )
-        token_id = int(db.fetchone()[0])
-        if association_ids:
-            db.executemany(
-                driver.sql(connection, _MINT_LINKS_SQL),
-                [(token_id, association_id) for association_id in association_ids],
-            )
-        db.close()
         # Expired tokens are dead weight; sweep a few on one login in 64.
         self._minted += 1
         if self._minted % 64 == 1:
-            stale = (
-                select(tokens.c.id).where(tokens.c.expires_at < now).limit(100).scalar_subquery()
-            )
-            connection.execute(delete(tokens).where(tokens.c.id.in_(stale)))
+            token_repository.delete_expired(connection, now)
         return MintedToken(token=token, expires_at=expires_at)
 
     async def resolve(self, unverified_token: str, now: datetime) -> Caller:
@@ -240,50 +176,50 @@ class TokenService:
 
     def _load(self, connection: Connection, digest: str) -> tuple[Caller, tuple[Any, ...]]:
         """The caller of ``digest`` and the key of its rule set (cached by the caller)."""
-        row = connection.execute(
-            select(
-                tokens.c.id,
-                tokens.c.claims,
-                tokens.c.created_at,
-                tokens.c.expires_at,
-                auth_methods.c.id.label("method_id"),
-                auth_methods.c.name.label("method_name"),
-                auth_methods.c.access_id,
-            )
-            .join(auth_methods, auth_methods.c.id == tokens.c.auth_method_id)
-            .where(tokens.c.digest == digest)
-        ).first()
-        if row is None:
+        token = token_repository.token_by_digest(connection, digest)
+        if token is None:
             raise UnauthorizedError(reason="unknown or revoked token")
-        role_rows = connection.execute(
-            select(roles.c.id, roles.c.name)
-            .join(role_associations, role_associations.c.role_id == roles.c.id)
-            .join(
-                token_associations,
-                token_associations.c.association_id == role_associations.c.id,
-            )
-            .where(token_associations.c.token_id == row.id)
-            .order_by(roles.c.name)
-        ).all()
-        role_ids = tuple(sorted({r.id for r in role_rows}))
-        claims: dict[str, str] = dict(row.claims)
+        carried = token_repository.roles_of_token(connection, token.id)
+        role_ids = tuple(sorted({role.id for role in carried}))
+        claims = token.claims
         key = (role_ids, tuple(sorted(claims.items())))
         ruleset = self._rulesets.get(key)
         if ruleset is None:
             ruleset = RuleSet(rules_of_roles(connection, role_ids), claims)
         caller = Caller(
             token_digest=digest,
-            access_id=row.access_id,
-            auth_method_id=row.method_id,
-            auth_method_name=row.method_name,
+            access_id=token.access_id,
+            auth_method_id=token.auth_method_id,
+            auth_method_name=token.auth_method_name,
             claims=claims,
-            role_names=tuple(sorted({r.name for r in role_rows})),
+            role_names=tuple(sorted({role.name for role in carried})),
             rules=ruleset,
-            issued_at=row.created_at,
-            expires_at=row.expires_at,
+            issued_at=token.created_at,
+            expires_at=token.expires_at,
         )
         return caller, key
 
+    @staticmethod
+    def describe(caller: Caller, context: RequestContext) -> TokenDescription:
+        """The caller's own token: needs no right, any token may describe itself."""
+        return TokenDescription(
+            access_id=caller.access_id,
+            auth_method=caller.auth_method_name,
+            identity=dict(caller.claims),
+            roles=list(caller.role_names),
+            issued_at=caller.issued_at,
+            expires_at=caller.expires_at,
+            expires_in=max(0, int((caller.expires_at - context.now).total_seconds())),
+        )
+
     def revoke(self, connection: Connection, digest: str) -> None:
-        connection.execute(delete(tokens).where(tokens.c.digest == digest))
-        bump_generation(connection)
+        """Delete the token stored as ``digest``, in the caller's transaction."""
+        token_repository.delete_token(connection, digest)
+        token_repository.bump_generation(connection)
+
+    def revoke_own(self, caller: Caller, context: RequestContext, status: int) -> None:
+        """Revoke the token the caller presented (sign out), its audit event (answered with
+        ``status``) in the same transaction. Needs no right: any token may end itself.
+        Synchronous database work: from a loop, run it through ``db/work.py``."""
+        with audited_write(self._database, self._writer, context.event, status) as connection:
+            self.revoke(connection, caller.token_digest)

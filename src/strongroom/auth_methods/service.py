@@ -3,47 +3,46 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from strongroom.audit.event import AuditEvent
 from strongroom.audit.writer import AuditWriter, audited_write
+from strongroom.auth import token_repository
 from strongroom.auth.aws_iam import validate_sts_url
-from strongroom.auth.tokens import Caller, bump_generation, rules_of_roles
+from strongroom.auth.tokens import Caller
+from strongroom.auth_methods import repository
+from strongroom.auth_methods.repository import StoredAuthMethod
 from strongroom.auth_methods.schemas import (
     AWS_IAM_CONFIG_FIELDS,
     COMMON_CONFIG_FIELDS,
+    ApiKeyAuthMethod,
     ApiKeyAuthMethodCreate,
+    ApiKeyAuthMethodCreated,
+    AuthMethod,
+    AuthMethodAssociation,
+    AuthMethodList,
+    AuthMethodName,
     AuthMethodUpdate,
+    AwsIamAuthMethod,
     AwsIamAuthMethodCreate,
+    AwsIamAuthMethodCreated,
 )
 from strongroom.auth_methods.widening import widened_settings
 from strongroom.crypto import TokenDigester
 from strongroom.db.engine import Database
-from strongroom.db.tables import auth_methods, role_associations, roles
 from strongroom.errors import ConflictError, ForbiddenError, InvalidRequestError, NotFoundError
 from strongroom.kit.clock import isoformat_z
 from strongroom.kit.ids import new_access_id, new_access_key
 from strongroom.kit.names import validate_object_name
 from strongroom.rbac import Capability, RuleType
 from strongroom.rbac.escalation import check_grants
+from strongroom.request_context import RequestContext
+from strongroom.roles import repository as role_repository
 from strongroom.roles.checks import EscalationChecks
-
-
-@dataclass(frozen=True, slots=True)
-class AuthMethodRecord:
-    """An auth method as the login service needs it."""
-
-    id: int
-    access_id: str
-    name: str
-    type: str
-    config: dict[str, Any]
-    access_key_digest: str | None
+from strongroom.roles.repository import AssociatedRole
 
 
 def _config_to_json(values: dict[str, Any]) -> dict[str, Any]:
@@ -53,23 +52,31 @@ def _config_to_json(values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def render(row: Any, associations: Sequence[Any] | None = ()) -> dict[str, Any]:
+AuthMethodView = AwsIamAuthMethod | ApiKeyAuthMethod
+
+
+def render(
+    row: StoredAuthMethod, associations: Sequence[AssociatedRole] | None = ()
+) -> AuthMethodView:
     """The view of an auth method row for a caller who may read it (never the access key
-    digest); ``associations`` None leaves them out (not looked up)."""
-    view = {
+    digest); ``associations`` None leaves them out (not looked up). Settings the method does
+    not have are left unset, so that its body shows only those it has."""
+    view: dict[str, Any] = {
         "name": row.name,
         "type": row.type,
         "access_id": row.access_id,
         "description": row.description,
-        "created_at": isoformat_z(row.created_at),
-        "updated_at": isoformat_z(row.updated_at),
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
         **row.config,
     }
     if associations is not None:
         view["associations"] = [
-            {"assoc_id": a.assoc_id, "role_name": a.role_name} for a in associations
+            AuthMethodAssociation(assoc_id=a.assoc_id, role_name=a.role_name) for a in associations
         ]
-    return view
+    if row.type == "aws_iam":
+        return AwsIamAuthMethod.model_validate(view)
+    return ApiKeyAuthMethod.model_validate(view)
 
 
 class AuthMethodService:
@@ -92,17 +99,16 @@ class AuthMethodService:
         self,
         caller: Caller | None,
         body: AwsIamAuthMethodCreate | ApiKeyAuthMethodCreate,
-        event: AuditEvent,
-        now: datetime,
-    ) -> dict[str, Any]:
+        context: RequestContext,
+    ) -> AwsIamAuthMethodCreated | ApiKeyAuthMethodCreated:
         """Create; return ``access_id`` and, for api_key, the access key (shown only here).
 
         ``caller`` None is the bootstrap path (the CLI, with direct database access).
         """
         path = "/" + body.name
-        event.path = path
+        context.event.path = path
         if caller is not None:
-            caller.require(Capability.CREATE, RuleType.AUTH_METHOD, path, now)
+            caller.require(Capability.CREATE, RuleType.AUTH_METHOD, path, context.now)
         fields = body.model_dump(include=set(COMMON_CONFIG_FIELDS))
         access_key: str | None = None
         if isinstance(body, AwsIamAuthMethodCreate):
@@ -112,29 +118,28 @@ class AuthMethodService:
             access_key = new_access_key()
         access_id = new_access_id()
         try:
-            with audited_write(self._db, self._writer, event, 201) as connection:
-                connection.execute(
-                    auth_methods.insert().values(
-                        access_id=access_id,
-                        name=body.name,
-                        type=body.type,
-                        description=body.description,
-                        config=_config_to_json(fields),
-                        access_key_digest=(
-                            self._digester.digest(access_key) if access_key is not None else None
-                        ),
-                        created_at=now,
-                        updated_at=now,
-                    )
+            with audited_write(self._db, self._writer, context.event, 201) as connection:
+                repository.insert_method(
+                    connection,
+                    access_id=access_id,
+                    name=body.name,
+                    method_type=body.type,
+                    description=body.description,
+                    config=_config_to_json(fields),
+                    access_key_digest=(
+                        self._digester.digest(access_key) if access_key is not None else None
+                    ),
+                    now=context.now,
                 )
         except IntegrityError as exc:
             raise ConflictError(f"an auth method named {body.name!r} already exists") from exc
-        result: dict[str, Any] = {"name": body.name, "type": body.type, "access_id": access_id}
         if access_key is not None:
-            result["access_key"] = access_key
-        return result
+            return ApiKeyAuthMethodCreated(
+                name=body.name, type="api_key", access_id=access_id, access_key=access_key
+            )
+        return AwsIamAuthMethodCreated(name=body.name, type="aws_iam", access_id=access_id)
 
-    def list(self, caller: Caller, now: datetime) -> list[dict[str, Any]]:
+    def list(self, caller: Caller, context: RequestContext) -> AuthMethodList:
         """Every auth method the caller may list; the others do not appear.
 
         Each shows its name and type; the rest of its view (access ID, description, bounds,
@@ -142,32 +147,27 @@ class AuthMethodService:
         show it (without the associations, which ``get`` looks up).
         """
         with self._db.read() as connection:
-            rows = connection.execute(select(auth_methods).order_by(auth_methods.c.name)).all()
-        listed = []
+            rows = repository.all_methods(connection)
+        listed: list[AuthMethod | AuthMethodName] = []
         for row in rows:
-            allowed = caller.rules.allowed(RuleType.AUTH_METHOD, "/" + row.name, now)
+            allowed = caller.rules.allowed(RuleType.AUTH_METHOD, "/" + row.name, context.now)
             if Capability.LIST not in allowed:
                 continue
             # Reconnaissance: whoever may only list learns which methods exist, not which
             # accounts, roles and addresses they admit nor the access IDs that log in to them.
             if Capability.READ in allowed:
-                listed.append(render(row, associations=None))
+                listed.append(AuthMethod(render(row, associations=None)))
             else:
-                listed.append({"name": row.name, "type": row.type})
-        return listed
+                listed.append(AuthMethodName.model_validate({"name": row.name, "type": row.type}))
+        return AuthMethodList(auth_methods=listed)
 
-    def get(self, caller: Caller, name: str, event: AuditEvent, now: datetime) -> dict[str, Any]:
+    def get(self, caller: Caller, name: str, context: RequestContext) -> AuthMethodView:
         validate_object_name(name, kind="auth method")
-        event.path = "/" + name
-        caller.require(Capability.READ, RuleType.AUTH_METHOD, "/" + name, now)
+        context.event.path = "/" + name
+        caller.require(Capability.READ, RuleType.AUTH_METHOD, "/" + name, context.now)
         with self._db.read() as connection:
             row = self._row_by_name(connection, name)
-            associations = connection.execute(
-                select(role_associations.c.assoc_id, roles.c.name.label("role_name"))
-                .join(roles, roles.c.id == role_associations.c.role_id)
-                .where(role_associations.c.auth_method_id == row.id)
-                .order_by(roles.c.name)
-            ).all()
+            associations = role_repository.associations_of_method(connection, row.id)
         return render(row, associations)
 
     async def update(
@@ -175,9 +175,8 @@ class AuthMethodService:
         caller: Caller,
         name: str,
         patch: AuthMethodUpdate,
-        event: AuditEvent,
-        now: datetime,
-    ) -> dict[str, Any]:
+        context: RequestContext,
+    ) -> AuthMethodView:
         """Change the method's settings; the fields given replace the stored ones.
 
         Attack: widening the bounds of a method associated with a strong role (adding one's
@@ -189,26 +188,19 @@ class AuthMethodService:
         alone.
         """
         validate_object_name(name, kind="auth method")
-        event.path = "/" + name
-        caller.require(Capability.UPDATE, RuleType.AUTH_METHOD, "/" + name, now)
+        context.event.path = "/" + name
+        caller.require(Capability.UPDATE, RuleType.AUTH_METHOD, "/" + name, context.now)
         changes = patch.model_dump(exclude_unset=True)
         description = changes.pop("description", None)
         with self._db.read() as connection:
             row = self._row_by_name(connection, name)
             config = self._changed_config(row, changes)
             widened = widened_settings(row.config, config)
-            role_ids = [
-                association.role_id
-                for association in connection.execute(
-                    select(role_associations.c.role_id).where(
-                        role_associations.c.auth_method_id == row.id
-                    )
-                )
-            ]
-            rules = rules_of_roles(connection, sorted(set(role_ids))) if widened else []
+            role_ids = role_repository.role_ids_of_method(connection, row.id)
+            rules = role_repository.rules_of_roles(connection, role_ids) if widened else []
         if rules:
             refused = await self._checks.run(
-                lambda budget: check_grants(caller.rules, rules, now, budget)
+                lambda budget: check_grants(caller.rules, rules, context.now, budget)
             )
             if refused is not None:
                 rule = refused.rule
@@ -219,25 +211,22 @@ class AuthMethodService:
                     f"{sorted(c.value for c in rule.capabilities)} on "
                     f"{rule.rule_type.value} {rule.path}",
                 )
-        with audited_write(self._db, self._writer, event, 200) as connection:
+        with audited_write(self._db, self._writer, context.event, 200) as connection:
             locked = self._row_by_name(connection, name, lock=True)
             # What was judged a narrowing of the old settings may widen newer ones.
             if locked.config != row.config:
                 raise ConflictError(
                     "the auth method changed while this change was being checked; retry"
                 )
-            values: dict[str, Any] = {"config": config, "updated_at": now}
-            if description is not None:
-                values["description"] = description
-            connection.execute(
-                update(auth_methods).where(auth_methods.c.id == row.id).values(values)
+            repository.update_method(
+                connection, row.id, config=config, description=description, now=context.now
             )
             # Bounds apply at login; live tokens keep their rules. Caches still refresh.
-            bump_generation(connection)
+            token_repository.bump_generation(connection)
             updated = self._row_by_name(connection, name)
         return render(updated)
 
-    def _changed_config(self, row: Any, changes: dict[str, Any]) -> dict[str, Any]:
+    def _changed_config(self, row: StoredAuthMethod, changes: dict[str, Any]) -> dict[str, Any]:
         """The stored configuration with ``changes`` applied; InvalidRequestError for a field
         that does not apply to the method's type or a value that is not allowed."""
         allowed = set(COMMON_CONFIG_FIELDS)
@@ -259,34 +248,31 @@ class AuthMethodService:
             raise InvalidRequestError("bound_aws_account_id cannot be empty")
         return {**row.config, **_config_to_json(changes)}
 
-    def delete(self, caller: Caller, name: str, event: AuditEvent, now: datetime) -> None:
+    def delete(self, caller: Caller, name: str, context: RequestContext) -> None:
         """Delete the method; its associations and every token it issued go with it."""
         validate_object_name(name, kind="auth method")
-        event.path = "/" + name
-        caller.require(Capability.DELETE, RuleType.AUTH_METHOD, "/" + name, now)
-        with audited_write(self._db, self._writer, event, 204) as connection:
+        context.event.path = "/" + name
+        caller.require(Capability.DELETE, RuleType.AUTH_METHOD, "/" + name, context.now)
+        with audited_write(self._db, self._writer, context.event, 204) as connection:
             row = self._row_by_name(connection, name)
-            connection.execute(delete(auth_methods).where(auth_methods.c.id == row.id))
-            bump_generation(connection)
+            repository.delete_method(connection, row.id)
+            token_repository.bump_generation(connection)
 
     @staticmethod
-    def _row_by_name(connection: Connection, name: str, *, lock: bool = False) -> Any:
-        """The method's row (``lock``: locked until the transaction ends, on PostgreSQL)."""
-        query = select(auth_methods).where(auth_methods.c.name == name)
-        row = connection.execute(query.with_for_update() if lock else query).first()
+    def _row_by_name(connection: Connection, name: str, *, lock: bool = False) -> StoredAuthMethod:
+        """The method (``lock``: locked until the transaction ends, on PostgreSQL);
+        NotFoundError if there is none."""
+        row = repository.method_by_name(connection, name, lock=lock)
         if row is None:
             raise NotFoundError(f"no auth method named {name!r}")
         return row
 
     @staticmethod
     def id_by_name(connection: Connection, name: str) -> int:
-        return int(AuthMethodService._row_by_name(connection, name).id)
+        return AuthMethodService._row_by_name(connection, name).id
 
     def access_id_of(self, name: str) -> str | None:
         """The access ID of the auth method named ``name``, or None; no authorization (SPEC
         section 10: a Vault login names its auth method, and access IDs are not secret)."""
         with self._db.read() as connection:
-            access_id = connection.execute(
-                select(auth_methods.c.access_id).where(auth_methods.c.name == name)
-            ).scalar_one_or_none()
-        return None if access_id is None else str(access_id)
+            return repository.access_id_by_name(connection, name)

@@ -105,3 +105,9 @@ class PooledRows:
 
     def close(self) -> None:
         """Nothing is held."""
+
+
+# What single-statement driver reads run on: a held connection (one owner thread), or pooled
+# connections taken per statement (reads from any thread). Both offer ``placeholder`` and
+# ``rows``.
+DriverRows = HeldConnection | PooledRows

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import Connection, func, select, text, update
+from sqlalchemy import Connection
 
 from strongroom.audit.chain import ChainKey
 from strongroom.crypto import (
@@ -28,10 +27,12 @@ from strongroom.crypto import (
     derive_key,
     new_data_key,
 )
+from strongroom.db import key_repository
 from strongroom.db.engine import Database
-from strongroom.db.tables import data_keys, item_versions
+from strongroom.db.key_repository import WrappedKey
 from strongroom.errors import ConfigurationError
 from strongroom.kit.clock import utc_now
+from strongroom.secrets import repository as secret_repository
 
 DIGEST_KEY_ID = 0
 AUDIT_CHAIN_KEY_PURPOSE = b"strongroom:audit-chain-key:v1"
@@ -54,27 +55,27 @@ def load_or_create_keys(
     """
     if not create:
         with database.read() as connection:
-            rows = connection.execute(select(data_keys.c.id, data_keys.c.wrapped)).all()
+            rows = key_repository.wrapped_keys(connection)
         if not rows:
             raise ConfigurationError("the database has no data keys: start the server first")
     else:
         with database.write() as connection:
-            rows = connection.execute(select(data_keys.c.id, data_keys.c.wrapped)).all()
+            rows = key_repository.wrapped_keys(connection)
             if not rows:
                 _insert_key(connection, master, DIGEST_KEY_ID, "digest")
                 _insert_key(connection, master, 1, "encryption")
-                rows = connection.execute(select(data_keys.c.id, data_keys.c.wrapped)).all()
+                rows = key_repository.wrapped_keys(connection)
     return _unwrap(rows, master)
 
 
 def load_keys(connection: Connection, master: MasterKeyProvider) -> Keys | None:
     """Unwrap the data keys as ``connection`` sees them, writing nothing; None if there are
     none yet. Raises ConfigurationError like :func:`load_or_create_keys`."""
-    rows = connection.execute(select(data_keys.c.id, data_keys.c.wrapped)).all()
+    rows = key_repository.wrapped_keys(connection)
     return _unwrap(rows, master) if rows else None
 
 
-def _unwrap(rows: Sequence[Any], master: MasterKeyProvider) -> Keys:
+def _unwrap(rows: Sequence[WrappedKey], master: MasterKeyProvider) -> Keys:
     try:
         unwrapped = {row.id: master.unwrap(row.wrapped, row.id) for row in rows}
     except DecryptionError as exc:
@@ -96,40 +97,30 @@ def unwrap_newer_keys(
     """The encryption keys numbered above ``newest_id``, unwrapped: those that ``keys rotate``
     added since a keyring was loaded. Usually none, found with one look-up on the primary key.
     Raises DecryptionError (naming no key) when ``master`` cannot unwrap one of them."""
-    rows = connection.execute(
-        select(data_keys.c.id, data_keys.c.wrapped)
-        .where(data_keys.c.id > newest_id)
-        .order_by(data_keys.c.id)
-    ).all()
+    rows = key_repository.wrapped_keys_above(connection, newest_id)
     return {row.id: master.unwrap(row.wrapped, row.id) for row in rows}
 
 
 def has_data_keys(database: Database) -> bool:
     """Whether a master key has already wrapped data keys here (the database is in use)."""
     with database.read() as connection:
-        return connection.execute(select(data_keys.c.id).limit(1)).first() is not None
+        return key_repository.any_key(connection)
 
 
 def _insert_key(
     connection: Connection, master: MasterKeyProvider, key_id: int, purpose: str
 ) -> None:
-    connection.execute(
-        data_keys.insert().values(
-            id=key_id,
-            purpose=purpose,
-            wrapped=master.wrap(new_data_key(), key_id),
-            created_at=utc_now(),
-        )
+    key_repository.insert_key(
+        connection, key_id, purpose, master.wrap(new_data_key(), key_id), utc_now()
     )
 
 
 def rotate(database: Database, master: MasterKeyProvider) -> int:
     """Add a new newest encryption key; return its number. Nothing is re-encrypted."""
     with database.write() as connection:
-        if connection.dialect.name == "postgresql":
-            # Two rotations at once would both pick the same number (SQLite's writers queue).
-            connection.execute(text("LOCK TABLE data_keys IN SHARE ROW EXCLUSIVE MODE"))
-        newest = connection.execute(select(func.max(data_keys.c.id))).scalar_one()
+        # Two rotations at once would both pick the same number (SQLite's writers queue).
+        key_repository.lock_against_new_keys(connection)
+        newest = key_repository.newest_key_id(connection)
         key_id = int(newest or 0) + 1
         _insert_key(connection, master, key_id, "encryption")
     return key_id
@@ -151,10 +142,9 @@ def rewrap_master_keys(
     value unreadable. Raises ConfigurationError (a key ``old`` does not open, or one ``new``
     does not give back) and leaves the transaction to roll back.
     """
-    if connection.dialect.name == "postgresql":
-        # No data key may be added meanwhile (keys rotate): it would stay under the old key.
-        connection.execute(text("LOCK TABLE data_keys IN SHARE ROW EXCLUSIVE MODE"))
-    rows = connection.execute(select(data_keys.c.id, data_keys.c.wrapped)).all()
+    # No data key may be added meanwhile (keys rotate): it would stay under the old key.
+    key_repository.lock_against_new_keys(connection)
+    rows = key_repository.wrapped_keys(connection)
     for row in rows:
         try:
             data_key = old.unwrap(row.wrapped, row.id)
@@ -172,21 +162,13 @@ def rewrap_master_keys(
             ) from None
         if opened != data_key:
             raise ConfigurationError("the new master key gave back another data key")
-        connection.execute(
-            update(data_keys).where(data_keys.c.id == row.id).values(wrapped=rewrapped)
-        )
+        key_repository.set_wrapped(connection, row.id, rewrapped)
     return len(rows)
 
 
 def count_stale_values(database: Database, keyring: Keyring) -> int:
     with database.read() as connection:
-        return int(
-            connection.execute(
-                select(func.count())
-                .select_from(item_versions)
-                .where(item_versions.c.key_id < keyring.newest_id)
-            ).scalar_one()
-        )
+        return secret_repository.count_sealed_under_older_keys(connection, keyring.newest_id)
 
 
 def rewrap_values(
@@ -204,25 +186,15 @@ def rewrap_values(
     done = 0
     while True:
         with database.write() as connection:
-            rows = connection.execute(
-                select(
-                    item_versions.c.id,
-                    item_versions.c.item_id,
-                    item_versions.c.version,
-                    item_versions.c.ciphertext,
-                )
-                .where(item_versions.c.key_id < keyring.newest_id)
-                .limit(batch)
-            ).all()
+            rows = secret_repository.sealed_under_older_keys(connection, keyring.newest_id, batch)
             for row in rows:
                 context = context_of(row.item_id, row.version)
                 plaintext = keyring.decrypt(row.ciphertext, context)
-                connection.execute(
-                    update(item_versions)
-                    .where(item_versions.c.id == row.id)
-                    .values(
-                        ciphertext=keyring.encrypt(plaintext, context), key_id=keyring.newest_id
-                    )
+                secret_repository.reseal_version(
+                    connection,
+                    row.id,
+                    keyring.encrypt(plaintext, context),
+                    keyring.newest_id,
                 )
         done += len(rows)
         if progress is not None and rows:

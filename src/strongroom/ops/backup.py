@@ -49,7 +49,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -62,10 +61,10 @@ from strongroom.crypto import MasterKeyProvider
 from strongroom.db import migrate
 from strongroom.db.engine import Database
 from strongroom.db.keys import Keys, load_or_create_keys
-from strongroom.db.tables import items
 from strongroom.errors import ConfigurationError
 from strongroom.kit.clock import utc_now
 from strongroom.kit.ids import new_request_id
+from strongroom.secrets.repository import count_items
 
 Progress = Callable[[int, int], None]  # (pages copied, pages in all)
 WriterFor = Callable[[Database, Keys], AuditWriter]
@@ -372,7 +371,7 @@ def _verify_and_stamp(
         seal_anchor(database, keys.audit)
         with database.read() as connection:
             verified = verify_chain(connection, keys.audit)
-            count = int(connection.execute(select(func.count()).select_from(items)).scalar_one())
+            count = count_items(connection)
         if verified.broken is not None:
             where = f" at event {verified.broken.seq}" if verified.broken.seq else ""
             raise BackupError(

@@ -4,24 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from strongroom.audit.event import AuditEvent
 from strongroom.audit.writer import AuditWriter, audited_write
-from strongroom.auth.tokens import Caller, bump_generation, rules_of_roles
+from strongroom.auth import token_repository
+from strongroom.auth.tokens import Caller
 from strongroom.auth_methods.service import AuthMethodService
 from strongroom.db.engine import Database
-from strongroom.db.tables import (
-    auth_methods,
-    role_associations,
-    role_rules,
-    roles,
-    token_associations,
-    tokens,
-)
 from strongroom.errors import (
     ConflictError,
     ForbiddenError,
@@ -48,10 +39,25 @@ from strongroom.rbac.escalation import (
     check_rule_change,
     holds_deny,
 )
+from strongroom.request_context import RequestContext
+from strongroom.roles import repository
 from strongroom.roles.checks import EscalationChecks
-from strongroom.roles.schemas import AssociationCreate, RoleCreate, RuleUpdate
+from strongroom.roles.repository import StoredRole
+from strongroom.roles.schemas import (
+    AssociationCreate,
+    AssociationCreated,
+    Role,
+    RoleAssociation,
+    RoleCreate,
+    RoleCreated,
+    RoleDetail,
+    RoleList,
+    RoleName,
+    RoleRule,
+    RuleUpdate,
+    RuleWritten,
+)
 
-_CAPABILITY_ORDER = [c.value for c in Capability]
 # Rules in one role. Every rule of a role is checked when the role is associated, and every
 # rule a caller holds takes part in each of its checks.
 MAX_RULES_PER_ROLE = 256
@@ -100,25 +106,10 @@ def upsert_rule(
     expires_at: datetime | None,
     now: datetime,
 ) -> None:
-    """Set the capabilities of (role, rule_type, path), replacing any earlier ones."""
-    connection.execute(
-        delete(role_rules).where(
-            role_rules.c.role_id == role_id,
-            role_rules.c.rule_type == rule_type.value,
-            role_rules.c.path == path,
-        )
-    )
-    connection.execute(
-        role_rules.insert().values(
-            role_id=role_id,
-            rule_type=rule_type.value,
-            path=path,
-            capabilities=",".join(c for c in _CAPABILITY_ORDER if Capability(c) in capabilities),
-            expires_at=expires_at,
-            created_at=now,
-        )
-    )
-    bump_generation(connection)
+    """Set the capabilities of (role, rule_type, path), replacing any earlier ones, in the
+    caller's transaction; every worker's caches are refreshed."""
+    repository.put_rule(connection, role_id, rule_type, path, capabilities, expires_at, now)
+    token_repository.bump_generation(connection)
 
 
 class RoleService:
@@ -131,147 +122,125 @@ class RoleService:
         self._checks = checks
 
     def create(
-        self, caller: Caller | None, body: RoleCreate, event: AuditEvent, now: datetime
-    ) -> dict[str, Any]:
-        event.path = "/" + body.name
+        self, caller: Caller | None, body: RoleCreate, context: RequestContext
+    ) -> RoleCreated:
+        context.event.path = "/" + body.name
         if caller is not None:
-            caller.require(Capability.CREATE, RuleType.ROLE, "/" + body.name, now)
+            caller.require(Capability.CREATE, RuleType.ROLE, "/" + body.name, context.now)
         try:
-            with audited_write(self._db, self._writer, event, 201) as connection:
-                connection.execute(
-                    roles.insert().values(
-                        name=body.name, description=body.description, created_at=now
-                    )
-                )
+            with audited_write(self._db, self._writer, context.event, 201) as connection:
+                repository.insert_role(connection, body.name, body.description, context.now)
         except IntegrityError as exc:
             raise ConflictError(f"a role named {body.name!r} already exists") from exc
-        return {"name": body.name, "description": body.description}
+        return RoleCreated(name=body.name, description=body.description)
 
-    def list(self, caller: Caller, now: datetime) -> list[dict[str, Any]]:
+    def list(self, caller: Caller, context: RequestContext) -> RoleList:
         """Every role the caller may list, by name; its description and creation time only
         when the caller may also read it (its rules and associations: ``get``)."""
         with self._db.read() as connection:
-            rows = connection.execute(select(roles).order_by(roles.c.name)).all()
-        listed: list[dict[str, Any]] = []
+            rows = repository.all_roles(connection)
+        listed: list[Role | RoleName] = []
         for row in rows:
-            allowed = caller.rules.allowed(RuleType.ROLE, "/" + row.name, now)
+            allowed = caller.rules.allowed(RuleType.ROLE, "/" + row.name, context.now)
             if Capability.LIST not in allowed:
                 continue
             # Reconnaissance: list alone shows which roles exist, not what they are for.
             if Capability.READ in allowed:
                 listed.append(
-                    {
-                        "name": row.name,
-                        "description": row.description,
-                        "created_at": isoformat_z(row.created_at),
-                    }
+                    Role(name=row.name, description=row.description, created_at=row.created_at)
                 )
             else:
-                listed.append({"name": row.name})
-        return listed
+                listed.append(RoleName(name=row.name))
+        return RoleList(roles=listed)
 
-    def get(self, caller: Caller, name: str, event: AuditEvent, now: datetime) -> dict[str, Any]:
-        self._authorize(caller, Capability.READ, name, event, now)
+    def get(self, caller: Caller, name: str, context: RequestContext) -> RoleDetail:
+        self._authorize(caller, Capability.READ, name, context)
         with self._db.read() as connection:
             role = self._role_by_name(connection, name)
-            rules = connection.execute(
-                select(role_rules)
-                .where(role_rules.c.role_id == role.id)
-                .order_by(role_rules.c.rule_type, role_rules.c.path)
-            ).all()
-            associations = connection.execute(
-                select(
-                    role_associations.c.assoc_id,
-                    role_associations.c.sub_claims,
-                    auth_methods.c.name.label("auth_method"),
-                    auth_methods.c.access_id,
+            rules = repository.stored_rules(connection, role.id)
+            associations = repository.associations_of_role(connection, role.id)
+        return RoleDetail(
+            name=role.name,
+            description=role.description,
+            created_at=role.created_at,
+            rules=[
+                RoleRule(
+                    rule_type=r.rule_type,
+                    path=r.path,
+                    capabilities=list(r.capabilities),
+                    expires_at=r.expires_at,
+                    expired=r.expires_at is not None and r.expires_at <= context.now,
                 )
-                .join(auth_methods, auth_methods.c.id == role_associations.c.auth_method_id)
-                .where(role_associations.c.role_id == role.id)
-                .order_by(auth_methods.c.name)
-            ).all()
-        return {
-            "name": role.name,
-            "description": role.description,
-            "created_at": isoformat_z(role.created_at),
-            "rules": [
-                {
-                    "rule_type": r.rule_type,
-                    "path": r.path,
-                    "capabilities": r.capabilities.split(","),
-                    "expires_at": isoformat_z(r.expires_at) if r.expires_at else None,
-                    "expired": r.expires_at is not None and r.expires_at <= now,
-                }
                 for r in rules
             ],
-            "associations": [
-                {
-                    "assoc_id": a.assoc_id,
-                    "auth_method": a.auth_method,
-                    "access_id": a.access_id,
-                    "sub_claims": a.sub_claims,
-                }
+            associations=[
+                RoleAssociation(
+                    assoc_id=a.assoc_id,
+                    auth_method=a.auth_method,
+                    access_id=a.access_id,
+                    sub_claims=a.sub_claims,
+                )
                 for a in associations
             ],
-        }
+        )
 
-    async def delete(self, caller: Caller, name: str, event: AuditEvent, now: datetime) -> None:
+    async def delete(self, caller: Caller, name: str, context: RequestContext) -> None:
         """Delete the role; tokens that carried it through an association are revoked.
 
         Attack: deleting a deny-only role the caller holds, then logging in again without it.
         A role's denies go with it, so each must be one the caller may lift.
         """
-        self._authorize(caller, Capability.DELETE, name, event, now)
+        self._authorize(caller, Capability.DELETE, name, context)
         with self._db.read() as connection:
-            denies = self._live_denies(connection, self._role_by_name(connection, name).id, now)
-        await self._check_removal(caller, denies, now, "role.delete")
-        with audited_write(self._db, self._writer, event, 204) as connection:
+            denies = self._live_denies(
+                connection, self._role_by_name(connection, name).id, context.now
+            )
+        await self._check_removal(caller, denies, context.now, "role.delete")
+        with audited_write(self._db, self._writer, context.event, 204) as connection:
             role = self._locked_role(connection, name)
-            if self._live_denies(connection, role.id, now) != denies:
+            if self._live_denies(connection, role.id, context.now) != denies:
                 raise ConflictError(CHANGED_DURING_CHECK)
-            for association in connection.execute(
-                select(role_associations.c.id).where(role_associations.c.role_id == role.id)
-            ):
-                revoke_tokens_of_association(connection, association.id)
-            connection.execute(delete(roles).where(roles.c.id == role.id))
-            bump_generation(connection)
+            for association_id in repository.association_ids_of_role(connection, role.id):
+                token_repository.delete_tokens_carrying(connection, association_id)
+            repository.delete_role(connection, role.id)
+            token_repository.bump_generation(connection)
 
     async def set_rule(
-        self, caller: Caller, name: str, body: RuleUpdate, event: AuditEvent, now: datetime
-    ) -> dict[str, Any]:
+        self, caller: Caller, name: str, body: RuleUpdate, context: RequestContext
+    ) -> RuleWritten:
         """Set (or replace) the rule of (role, rule_type, path).
 
         No escalation: the caller must hold what the rule grants for as long as it lasts, and
         replacing a deny by a rule without it (or with an earlier expiry) lifts the deny.
         """
-        self._authorize(caller, Capability.UPDATE, name, event, now)
+        self._authorize(caller, Capability.UPDATE, name, context)
         rule_type = parse_rule_type(body.rule_type)
         path = validate_new_rule_path(body.path, rule_type)
         capabilities = parse_capabilities(body.capabilities)
-        expires_at = now + timedelta(minutes=body.ttl) if body.ttl else None
+        expires_at = context.now + timedelta(minutes=body.ttl) if body.ttl else None
         new = Rule(rule_type, path, capabilities, expires_at)
         with self._db.read() as connection:
             old = self._rule_at(connection, self._role_by_name(connection, name).id, new)
         refused = await self._checks.run(
-            lambda budget: check_rule_change(caller.rules, old, new, now, budget)
+            lambda budget: check_rule_change(caller.rules, old, new, context.now, budget)
         )
         if refused is not None:
             raise refusal_error(refused, GRANT_REFUSED, "role.rule.set")
-        with audited_write(self._db, self._writer, event, 200) as connection:
+        with audited_write(self._db, self._writer, context.event, 200) as connection:
             role = self._locked_role(connection, name)
             # The check judged replacing `old`: a rule changed since then was not judged.
             if self._rule_at(connection, role.id, new) != old:
                 raise ConflictError(CHANGED_DURING_CHECK)
-            if old is None and self._rule_count(connection, role.id) >= MAX_RULES_PER_ROLE:
+            if old is None and repository.rule_count(connection, role.id) >= MAX_RULES_PER_ROLE:
                 raise RuleTooComplexError(f"a role holds at most {MAX_RULES_PER_ROLE} rules")
-            upsert_rule(connection, role.id, rule_type, path, capabilities, expires_at, now)
-        return {
-            "role_name": name,
-            "rule_type": rule_type.value,
-            "path": path,
-            "capabilities": sorted(c.value for c in capabilities),
-            "expires_at": isoformat_z(expires_at) if expires_at else None,
-        }
+            upsert_rule(connection, role.id, rule_type, path, capabilities, expires_at, context.now)
+        return RuleWritten(
+            role_name=name,
+            rule_type=rule_type,
+            path=path,
+            capabilities=sorted(capabilities),
+            expires_at=expires_at,
+        )
 
     async def delete_rule(
         self,
@@ -279,15 +248,14 @@ class RoleService:
         name: str,
         rule_type_text: str,
         path_text: str,
-        event: AuditEvent,
-        now: datetime,
+        context: RequestContext,
     ) -> None:
         """Remove the rule of (role, rule_type, path).
 
         Attack: deleting the deny rule of one's own role and reading what it denied with the
         same token. Removing a deny is allowed only where the caller may lift it.
         """
-        self._authorize(caller, Capability.UPDATE, name, event, now)
+        self._authorize(caller, Capability.UPDATE, name, context)
         rule_type = parse_rule_type(rule_type_text)
         path = validate_rule_path(path_text, rule_type)
         key = Rule(rule_type, path, frozenset())
@@ -295,38 +263,32 @@ class RoleService:
             old = self._rule_at(connection, self._role_by_name(connection, name).id, key)
         if old is None:
             raise NotFoundError(f"role {name!r} has no {rule_type.value} for {path}")
-        await self._check_removal(caller, [old], now, "role.rule.delete")
-        with audited_write(self._db, self._writer, event, 204) as connection:
+        await self._check_removal(caller, [old], context.now, "role.rule.delete")
+        with audited_write(self._db, self._writer, context.event, 204) as connection:
             role = self._locked_role(connection, name)
             if self._rule_at(connection, role.id, key) != old:
                 raise ConflictError(CHANGED_DURING_CHECK)
-            connection.execute(
-                delete(role_rules).where(
-                    role_rules.c.role_id == role.id,
-                    role_rules.c.rule_type == rule_type.value,
-                    role_rules.c.path == path,
-                )
-            )
-            bump_generation(connection)
+            repository.delete_rule(connection, role.id, rule_type, path)
+            token_repository.bump_generation(connection)
 
     async def associate(
-        self, caller: Caller, name: str, body: AssociationCreate, event: AuditEvent, now: datetime
-    ) -> dict[str, Any]:
+        self, caller: Caller, name: str, body: AssociationCreate, context: RequestContext
+    ) -> AssociationCreated:
         """Associate the role with an auth method: whoever logs in through it gets the role.
 
         Attack: associating one's own auth method with a stronger role and logging in again.
         The caller must be able to read the auth method and must hold everything the role
         grants (each rule's capabilities on its every path, for as long as the rule lasts).
         """
-        self._authorize(caller, Capability.UPDATE, name, event, now)
+        self._authorize(caller, Capability.UPDATE, name, context)
         # No escalation: only auth methods the caller may read can be tied to a role.
-        caller.require(Capability.READ, RuleType.AUTH_METHOD, "/" + body.auth_method, now)
+        caller.require(Capability.READ, RuleType.AUTH_METHOD, "/" + body.auth_method, context.now)
         with self._db.read() as connection:
             role = self._role_by_name(connection, name)
             AuthMethodService.id_by_name(connection, body.auth_method)
-            rules = rules_of_roles(connection, [role.id])
+            rules = repository.rules_of_roles(connection, [role.id])
         refused = await self._checks.run(
-            lambda budget: check_grants(caller.rules, rules, now, budget)
+            lambda budget: check_grants(caller.rules, rules, context.now, budget)
         )
         if refused is not None:
             raise refusal_error(refused, ASSOCIATION_REFUSED, "role.associate")
@@ -334,23 +296,22 @@ class RoleService:
         # the outcome is that of this association first and those changes after it: no
         # second look is needed, unlike for a removal.
         assoc_id = new_assoc_id()
-        with audited_write(self._db, self._writer, event, 201) as connection:
+        with audited_write(self._db, self._writer, context.event, 201) as connection:
             role = self._role_by_name(connection, name)
             method_id = AuthMethodService.id_by_name(connection, body.auth_method)
-            connection.execute(
-                role_associations.insert().values(
-                    assoc_id=assoc_id,
-                    role_id=role.id,
-                    auth_method_id=method_id,
-                    sub_claims=body.sub_claims,
-                    created_at=now,
-                )
+            repository.insert_association(
+                connection,
+                assoc_id=assoc_id,
+                role_id=role.id,
+                auth_method_id=method_id,
+                sub_claims=body.sub_claims,
+                now=context.now,
             )
-            bump_generation(connection)
-        return {"assoc_id": assoc_id, "role_name": name, "auth_method": body.auth_method}
+            token_repository.bump_generation(connection)
+        return AssociationCreated(assoc_id=assoc_id, role_name=name, auth_method=body.auth_method)
 
     async def dissociate(
-        self, caller: Caller, name: str, assoc_id: str, event: AuditEvent, now: datetime
+        self, caller: Caller, name: str, assoc_id: str, context: RequestContext
     ) -> None:
         """Remove the association; tokens that carry it are revoked with it.
 
@@ -358,24 +319,22 @@ class RoleService:
         it. The role's denies leave the method's logins, so each must be one the caller may
         lift.
         """
-        self._authorize(caller, Capability.UPDATE, name, event, now)
+        self._authorize(caller, Capability.UPDATE, name, context)
         if len(assoc_id) > 32:
             raise NotFoundError("no such association")
         with self._db.read() as connection:
             role = self._role_by_name(connection, name)
             self._association_id(connection, role.id, name, assoc_id)
-            denies = self._live_denies(connection, role.id, now)
-        await self._check_removal(caller, denies, now, "role.dissociate")
-        with audited_write(self._db, self._writer, event, 204) as connection:
+            denies = self._live_denies(connection, role.id, context.now)
+        await self._check_removal(caller, denies, context.now, "role.dissociate")
+        with audited_write(self._db, self._writer, context.event, 204) as connection:
             role = self._locked_role(connection, name)
             association_id = self._association_id(connection, role.id, name, assoc_id)
-            if self._live_denies(connection, role.id, now) != denies:
+            if self._live_denies(connection, role.id, context.now) != denies:
                 raise ConflictError(CHANGED_DURING_CHECK)
-            revoke_tokens_of_association(connection, association_id)
-            connection.execute(
-                delete(role_associations).where(role_associations.c.id == association_id)
-            )
-            bump_generation(connection)
+            token_repository.delete_tokens_carrying(connection, association_id)
+            repository.delete_association(connection, association_id)
+            token_repository.bump_generation(connection)
 
     async def _check_removal(
         self, caller: Caller, rules: Sequence[Rule], now: datetime, action: str
@@ -392,76 +351,44 @@ class RoleService:
     @staticmethod
     def _live_denies(connection: Connection, role_id: int, now: datetime) -> tuple[Rule, ...]:
         """The role's rules that take something away at ``now``, in a stable order."""
-        rules = [rule for rule in rules_of_roles(connection, [role_id]) if holds_deny(rule, now)]
+        rules = repository.rules_of_roles(connection, [role_id])
+        rules = [rule for rule in rules if holds_deny(rule, now)]
         return tuple(sorted(rules, key=lambda rule: (rule.rule_type.value, rule.path)))
 
     @staticmethod
     def _rule_at(connection: Connection, role_id: int, key: Rule) -> Rule | None:
         """The role's rule of ``key``'s type and path, if it has one."""
-        row = connection.execute(
-            select(role_rules.c.capabilities, role_rules.c.expires_at).where(
-                role_rules.c.role_id == role_id,
-                role_rules.c.rule_type == key.rule_type.value,
-                role_rules.c.path == key.path,
-            )
-        ).first()
-        if row is None:
-            return None
-        capabilities = frozenset(Capability(c) for c in row.capabilities.split(",") if c)
-        return Rule(key.rule_type, key.path, capabilities, row.expires_at)
-
-    @staticmethod
-    def _rule_count(connection: Connection, role_id: int) -> int:
-        return int(
-            connection.execute(
-                select(func.count()).select_from(role_rules).where(role_rules.c.role_id == role_id)
-            ).scalar_one()
-        )
+        return repository.rule_at(connection, role_id, key.rule_type, key.path)
 
     @staticmethod
     def _association_id(connection: Connection, role_id: int, name: str, assoc_id: str) -> int:
-        row = connection.execute(
-            select(role_associations.c.id).where(
-                role_associations.c.assoc_id == assoc_id,
-                role_associations.c.role_id == role_id,
-            )
-        ).first()
-        if row is None:
+        found = repository.association_id(connection, role_id, assoc_id)
+        if found is None:
             raise NotFoundError(f"role {name!r} has no association {assoc_id!r}")
-        return int(row.id)
+        return found
 
     @staticmethod
     def _authorize(
-        caller: Caller, capability: Capability, name: str, event: AuditEvent, now: datetime
+        caller: Caller, capability: Capability, name: str, context: RequestContext
     ) -> None:
         validate_object_name(name, kind="role")
-        event.path = "/" + name
-        caller.require(capability, RuleType.ROLE, "/" + name, now)
+        context.event.path = "/" + name
+        caller.require(capability, RuleType.ROLE, "/" + name, context.now)
 
     @staticmethod
-    def _role_by_name(connection: Connection, name: str) -> Any:
-        row = connection.execute(select(roles).where(roles.c.name == name)).first()
-        if row is None:
+    def _role_by_name(connection: Connection, name: str) -> StoredRole:
+        role = repository.role_by_name(connection, name)
+        if role is None:
             raise NotFoundError(f"no role named {name!r}")
-        return row
+        return role
 
     @staticmethod
-    def _locked_role(connection: Connection, name: str) -> Any:
+    def _locked_role(connection: Connection, name: str) -> StoredRole:
         """The role, locked until the transaction ends (PostgreSQL; a SQLite write
         transaction holds the whole database already): changes to one role's rules and
         associations are serialized, so what a check judged is still there when it is
         written."""
-        row = connection.execute(
-            select(roles).where(roles.c.name == name).with_for_update()
-        ).first()
-        if row is None:
+        role = repository.role_by_name(connection, name, lock=True)
+        if role is None:
             raise NotFoundError(f"no role named {name!r}")
-        return row
-
-
-def revoke_tokens_of_association(connection: Connection, association_id: int) -> None:
-    """Delete every token that carries the association (SPEC: dissociation revokes)."""
-    carriers = select(token_associations.c.token_id).where(
-        token_associations.c.association_id == association_id
-    )
-    connection.execute(delete(tokens).where(tokens.c.id.in_(carriers)))
+        return role

@@ -8,25 +8,35 @@ Values are sealed with AES-256-GCM under the newest data key, bound to (item id,
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from strongroom.audit.event import AuditEvent
 from strongroom.audit.writer import AuditWriter, audited_write
 from strongroom.auth.tokens import Caller
 from strongroom.crypto import item_context, key_id_of
 from strongroom.db.engine import Database
 from strongroom.db.hot import HotReads, VersionRow
 from strongroom.db.live_keys import LiveKeyring
-from strongroom.db.tables import item_versions, items
 from strongroom.db.work import DatabaseWork
 from strongroom.errors import ConflictError, ForbiddenError, NotFoundError, PayloadTooLargeError
-from strongroom.kit.clock import isoformat_z
 from strongroom.kit.names import normalize_folder_path, normalize_item_path
 from strongroom.rbac import Capability, RuleType
-from strongroom.secrets.schemas import MAX_VALUE_BYTES, GetSecretValue, SecretCreate, SecretUpdate
+from strongroom.request_context import RequestContext
+from strongroom.secrets import repository
+from strongroom.secrets.repository import StoredItem
+from strongroom.secrets.schemas import (
+    MAX_VALUE_BYTES,
+    GetSecretValue,
+    Item,
+    ItemListing,
+    Secret,
+    SecretCreate,
+    SecretUpdate,
+    SecretVersion,
+    SecretVersions,
+    SecretWritten,
+)
 
 
 def _encoded_value(value: str) -> bytes:
@@ -57,72 +67,63 @@ class SecretService:
         self._hot = hot
         self._work = work
 
-    def create(
-        self, caller: Caller, body: SecretCreate, event: AuditEvent, now: datetime
-    ) -> dict[str, Any]:
+    def create(self, caller: Caller, body: SecretCreate, context: RequestContext) -> SecretWritten:
         name = normalize_item_path(body.name)
-        event.path = name
-        caller.require(Capability.CREATE, RuleType.ITEM, name, now)
+        context.event.path = name
+        caller.require(Capability.CREATE, RuleType.ITEM, name, context.now)
         plaintext = _encoded_value(body.value)
         try:
-            with audited_write(self._db, self._writer, event, 201) as connection:
-                item_id = connection.execute(
-                    items.insert()
-                    .values(
-                        name=name,
-                        description=body.description,
-                        tags=body.tags,
-                        latest_version=1,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                    .returning(items.c.id)
-                ).scalar_one()
-                self._insert_version(connection, item_id, 1, plaintext, caller, now)
+            with audited_write(self._db, self._writer, context.event, 201) as connection:
+                item_id = repository.insert_item(
+                    connection,
+                    name=name,
+                    description=body.description,
+                    tags=body.tags,
+                    now=context.now,
+                )
+                self._insert_version(connection, item_id, 1, plaintext, caller, context.now)
         except IntegrityError as exc:
             raise ConflictError(f"an item named {name} already exists") from exc
-        return {"name": name, "version": 1, "created_at": isoformat_z(now)}
+        return SecretWritten(name=name, version=1, created_at=context.now)
 
     async def read(
         self,
         caller: Caller,
         unverified_name: str,
         version: int | None,
-        event: AuditEvent,
-        now: datetime,
-    ) -> dict[str, Any]:
+        context: RequestContext,
+    ) -> Secret:
         """One value (newest version unless ``version``); the hot path, one query (inline on
         SQLite, asynchronous on PostgreSQL: ``db/hot.py``)."""
         name = normalize_item_path(unverified_name)
-        event.path = name
-        caller.require(Capability.READ, RuleType.ITEM, name, now)
+        context.event.path = name
+        caller.require(Capability.READ, RuleType.ITEM, name, context.now)
         item_id, stored_name, number, ciphertext, created_at = await self._version_row(
             name, version
         )
-        return {
-            "name": stored_name,
-            "value": (await self._open(ciphertext, item_context(item_id, number))).decode(),
-            "version": number,
-            "created_at": isoformat_z(created_at),
-        }
+        return Secret(
+            name=stored_name,
+            value=(await self._open(ciphertext, item_context(item_id, number))).decode(),
+            version=number,
+            created_at=created_at,
+        )
 
     async def read_many(
         self,
         caller: Caller,
         body: GetSecretValue,
-        event: AuditEvent,
-        now: datetime,
+        context: RequestContext,
     ) -> dict[str, str]:
         """``{name as requested: value}``; all or nothing: one forbidden name fails the call."""
         resolved = [(requested, normalize_item_path(requested)) for requested in body.names]
-        event.path = ",".join(name for _, name in resolved)[:600]
+        context.event.path = ",".join(name for _, name in resolved)[:600]
         for _, name in resolved:
-            caller.require(Capability.READ, RuleType.ITEM, name, now)
+            caller.require(Capability.READ, RuleType.ITEM, name, context.now)
         values: dict[str, str] = {}
         for requested, name in resolved:
             item_id, _, number, ciphertext, _ = await self._version_row(name, body.version)
-            context = item_context(item_id, number)
-            values[requested] = (await self._open(ciphertext, context)).decode()
+            sealed_to = item_context(item_id, number)
+            values[requested] = (await self._open(ciphertext, sealed_to)).decode()
         return values
 
     def update(
@@ -130,15 +131,14 @@ class SecretService:
         caller: Caller,
         unverified_name: str,
         body: SecretUpdate,
-        event: AuditEvent,
-        now: datetime,
-    ) -> dict[str, Any]:
+        context: RequestContext,
+    ) -> SecretWritten:
         """Add a new version; 409 when ``expected_version`` is not the newest."""
         name = normalize_item_path(unverified_name)
-        event.path = name
-        caller.require(Capability.UPDATE, RuleType.ITEM, name, now)
+        context.event.path = name
+        caller.require(Capability.UPDATE, RuleType.ITEM, name, context.now)
         plaintext = _encoded_value(body.value)
-        with audited_write(self._db, self._writer, event, 200) as connection:
+        with audited_write(self._db, self._writer, context.event, 200) as connection:
             # Locked until commit: a writer racing on this item (another worker or replica)
             # waits here, then sees this version, so it gets a 409 or the next number, never
             # the same number (a unique-key violation, a 500).
@@ -149,49 +149,33 @@ class SecretService:
                     f"expected version {body.expected_version} but the newest is {newest}"
                 )
             version = item.latest_version + 1
-            connection.execute(
-                update(items)
-                .where(items.c.id == item.id)
-                .values(latest_version=version, updated_at=now)
-            )
-            self._insert_version(connection, item.id, version, plaintext, caller, now)
-        return {"name": name, "version": version, "created_at": isoformat_z(now)}
+            repository.set_latest_version(connection, item.id, version, context.now)
+            self._insert_version(connection, item.id, version, plaintext, caller, context.now)
+        return SecretWritten(name=name, version=version, created_at=context.now)
 
     def versions(
-        self, caller: Caller, unverified_name: str, event: AuditEvent, now: datetime
-    ) -> dict[str, Any]:
+        self, caller: Caller, unverified_name: str, context: RequestContext
+    ) -> SecretVersions:
         name = normalize_item_path(unverified_name)
-        event.path = name
-        caller.require(Capability.READ, RuleType.ITEM, name, now)
+        context.event.path = name
+        caller.require(Capability.READ, RuleType.ITEM, name, context.now)
         with self._db.read() as connection:
             item = self._item_row(connection, name)
-            rows = connection.execute(
-                select(
-                    item_versions.c.version, item_versions.c.created_at, item_versions.c.created_by
-                )
-                .where(item_versions.c.item_id == item.id)
-                .order_by(item_versions.c.version)
-            ).all()
-        return {
-            "name": name,
-            "latest_version": item.latest_version,
-            "versions": [
-                {
-                    "version": r.version,
-                    "created_at": isoformat_z(r.created_at),
-                    "created_by": r.created_by,
-                }
+            rows = repository.versions_of(connection, item.id)
+        return SecretVersions(
+            name=name,
+            latest_version=item.latest_version,
+            versions=[
+                SecretVersion(version=r.version, created_at=r.created_at, created_by=r.created_by)
                 for r in rows
             ],
-        }
+        )
 
-    def describe(
-        self, caller: Caller, unverified_name: str, event: AuditEvent, now: datetime
-    ) -> dict[str, Any]:
+    def describe(self, caller: Caller, unverified_name: str, context: RequestContext) -> Item:
         """Metadata without the value: for callers with ``list`` (or more) on the item."""
         name = normalize_item_path(unverified_name)
-        event.path = name
-        allowed = caller.allowed(RuleType.ITEM, name, now)
+        context.event.path = name
+        allowed = caller.allowed(RuleType.ITEM, name, context.now)
         if Capability.LIST not in allowed:
             raise ForbiddenError(reason=f"list on item {name} not allowed")
         with self._db.read() as connection:
@@ -203,52 +187,43 @@ class SecretService:
         caller: Caller,
         unverified_name: str,
         version: int | None,
-        event: AuditEvent,
-        now: datetime,
+        context: RequestContext,
     ) -> None:
         """Delete the item, or one version (the last remaining version takes the item)."""
         name = normalize_item_path(unverified_name)
-        event.path = name
-        caller.require(Capability.DELETE, RuleType.ITEM, name, now)
-        with audited_write(self._db, self._writer, event, 204) as connection:
+        context.event.path = name
+        caller.require(Capability.DELETE, RuleType.ITEM, name, context.now)
+        with audited_write(self._db, self._writer, context.event, 204) as connection:
             item = self._item_row(connection, name, lock=True)  # as update: one writer at a time
             if version is not None:
-                removed = connection.execute(
-                    delete(item_versions).where(
-                        item_versions.c.item_id == item.id, item_versions.c.version == version
-                    )
-                ).rowcount
-                if removed == 0:
+                if not repository.delete_version(connection, item.id, version):
                     raise NotFoundError(f"{name} has no version {version}")
                 if self._newest_existing(connection, item.id) is not None:
                     return
-            connection.execute(delete(items).where(items.c.id == item.id))
+            repository.delete_item(connection, item.id)
 
     def list(
         self,
         caller: Caller,
         unverified_path: str,
         recursive: bool,
-        event: AuditEvent,
-        now: datetime,
-    ) -> dict[str, Any]:
+        context: RequestContext,
+    ) -> ItemListing:
         """Items the caller may list below ``path``, and the folders that lead to them.
 
         A folder appears only if something visible lies below it, so names the caller cannot
         see never leak through folder names.
         """
         folder = normalize_folder_path(unverified_path)
-        event.path = folder
+        context.event.path = folder
         low, high = _folder_bounds(folder)
         with self._db.read() as connection:
-            rows = connection.execute(
-                select(items).where(items.c.name >= low, items.c.name < high).order_by(items.c.name)
-            ).all()
-        visible_items: list[dict[str, Any]] = []
+            rows = repository.items_in_range(connection, low, high)
+        visible_items: list[Item] = []
         folders: set[str] = set()
         depth = 0 if folder == "/" else folder.count("/")
         for row in rows:
-            allowed = caller.allowed(RuleType.ITEM, row.name, now)
+            allowed = caller.allowed(RuleType.ITEM, row.name, context.now)
             if Capability.LIST not in allowed:
                 continue
             segments = row.name.split("/")[1:]
@@ -260,7 +235,7 @@ class SecretService:
                     folders.update(
                         "/" + "/".join(segments[:i]) for i in range(depth + 2, len(segments))
                     )
-        return {"path": folder, "folders": sorted(folders), "items": visible_items}
+        return ItemListing(path=folder, folders=sorted(folders), items=visible_items)
 
     # -- storage helpers -------------------------------------------------------------------
 
@@ -276,15 +251,14 @@ class SecretService:
         # The newest key the database holds, not the newest this process loaded: a value
         # written after `keys rotate` returned must not be left under the old key.
         keyring = self._keyring.for_write(connection)
-        connection.execute(
-            item_versions.insert().values(
-                item_id=item_id,
-                version=version,
-                ciphertext=keyring.encrypt(plaintext, item_context(item_id, version)),
-                key_id=keyring.newest_id,
-                created_at=now,
-                created_by=caller.access_id,
-            )
+        repository.insert_version(
+            connection,
+            item_id=item_id,
+            version=version,
+            ciphertext=keyring.encrypt(plaintext, item_context(item_id, version)),
+            key_id=keyring.newest_id,
+            created_by=caller.access_id,
+            now=now,
         )
 
     async def _open(self, ciphertext: bytes, context: bytes) -> bytes:
@@ -305,29 +279,26 @@ class SecretService:
         return row
 
     @staticmethod
-    def _item_row(connection: Connection, name: str, *, lock: bool = False) -> Any:
+    def _item_row(connection: Connection, name: str, *, lock: bool = False) -> StoredItem:
         """The item's row; ``lock``: held until the transaction ends (PostgreSQL's FOR UPDATE;
         SQLite's write transactions exclude each other already)."""
-        query = select(items).where(items.c.name == name)
-        row = connection.execute(query.with_for_update() if lock else query).first()
+        row = repository.item_by_name(connection, name, lock=lock)
         if row is None:
             raise NotFoundError(f"no item named {name}")
         return row
 
     @staticmethod
     def _newest_existing(connection: Connection, item_id: int) -> int | None:
-        return connection.execute(
-            select(func.max(item_versions.c.version)).where(item_versions.c.item_id == item_id)
-        ).scalar_one_or_none()
+        return repository.newest_existing_version(connection, item_id)
 
     @staticmethod
-    def _render_item(row: Any, allowed: frozenset[Capability]) -> dict[str, Any]:
-        return {
-            "name": row.name,
-            "version": row.latest_version,
-            "description": row.description,
-            "tags": row.tags,
-            "created_at": isoformat_z(row.created_at),
-            "updated_at": isoformat_z(row.updated_at),
-            "permissions": sorted(c.value for c in allowed),
-        }
+    def _render_item(row: StoredItem, allowed: frozenset[Capability]) -> Item:
+        return Item(
+            name=row.name,
+            version=row.latest_version,
+            description=row.description,
+            tags=row.tags,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            permissions=sorted(allowed),
+        )

@@ -9,13 +9,11 @@ ones; :mod:`strongroom.vault.errors` turns them into Vault's answers.
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
-from strongroom.audit.event import AuditEvent
-from strongroom.audit.writer import AuditWriter, audited_write
+from strongroom.audit.writer import AuditWriter
 from strongroom.auth.schemas import LoginRequest
 from strongroom.auth.service import LoginService
 from strongroom.auth.tokens import Caller, TokenService
@@ -35,7 +33,8 @@ from strongroom.kit.ids import ACCESS_ID_PREFIX
 from strongroom.kit.names import normalize_item_path
 from strongroom.kit.validation import describe_validation_errors
 from strongroom.rbac import Capability, RuleType
-from strongroom.secrets.schemas import MAX_VALUE_BYTES, SecretCreate, SecretUpdate
+from strongroom.request_context import RequestContext
+from strongroom.secrets.schemas import MAX_VALUE_BYTES, SecretCreate, SecretUpdate, SecretWritten
 from strongroom.secrets.service import SecretService
 from strongroom.vault import kv
 from strongroom.vault.schemas import VaultAwsLogin
@@ -68,9 +67,7 @@ class VaultService:
 
     # -- auth/aws and auth/token -----------------------------------------------------------
 
-    async def login(
-        self, unverified_body: bytes, source_ip: str, event: AuditEvent, now: datetime
-    ) -> dict[str, Any]:
+    async def login(self, unverified_body: bytes, context: RequestContext) -> dict[str, Any]:
         """Vault's ``auth`` object for an AWS IAM login; the native login's errors."""
         try:
             body = VaultAwsLogin.model_validate_json(unverified_body)
@@ -96,16 +93,16 @@ class VaultService:
             iam_request_body=body.iam_request_body,
             iam_request_headers=body.iam_request_headers,
         )
-        result = await self._login.login(login, source_ip, event, now)
-        roles = list(result["roles"])
+        result = await self._login.login(login, context.event.source_ip, context.event, context.now)
+        roles = list(result.roles)
         return {
-            "client_token": result["token"],
-            "accessor": self._tokens.digest(result["token"]),
+            "client_token": result.token,
+            "accessor": self._tokens.digest(result.token),
             "policies": roles,
             "token_policies": roles,
             "identity_policies": None,
-            "metadata": result["identity"],
-            "lease_duration": result["expires_in"],
+            "metadata": result.identity,
+            "lease_duration": result.expires_in,
             "renewable": False,
             "entity_id": "",
             "token_type": "service",
@@ -125,7 +122,7 @@ class VaultService:
             raise AuthenticationDenied(f"no auth method named {role[:128]!r}")
         return access_id
 
-    def token_lookup(self, caller: Caller, token: str, now: datetime) -> dict[str, Any]:
+    def token_lookup(self, caller: Caller, token: str, context: RequestContext) -> dict[str, Any]:
         """``auth/token/lookup-self``: the caller's token as Vault describes one.
 
         ``id`` is the token itself (Vault answers it, and OpenBao Agent's token_file method
@@ -147,13 +144,12 @@ class VaultService:
             "orphan": True,
             "policies": roles,
             "renewable": False,
-            "ttl": max(0, int((caller.expires_at - now).total_seconds())),
+            "ttl": max(0, int((caller.expires_at - context.now).total_seconds())),
             "type": "service",
         }
 
-    def revoke_self(self, caller: Caller, event: AuditEvent) -> None:
-        with audited_write(self._db, self._writer, event, 204) as connection:
-            self._tokens.revoke(connection, caller.token_digest)
+    def revoke_self(self, caller: Caller, context: RequestContext) -> None:
+        self._tokens.revoke_own(caller, context, 204)
 
     # -- secret/ (KV version 2) ------------------------------------------------------------
 
@@ -162,13 +158,12 @@ class VaultService:
         caller: Caller,
         unverified_path: str,
         version: int | None,
-        event: AuditEvent,
-        now: datetime,
+        context: RequestContext,
     ) -> dict[str, Any]:
-        read = await self._secrets.read(caller, kv.item_name(unverified_path), version, event, now)
+        read = await self._secrets.read(caller, kv.item_name(unverified_path), version, context)
         return {
-            "data": kv.data_of(read["value"]),
-            "metadata": kv.version_metadata(read["version"], read["created_at"]),
+            "data": kv.data_of(read.value),
+            "metadata": kv.version_metadata(read.version, isoformat_z(read.created_at)),
         }
 
     def kv_write(
@@ -176,8 +171,7 @@ class VaultService:
         caller: Caller,
         unverified_path: str,
         unverified_body: bytes,
-        event: AuditEvent,
-        now: datetime,
+        context: RequestContext,
     ) -> dict[str, Any]:
         """A new version, created or updated as the item's existence says (Vault decides
         create against update on the server, not from the HTTP method).
@@ -185,7 +179,7 @@ class VaultService:
         ``cas`` 0 writes only a new item, N only over version N; a mismatch is 400.
         """
         name = normalize_item_path(kv.item_name(unverified_path))
-        event.path = name
+        context.event.path = name
         try:
             unverified = kv.parse_json(unverified_body or b"null")
         except ValueError as exc:
@@ -196,51 +190,51 @@ class VaultService:
             raise PayloadTooLargeError(f"a secret value is at most {MAX_VALUE_BYTES} bytes")
         if write.cas == 0:
             try:
-                written = self._create(caller, name, value, event, now)
+                written = self._create(caller, name, value, context)
             except ConflictError:
                 raise InvalidRequestError(CAS_MISMATCH) from None
         elif write.cas is not None:
             try:
-                written = self._update(caller, name, value, write.cas, event, now)
+                written = self._update(caller, name, value, write.cas, context)
             except (ConflictError, NotFoundError):
                 raise InvalidRequestError(CAS_MISMATCH) from None
         else:
-            written = self._create_or_update(caller, name, value, event, now)
-        return kv.version_metadata(written["version"], written["created_at"])
+            written = self._create_or_update(caller, name, value, context)
+        return kv.version_metadata(written.version, isoformat_z(written.created_at))
 
     def _create_or_update(
-        self, caller: Caller, name: str, value: str, event: AuditEvent, now: datetime
-    ) -> dict[str, Any]:
+        self, caller: Caller, name: str, value: str, context: RequestContext
+    ) -> SecretWritten:
         # Authorize first: neither right means 403 before the item's existence is looked at.
-        allowed = caller.allowed(RuleType.ITEM, name, now)
+        allowed = caller.allowed(RuleType.ITEM, name, context.now)
         may_create, may_update = Capability.CREATE in allowed, Capability.UPDATE in allowed
         if not may_update:
             if not may_create:
-                caller.require(Capability.UPDATE, RuleType.ITEM, name, now)
+                caller.require(Capability.UPDATE, RuleType.ITEM, name, context.now)
             try:
-                return self._create(caller, name, value, event, now)
+                return self._create(caller, name, value, context)
             except ConflictError:
                 raise ForbiddenError(
                     reason=f"update on item {name} not allowed (it exists; create is held)"
                 ) from None
         try:
-            return self._update(caller, name, value, None, event, now)
+            return self._update(caller, name, value, None, context)
         except NotFoundError:
             if not may_create:
                 raise ForbiddenError(
                     reason=f"create on item {name} not allowed (it does not exist)"
                 ) from None
         try:
-            return self._create(caller, name, value, event, now)
+            return self._create(caller, name, value, context)
         except ConflictError:
             # Created between the two calls by another writer: this write is its next version.
-            return self._update(caller, name, value, None, event, now)
+            return self._update(caller, name, value, None, context)
 
     def _create(
-        self, caller: Caller, name: str, value: str, event: AuditEvent, now: datetime
-    ) -> dict[str, Any]:
-        event.action = "secret.create"
-        return self._secrets.create(caller, SecretCreate(name=name, value=value), event, now)
+        self, caller: Caller, name: str, value: str, context: RequestContext
+    ) -> SecretWritten:
+        context.event.action = "secret.create"
+        return self._secrets.create(caller, SecretCreate(name=name, value=value), context)
 
     def _update(
         self,
@@ -248,38 +242,35 @@ class VaultService:
         name: str,
         value: str,
         expected_version: int | None,
-        event: AuditEvent,
-        now: datetime,
-    ) -> dict[str, Any]:
-        event.action = "secret.update"
+        context: RequestContext,
+    ) -> SecretWritten:
+        context.event.action = "secret.update"
         body = SecretUpdate(value=value, expected_version=expected_version)
-        return self._secrets.update(caller, name, body, event, now)
+        return self._secrets.update(caller, name, body, context)
 
     def kv_list(
-        self, caller: Caller, unverified_path: str, event: AuditEvent, now: datetime
+        self, caller: Caller, unverified_path: str, context: RequestContext
     ) -> dict[str, Any]:
         """``{"keys": […]}`` of what the caller may list; 404 when that is nothing (as Vault
         answers an empty listing, so an empty folder and a hidden one look the same)."""
-        listing = self._secrets.list(caller, kv.item_name(unverified_path), False, event, now)
-        keys = kv.list_keys(listing["folders"], [item["name"] for item in listing["items"]])
+        listing = self._secrets.list(caller, kv.item_name(unverified_path), False, context)
+        keys = kv.list_keys(listing.folders, [item.name for item in listing.items])
         if not keys:
-            raise NotFoundError(reason=f"nothing the caller may list below {listing['path']}")
+            raise NotFoundError(reason=f"nothing the caller may list below {listing.path}")
         return {"keys": keys}
 
     def kv_metadata(
-        self, caller: Caller, unverified_path: str, event: AuditEvent, now: datetime
+        self, caller: Caller, unverified_path: str, context: RequestContext
     ) -> dict[str, Any]:
         """The key's metadata and versions (read on the item, as its versions need natively)."""
-        found = self._secrets.versions(caller, kv.item_name(unverified_path), event, now)
-        versions = [(v["version"], v["created_at"]) for v in found["versions"]]
+        found = self._secrets.versions(caller, kv.item_name(unverified_path), context)
+        versions = [(v.version, isoformat_z(v.created_at)) for v in found.versions]
         updated = versions[-1][1] if versions else ""
-        return kv.key_metadata(found["latest_version"], versions, updated)
+        return kv.key_metadata(found.latest_version, versions, updated)
 
-    def kv_delete(
-        self, caller: Caller, unverified_path: str, event: AuditEvent, now: datetime
-    ) -> None:
+    def kv_delete(self, caller: Caller, unverified_path: str, context: RequestContext) -> None:
         """``DELETE secret/metadata/<p>``: the key and every version, as in Vault."""
-        self._secrets.delete(caller, kv.item_name(unverified_path), None, event, now)
+        self._secrets.delete(caller, kv.item_name(unverified_path), None, context)
 
     @staticmethod
     def mount(unverified_path: str) -> dict[str, Any]:

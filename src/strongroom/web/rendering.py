@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 from fastapi import Request
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from pydantic import BaseModel
 from starlette.responses import HTMLResponse
 
 from strongroom.api.services import services_of
@@ -38,6 +39,13 @@ def when(value: str | datetime | None) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def as_body(model: BaseModel) -> dict[str, Any]:
+    """A service's result as the API's body shows it (times as text, settings a method does
+    not have absent), for templates that look fields up by name (``method.get(…)``)."""
+    body: dict[str, Any] = model.model_dump(mode="json", exclude_unset=True)
+    return body
 
 
 def link(target: str, /, **params: Any) -> str:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
@@ -11,9 +10,7 @@ from starlette.responses import Response
 from strongroom.api.openapi import TOKEN_REQUIRED, errors
 from strongroom.api.services import authorized, json_response
 from strongroom.audit.schemas import AuditRecordList
-from strongroom.audit.store import query_events
-from strongroom.db.engine import Database
-from strongroom.rbac import Capability, RuleType
+from strongroom.audit.service import AuditFilters
 
 router = APIRouter(tags=["audit"])
 
@@ -33,28 +30,6 @@ async def list_audit_events(
     outcome: str | None = Query(default=None, pattern="^(success|denied|error|failure)$"),
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> Response:
-    services, event, caller = await authorized(request, "audit.read")
-    event.path = "/"
-    caller.require(Capability.READ, RuleType.AUDIT, "/", event.time)
-    # This process's journaled events first (other processes' follow within milliseconds).
-    await services.writer.drain_journal()
-    if since is not None and since.tzinfo is None:
-        since = since.replace(tzinfo=UTC)
-    events = await services.work.run(
-        _events, services.database, since, access_id, path, outcome, limit
-    )
-    return json_response({"events": events})
-
-
-def _events(
-    database: Database,
-    since: datetime | None,
-    access_id: str | None,
-    path: str | None,
-    outcome: str | None,
-    limit: int,
-) -> list[dict[str, Any]]:
-    with database.read() as connection:
-        return query_events(
-            connection, since=since, access_id=access_id, path=path, outcome=outcome, limit=limit
-        )
+    services, context, caller = await authorized(request, "audit.read")
+    filters = AuditFilters(since, access_id, path, outcome, limit)
+    return json_response(await services.audit.recent(caller, filters, context))

@@ -17,10 +17,8 @@ from strongroom.api.services import (
     services_of,
 )
 from strongroom.audit.event import AuditEvent
-from strongroom.audit.writer import audited_write
 from strongroom.auth.schemas import LoginRequest, Token, TokenDescription
 from strongroom.errors import StrongroomError
-from strongroom.kit.clock import isoformat_z
 
 router = APIRouter(tags=["auth"])
 
@@ -98,18 +96,8 @@ class LoginFastPath:
     openapi_extra=TOKEN_REQUIRED,
 )
 async def describe_token(request: Request) -> Response:
-    _, event, caller = await authorized(request, "auth.token.read")
-    return json_response(
-        {
-            "access_id": caller.access_id,
-            "auth_method": caller.auth_method_name,
-            "identity": dict(caller.claims),
-            "roles": list(caller.role_names),
-            "issued_at": isoformat_z(caller.issued_at),
-            "expires_at": isoformat_z(caller.expires_at),
-            "expires_in": max(0, int((caller.expires_at - event.time).total_seconds())),
-        }
-    )
+    services, context, caller = await authorized(request, "auth.token.read")
+    return json_response(services.tokens.describe(caller, context))
 
 
 @router.delete(
@@ -120,11 +108,6 @@ async def describe_token(request: Request) -> Response:
     openapi_extra=TOKEN_REQUIRED,
 )
 async def revoke_token(request: Request) -> Response:
-    services, event, caller = await authorized(request, "auth.token.revoke")
-    await services.work.run(_revoke, services, event, caller.token_digest)
+    services, context, caller = await authorized(request, "auth.token.revoke")
+    await services.work.run(services.tokens.revoke_own, caller, context, 204)
     return Response(status_code=204)
-
-
-def _revoke(services: Services, event: AuditEvent, digest: str) -> None:
-    with audited_write(services.database, services.writer, event, 204) as connection:
-        services.tokens.revoke(connection, digest)

@@ -27,10 +27,9 @@ router = APIRouter(tags=["auth methods"])
     openapi_extra=TOKEN_REQUIRED,
 )
 async def create_auth_method(request: Request, body: AuthMethodCreate = Body()) -> Response:
-    services, event, caller = await authorized(request, "auth_method.create")
+    services, context, caller = await authorized(request, "auth_method.create")
     return json_response(
-        await services.work.run(services.auth_methods.create, caller, body, event, event.time),
-        201,
+        await services.work.run(services.auth_methods.create, caller, body, context), 201
     )
 
 
@@ -42,10 +41,8 @@ async def create_auth_method(request: Request, body: AuthMethodCreate = Body()) 
     openapi_extra=TOKEN_REQUIRED,
 )
 async def list_auth_methods(request: Request) -> Response:
-    services, event, caller = await authorized(request, "auth_method.list")
-    return json_response(
-        {"auth_methods": await services.work.run(services.auth_methods.list, caller, event.time)}
-    )
+    services, context, caller = await authorized(request, "auth_method.list")
+    return json_response(await services.work.run(services.auth_methods.list, caller, context))
 
 
 @router.get(
@@ -56,10 +53,8 @@ async def list_auth_methods(request: Request) -> Response:
     openapi_extra=TOKEN_REQUIRED,
 )
 async def get_auth_method(request: Request, name: str) -> Response:
-    services, event, caller = await authorized(request, "auth_method.read")
-    return json_response(
-        await services.work.run(services.auth_methods.get, caller, name, event, event.time)
-    )
+    services, context, caller = await authorized(request, "auth_method.read")
+    return json_response(await services.work.run(services.auth_methods.get, caller, name, context))
 
 
 @router.patch(
@@ -72,9 +67,9 @@ async def get_auth_method(request: Request, name: str) -> Response:
 async def update_auth_method(request: Request, name: str, body: AuthMethodUpdate) -> Response:
     """Needs auth-method-rule ``update``. A change that may let more identities log in, or keep
     tokens longer, also needs every grant of the roles associated with the method."""
-    services, event, caller = await authorized(request, "auth_method.update")
+    services, context, caller = await authorized(request, "auth_method.update")
     changed = await services.work.run_async(
-        services.auth_methods.update, caller, name, body, event, event.time
+        services.auth_methods.update, caller, name, body, context
     )
     return json_response(changed)
 
@@ -87,6 +82,6 @@ async def update_auth_method(request: Request, name: str, body: AuthMethodUpdate
     openapi_extra=TOKEN_REQUIRED,
 )
 async def delete_auth_method(request: Request, name: str) -> Response:
-    services, event, caller = await authorized(request, "auth_method.delete")
-    await services.work.run(services.auth_methods.delete, caller, name, event, event.time)
+    services, context, caller = await authorized(request, "auth_method.delete")
+    await services.work.run(services.auth_methods.delete, caller, name, context)
     return Response(status_code=204)

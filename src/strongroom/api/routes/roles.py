@@ -30,10 +30,8 @@ router = APIRouter(tags=["roles"])
     openapi_extra=TOKEN_REQUIRED,
 )
 async def create_role(request: Request, body: RoleCreate) -> Response:
-    services, event, caller = await authorized(request, "role.create")
-    return json_response(
-        await services.work.run(services.roles.create, caller, body, event, event.time), 201
-    )
+    services, context, caller = await authorized(request, "role.create")
+    return json_response(await services.work.run(services.roles.create, caller, body, context), 201)
 
 
 @router.get(
@@ -44,9 +42,8 @@ async def create_role(request: Request, body: RoleCreate) -> Response:
     openapi_extra=TOKEN_REQUIRED,
 )
 async def list_roles(request: Request) -> Response:
-    services, event, caller = await authorized(request, "role.list")
-    roles = await services.work.run(services.roles.list, caller, event.time)
-    return json_response({"roles": roles})
+    services, context, caller = await authorized(request, "role.list")
+    return json_response(await services.work.run(services.roles.list, caller, context))
 
 
 @router.get(
@@ -57,9 +54,8 @@ async def list_roles(request: Request) -> Response:
     openapi_extra=TOKEN_REQUIRED,
 )
 async def get_role(request: Request, name: str) -> Response:
-    services, event, caller = await authorized(request, "role.read")
-    role = await services.work.run(services.roles.get, caller, name, event, event.time)
-    return json_response(role)
+    services, context, caller = await authorized(request, "role.read")
+    return json_response(await services.work.run(services.roles.get, caller, name, context))
 
 
 @router.delete(
@@ -72,8 +68,8 @@ async def get_role(request: Request, name: str) -> Response:
 async def delete_role(request: Request, name: str) -> Response:
     """Needs role-rule ``delete``. The role's deny rules go with it: each must be one the caller
     could lift (it holds every capability on every path the deny covers, until it lapses)."""
-    services, event, caller = await authorized(request, "role.delete")
-    await services.work.run_async(services.roles.delete, caller, name, event, event.time)
+    services, context, caller = await authorized(request, "role.delete")
+    await services.work.run_async(services.roles.delete, caller, name, context)
     return Response(status_code=204)
 
 
@@ -89,11 +85,10 @@ async def set_rule(request: Request, name: str, body: RuleUpdate) -> Response:
     can match, for as long as the rule lasts; replacing a deny (or shortening it) must be a
     lift the caller could make. 400 ``RuleTooComplex`` if that cannot be decided within the
     check's budget."""
-    services, event, caller = await authorized(request, "role.rule.set")
-    rule = await services.work.run_async(
-        services.roles.set_rule, caller, name, body, event, event.time
+    services, context, caller = await authorized(request, "role.rule.set")
+    return json_response(
+        await services.work.run_async(services.roles.set_rule, caller, name, body, context)
     )
-    return json_response(rule)
 
 
 @router.delete(
@@ -110,9 +105,9 @@ async def delete_rule(
     rule_type: str = Query(default="item-rule", max_length=32),
 ) -> Response:
     """Needs role-rule ``update``; removing a deny, only where the caller could lift it."""
-    services, event, caller = await authorized(request, "role.rule.delete")
+    services, context, caller = await authorized(request, "role.rule.delete")
     await services.work.run_async(
-        services.roles.delete_rule, caller, name, rule_type, path, event, event.time
+        services.roles.delete_rule, caller, name, rule_type, path, context
     )
     return Response(status_code=204)
 
@@ -128,10 +123,8 @@ async def delete_rule(
 async def associate(request: Request, name: str, body: AssociationCreate) -> Response:
     """Needs role-rule ``update``, ``read`` on the auth method, and every grant of the role
     (whoever logs in through the method receives them)."""
-    services, event, caller = await authorized(request, "role.associate")
-    created = await services.work.run_async(
-        services.roles.associate, caller, name, body, event, event.time
-    )
+    services, context, caller = await authorized(request, "role.associate")
+    created = await services.work.run_async(services.roles.associate, caller, name, body, context)
     return json_response(created, 201)
 
 
@@ -145,8 +138,6 @@ async def associate(request: Request, name: str, body: AssociationCreate) -> Res
 async def dissociate(request: Request, name: str, assoc_id: str) -> Response:
     """Needs role-rule ``update``; if the role holds denies, each must be one the caller could
     lift (the method's logins lose them)."""
-    services, event, caller = await authorized(request, "role.dissociate")
-    await services.work.run_async(
-        services.roles.dissociate, caller, name, assoc_id, event, event.time
-    )
+    services, context, caller = await authorized(request, "role.dissociate")
+    await services.work.run_async(services.roles.dissociate, caller, name, assoc_id, context)
     return Response(status_code=204)

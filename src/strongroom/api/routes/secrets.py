@@ -34,9 +34,9 @@ MAX_VERSION = 2**31
     openapi_extra=TOKEN_REQUIRED,
 )
 async def create_secret(request: Request, body: SecretCreate) -> Response:
-    services, event, caller = await authorized(request, "secret.create")
+    services, context, caller = await authorized(request, "secret.create")
     return json_response(
-        await services.work.run(services.secrets.create, caller, body, event, event.time), 201
+        await services.work.run(services.secrets.create, caller, body, context), 201
     )
 
 
@@ -49,10 +49,8 @@ async def create_secret(request: Request, body: SecretCreate) -> Response:
     openapi_extra=TOKEN_REQUIRED,
 )
 async def secret_versions(request: Request, name: str) -> Response:
-    services, event, caller = await authorized(request, "secret.versions")
-    return json_response(
-        await services.work.run(services.secrets.versions, caller, name, event, event.time)
-    )
+    services, context, caller = await authorized(request, "secret.versions")
+    return json_response(await services.work.run(services.secrets.versions, caller, name, context))
 
 
 # Declared by hand: the endpoint reads them from the request itself (see read_secret).
@@ -82,8 +80,9 @@ def _version_query(request: Request) -> int | None:
     return int(raw)
 
 
-# response_model only documents the body: the endpoint returns the Response it built, which
-# FastAPI sends untouched (no validation, no second serialisation), so the read costs the same.
+# The service returns the response model itself, validated once as it is built; the endpoint
+# returns the Response it wrote from it, which FastAPI sends untouched (no second validation or
+# serialisation).
 @router.get(
     "/v1/secrets/{name:path}",
     summary="Read a secret (newest version unless ?version=N)",
@@ -93,10 +92,9 @@ def _version_query(request: Request) -> int | None:
 )
 async def read_secret(request: Request) -> Response:
     # The hot path: the request object only, no dependency or parameter solving.
-    services, event, caller = await authorized(request, "secret.read")
+    services, context, caller = await authorized(request, "secret.read")
     name: str = request.path_params["name"]
-    version = _version_query(request)
-    result = await services.secrets.read(caller, name, version, event, event.time)
+    result = await services.secrets.read(caller, name, _version_query(request), context)
     return json_response(result)
 
 
@@ -108,9 +106,9 @@ async def read_secret(request: Request) -> Response:
     openapi_extra=TOKEN_REQUIRED,
 )
 async def update_secret(request: Request, name: str, body: SecretUpdate) -> Response:
-    services, event, caller = await authorized(request, "secret.update")
+    services, context, caller = await authorized(request, "secret.update")
     return json_response(
-        await services.work.run(services.secrets.update, caller, name, body, event, event.time)
+        await services.work.run(services.secrets.update, caller, name, body, context)
     )
 
 
@@ -124,8 +122,8 @@ async def update_secret(request: Request, name: str, body: SecretUpdate) -> Resp
 async def delete_secret(
     request: Request, name: str, version: int | None = Query(default=None, ge=1, le=MAX_VERSION)
 ) -> Response:
-    services, event, caller = await authorized(request, "secret.delete")
-    await services.work.run(services.secrets.delete, caller, name, version, event, event.time)
+    services, context, caller = await authorized(request, "secret.delete")
+    await services.work.run(services.secrets.delete, caller, name, version, context)
     return Response(status_code=204)
 
 
@@ -137,8 +135,8 @@ async def delete_secret(
     openapi_extra=TOKEN_REQUIRED,
 )
 async def get_secret_value(request: Request, body: GetSecretValue) -> Response:
-    services, event, caller = await authorized(request, "secret.read_many")
-    result = await services.secrets.read_many(caller, body, event, event.time)
+    services, context, caller = await authorized(request, "secret.read_many")
+    result = await services.secrets.read_many(caller, body, context)
     return json_response(result)
 
 
@@ -154,9 +152,9 @@ async def list_items(
     path: str = Query(default="/", max_length=600),
     recursive: bool = False,
 ) -> Response:
-    services, event, caller = await authorized(request, "item.list")
+    services, context, caller = await authorized(request, "item.list")
     return json_response(
-        await services.work.run(services.secrets.list, caller, path, recursive, event, event.time)
+        await services.work.run(services.secrets.list, caller, path, recursive, context)
     )
 
 
@@ -168,7 +166,5 @@ async def list_items(
     openapi_extra=TOKEN_REQUIRED,
 )
 async def describe_item(request: Request, name: str = Query(max_length=600)) -> Response:
-    services, event, caller = await authorized(request, "item.describe")
-    return json_response(
-        await services.work.run(services.secrets.describe, caller, name, event, event.time)
-    )
+    services, context, caller = await authorized(request, "item.describe")
+    return json_response(await services.work.run(services.secrets.describe, caller, name, context))

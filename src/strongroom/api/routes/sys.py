@@ -6,14 +6,13 @@ import os
 
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy import select
 from starlette.responses import Response
 
 from strongroom.api.schemas import Health, Readiness
 from strongroom.api.services import Services, json_response, services_of
 from strongroom.db.engine import Database
 from strongroom.db.migrate import is_up_to_date
-from strongroom.db.tables import counters
+from strongroom.db.readiness import check_database
 from strongroom.errors import ServiceUnavailableError
 from strongroom.metrics.exposition import Exposition
 from strongroom.serving.placement import Placement, ProcessRole
@@ -70,8 +69,7 @@ def _keys_check(services: Services) -> str:
 
 def _migrations(database: Database) -> str:
     """ "ok" or "pending", after one query that proves the database answers."""
-    with database.read() as connection:
-        connection.execute(select(counters.c.value).limit(1)).all()
+    check_database(database)
     return "ok" if is_up_to_date(database) else "pending"
 
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from strongroom.api.openapi import TOKEN_REQUIRED, vault_errors
-from strongroom.api.services import audit_event_of, authorized, bearer_token, services_of
+from strongroom.api.services import authorized, bearer_token, request_context, services_of
 from strongroom.api.vault_route import VaultRoute, vault_no_content, vault_response
 from strongroom.vault.schemas import VaultAuthResponse, VaultAwsLogin, VaultTokenLookupResponse
 
@@ -36,11 +36,11 @@ _LOGIN: dict[str, Any] = {
 @router.post("/v1/auth/aws/login", **_LOGIN)
 @router.put("/v1/auth/aws/login", **_LOGIN)
 async def vault_aws_login(request: Request) -> Response:
-    event = audit_event_of(request)
+    context = request_context(request)
     # Named before the body is read: a client that hangs up mid-body is audited as a login.
-    event.action = "auth.login"
+    context.event.action = "auth.login"
     raw = await request.body()
-    auth = await services_of(request).vault.login(raw, event.source_ip, event, event.time)
+    auth = await services_of(request).vault.login(raw, context)
     return vault_response(request, auth=auth)
 
 
@@ -52,8 +52,8 @@ async def vault_aws_login(request: Request) -> Response:
     openapi_extra=TOKEN_REQUIRED,
 )
 async def vault_lookup_self(request: Request) -> Response:
-    services, event, caller = await authorized(request, "auth.token.read")
-    data = services.vault.token_lookup(caller, bearer_token(request), event.time)
+    services, context, caller = await authorized(request, "auth.token.read")
+    data = services.vault.token_lookup(caller, bearer_token(request), context)
     return vault_response(request, data=data)
 
 
@@ -68,6 +68,6 @@ _REVOKE: dict[str, Any] = {
 @router.post("/v1/auth/token/revoke-self", **_REVOKE)
 @router.put("/v1/auth/token/revoke-self", **_REVOKE)
 async def vault_revoke_self(request: Request) -> Response:
-    services, event, caller = await authorized(request, "auth.token.revoke")
-    await services.work.run(services.vault.revoke_self, caller, event)
+    services, context, caller = await authorized(request, "auth.token.revoke")
+    await services.work.run(services.vault.revoke_self, caller, context)
     return vault_no_content()

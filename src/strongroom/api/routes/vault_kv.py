@@ -104,8 +104,8 @@ def _listing(request: Request) -> bool:
     openapi_extra={**TOKEN_REQUIRED, "parameters": [_VERSION_PARAMETER]},
 )
 async def vault_kv_read(request: Request, path: str) -> Response:
-    services, event, caller = await authorized(request, "secret.read")
-    data = await services.vault.kv_read(caller, path, _version(request), event, event.time)
+    services, context, caller = await authorized(request, "secret.read")
+    data = await services.vault.kv_read(caller, path, _version(request), context)
     return vault_response(request, data=data)
 
 
@@ -120,16 +120,17 @@ _WRITE: dict[str, Any] = {
 @router.post(_DATA, **_WRITE)
 @router.put(_DATA, **_WRITE)
 async def vault_kv_write(request: Request, path: str) -> Response:
-    services, event, caller = await authorized(request, "secret.write")
+    services, context, caller = await authorized(request, "secret.write")
     raw = await request.body()
-    data = await services.work.run(services.vault.kv_write, caller, path, raw, event, event.time)
+    data = await services.work.run(services.vault.kv_write, caller, path, raw, context)
     return vault_response(request, data=data)
 
 
 async def _list(request: Request, path: str) -> Response:
-    services, event, caller = await authorized(request, "item.list")
-    data = await services.work.run(services.vault.kv_list, caller, path, event, event.time)
-    return vault_response(request, data=data)
+    services, context, caller = await authorized(request, "item.list")
+    return vault_response(
+        request, data=await services.work.run(services.vault.kv_list, caller, path, context)
+    )
 
 
 @router.api_route(_METADATA, methods=["LIST"], include_in_schema=False)
@@ -165,9 +166,10 @@ async def vault_kv_root(request: Request) -> Response:
 async def vault_kv_metadata(request: Request, path: str) -> Response:
     if _listing(request):
         return await _list(request, path)
-    services, event, caller = await authorized(request, "secret.versions")
-    data = await services.work.run(services.vault.kv_metadata, caller, path, event, event.time)
-    return vault_response(request, data=data)
+    services, context, caller = await authorized(request, "secret.versions")
+    return vault_response(
+        request, data=await services.work.run(services.vault.kv_metadata, caller, path, context)
+    )
 
 
 @router.delete(
@@ -178,8 +180,8 @@ async def vault_kv_metadata(request: Request, path: str) -> Response:
     openapi_extra=TOKEN_REQUIRED,
 )
 async def vault_kv_delete(request: Request, path: str) -> Response:
-    services, event, caller = await authorized(request, "secret.delete")
-    await services.work.run(services.vault.kv_delete, caller, path, event, event.time)
+    services, context, caller = await authorized(request, "secret.delete")
+    await services.work.run(services.vault.kv_delete, caller, path, context)
     return vault_no_content()
 
 

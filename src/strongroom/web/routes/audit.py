@@ -8,9 +8,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from strongroom.api.services import audit_event_of, services_of
-from strongroom.audit.store import query_events
-from strongroom.db.engine import Database
+from strongroom.api.services import request_context, services_of
+from strongroom.audit.service import AuditFilters
 from strongroom.rbac import Capability, RuleType
 from strongroom.web.guard import signed_in
 from strongroom.web.handling import ConsoleRoute, note_reason
@@ -29,11 +28,12 @@ MAX_PATH = 600
 @router.get("/ui/audit", summary="Console: recent audit events")
 async def audit_page(request: Request) -> Response:
     services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "audit.read"
-    event.path = "/"
+    context = request_context(request)
+    context.event.action = "audit.read"
+    context.event.path = "/"
     session = await signed_in(request)
-    session.caller.require(Capability.READ, RuleType.AUDIT, "/", event.time)
+    # Before the filters are judged: without the right, a caller learns nothing from the page.
+    session.caller.require(Capability.READ, RuleType.AUDIT, "/", context.now)
 
     params = request.query_params
     filters = {
@@ -55,7 +55,17 @@ async def audit_page(request: Request) -> Response:
     if errors:
         note_reason(request, "; ".join(errors.values()))
     else:
-        events = await services.work.run(_events, services.database, filters)
+        found = await services.audit.recent(
+            session.caller,
+            AuditFilters(
+                access_id=filters["access_id"] or None,
+                path=filters["path"] or None,
+                outcome=filters["outcome"] or None,
+                limit=int(filters["limit"]),
+            ),
+            context,
+        )
+        events = [record.model_dump(mode="json") for record in found.events]
     return render(
         request,
         "audit.html",
@@ -70,15 +80,3 @@ async def audit_page(request: Request) -> Response:
         status=400 if errors else 200,
         section=SECTION,
     )
-
-
-def _events(database: Database, filters: dict[str, str]) -> list[dict[str, object]]:
-    with database.read() as connection:
-        return query_events(
-            connection,
-            since=None,
-            access_id=filters["access_id"] or None,
-            path=filters["path"] or None,
-            outcome=filters["outcome"] or None,
-            limit=int(filters["limit"]),
-        )

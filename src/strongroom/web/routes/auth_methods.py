@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
-from strongroom.api.services import audit_event_of, services_of
+from strongroom.api.services import request_context, services_of
 from strongroom.auth_methods.schemas import (
     ApiKeyAuthMethodCreate,
     AuthMethodUpdate,
@@ -17,7 +17,7 @@ from strongroom.errors import NotFoundError, StrongroomError
 from strongroom.web.form import Form, InvalidFormError, service_form_errors, validate
 from strongroom.web.guard import signed_in, signed_in_post
 from strongroom.web.handling import ConsoleRoute, note_reason
-from strongroom.web.rendering import link, render
+from strongroom.web.rendering import as_body, link, render
 
 router = APIRouter(route_class=ConsoleRoute)
 SECTION = "auth-methods"
@@ -94,10 +94,15 @@ def _form_page(
 @router.get("/ui/auth-methods", summary="Console: auth methods")
 async def list_page(request: Request) -> Response:
     services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "auth_method.list"
+    context = request_context(request)
+    context.event.action = "auth_method.list"
     session = await signed_in(request)
-    methods = await services.work.run(services.auth_methods.list, session.caller, event.time)
+    methods = [
+        as_body(m)
+        for m in (
+            await services.work.run(services.auth_methods.list, session.caller, context)
+        ).auth_methods
+    ]
     notice = NOTICES.get(request.query_params.get("notice", ""), "")
     return render(
         request, "auth_methods.html", {"methods": methods, "notice": notice}, section=SECTION
@@ -122,8 +127,8 @@ async def create_form(request: Request, segment: str) -> Response:
 async def create(request: Request, segment: str) -> Response:
     kind = _kind(segment)
     services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "auth_method.create"
+    context = request_context(request)
+    context.event.action = "auth_method.create"
     session, form = await signed_in_post(request)
     data = {
         "type": kind,
@@ -137,13 +142,15 @@ async def create(request: Request, segment: str) -> Response:
         else:
             body = validate(ApiKeyAuthMethodCreate, data)
         created = await services.work.run(
-            services.auth_methods.create, session.caller, body, event, event.time
+            services.auth_methods.create, session.caller, body, context
         )
     except InvalidFormError as failure:
         return _failed(request, kind, form, failure)
     except StrongroomError as exc:
         return _failed(request, kind, form, service_form_errors(exc, HINTS))
-    return render(request, "auth_method_created.html", {"created": created}, section=SECTION)
+    return render(
+        request, "auth_method_created.html", {"created": as_body(created)}, section=SECTION
+    )
 
 
 def _failed(
@@ -159,11 +166,11 @@ def _failed(
 @router.get("/ui/auth-methods/{name}", summary="Console: an auth method")
 async def show(request: Request, name: str) -> Response:
     services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "auth_method.read"
+    context = request_context(request)
+    context.event.action = "auth_method.read"
     session = await signed_in(request)
-    method = await services.work.run(
-        services.auth_methods.get, session.caller, name, event, event.time
+    method = as_body(
+        await services.work.run(services.auth_methods.get, session.caller, name, context)
     )
     notice = NOTICES.get(request.query_params.get("notice", ""), "")
     return render(
@@ -174,11 +181,11 @@ async def show(request: Request, name: str) -> Response:
 @router.get("/ui/auth-methods/{name}/edit", summary="Console: edit an auth method")
 async def edit_form(request: Request, name: str) -> Response:
     services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "auth_method.read"
+    context = request_context(request)
+    context.event.action = "auth_method.read"
     session = await signed_in(request)
-    method = await services.work.run(
-        services.auth_methods.get, session.caller, name, event, event.time
+    method = as_body(
+        await services.work.run(services.auth_methods.get, session.caller, name, context)
     )
     return _form_page(request, str(method["type"]), values=method, editing=name)
 
@@ -186,14 +193,14 @@ async def edit_form(request: Request, name: str) -> Response:
 @router.post("/ui/auth-methods/{name}/edit", summary="Console: change an auth method")
 async def edit(request: Request, name: str) -> Response:
     services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "auth_method.update"
+    context = request_context(request)
+    context.event.action = "auth_method.update"
     session, form = await signed_in_post(request)
     kind = "aws_iam" if form.text("kind") == "aws_iam" else "api_key"
     try:
         patch = validate(AuthMethodUpdate, _fields_from_form(form, kind, for_update=True))
         await services.work.run_async(
-            services.auth_methods.update, session.caller, name, patch, event, event.time
+            services.auth_methods.update, session.caller, name, patch, context
         )
     except InvalidFormError as failure:
         return _failed(request, kind, form, failure, editing=name)
@@ -205,8 +212,8 @@ async def edit(request: Request, name: str) -> Response:
 @router.post("/ui/auth-methods/{name}/delete", summary="Console: delete an auth method")
 async def delete(request: Request, name: str) -> Response:
     services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "auth_method.delete"
+    context = request_context(request)
+    context.event.action = "auth_method.delete"
     session, _form = await signed_in_post(request)
-    await services.work.run(services.auth_methods.delete, session.caller, name, event, event.time)
+    await services.work.run(services.auth_methods.delete, session.caller, name, context)
     return RedirectResponse("/ui/auth-methods?notice=deleted", status_code=303)

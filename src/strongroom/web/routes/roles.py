@@ -7,14 +7,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
-from strongroom.api.services import audit_event_of, services_of
+from strongroom.api.services import request_context, services_of
 from strongroom.errors import ForbiddenError, StrongroomError
 from strongroom.rbac import Capability, RuleType
 from strongroom.roles.schemas import AssociationCreate, RoleCreate, RuleUpdate
 from strongroom.web.form import InvalidFormError, service_form_errors, validate
 from strongroom.web.guard import signed_in, signed_in_post
 from strongroom.web.handling import ConsoleRoute, note_reason
-from strongroom.web.rendering import link, render
+from strongroom.web.rendering import as_body, link, render
 from strongroom.web.session import Session
 
 router = APIRouter(route_class=ConsoleRoute)
@@ -47,10 +47,10 @@ def _notice(request: Request) -> str:
 @router.get("/ui/roles", summary="Console: access roles")
 async def list_page(request: Request) -> Response:
     services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "role.list"
+    context = request_context(request)
+    context.event.action = "role.list"
     session = await signed_in(request)
-    roles = await services.work.run(services.roles.list, session.caller, event.time)
+    roles = (await services.work.run(services.roles.list, session.caller, context)).roles
     return render(
         request, "roles.html", {"roles": roles, "notice": _notice(request)}, section=SECTION
     )
@@ -65,13 +65,13 @@ async def create_form(request: Request) -> Response:
 @router.post("/ui/roles/new", summary="Console: create a role")
 async def create(request: Request) -> Response:
     services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "role.create"
+    context = request_context(request)
+    context.event.action = "role.create"
     session, form = await signed_in_post(request)
     data = {"name": form.text("name"), "description": form.text("description")}
     try:
         body = validate(RoleCreate, data)
-        await services.work.run(services.roles.create, session.caller, body, event, event.time)
+        await services.work.run(services.roles.create, session.caller, body, context)
     except InvalidFormError as failure:
         return _role_form_failed(request, data, failure)
     except StrongroomError as exc:
@@ -106,10 +106,15 @@ async def _role_page(
     Raises ForbiddenError (403, nothing shown) unless the caller may read the role.
     """
     services = services_of(request)
-    event = audit_event_of(request)
-    role = await services.work.run(services.roles.get, session.caller, name, event, event.time)
+    context = request_context(request)
+    role = await services.work.run(services.roles.get, session.caller, name, context)
     # Only the auth methods the caller may list are offered for association.
-    methods = await services.work.run(services.auth_methods.list, session.caller, event.time)
+    methods = [
+        as_body(m)
+        for m in (
+            await services.work.run(services.auth_methods.list, session.caller, context)
+        ).auth_methods
+    ]
     return render(
         request,
         "role.html",
@@ -129,8 +134,8 @@ async def _role_page(
 
 @router.get("/ui/roles/{name}", summary="Console: a role")
 async def show(request: Request, name: str) -> Response:
-    event = audit_event_of(request)
-    event.action = "role.read"
+    context = request_context(request)
+    context.event.action = "role.read"
     session = await signed_in(request)
     return await _role_page(request, session, name)
 
@@ -161,8 +166,8 @@ async def _failed_on_role_page(
 @router.post("/ui/roles/{name}/rules", summary="Console: set a rule")
 async def set_rule(request: Request, name: str) -> Response:
     services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "role.rule.set"
+    context = request_context(request)
+    context.event.action = "role.rule.set"
     session, form = await signed_in_post(request)
     data: dict[str, Any] = {
         "rule_type": form.text("rule_type") or "item-rule",
@@ -177,9 +182,7 @@ async def set_rule(request: Request, name: str) -> Response:
                 {"capabilities": "Choose at least one capability."}, 400, "no capability chosen"
             )
         body = validate(RuleUpdate, data)
-        await services.work.run_async(
-            services.roles.set_rule, session.caller, name, body, event, event.time
-        )
+        await services.work.run_async(services.roles.set_rule, session.caller, name, body, context)
     except InvalidFormError as failure:
         return await _failed_on_role_page(request, session, name, "rule", data, failure)
     except StrongroomError as exc:
@@ -191,8 +194,8 @@ async def set_rule(request: Request, name: str) -> Response:
 @router.post("/ui/roles/{name}/rules/delete", summary="Console: remove a rule")
 async def delete_rule(request: Request, name: str) -> Response:
     services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "role.rule.delete"
+    context = request_context(request)
+    context.event.action = "role.rule.delete"
     session, form = await signed_in_post(request)
     await services.work.run_async(
         services.roles.delete_rule,
@@ -200,8 +203,7 @@ async def delete_rule(request: Request, name: str) -> Response:
         name,
         form.text("rule_type"),
         form.text("path"),
-        event,
-        event.time,
+        context,
     )
     return RedirectResponse(link(f"/ui/roles/{name}", notice="rule-deleted"), status_code=303)
 
@@ -228,8 +230,8 @@ def parse_sub_claims(text: str) -> dict[str, list[str]]:
 @router.post("/ui/roles/{name}/associations", summary="Console: associate an auth method")
 async def associate(request: Request, name: str) -> Response:
     services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "role.associate"
+    context = request_context(request)
+    context.event.action = "role.associate"
     session, form = await signed_in_post(request)
     values = {"auth_method": form.text("auth_method"), "sub_claims": form.raw("sub_claims")}
     try:
@@ -244,9 +246,7 @@ async def associate(request: Request, name: str) -> Response:
                 "sub_claims": parse_sub_claims(values["sub_claims"]),
             },
         )
-        await services.work.run_async(
-            services.roles.associate, session.caller, name, body, event, event.time
-        )
+        await services.work.run_async(services.roles.associate, session.caller, name, body, context)
     except InvalidFormError as failure:
         return await _failed_on_role_page(request, session, name, "association", values, failure)
     except StrongroomError as exc:
@@ -260,11 +260,11 @@ async def associate(request: Request, name: str) -> Response:
 )
 async def dissociate(request: Request, name: str, assoc_id: str) -> Response:
     services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "role.dissociate"
+    context = request_context(request)
+    context.event.action = "role.dissociate"
     session, _form = await signed_in_post(request)
     await services.work.run_async(
-        services.roles.dissociate, session.caller, name, assoc_id, event, event.time
+        services.roles.dissociate, session.caller, name, assoc_id, context
     )
     return RedirectResponse(link(f"/ui/roles/{name}", notice="dissociated"), status_code=303)
 
@@ -272,8 +272,8 @@ async def dissociate(request: Request, name: str, assoc_id: str) -> Response:
 @router.post("/ui/roles/{name}/delete", summary="Console: delete a role")
 async def delete(request: Request, name: str) -> Response:
     services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "role.delete"
+    context = request_context(request)
+    context.event.action = "role.delete"
     session, _form = await signed_in_post(request)
-    await services.work.run_async(services.roles.delete, session.caller, name, event, event.time)
+    await services.work.run_async(services.roles.delete, session.caller, name, context)
     return RedirectResponse("/ui/roles?notice=deleted", status_code=303)

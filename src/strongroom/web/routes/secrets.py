@@ -11,10 +11,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
-from strongroom.api.services import audit_event_of, services_of
+from strongroom.api.services import request_context, services_of
 from strongroom.errors import ForbiddenError, NotFoundError, StrongroomError
 from strongroom.kit.names import normalize_folder_path, normalize_item_path
-from strongroom.secrets.schemas import SecretCreate, SecretUpdate
+from strongroom.rbac import Capability
+from strongroom.secrets.schemas import Secret, SecretCreate, SecretUpdate, SecretVersion
 from strongroom.web.form import Form, InvalidFormError, service_form_errors, validate
 from strongroom.web.guard import signed_in, signed_in_post
 from strongroom.web.handling import ConsoleRoute, note_reason
@@ -69,23 +70,22 @@ def _version(text: str) -> int | None:
 @router.get("/ui/secrets", summary="Console: the folder browser")
 async def browse(request: Request) -> Response:
     services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "item.list"
+    context = request_context(request)
+    context.event.action = "item.list"
     session = await signed_in(request)
     listing = await services.work.run(
         services.secrets.list,
         session.caller,
         request.query_params.get("path", "/")[:600],
         False,
-        event,
-        event.time,
+        context,
     )
     return render(
         request,
         "secrets.html",
         {
             "listing": listing,
-            "crumbs": breadcrumbs(listing["path"]),
+            "crumbs": breadcrumbs(listing.path),
             "notice": _notice(request),
         },
         section=SECTION,
@@ -103,8 +103,8 @@ async def create_form(request: Request) -> Response:
 @router.post("/ui/secrets/new", summary="Console: create a secret")
 async def create(request: Request) -> Response:
     services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "secret.create"
+    context = request_context(request)
+    context.event.action = "secret.create"
     session, form = await signed_in_post(request)
     data = {
         "name": form.text("name"),
@@ -114,15 +114,13 @@ async def create(request: Request) -> Response:
     }
     try:
         body = validate(SecretCreate, data)
-        created = await services.work.run(
-            services.secrets.create, session.caller, body, event, event.time
-        )
+        created = await services.work.run(services.secrets.create, session.caller, body, context)
     except InvalidFormError as failure:
         return _create_failed(request, form, failure)
     except StrongroomError as exc:
         return _create_failed(request, form, service_form_errors(exc, CREATE_HINTS))
     return RedirectResponse(
-        link("/ui/secrets/item", name=created["name"], notice="created"), status_code=303
+        link("/ui/secrets/item", name=created.name, notice="created"), status_code=303
     )
 
 
@@ -145,7 +143,7 @@ async def _item_page(
     session: Session,
     unverified_name: str,
     *,
-    revealed: dict[str, Any] | None = None,
+    revealed: Secret | None = None,
     errors: dict[str, str] | None = None,
     status: int = 200,
 ) -> Response:
@@ -154,17 +152,14 @@ async def _item_page(
     Raises ForbiddenError (403, nothing shown) unless the caller may at least list the item.
     """
     services = services_of(request)
-    event = audit_event_of(request)
+    context = request_context(request)
     name = normalize_item_path(unverified_name)
-    item = await services.work.run(
-        services.secrets.describe, session.caller, name, event, event.time
-    )
-    versions: list[dict[str, Any]] | None = None
-    if "read" in item["permissions"]:
-        found = await services.work.run(
-            services.secrets.versions, session.caller, name, event, event.time
-        )
-        versions = found["versions"]
+    item = await services.work.run(services.secrets.describe, session.caller, name, context)
+    versions: list[SecretVersion] | None = None
+    if Capability.READ in item.permissions:
+        versions = (
+            await services.work.run(services.secrets.versions, session.caller, name, context)
+        ).versions
     return render(
         request,
         "secret.html",
@@ -183,8 +178,8 @@ async def _item_page(
 
 @router.get("/ui/secrets/item", summary="Console: a secret (without its value)")
 async def show(request: Request) -> Response:
-    event = audit_event_of(request)
-    event.action = "item.describe"
+    context = request_context(request)
+    context.event.action = "item.describe"
     session = await signed_in(request)
     return await _item_page(request, session, request.query_params.get("name", "")[:600])
 
@@ -192,32 +187,30 @@ async def show(request: Request) -> Response:
 @router.post("/ui/secrets/reveal", summary="Console: reveal a secret's value")
 async def reveal(request: Request) -> Response:
     services = services_of(request)
-    event = audit_event_of(request)
+    context = request_context(request)
     session, form = await signed_in_post(request)
     name = form.text("name")
     version = _version(form.text("version"))
-    secret = await services.secrets.read(session.caller, name, version, event, event.time)
+    secret = await services.secrets.read(session.caller, name, version, context)
     response = await _item_page(request, session, name, revealed=secret)
     # After the page's own look-ups, so that the audit trail records the read.
-    event.action = "secret.read"
-    event.path = str(secret["name"])
+    context.event.action = "secret.read"
+    context.event.path = secret.name
     return response
 
 
 @router.post("/ui/secrets/update", summary="Console: write a new version")
 async def update(request: Request) -> Response:
     services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "secret.update"
+    context = request_context(request)
+    context.event.action = "secret.update"
     session, form = await signed_in_post(request)
     name = form.text("name")
     try:
         expected = _version(form.text("expected_version"))
         data: dict[str, Any] = {"value": form.raw("value"), "expected_version": expected}
         body = validate(SecretUpdate, data)
-        await services.work.run(
-            services.secrets.update, session.caller, name, body, event, event.time
-        )
+        await services.work.run(services.secrets.update, session.caller, name, body, context)
     except InvalidFormError as failure:
         note_reason(request, failure.reason)
         return await _item_page(
@@ -239,20 +232,16 @@ async def update(request: Request) -> Response:
 @router.post("/ui/secrets/delete", summary="Console: delete a secret or one version")
 async def delete(request: Request) -> Response:
     services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "secret.delete"
+    context = request_context(request)
+    context.event.action = "secret.delete"
     session, form = await signed_in_post(request)
     name = form.text("name")
     version = _version(form.text("version"))
-    await services.work.run(
-        services.secrets.delete, session.caller, name, version, event, event.time
-    )
+    await services.work.run(services.secrets.delete, session.caller, name, version, context)
     name = normalize_item_path(name)
     if version is not None:
         try:
-            await services.work.run(
-                services.secrets.describe, session.caller, name, event, event.time
-            )
+            await services.work.run(services.secrets.describe, session.caller, name, context)
         except NotFoundError:
             pass  # that was the last version: the item went with it
         else:

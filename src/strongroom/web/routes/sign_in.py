@@ -5,9 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
-from strongroom.api.services import Services, audit_event_of, services_of
-from strongroom.audit.event import AuditEvent
-from strongroom.audit.writer import audited_write
+from strongroom.api.services import audit_event_of, request_context, services_of
 from strongroom.auth.schemas import LoginRequest
 from strongroom.errors import AuthenticationDenied, RateLimitedError, StrongroomError
 from strongroom.web.csrf import (
@@ -162,7 +160,7 @@ async def sign_in(request: Request) -> Response:
         )
     secure = cookies_secure(request)
     response = RedirectResponse(next_path, status_code=303)
-    set_session_cookie(response, str(result["token"]), int(result["expires_in"]), secure=secure)
+    set_session_cookie(response, result.token, result.expires_in, secure=secure)
     clear_login_cookie(response, secure=secure)
     return response
 
@@ -170,15 +168,10 @@ async def sign_in(request: Request) -> Response:
 @router.post("/ui/logout", summary="Sign out: revoke the session's token")
 async def sign_out(request: Request) -> Response:
     services = services_of(request)
-    event = audit_event_of(request)
-    event.action = "auth.token.revoke"
+    context = request_context(request)
+    context.event.action = "auth.token.revoke"
     session, _form = await signed_in_post(request)
-    await services.work.run(_revoke, services, event, session.caller.token_digest)
+    await services.work.run(services.tokens.revoke_own, session.caller, context, 303)
     response = RedirectResponse("/ui/login?signed_out=1", status_code=303)
     clear_session_cookie(response, secure=cookies_secure(request))
     return response
-
-
-def _revoke(services: Services, event: AuditEvent, digest: str) -> None:
-    with audited_write(services.database, services.writer, event, 303) as connection:
-        services.tokens.revoke(connection, digest)

@@ -2,9 +2,10 @@
 
 Every change to tokens, roles, rules, associations or auth methods bumps the ``generation``
 counter and, in the same transaction, sends ``NOTIFY strongroom_generation`` with the new value
-(``auth/tokens.bump_generation``). A worker caches callers and rule sets for one value of the
-counter. Rather than read it on every request, each worker keeps one connection that listens
-for those notifications, and that proves every few hundred milliseconds that it missed none:
+(``auth/token_repository.bump_generation``). A worker caches callers and rule sets for one
+value of the counter. Rather than read it on every request, each worker keeps one connection
+that listens for those notifications, and that proves every few hundred milliseconds that it
+missed none:
 
 - a **heartbeat** every :data:`HEARTBEAT_SECONDS` reads the counter itself on that connection.
   Its answer reflects every change committed before it was asked, notified or not, so the

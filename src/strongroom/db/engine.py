@@ -249,8 +249,8 @@ class _WriterQueue:
 
 
 # Set in a write transaction's ``Connection.info`` to the value it moved the generation counter
-# to (``auth/tokens.bump_generation``); handed to ``Database.generation_listeners`` once it
-# has committed.
+# to (``auth/token_repository.bump_generation``); handed to ``Database.generation_listeners``
+# once it has committed.
 GENERATION_BUMPED = "strongroom.generation_bumped"
 
 

@@ -47,6 +47,7 @@ from typing import Any
 import postgres
 from processes import Processes, raise_on_signal
 from replicas import WaitSampler, wait_figures
+from results_file import write_results
 
 from strongroom.audit.chain import ChainKey
 from strongroom.audit.event import AuditEvent
@@ -55,7 +56,6 @@ from strongroom.audit.verification import verify_chain
 from strongroom.db import migrate
 from strongroom.db.engine import Database
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PROCS = Processes()
 MODES = ("chains", "single")
 
@@ -297,18 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     print_report(outcome["runs"], args)
     chain = outcome["info"]["chain"]
     print(f"audit chains: {'intact' if chain['ok'] else 'BROKEN'} ({chain})")
-    document = {
-        "benchmark": "audit_appends",
-        "started_at": started.isoformat(),
-        "finished_at": datetime.now(UTC).isoformat(),
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "machine": {"cpus": os.cpu_count(), "loadavg_at_end": os.getloadavg()},
-        **outcome,
-    }
-    output = args.output or RESULTS_DIR / f"audit-appends-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"\nJSON: {output}")
+    write_results("audit_appends", started, args, outcome)
     return 0 if chain["ok"] else 1
 
 

@@ -53,7 +53,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import secrets
 import shutil
 import signal
@@ -80,6 +79,7 @@ from processes import (
     raise_on_signal,
     tree_cpu_seconds,
 )
+from results_file import write_results
 from strongroom_server import (
     SECRET_NAME,
     bootstrap,
@@ -91,8 +91,6 @@ from strongroom_server import (
     start_server,
 )
 
-BENCH_DIR = Path(__file__).resolve().parent
-RESULTS_DIR = BENCH_DIR / "results"
 PROCS = Processes()
 STATES = ("lock", "client", "wal", "cpu", "other")
 
@@ -534,18 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     chain = outcome["info"]["chain"]
     print(f"audit chain: {'intact' if chain.get('ok') else 'BROKEN'} ({chain})")
     print(f"database connections after the runs: {outcome['info']['db_connections_after']}")
-    document = {
-        "benchmark": "replicas",
-        "started_at": started.isoformat(),
-        "finished_at": datetime.now(UTC).isoformat(),
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "machine": {"cpus": os.cpu_count(), "loadavg_at_end": os.getloadavg()},
-        **outcome,
-    }
-    output = args.output or RESULTS_DIR / f"replicas-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"\nJSON: {output}")
+    write_results("replicas", started, args, outcome)
     return 0 if chain.get("ok") else 1
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -28,7 +27,7 @@ from strongroom.db.engine import Database
 from strongroom.db.keys import AUDIT_CHAIN_KEY_PURPOSE
 from strongroom.errors import ServiceUnavailableError
 from tests.audit.test_journal import event
-from tests.support.audit_chain import TEST_CHAIN_KEY, anchored, verify
+from tests.support.audit_chain import TEST_CHAIN_KEY, verify
 
 KEY = bytes(range(32))
 RECORD = {
@@ -152,15 +151,6 @@ def test_another_key_breaks_every_link() -> None:
 
 
 # -- verify_chain against a stored chain ----------------------------------------------------
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Database]:
-    """A migrated, anchored database on each engine (SQLite, PostgreSQL)."""
-    database = Database.from_url(database_url)
-    migrate.upgrade(database)
-    yield anchored(database)
-    database.dispose()
 
 
 @pytest.fixture

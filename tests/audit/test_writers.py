@@ -9,7 +9,7 @@ does not hold the chain key.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,19 +26,10 @@ from tests.audit.test_journal import event
 from tests.e2e.test_audit_chain import schema_at
 from tests.support.audit_chain import (
     TEST_CHAIN_KEY,
-    anchored,
     verify,
     write_chain_of_revision_0003,
 )
 from tests.support.concurrency import run_at_once
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Database]:
-    database = Database.from_url(database_url)
-    migrate.upgrade(database)
-    yield anchored(database)
-    database.dispose()
 
 
 def execute(database: Database, statement: str, **params: Any) -> list[Any]:

@@ -103,9 +103,12 @@ def test_a_database_that_refuses_fails_every_request_of_the_batch_closed(store: 
         connection.execute(text("ALTER TABLE audit_events RENAME TO audit_events_gone"))
 
     async def scenario() -> list[BaseException | None]:
-        results = await asyncio.gather(
-            *(writer.write(event(n)) for n in range(1, 5)), return_exceptions=True
-        )
+        try:
+            results = await asyncio.gather(
+                *(writer.write(event(n)) for n in range(1, 5)), return_exceptions=True
+            )
+        finally:
+            await writer.drain()
         return list(results)
 
     results = asyncio.run(scenario())

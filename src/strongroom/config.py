@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     # The longest a request waits for the database (connecting, a pool checkout, a statement):
     # a database that does not answer in time gives 503, never a hang (SPEC sections 1, 11).
     db_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    # PostgreSQL: reads' and denials' audit events are group-committed as asynchronous I/O on
+    # the worker's loop, up to this many batches at once, each on a writer and connection of
+    # its own (audit/pg_append.py). 0: one batch at a time, committed in a thread.
+    audit_batches_in_flight: int = Field(default=4, ge=0, le=32)
     # PostgreSQL: each worker learns of token, role and rule changes from LISTEN/NOTIFY, proven
     # complete by a heartbeat on the same connection (db/change_feed.py), instead of reading
     # the generation counter on every request. False: one generation read per request.

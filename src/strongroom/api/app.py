@@ -107,6 +107,7 @@ def create_app(
         AuditFileSink(settings.audit_file) if settings.audit_file else None,
         journal=journal,
         timeout=settings.db_timeout_seconds,
+        batches_in_flight=settings.audit_batches_in_flight,
     )
     # Where database work runs (serving/placement.py): inline on SQLite; on PostgreSQL, hot
     # reads as asynchronous I/O and everything else on threads, all within DB_TIMEOUT_SECONDS.

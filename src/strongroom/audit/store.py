@@ -124,6 +124,8 @@ class Appender:
         self._label = label
         self._lock = threading.Lock()
         self._writers: list[int] = []  # newest last; may name writers rolled back or closed
+        # Writers whose heads a caller keeps (open_owned): closed here, never taken by append.
+        self._owned: list[int] = []
 
     @property
     def writers(self) -> tuple[int, ...]:
@@ -215,13 +217,26 @@ class Appender:
 
     def _open(self, connection: Connection) -> int:
         """Open a writer in the caller's transaction: its registry entry and its head."""
+        writer, _ = self._register(connection)
+        with self._lock:
+            self._writers.append(writer)
+        return writer
+
+    def open_owned(self, connection: Connection) -> tuple[int, str]:
+        """Open a writer in the caller's transaction for a caller that keeps its head itself
+        (``audit/pg_append.py``): :meth:`append` never takes it, :meth:`close` closes it.
+        Returns the writer and its first ``prev_hash`` (its head's link, at position 0)."""
+        writer, genesis = self._register(connection)
+        with self._lock:
+            self._owned.append(writer)
+        return writer, genesis
+
+    def _register(self, connection: Connection) -> tuple[int, str]:
         writer = FIRST_RANDOM_WRITER + secrets.randbelow(2**62 - FIRST_RANDOM_WRITER)
         label = (self._label or default_label())[:LABEL_LENGTH]
         genesis = append_entry(connection, self.key, "open", writer, label=label)
         connection.execute(insert(audit_heads).values(id=writer, seq=0, hash=genesis, closed=False))
-        with self._lock:
-            self._writers.append(writer)
-        return writer
+        return writer, genesis
 
     def _forget(self, writers: Sequence[int]) -> None:
         with self._lock:
@@ -234,7 +249,8 @@ class Appender:
         A failure is logged, not raised: the writers stay open, as a process that was killed
         leaves them, which verification accepts."""
         with self._lock:
-            writers, self._writers = self._writers, []
+            writers, self._writers = self._writers + self._owned, []
+            self._owned = []
         if not writers:
             return 0
         try:

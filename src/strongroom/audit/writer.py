@@ -5,8 +5,9 @@ event to :class:`AuditWriter` and waits; the events that reach it in one pass of
 are written together. A request's response leaves only after its event is durable; if the
 write fails, every request in the batch answers 503 instead (SPEC section 7).
 
-Where "durable" is depends on the database. On PostgreSQL it is a commit (in a thread, while the
-next batch gathers). On SQLite it is this process's audit journal (``strongroom.audit.journal``)
+Where "durable" is depends on the database. On PostgreSQL it is a commit: as asynchronous I/O
+on the loop, several batches at once (``audit/pg_append.py``, ``AUDIT_BATCHES_IN_FLIGHT``), or
+with that set to 0 in a thread, one batch at a time while the next gathers. On SQLite it is this process's audit journal (``strongroom.audit.journal``)
 when the server runs one, from which the events move into the chain in batches shortly after,
 so that a read never waits for the one SQLite write lock; without a journal it is a commit.
 
@@ -48,6 +49,7 @@ from sqlalchemy import Connection
 from strongroom.audit.chain import ChainKey
 from strongroom.audit.event import AuditEvent
 from strongroom.audit.journal import AuditJournal, encode_events, forget_progress, record_progress
+from strongroom.audit.pg_append import AsyncAppender
 from strongroom.audit.store import Appender, default_label
 from strongroom.db.engine import Database, WriterBusyError
 from strongroom.errors import ConfigurationError, ServiceUnavailableError
@@ -58,7 +60,8 @@ AUDIT_BATCHES = Counter(
     "strongroom_audit_batches_total",
     "Group commits of read and denial audit events, by where they ran",
     # loop: on the event loop (SQLite, lock free); waited: in a thread because another writer
-    # held the SQLite lock; thread: in a thread by design (PostgreSQL); journal: appended to
+    # held the SQLite lock; thread: in a thread (PostgreSQL, one batch at a time); async:
+    # asynchronous I/O on the loop (PostgreSQL, several at once); journal: appended to
     # this process's audit journal (SQLite, in a server), to be moved into the chain after
     ["path"],
 )
@@ -183,6 +186,7 @@ class AuditWriter:
         inline: bool | None = None,
         journal: AuditJournal | None = None,
         timeout: float | None = None,
+        batches_in_flight: int = 0,
     ) -> None:
         """``key``: the audit chain key (``Keys.audit``). ``journal`` (SQLite only): reads' and
         denials' events are durable once appended there; this writer moves them into the
@@ -192,7 +196,11 @@ class AuditWriter:
         not answer), new events are refused at once rather than queued behind it.
 
         The events go into this process's own chains (``audit/store.py``, :class:`Appender`),
-        which the registry names after the process and its journal; :meth:`drain` closes them."""
+        which the registry names after the process and its journal; :meth:`drain` closes them.
+
+        ``batches_in_flight`` (PostgreSQL, with ``timeout``; 0: off): reads' and denials'
+        batches are appended as asynchronous I/O on the loop, this many at once at most
+        (``audit/pg_append.py``), instead of one at a time in a thread."""
         self._database = database
         label = default_label()
         if journal is not None:
@@ -215,6 +223,12 @@ class AuditWriter:
         self._stopping = False
         self._timeout = None if self._inline else timeout
         self._committing_since: float | None = None  # loop time the thread's commit began
+        self._async: AsyncAppender | None = None
+        if not self._inline and timeout is not None and batches_in_flight > 0:
+            self._async = AsyncAppender(
+                database, self._appender, timeout=timeout, max_in_flight=batches_in_flight
+            )
+        self._batches: dict[asyncio.Task[None], float] = {}  # async batches: their start
 
     @property
     def journal(self) -> AuditJournal | None:
@@ -235,6 +249,10 @@ class AuditWriter:
             if not self._scheduled:
                 self._scheduled = True
                 loop.call_soon(self._flush_inline)
+        elif self._async is not None:
+            if not self._scheduled:
+                self._scheduled = True
+                loop.call_soon(self._flush_async)
         elif self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_in_thread())
         if self._timeout is None:
@@ -248,6 +266,8 @@ class AuditWriter:
 
     def _stuck(self, loop: asyncio.AbstractEventLoop) -> bool:
         since = self._committing_since
+        if self._batches:
+            since = min(self._batches.values())
         return (
             since is not None
             and self._timeout is not None
@@ -268,6 +288,47 @@ class AuditWriter:
                 reason="audit commit took longer than DB_TIMEOUT_SECONDS",
             )
         )
+
+    def _flush_async(self) -> None:
+        """Start a batch of the events gathered in this loop pass, unless as many batches as
+        allowed are in flight already (then the next to end starts it)."""
+        self._scheduled = False
+        appender = self._async
+        if not self._pending or appender is None or len(self._batches) >= appender.max_in_flight:
+            return
+        batch, self._pending = self._pending, []
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._store_async(appender, batch))
+        self._batches[task] = loop.time()
+        task.add_done_callback(self._batch_ended)
+
+    def _batch_ended(self, task: asyncio.Task[None]) -> None:
+        self._batches.pop(task, None)
+        if self._pending and not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_async)
+
+    async def _store_async(
+        self, appender: AsyncAppender, batch: list[tuple[AuditEvent, asyncio.Future[None]]]
+    ) -> None:
+        AUDIT_BATCHES.labels("async").inc()
+        events = [event for event, _ in batch]
+        error: BaseException | None = None
+        try:
+            # The file first (see the module docstring): a failing file stores nothing.
+            if self._file_sink is not None:
+                self._file_sink.append(events)
+            await appender.append(events)
+        except Exception as exc:  # any failure to store must fail the requests closed
+            log.error("audit write failed", error=repr(exc), events=len(events))
+            error = exc
+        except BaseException as exc:  # cancelled (shutdown): these requests fail closed too
+            self._settle(batch, exc)
+            raise
+        else:
+            for event in events:
+                event.written = True
+        self._settle(batch, error)
 
     def _flush_inline(self) -> None:
         self._scheduled = False
@@ -531,6 +592,13 @@ class AuditWriter:
         """Wait for the batch in flight, then close this process's chains (at shutdown)."""
         if self._flusher is not None:
             await self._flusher
+        while self._batches or (self._async is not None and self._pending):
+            if self._batches:
+                await asyncio.wait(list(self._batches))
+            else:
+                self._flush_async()
+        if self._async is not None:
+            await self._async.aclose()
         for task in list(self._in_flight):
             await task
         if self._journal is not None:

@@ -208,6 +208,45 @@ class PooledReads:
             return rows
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def run(self, work: Callable[[Connection], Awaitable[T]]) -> T:
+        """``await work(connection)`` on one pooled connection, within the timeout, once.
+
+        For writes: never tried again on another connection, since a statement whose answer
+        was lost may have committed. Every failure is ServiceUnavailableError (``work``'s own
+        included); a connection that broke is discarded by the pool."""
+        due = time.monotonic() + self.timeout
+        pool = self._pool if self._loop is asyncio.get_running_loop() else None
+        if pool is None:
+            pool = await self.open()
+        try:
+            connection = await pool.getconn(timeout=max(0.0, due - time.monotonic()))
+        except PoolTimeout as exc:
+            raise self._unavailable("no connection within DB_TIMEOUT_SECONDS") from exc
+        try:
+            result = await bounded(
+                connection,
+                partial(work, connection),
+                due,
+                abandoned=partial(_give_back_later, pool, connection),
+            )
+        except DeadlineExceededError:
+            await pool.putconn(connection)  # severed: the pool discards it
+            raise self._unavailable("no answer within DB_TIMEOUT_SECONDS") from None
+        except asyncio.CancelledError:
+            raise  # given back by bounded() once the statement has ended
+        except ServiceUnavailableError:
+            await pool.putconn(connection)  # the pool discards it if it broke
+            raise
+        except Exception as exc:
+            await pool.putconn(connection)
+            raise self._unavailable(repr(exc)) from exc
+        except BaseException:
+            sever(connection)
+            await pool.putconn(connection)
+            raise
+        await pool.putconn(connection)
+        return result
+
     def _unavailable(self, why: str) -> ServiceUnavailableError:
         return ServiceUnavailableError(
             "the database is unavailable", reason=f"{self._purpose} failed: {why}"

@@ -37,8 +37,9 @@ change feed            yes (7)     no             yes (7)     ``CHANGE_FEED=fals
    row) are asynchronous I/O on a pool (``db/hot.py``, ``db/pg_async.py``); every other call
    (services of routes and the console, a token cache miss, a login's reads and writes) runs
    on a thread of the process (``db/work.py``). Either way the caller waits at most
-   ``DB_TIMEOUT_SECONDS`` and then answers 503; the audit writer's group commit is already in
-   a thread (``audit/writer.py``) and bounded the same.
+   ``DB_TIMEOUT_SECONDS`` and then answers 503. The audit writer's group commits of reads
+   and denials are asynchronous I/O too, up to ``AUDIT_BATCHES_IN_FLIGHT`` at once
+   (``audit/pg_append.py``; 0: one at a time in a thread), bounded the same.
 7. PostgreSQL only. A login process resolves no token worth caching.
 
 - **login thread**: a process that serves reads runs logins on a second event loop in a

@@ -1,0 +1,181 @@
+"""PostgreSQL group commits of audit events as asynchronous I/O, several batches at once.
+
+The read and denial events of a worker (``audit/writer.py``) are appended here on PostgreSQL:
+on the event loop, through a pool of autocommit connections (``db/pg_async.py``), with no
+thread hop and no transaction of several statements. A batch costs two round trips:
+
+1. its global ids, from the ``audit_events_seq`` sequence (the links cover them);
+2. one statement that moves the writer's head on and inserts the events, and commits.
+
+Each batch in flight uses a writer of its own (``audit/chain.py``), opened for this
+appender alone (:meth:`~strongroom.audit.store.Appender.open_owned`): no other transaction
+ever appends to it, so this process knows its head, and the links are computed from that head
+before the statement is sent. The statement still checks it: the head moves only if it is
+still exactly the one the links were computed from (its position and link, and not closed),
+and the events are inserted only together with that move. When the head is not as expected,
+nothing is written and the batch fails (503, fail closed); the writer's head is then read
+back from the database before its next batch, as after any failure whose outcome is unknown
+(an answer lost with a broken connection: the batch may have committed).
+
+Every batch is bounded by ``DB_TIMEOUT_SECONDS``; a failure of any kind is
+ServiceUnavailableError for the whole batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+
+from strongroom.audit.event import AuditEvent
+from strongroom.audit.store import RECORD_COLUMNS, Appender
+from strongroom.db.engine import Database
+from strongroom.db.pg_async import Connection, PooledReads
+from strongroom.errors import ServiceUnavailableError
+
+_IDS = "SELECT array_agg(nextval('audit_events_seq')) FROM generate_series(1, %s)"
+_HEAD = "SELECT seq, hash, closed FROM audit_heads WHERE id = %s"
+_RECORD_TYPES = {"status": "integer"}
+
+
+# Built only from constants. The head moves, and the events go in, only if the head is the
+# one the links were computed from; the events' columns come as one array each (one
+# statement whatever the batch's size, planned once per connection).
+def _append_sql() -> str:
+    records = ", ".join(RECORD_COLUMNS)
+    arrays = ", ".join(f"%s::{_RECORD_TYPES.get(name, 'text')}[]" for name in RECORD_COLUMNS)
+    selected = ", ".join(f"e.{name}" for name in RECORD_COLUMNS)
+    return (
+        "WITH head AS (UPDATE audit_heads SET seq = seq + %s, hash = %s "  # noqa: S608
+        "WHERE id = %s AND seq = %s AND hash = %s AND NOT closed RETURNING id) "
+        f"INSERT INTO audit_events (seq, writer, writer_seq, time, {records}, prev_hash, hash) "
+        f"SELECT e.seq, head.id, e.writer_seq, e.time, {selected}, e.prev_hash, e.hash "
+        f"FROM head, unnest(%s::bigint[], %s::bigint[], %s::timestamptz[], {arrays}, "
+        f"%s::text[], %s::text[]) AS e(seq, writer_seq, time, {records}, prev_hash, hash)"
+    )
+
+
+_APPEND = _append_sql()
+
+
+class HeadMismatchError(Exception):
+    """The writer's head in the database is not the one this process expected."""
+
+
+@dataclass(slots=True)
+class _Head:
+    writer: int
+    seq: int
+    hash: str
+    known: bool = True  # False: read it back before the next batch
+    gone: bool = False  # closed or missing in the database: never used again
+
+
+class AsyncAppender:
+    """Appends batches of events to writers of its own, on the running loop (module contract).
+
+    One per worker process, used from its event loop. ``max_in_flight`` batches at most run at
+    once (each holds a writer and a pooled connection)."""
+
+    def __init__(
+        self,
+        database: Database,
+        appender: Appender,
+        *,
+        timeout: float,
+        max_in_flight: int,
+    ) -> None:
+        engine: Engine = database.engine
+        self._database = database
+        self._appender = appender
+        self.max_in_flight = max_in_flight
+        self._connections = PooledReads(
+            engine.url,
+            timeout=timeout,
+            purpose="audit append",
+            min_size=1,
+            max_size=max_in_flight,
+        )
+        self._free: list[_Head] = []
+
+    async def append(self, events: Sequence[AuditEvent]) -> None:
+        """Store ``events`` (committed when this returns); ServiceUnavailableError if not."""
+        head = self._free.pop() if self._free else await self._open()
+        try:
+            await self._connections.run(lambda connection: self._append(connection, head, events))
+        except BaseException:
+            head.known = False  # it may or may not have moved: read it back next time
+            raise
+        finally:
+            if not head.gone:
+                self._free.append(head)
+
+    async def _open(self) -> _Head:
+        """A new writer of this appender (a registry entry: in a thread, bounded like any
+        other database work by the engine's timeouts)."""
+
+        def register() -> tuple[int, str]:
+            with self._database.write() as connection:
+                return self._appender.open_owned(connection)
+
+        try:
+            writer, genesis = await asyncio.to_thread(register)
+        except Exception as exc:
+            raise ServiceUnavailableError(
+                "the audit trail cannot be written", reason=f"audit writer open failed: {exc!r}"
+            ) from exc
+        return _Head(writer, 0, genesis)
+
+    async def _append(
+        self, connection: Connection, head: _Head, events: Sequence[AuditEvent]
+    ) -> None:
+        if not head.known:
+            cursor = await connection.execute(_HEAD, (head.writer,))
+            row = await cursor.fetchone()
+            if row is None or row[2]:
+                head.gone = True
+                raise HeadMismatchError(f"audit writer {head.writer} is gone or closed")
+            head.seq, head.hash, head.known = int(row[0]), str(row[1]), True
+        count = len(events)
+        cursor = await connection.execute(_IDS, (count,))
+        found = await cursor.fetchone()
+        if found is None or found[0] is None:  # an aggregate always answers one row
+            raise HeadMismatchError("the audit event ids were not drawn")
+        ids = sorted(int(i) for i in found[0])
+        key = self._appender.key
+        writer = head.writer
+        position = head.seq
+        prev_hash = head.hash
+        columns: list[list[Any]] = [[] for _ in range(5 + len(RECORD_COLUMNS))]
+        seqs, positions, times, prevs, links = (
+            columns[0],
+            columns[1],
+            columns[2],
+            columns[-2],
+            columns[-1],
+        )
+        record_columns = columns[3:-2]
+        for seq, event in zip(ids, events, strict=True):
+            position += 1
+            record = event.record()
+            link = key.writer_link(writer, position, seq, prev_hash, record)
+            seqs.append(seq)
+            positions.append(position)
+            times.append(event.time)
+            for values, name in zip(record_columns, RECORD_COLUMNS, strict=True):
+                values.append(record[name])
+            prevs.append(prev_hash)
+            links.append(link)
+            prev_hash = link
+        cursor = await connection.execute(
+            _APPEND, (count, prev_hash, writer, head.seq, head.hash, *columns)
+        )
+        if cursor.rowcount != count:
+            raise HeadMismatchError(f"audit writer {writer}'s head moved behind this process")
+        head.seq, head.hash = position, prev_hash
+
+    async def aclose(self) -> None:
+        await self._connections.aclose()

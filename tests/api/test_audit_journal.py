@@ -21,7 +21,7 @@ from tests.support.harness import Harness, running_app
 @pytest.fixture
 def journaled(make_harness: Callable[..., Harness], database_url: str) -> Harness:
     if not database_url.startswith("sqlite"):
-        pytest.skip("PostgreSQL commits reads' events in a thread: there is no journal")
+        pytest.skip("PostgreSQL commits reads' events straight to the chain: there is no journal")
     return make_harness(placement=Placement.in_process(audit_journal=True))
 
 

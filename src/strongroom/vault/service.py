@@ -93,7 +93,7 @@ class VaultService:
             iam_request_body=body.iam_request_body,
             iam_request_headers=body.iam_request_headers,
         )
-        result = await self._login.login(login, context.event.source_ip, context.event, context.now)
+        result = await self._login.login(login, context)
         roles = list(result.roles)
         return {
             "client_token": result.token,

@@ -200,7 +200,7 @@ async def measure(iterations: int, moto_url: str, credentials: Any, tmp: Path) -
         now = utc_now()
         ev = AuditEvent(time=now, request_id=f"f-{i}", source_ip="127.0.0.1", action="auth.login")
         started = clock()
-        await login.login(body, "127.0.0.1", ev, now)
+        await login.login(body, RequestContext.of(ev))
         times["LoginService.login total"].append(clock() - started)
 
     # The same login through the whole app, called as uvicorn calls it (middleware, routing,

@@ -28,8 +28,8 @@ class _App:
 
 
 class _Login:
-    async def login_json(self, raw: bytes, source_ip: str, event: Any, now: Any) -> dict[str, Any]:
-        return {"token": "t-test", "raw": raw.decode(), "source_ip": source_ip}
+    async def login_json(self, raw: bytes, context: Any) -> dict[str, Any]:
+        return {"token": "t-test", "raw": raw.decode(), "source_ip": context.event.source_ip}
 
 
 class _Services:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -119,13 +120,16 @@ def test_list_keys_are_relative_and_sorted_with_folders_marked() -> None:
 
 
 def test_key_metadata() -> None:
-    metadata = kv.key_metadata(5, [(3, "t3"), (5, "t5")], "t5")
+    t3 = datetime(2025, 1, 31, 12, 0, 3, 500, tzinfo=UTC)
+    t5 = datetime(2025, 1, 31, 12, 0, 5, tzinfo=UTC)
+    metadata = kv.key_metadata(5, [(3, t3), (5, t5)]).model_dump(exclude_unset=True)
     assert metadata["current_version"] == 5
     assert metadata["oldest_version"] == 3
-    assert metadata["created_time"] == "t3"
+    assert metadata["created_time"] == "2025-01-31T12:00:03Z"
+    assert metadata["updated_time"] == "2025-01-31T12:00:05Z"
     assert metadata["versions"] == {
-        "3": {"created_time": "t3", "deletion_time": "", "destroyed": False},
-        "5": {"created_time": "t5", "deletion_time": "", "destroyed": False},
+        "3": {"created_time": "2025-01-31T12:00:03Z", "deletion_time": "", "destroyed": False},
+        "5": {"created_time": "2025-01-31T12:00:05Z", "deletion_time": "", "destroyed": False},
     }
 
 

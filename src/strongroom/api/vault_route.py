@@ -17,6 +17,7 @@ import orjson
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.responses import Response
 from starlette.types import Scope
 
@@ -25,29 +26,37 @@ from strongroom.audit.event import AuditEvent, outcome_for_status
 from strongroom.errors import InvalidRequestError, StrongroomError
 from strongroom.kit.validation import describe_validation_errors
 from strongroom.vault.errors import vault_error
+from strongroom.vault.schemas import VaultAuth
 
 
 def vault_response(
     request: Request,
     *,
-    data: Any = None,
-    auth: dict[str, Any] | None = None,
+    data: BaseModel | None = None,
+    auth: VaultAuth | None = None,
     status: int = 200,
 ) -> Response:
-    """Vault's response envelope around ``data`` or ``auth``."""
+    """Vault's response envelope around ``data`` or ``auth``: each a response model, written
+    as ``api/services.json_response`` writes one (the fields it was given)."""
     body = {
         "request_id": request.scope.get("state", {}).get("request_id", ""),
         "lease_id": "",
         "renewable": False,
         "lease_duration": 0,
-        "data": data,
+        "data": _plain(data),
         "wrap_info": None,
         "warnings": None,
-        "auth": auth,
+        "auth": _plain(auth),
     }
     # Cache-Control: no-store, as on every response, comes from the request envelope
     # (api/middleware.py); a second one here would repeat the header.
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def _plain(model: BaseModel | None) -> dict[str, Any] | None:
+    # Python values, not JSON text: orjson writes the envelope and whatever a secret's data
+    # holds exactly as it did before these were models (a Timestamp is its text either way).
+    return None if model is None else model.model_dump(exclude_unset=True)
 
 
 def vault_no_content() -> Response:

@@ -7,9 +7,10 @@ write fails, every request in the batch answers 503 instead (SPEC section 7).
 
 Where "durable" is depends on the database. On PostgreSQL it is a commit: as asynchronous I/O
 on the loop, several batches at once (``audit/pg_append.py``, ``AUDIT_BATCHES_IN_FLIGHT``), or
-with that set to 0 in a thread, one batch at a time while the next gathers. On SQLite it is this process's audit journal (``strongroom.audit.journal``)
-when the server runs one, from which the events move into the chain in batches shortly after,
-so that a read never waits for the one SQLite write lock; without a journal it is a commit.
+with that set to 0 in a thread, one batch at a time while the next gathers. On SQLite it is
+this process's audit journal (``strongroom.audit.journal``) when the server runs one, from
+which the events move into the chain in batches shortly after, so that a read never waits for
+the one SQLite write lock; without a journal it is a commit.
 
 Mutations write their event inside their own transaction (:meth:`AuditWriter.append`), so a
 failed audit rolls the change back.

@@ -50,6 +50,7 @@ from strongroom.db.engine import Database, WriterBusyError
 from strongroom.db.work import DatabaseWork
 from strongroom.errors import AuthenticationDenied, InvalidRequestError
 from strongroom.kit.glob import glob_match
+from strongroom.request_context import RequestContext
 from strongroom.roles.repository import associations_for_login
 from strongroom.serving.placement import Placement
 
@@ -200,24 +201,26 @@ class LoginService:
                 pass
         return await asyncio.to_thread(work, True)
 
-    async def login(
-        self, body: LoginRequest, source_ip: str, event: AuditEvent, now: datetime
-    ) -> Token:
+    async def login(self, body: LoginRequest, context: RequestContext) -> Token:
         """Log in; return the token response. Raises AuthenticationDenied, RateLimitedError,
-        InvalidRequestError or UpstreamUnavailableError."""
+        InvalidRequestError or UpstreamUnavailableError. The caller's address is the one its
+        request's audit event records (``context.event.source_ip``): the one the failure
+        counters and ``bound_ips`` judge is the one the audit trail names."""
+        event = context.event
         event.access_id = body.access_id
         # Logins run on their own loop thread (see login_loop.py): a burst of them must not
         # queue the reads served by this one. A lone one runs here (see _run).
         return await self._run(
-            lambda parts: self._login_and_record_outcome(parts, body, source_ip, event, now)
+            lambda parts: self._login_and_record_outcome(
+                parts, body, event.source_ip, event, context.now
+            )
         )
 
-    async def login_json(
-        self, raw: bytes, source_ip: str, event: AuditEvent, now: datetime
-    ) -> Token:
+    async def login_json(self, raw: bytes, context: RequestContext) -> Token:
         """Like :meth:`login`, from the raw body: even parsing happens on the login loop."""
+        event = context.event
         return await self._run(
-            lambda parts: self._parse_and_login(parts, raw, source_ip, event, now)
+            lambda parts: self._parse_and_login(parts, raw, event.source_ip, event, context.now)
         )
 
     async def _parse_and_login(

@@ -19,29 +19,32 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
 
 from strongroom.errors import InvalidRequestError
+from strongroom.vault.schemas import KvMetadata, KvMount, KvMountConfig, KvVersion, KvVersionState
 
 MOUNT = "secret"
 MOUNT_PATH = MOUNT + "/"
 MAX_CAS = 2**31
 # What `bao kv …` and Vault Agent's templates ask before anything else (the "preflight"):
 # which engine and version serve a path. Only the type and options.version are read.
-MOUNT_DESCRIPTION: dict[str, Any] = {
-    "type": "kv",
-    "path": MOUNT_PATH,
-    "description": "Strongroom items (key/value version 2)",
-    "accessor": "kv_strongroom",
-    "options": {"version": "2"},
-    "config": {"default_lease_ttl": 0, "max_lease_ttl": 0, "force_no_cache": False},
-    "local": False,
-    "seal_wrap": False,
-    "external_entropy_access": False,
-    "plugin_version": "",
-}
+# Never changed after this (nothing assigns to its fields): every answer may send this one.
+MOUNT_DESCRIPTION = KvMount(
+    type="kv",
+    path=MOUNT_PATH,
+    description="Strongroom items (key/value version 2)",
+    accessor="kv_strongroom",
+    options={"version": "2"},
+    config=KvMountConfig(default_lease_ttl=0, max_lease_ttl=0, force_no_cache=False),
+    local=False,
+    seal_wrap=False,
+    external_entropy_access=False,
+    plugin_version="",
+)
 
 
 def item_name(unverified_path: str) -> str:
@@ -97,14 +100,14 @@ def value_of(data: Mapping[str, Any]) -> str:
     return orjson.dumps(data).decode()
 
 
-def version_metadata(version: int, created_time: str) -> dict[str, Any]:
-    return {
-        "created_time": created_time,
-        "custom_metadata": None,
-        "deletion_time": "",
-        "destroyed": False,
-        "version": version,
-    }
+def version_metadata(version: int, created_time: datetime) -> KvVersion:
+    return KvVersion(
+        created_time=created_time,
+        custom_metadata=None,
+        deletion_time="",
+        destroyed=False,
+        version=version,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,22 +150,21 @@ def list_keys(folders: Sequence[str], item_names: Sequence[str]) -> list[str]:
     return sorted(keys)
 
 
-def key_metadata(
-    current_version: int, versions: Sequence[tuple[int, str]], updated_time: str
-) -> dict[str, Any]:
-    """``GET secret/metadata/<p>``: ``versions`` are the (number, created_time) that exist."""
-    oldest = min((number for number, _ in versions), default=0)
-    return {
-        "cas_required": False,
-        "created_time": versions[0][1] if versions else updated_time,
-        "current_version": current_version,
-        "custom_metadata": None,
-        "delete_version_after": "0s",
-        "max_versions": 0,
-        "oldest_version": oldest,
-        "updated_time": updated_time,
-        "versions": {
-            str(number): {"created_time": created, "deletion_time": "", "destroyed": False}
+def key_metadata(current_version: int, versions: Sequence[tuple[int, datetime]]) -> KvMetadata:
+    """``GET secret/metadata/<p>``: ``versions`` are the (number, created_time) that exist,
+    oldest first; never none (a secret always has a version)."""
+    oldest = min(number for number, _ in versions)
+    return KvMetadata(
+        cas_required=False,
+        created_time=versions[0][1],
+        current_version=current_version,
+        custom_metadata=None,
+        delete_version_after="0s",
+        max_versions=0,
+        oldest_version=oldest,
+        updated_time=versions[-1][1],
+        versions={
+            str(number): KvVersionState(created_time=created, deletion_time="", destroyed=False)
             for number, created in versions
         },
-    }
+    )

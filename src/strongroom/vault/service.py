@@ -9,7 +9,6 @@ ones; :mod:`strongroom.vault.errors` turns them into Vault's answers.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -28,7 +27,6 @@ from strongroom.errors import (
     NotFoundError,
     PayloadTooLargeError,
 )
-from strongroom.kit.clock import isoformat_z
 from strongroom.kit.ids import ACCESS_ID_PREFIX
 from strongroom.kit.names import normalize_item_path
 from strongroom.kit.validation import describe_validation_errors
@@ -37,7 +35,16 @@ from strongroom.request_context import RequestContext
 from strongroom.secrets.schemas import MAX_VALUE_BYTES, SecretCreate, SecretUpdate, SecretWritten
 from strongroom.secrets.service import SecretService
 from strongroom.vault import kv
-from strongroom.vault.schemas import VaultAwsLogin
+from strongroom.vault.schemas import (
+    KvKeys,
+    KvMetadata,
+    KvMount,
+    KvSecret,
+    KvVersion,
+    VaultAuth,
+    VaultAwsLogin,
+    VaultTokenLookup,
+)
 
 _ACCESS_ID = re.compile(re.escape(ACCESS_ID_PREFIX) + r"[a-z0-9]{12}")
 CAS_MISMATCH = "check-and-set parameter did not match the current version"
@@ -67,7 +74,7 @@ class VaultService:
 
     # -- auth/aws and auth/token -----------------------------------------------------------
 
-    async def login(self, unverified_body: bytes, context: RequestContext) -> dict[str, Any]:
+    async def login(self, unverified_body: bytes, context: RequestContext) -> VaultAuth:
         """Vault's ``auth`` object for an AWS IAM login; the native login's errors."""
         try:
             body = VaultAwsLogin.model_validate_json(unverified_body)
@@ -93,23 +100,23 @@ class VaultService:
             iam_request_body=body.iam_request_body,
             iam_request_headers=body.iam_request_headers,
         )
-        result = await self._login.login(login, context.event.source_ip, context.event, context.now)
+        result = await self._login.login(login, context)
         roles = list(result.roles)
-        return {
-            "client_token": result.token,
-            "accessor": self._tokens.digest(result.token),
-            "policies": roles,
-            "token_policies": roles,
-            "identity_policies": None,
-            "metadata": result.identity,
-            "lease_duration": result.expires_in,
-            "renewable": False,
-            "entity_id": "",
-            "token_type": "service",
-            "orphan": True,
-            "mfa_requirement": None,
-            "num_uses": 0,
-        }
+        return VaultAuth(
+            client_token=result.token,
+            accessor=self._tokens.digest(result.token),
+            policies=roles,
+            token_policies=roles,
+            identity_policies=None,
+            metadata=result.identity,
+            lease_duration=result.expires_in,
+            renewable=False,
+            entity_id="",
+            token_type="service",  # noqa: S106 - Vault's token kind, not a credential
+            orphan=True,
+            mfa_requirement=None,
+            num_uses=0,
+        )
 
     def _access_id(self, role: str) -> str:
         """An access ID as given; otherwise the access ID of the auth method of that name.
@@ -122,31 +129,31 @@ class VaultService:
             raise AuthenticationDenied(f"no auth method named {role[:128]!r}")
         return access_id
 
-    def token_lookup(self, caller: Caller, token: str, context: RequestContext) -> dict[str, Any]:
+    def token_lookup(self, caller: Caller, token: str, context: RequestContext) -> VaultTokenLookup:
         """``auth/token/lookup-self``: the caller's token as Vault describes one.
 
         ``id`` is the token itself (Vault answers it, and OpenBao Agent's token_file method
         reads it); ``type`` and ``renewable`` are read by the agent too.
         """
         roles = list(caller.role_names)
-        return {
-            "accessor": caller.token_digest,
-            "creation_time": int(caller.issued_at.timestamp()),
-            "creation_ttl": int((caller.expires_at - caller.issued_at).total_seconds()),
-            "display_name": caller.auth_method_name,
-            "entity_id": "",
-            "expire_time": isoformat_z(caller.expires_at),
-            "explicit_max_ttl": 0,
-            "id": token,
-            "issue_time": isoformat_z(caller.issued_at),
-            "meta": dict(caller.claims) or None,
-            "num_uses": 0,
-            "orphan": True,
-            "policies": roles,
-            "renewable": False,
-            "ttl": max(0, int((caller.expires_at - context.now).total_seconds())),
-            "type": "service",
-        }
+        return VaultTokenLookup(
+            accessor=caller.token_digest,
+            creation_time=int(caller.issued_at.timestamp()),
+            creation_ttl=int((caller.expires_at - caller.issued_at).total_seconds()),
+            display_name=caller.auth_method_name,
+            entity_id="",
+            expire_time=caller.expires_at,
+            explicit_max_ttl=0,
+            id=token,
+            issue_time=caller.issued_at,
+            meta=dict(caller.claims) or None,
+            num_uses=0,
+            orphan=True,
+            policies=roles,
+            renewable=False,
+            ttl=max(0, int((caller.expires_at - context.now).total_seconds())),
+            type="service",
+        )
 
     def revoke_self(self, caller: Caller, context: RequestContext) -> None:
         self._tokens.revoke_own(caller, context, 204)
@@ -159,12 +166,12 @@ class VaultService:
         unverified_path: str,
         version: int | None,
         context: RequestContext,
-    ) -> dict[str, Any]:
+    ) -> KvSecret:
         read = await self._secrets.read(caller, kv.item_name(unverified_path), version, context)
-        return {
-            "data": kv.data_of(read.value),
-            "metadata": kv.version_metadata(read.version, isoformat_z(read.created_at)),
-        }
+        return KvSecret(
+            data=kv.data_of(read.value),
+            metadata=kv.version_metadata(read.version, read.created_at),
+        )
 
     def kv_write(
         self,
@@ -172,7 +179,7 @@ class VaultService:
         unverified_path: str,
         unverified_body: bytes,
         context: RequestContext,
-    ) -> dict[str, Any]:
+    ) -> KvVersion:
         """A new version, created or updated as the item's existence says (Vault decides
         create against update on the server, not from the HTTP method).
 
@@ -200,7 +207,7 @@ class VaultService:
                 raise InvalidRequestError(CAS_MISMATCH) from None
         else:
             written = self._create_or_update(caller, name, value, context)
-        return kv.version_metadata(written.version, isoformat_z(written.created_at))
+        return kv.version_metadata(written.version, written.created_at)
 
     def _create_or_update(
         self, caller: Caller, name: str, value: str, context: RequestContext
@@ -248,35 +255,34 @@ class VaultService:
         body = SecretUpdate(value=value, expected_version=expected_version)
         return self._secrets.update(caller, name, body, context)
 
-    def kv_list(
-        self, caller: Caller, unverified_path: str, context: RequestContext
-    ) -> dict[str, Any]:
+    def kv_list(self, caller: Caller, unverified_path: str, context: RequestContext) -> KvKeys:
         """``{"keys": […]}`` of what the caller may list; 404 when that is nothing (as Vault
         answers an empty listing, so an empty folder and a hidden one look the same)."""
         listing = self._secrets.list(caller, kv.item_name(unverified_path), False, context)
         keys = kv.list_keys(listing.folders, [item.name for item in listing.items])
         if not keys:
             raise NotFoundError(reason=f"nothing the caller may list below {listing.path}")
-        return {"keys": keys}
+        return KvKeys(keys=keys)
 
     def kv_metadata(
         self, caller: Caller, unverified_path: str, context: RequestContext
-    ) -> dict[str, Any]:
+    ) -> KvMetadata:
         """The key's metadata and versions (read on the item, as its versions need natively)."""
         found = self._secrets.versions(caller, kv.item_name(unverified_path), context)
-        versions = [(v.version, isoformat_z(v.created_at)) for v in found.versions]
-        updated = versions[-1][1] if versions else ""
-        return kv.key_metadata(found.latest_version, versions, updated)
+        versions = [(v.version, v.created_at) for v in found.versions]
+        if not versions:  # a secret always has a version; answered as missing all the same
+            raise NotFoundError(reason=f"no versions of {found.name}")
+        return kv.key_metadata(found.latest_version, versions)
 
     def kv_delete(self, caller: Caller, unverified_path: str, context: RequestContext) -> None:
         """``DELETE secret/metadata/<p>``: the key and every version, as in Vault."""
         self._secrets.delete(caller, kv.item_name(unverified_path), None, context)
 
     @staticmethod
-    def mount(unverified_path: str) -> dict[str, Any]:
+    def mount(unverified_path: str) -> KvMount:
         """``sys/internal/ui/mounts/<path>``: the KV mount for paths under ``secret/``; any
         other path is refused as Vault refuses a path outside every mount (403, so the answer
         cannot be used to probe for mounts)."""
         if not kv.is_in_mount(unverified_path):
             raise ForbiddenError(reason=f"no mount serves {unverified_path[:200]!r}")
-        return dict(kv.MOUNT_DESCRIPTION)
+        return kv.MOUNT_DESCRIPTION

@@ -19,6 +19,7 @@ from strongroom.api.services import (
 from strongroom.audit.event import AuditEvent
 from strongroom.auth.schemas import LoginRequest, Token, TokenDescription
 from strongroom.errors import StrongroomError
+from strongroom.request_context import RequestContext
 
 router = APIRouter(tags=["auth"])
 
@@ -38,7 +39,7 @@ async def _login(services: Services, event: AuditEvent, request: Request) -> Res
     raw = await request.body()
     # The body is parsed and validated on the login loop, not here: a burst of logins must
     # cost the loop that serves reads as little as possible (bench/login.py).
-    result = await services.login.login_json(raw, event.source_ip, event, event.time)
+    result = await services.login.login_json(raw, RequestContext.of(event))
     return json_response(result)
 
 

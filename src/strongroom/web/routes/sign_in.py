@@ -8,6 +8,7 @@ from starlette.responses import RedirectResponse, Response
 from strongroom.api.services import audit_event_of, request_context, services_of
 from strongroom.auth.schemas import LoginRequest
 from strongroom.errors import AuthenticationDenied, RateLimitedError, StrongroomError
+from strongroom.request_context import RequestContext
 from strongroom.web.csrf import (
     CSRF_FIELD,
     CsrfRejected,
@@ -121,7 +122,7 @@ async def sign_in(request: Request) -> Response:
                 "access_key": form.raw("access_key"),
             },
         )
-        result = await services.login.login(body, event.source_ip, event, event.time)
+        result = await services.login.login(body, RequestContext.of(event))
     except InvalidFormError as exc:
         note_reason(request, exc.reason)
         return _sign_in_page(

@@ -186,15 +186,9 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     key = ChainKey(bytes.fromhex(key_hex))
     with contextlib.ExitStack() as stack:
         database = stack.enter_context(postgres.fresh_database(args.postgres_url, "appends"))
-        port = database.port
-        if args.delay_ms > 0:
-            proxy = postgres.DelayProxy(
-                PROCS, (database.host, database.port), args.delay_ms, tmp / "proxy.log"
-            )
-            stack.callback(proxy.stop)
-            port = proxy.port
-            info["proxy"] = proxy.announce
-            info["db_round_trip_idle"] = postgres.round_trip(database.url(port=port))
+        port = postgres.port_maybe_delayed(
+            stack, PROCS, database, args.delay_ms, tmp / "proxy.log", info
+        )
         url = database.url(port=port, driver="postgresql+psycopg", application_name="bench")
         store = Database.from_url(url)
         migrate.upgrade(store)

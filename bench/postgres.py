@@ -251,3 +251,23 @@ class DelayProxy:
         self._procs.stop(self.process)
         if self._group is not None:
             self._group.remove()
+
+
+def port_maybe_delayed(
+    stack: contextlib.ExitStack,
+    procs: Processes,
+    database: BenchDatabase,
+    delay_ms: float,
+    log_path: Path,
+    info: dict[str, Any],
+) -> int:
+    """The port servers should use for ``database``: its own, or (``delay_ms`` > 0) that of a
+    :class:`DelayProxy` started in front of it, stopped with ``stack``; the proxy's
+    announcement and the idle round trip through it go into ``info``."""
+    if delay_ms <= 0:
+        return database.port
+    proxy = DelayProxy(procs, (database.host, database.port), delay_ms, log_path)
+    stack.callback(proxy.stop)
+    info["proxy"] = proxy.announce
+    info["db_round_trip_idle"] = round_trip(database.url(port=proxy.port))
+    return proxy.port

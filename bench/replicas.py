@@ -443,15 +443,9 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     info: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
         database = stack.enter_context(postgres.fresh_database(args.postgres_url, "replicas"))
-        port = database.port
-        if args.delay_ms > 0:
-            proxy = postgres.DelayProxy(
-                PROCS, (database.host, database.port), args.delay_ms, tmp / "proxy.log"
-            )
-            stack.callback(proxy.stop)
-            port = proxy.port
-            info["proxy"] = proxy.announce
-            info["db_round_trip_idle"] = postgres.round_trip(database.url(port=port))
+        port = postgres.port_maybe_delayed(
+            stack, PROCS, database, args.delay_ms, tmp / "proxy.log", info
+        )
         info["database"] = database.name
         master_key = new_master_key()
 

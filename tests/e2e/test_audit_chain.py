@@ -14,7 +14,7 @@ import secrets
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -82,6 +82,22 @@ def record_of(row: Any) -> dict[str, Any]:
     }
 
 
+def relink_rows(
+    connection: Connection, rows: Sequence[Any], prev: str, *, by_writer_seq: bool
+) -> str:
+    """Recompute with SHA-256 the links of ``rows`` (in order) from ``prev``, each linked at its
+    position in its writer's chain (``by_writer_seq``) or at its global id; return the last."""
+    for row in rows:
+        link = sha256_link(prev, row.writer_seq if by_writer_seq else row.seq, record_of(row))
+        connection.execute(
+            update(audit_events)
+            .where(audit_events.c.seq == row.seq)
+            .values(prev_hash=prev, hash=link)
+        )
+        prev = link
+    return prev
+
+
 def relink_unkeyed(connection: Connection, from_seq: int) -> str:
     """Recompute with SHA-256 every link of event ``from_seq``'s writer from that event on, and
     the writer's head: what an attacker does after changing event ``from_seq`` so that its
@@ -98,18 +114,11 @@ def relink_unkeyed(connection: Connection, from_seq: int) -> str:
         .where(audit_events.c.writer_seq >= start.writer_seq)
         .order_by(audit_events.c.writer_seq)
     ).all()
-    for row in rows:
-        link = sha256_link(prev, row.writer_seq, record_of(row))
-        connection.execute(
-            update(audit_events)
-            .where(audit_events.c.seq == row.seq)
-            .values(prev_hash=prev, hash=link)
-        )
-        prev = link
+    prev = relink_rows(connection, rows, prev, by_writer_seq=True)
     connection.execute(
         text("UPDATE audit_heads SET hash = :h WHERE id = :w"), {"h": prev, "w": start.writer}
     )
-    return str(prev)
+    return prev
 
 
 def relink_all_as_one_unkeyed_chain(connection: Connection) -> str:
@@ -117,16 +126,8 @@ def relink_all_as_one_unkeyed_chain(connection: Connection) -> str:
     chain), as if all of it had been written before the key existed."""
     connection.execute(text("UPDATE audit_events SET writer = 1, writer_seq = -seq"))
     connection.execute(text("UPDATE audit_events SET writer_seq = seq"))
-    prev = GENESIS
-    for row in connection.execute(select(audit_events).order_by(audit_events.c.seq)).all():
-        link = sha256_link(prev, row.seq, record_of(row))
-        connection.execute(
-            update(audit_events)
-            .where(audit_events.c.seq == row.seq)
-            .values(prev_hash=prev, hash=link)
-        )
-        prev = link
-    return prev
+    rows = connection.execute(select(audit_events).order_by(audit_events.c.seq)).all()
+    return relink_rows(connection, rows, GENESIS, by_writer_seq=False)
 
 
 def schema_at(database_url: str, revision: str) -> None:
@@ -300,18 +301,12 @@ def test_an_unkeyed_chain_keeps_verifying_after_the_upgrade_and_is_protected(
         prev = connection.execute(
             select(audit_events.c.hash).where(audit_events.c.seq == 1)
         ).scalar_one()
-        for row in connection.execute(
+        rows = connection.execute(
             select(audit_events)
             .where(audit_events.c.seq.between(2, 5))
             .order_by(audit_events.c.seq)
-        ).all():
-            link = sha256_link(prev, row.seq, record_of(row))
-            connection.execute(
-                update(audit_events)
-                .where(audit_events.c.seq == row.seq)
-                .values(prev_hash=prev, hash=link)
-            )
-            prev = link
+        ).all()
+        prev = relink_rows(connection, rows, prev, by_writer_seq=False)
         connection.execute(
             update(audit_events).where(audit_events.c.seq == 6).values(prev_hash=prev)
         )

@@ -187,24 +187,16 @@ def rule_count(connection: Connection, role_id: int) -> int:
     )
 
 
-def put_rule(
-    connection: Connection,
-    role_id: int,
-    rule_type: RuleType,
-    path: str,
-    capabilities: frozenset[Capability],
-    expires_at: datetime | None,
-    now: datetime,
-) -> None:
-    """Set the capabilities of (role, rule_type, path), replacing any earlier ones."""
-    delete_rule(connection, role_id, rule_type, path)
+def put_rule(connection: Connection, role_id: int, rule: Rule, now: datetime) -> None:
+    """Store ``rule`` as the role's rule of its (rule_type, path), replacing any earlier one."""
+    delete_rule(connection, role_id, rule.rule_type, rule.path)
     connection.execute(
         role_rules.insert().values(
             role_id=role_id,
-            rule_type=rule_type.value,
-            path=path,
-            capabilities=capabilities_text(capabilities),
-            expires_at=expires_at,
+            rule_type=rule.rule_type.value,
+            path=rule.path,
+            capabilities=capabilities_text(rule.capabilities),
+            expires_at=rule.expires_at,
             created_at=now,
         )
     )

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, select
 
 from strongroom.db import driver
+from strongroom.db.records import record_from_row
 from strongroom.db.tables import auth_methods, role_associations, role_rules, roles
 from strongroom.rbac import Capability, Rule, RuleType
 
@@ -84,9 +85,7 @@ def _capabilities(text: str) -> frozenset[Capability]:
 
 
 def _role(row: Any) -> StoredRole:
-    return StoredRole(
-        id=int(row.id), name=row.name, description=row.description, created_at=row.created_at
-    )
+    return record_from_row(StoredRole, row, id=int(row.id))
 
 
 # -- roles ---------------------------------------------------------------------------------

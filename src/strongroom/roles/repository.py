@@ -244,15 +244,7 @@ def associations_of_role(connection: Connection, role_id: int) -> list[Associate
         .where(role_associations.c.role_id == role_id)
         .order_by(auth_methods.c.name)
     ).all()
-    return [
-        AssociatedMethod(
-            assoc_id=row.assoc_id,
-            auth_method=row.auth_method,
-            access_id=row.access_id,
-            sub_claims=row.sub_claims,
-        )
-        for row in rows
-    ]
+    return [record_from_row(AssociatedMethod, row) for row in rows]
 
 
 def associations_of_method(connection: Connection, method_id: int) -> list[AssociatedRole]:
@@ -263,7 +255,7 @@ def associations_of_method(connection: Connection, method_id: int) -> list[Assoc
         .where(role_associations.c.auth_method_id == method_id)
         .order_by(roles.c.name)
     ).all()
-    return [AssociatedRole(assoc_id=row.assoc_id, role_name=row.role_name) for row in rows]
+    return [record_from_row(AssociatedRole, row) for row in rows]
 
 
 def role_ids_of_method(connection: Connection, method_id: int) -> list[int]:

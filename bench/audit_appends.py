@@ -215,7 +215,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 
 def print_report(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    where = f"+{args.delay_ms:g} ms (proxy)" if args.delay_ms > 0 else "loopback"
+    where = postgres.network_label(args.delay_ms)
     print()
     print(
         f"Audit appends on one PostgreSQL database ({where}), {args.batch} events per append, "

@@ -271,3 +271,9 @@ def port_maybe_delayed(
     info["proxy"] = proxy.announce
     info["db_round_trip_idle"] = round_trip(database.url(port=proxy.port))
     return proxy.port
+
+
+def network_label(delay_ms: float) -> str:
+    """How servers reach the database behind :func:`port_maybe_delayed`, for a report's
+    title: ``+N ms (proxy)`` through the delaying proxy, else ``loopback``."""
+    return f"+{delay_ms:g} ms (proxy)" if delay_ms > 0 else "loopback"

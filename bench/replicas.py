@@ -364,7 +364,7 @@ def verify_chain(env: dict[str, str], directory: Path) -> dict[str, Any]:
 
 
 def print_report(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    where = f"+{args.delay_ms:g} ms (proxy)" if args.delay_ms > 0 else "loopback"
+    where = postgres.network_label(args.delay_ms)
     print()
     print(
         f"Replicas on one PostgreSQL database ({where}), {args.workers} worker(s) each, "

@@ -23,7 +23,7 @@ from strongroom.db.keys import Keys
 from strongroom.errors import ConflictError
 from strongroom.kit.clock import utc_now
 from strongroom.kit.ids import new_access_id, new_access_key, new_assoc_id, new_request_id
-from strongroom.rbac import Capability, RuleType
+from strongroom.rbac import Capability, Rule, RuleType
 from strongroom.roles import repository as role_repository
 from strongroom.roles.service import upsert_rule
 
@@ -151,7 +151,7 @@ def _create_admin_role(connection: Connection, now: datetime) -> int:
         connection, ADMIN_ROLE, "every capability everywhere", now
     )
     for rule_type in RuleType:
-        upsert_rule(connection, role_id, rule_type, "/*", ADMIN_CAPABILITIES, None, now)
+        upsert_rule(connection, role_id, Rule(rule_type, "/*", ADMIN_CAPABILITIES), now)
     return role_id
 
 
@@ -164,7 +164,7 @@ def _restore_admin_rules(connection: Connection, role_id: int, now: datetime) ->
         return False
     role_repository.delete_rules(connection, role_id)
     for rule_type in RuleType:
-        upsert_rule(connection, role_id, rule_type, "/*", ADMIN_CAPABILITIES, None, now)
+        upsert_rule(connection, role_id, Rule(rule_type, "/*", ADMIN_CAPABILITIES), now)
     return True
 
 

@@ -42,6 +42,14 @@ def key_of(harness: Harness, name: str) -> int:
         )
 
 
+def create_secret(harness: Harness, name: str, value: str) -> None:
+    """Create the secret ``name`` as the harness's admin (201, or the test fails)."""
+    answer = harness.client.post(
+        "/v1/secrets", json={"name": name, "value": value}, headers=harness.admin.headers
+    )
+    assert answer.status_code == 201, answer.text
+
+
 def rewrap(harness: Harness, master_key: LocalMasterKey) -> int:
     """``strongroom keys rewrap``: the keys as a fresh process loads them."""
     database = harness.services.database
@@ -52,21 +60,14 @@ def test_apps_running_through_a_rotation_and_a_rewrap_read_and_write_under_the_n
     harness: Harness, other_replica: TestClient, master_key: LocalMasterKey
 ) -> None:
     client, headers = harness.client, harness.admin.headers
-    assert client.post(
-        "/v1/secrets", json={"name": "/dk/a", "value": "a"}, headers=headers
-    ).is_success
+    create_secret(harness, "/dk/a", "a")
 
     assert rotate(harness.services.database, master_key) == 2
 
     # Writes after the rotation are sealed under the new key, by both apps.
     assert other_replica.put("/v1/secrets/dk/a", json={"value": "a2"}).is_success
     assert key_of(harness, "/dk/a") == 2
-    assert (
-        client.post(
-            "/v1/secrets", json={"name": "/dk/b", "value": "b"}, headers=headers
-        ).status_code
-        == 201
-    )
+    create_secret(harness, "/dk/b", "b")
     assert key_of(harness, "/dk/b") == 2
     # Each reads what the other sealed under the key it learnt of by itself.
     assert client.get("/v1/secrets/dk/a", headers=headers).json()["value"] == "a2"
@@ -90,9 +91,7 @@ def test_a_key_the_master_key_cannot_unwrap_makes_the_app_unready_and_its_writes
     harness: Harness, master_key: LocalMasterKey
 ) -> None:
     client, headers = harness.client, harness.admin.headers
-    assert client.post(
-        "/v1/secrets", json={"name": "/dk/c", "value": "c"}, headers=headers
-    ).is_success
+    create_secret(harness, "/dk/c", "c")
     # As after `keys change-master` then `keys rotate`, while this app runs with the old key.
     rotate(harness.services.database, LocalMasterKey(secrets.token_bytes(32)))
 
@@ -111,10 +110,8 @@ def test_a_key_the_master_key_cannot_unwrap_makes_the_app_unready_and_its_writes
 def test_a_value_naming_a_key_that_does_not_exist_fails_as_tampering(
     harness: Harness, master_key: LocalMasterKey
 ) -> None:
-    client, headers = harness.client, harness.admin.headers
-    assert client.post(
-        "/v1/secrets", json={"name": "/dk/d", "value": "d"}, headers=headers
-    ).is_success
+    client = harness.client
+    create_secret(harness, "/dk/d", "d")
     database = harness.services.database
     # Attack: someone with write access to the database makes a reader chase a key id above
     # every real one. It costs one look-up that finds nothing; the value does not open.

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from strongroom.db.tables import roles
 from strongroom.kit.clock import utc_now
-from strongroom.rbac import Capability, RuleType
+from strongroom.rbac import Capability, Rule, RuleType
 from strongroom.rbac.budget import Budget
 from strongroom.roles import service as role_service
 from strongroom.roles.checks import EscalationChecks
@@ -42,15 +42,8 @@ def _add_deny(harness: Harness, role: str, path: str) -> Callable[[], None]:
             role_id = connection.execute(
                 select(roles.c.id).where(roles.c.name == role)
             ).scalar_one()
-            upsert_rule(
-                connection,
-                role_id,
-                RuleType.ITEM,
-                path,
-                frozenset({Capability.DENY}),
-                None,
-                utc_now(),
-            )
+            deny = Rule(RuleType.ITEM, path, frozenset({Capability.DENY}))
+            upsert_rule(connection, role_id, deny, utc_now())
 
     return meddle
 

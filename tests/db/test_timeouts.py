@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import Any
 
 import psycopg
 import pytest
@@ -24,6 +25,12 @@ def _postgres(database: Database) -> Database:
     if database.dialect != "postgresql":
         pytest.skip("PostgreSQL's network round trips; SQLite work runs inline")
     return database
+
+
+async def _own_connection(database: Database) -> psycopg.AsyncConnection[Any]:
+    """An autocommit connection of its own to the test database, made with no statement
+    timeout: only a client-side deadline ends its statements."""
+    return await psycopg.AsyncConnection.connect(conninfo(database.engine.url), autocommit=True)
 
 
 def test_work_past_its_deadline_answers_503_and_never_commits(database: Database) -> None:
@@ -60,10 +67,7 @@ def test_a_statement_past_its_deadline_is_cut_off_not_cancelled(database: Databa
     postgres = _postgres(database)
 
     async def scenario() -> None:
-        # No statement timeout on this connection: only the client-side deadline ends it.
-        connection = await psycopg.AsyncConnection.connect(
-            conninfo(postgres.engine.url), autocommit=True
-        )
+        connection = await _own_connection(postgres)
         started = time.monotonic()
         with pytest.raises(DeadlineExceededError):
             await bounded(connection, lambda: connection.execute("select pg_sleep(30)"), started)
@@ -77,9 +81,7 @@ def test_a_cancelled_caller_severs_its_connection(database: Database) -> None:
     postgres = _postgres(database)
 
     async def scenario() -> None:
-        connection = await psycopg.AsyncConnection.connect(
-            conninfo(postgres.engine.url), autocommit=True
-        )
+        connection = await _own_connection(postgres)
         ended = asyncio.Event()
         caller = asyncio.ensure_future(
             bounded(

@@ -18,7 +18,7 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +30,7 @@ from sqlalchemy import create_engine, text
 from strongroom.vault.service import CAS_MISMATCH
 from tests.e2e.test_login_processes import Server
 from tests.support.databases import fresh_database_url
+from tests.support.login import key_token
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -44,17 +45,8 @@ class Cluster:
     admins: list[httpx.Client] = field(default_factory=list)  # the admin, one per replica
 
     def login(self, replica: int, key: dict[str, str]) -> str:
-        response = httpx.post(
-            self.replicas[replica].url + "/v1/auth/login",
-            json={
-                "access_id": key["access_id"],
-                "access_type": "access_key",
-                "access_key": key["access_key"],
-            },
-            timeout=30,
-        )
-        assert response.status_code == 200, response.text
-        return str(response.json()["token"])
+        with httpx.Client(base_url=self.replicas[replica].url, timeout=30) as client:
+            return key_token(client, key["access_id"], key["access_key"])
 
     def client(self, replica: int, token: str) -> httpx.Client:
         return httpx.Client(
@@ -282,20 +274,19 @@ def test_rotations_and_rewraps_while_every_replica_serves_never_fail_a_request(
 # -- two writers racing on one secret through two replicas ----------------------------------
 
 
-Call = tuple[httpx.Client, str, str, dict[str, Any]]  # client, method, path, JSON body
+def race(
+    clients: Sequence[httpx.Client], method: str, path: str, body: dict[str, Any]
+) -> list[httpx.Response]:
+    """Send one request (``body`` as JSON) through every client at the same moment, one
+    thread each; their responses, in the clients' order."""
+    barrier = threading.Barrier(len(clients))
 
-
-def race(calls: list[Call]) -> list[httpx.Response]:
-    """Send ``calls`` at the same moment, one thread each; their responses, in order."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call: Call) -> httpx.Response:
-        client, method, path, body = call
+    def run(client: httpx.Client) -> httpx.Response:
         barrier.wait()
         return client.request(method, path, json=body)
 
-    with ThreadPoolExecutor(len(calls)) as pool:
-        return list(pool.map(run, calls))
+    with ThreadPoolExecutor(len(clients)) as pool:
+        return list(pool.map(run, clients))
 
 
 ROUNDS = 30
@@ -304,21 +295,11 @@ ROUNDS = 30
 def test_racing_updates_with_the_same_expected_version_get_one_200_and_one_409(
     cluster: Cluster,
 ) -> None:
-    a, b = cluster.admins
     cluster.ok(0, "POST", "/v1/secrets", json={"name": "/race/cas", "value": "0"})
     version = 1
     for round_ in range(ROUNDS):
-        answers = race(
-            [
-                (
-                    client,
-                    "PUT",
-                    "/v1/secrets/race/cas",
-                    {"value": f"{round_}", "expected_version": version},
-                )
-                for client in (a, b)
-            ]
-        )
+        body = {"value": f"{round_}", "expected_version": version}
+        answers = race(cluster.admins, "PUT", "/v1/secrets/race/cas", body)
         statuses = sorted(answer.status_code for answer in answers)
         assert statuses == [200, 409], [answer.text for answer in answers]
         assert next(x for x in answers if x.status_code == 409).json()["error"] == "Conflict"
@@ -330,13 +311,10 @@ def test_racing_updates_with_the_same_expected_version_get_one_200_and_one_409(
 def test_racing_updates_without_an_expected_version_both_become_versions(
     cluster: Cluster,
 ) -> None:
-    a, b = cluster.admins
     cluster.ok(0, "POST", "/v1/secrets", json={"name": "/race/free", "value": "0"})
     version = 1
     for round_ in range(ROUNDS):
-        answers = race(
-            [(client, "PUT", "/v1/secrets/race/free", {"value": f"{round_}"}) for client in (a, b)]
-        )
+        answers = race(cluster.admins, "PUT", "/v1/secrets/race/free", {"value": f"{round_}"})
         assert [answer.status_code for answer in answers] == [200, 200], [
             answer.text for answer in answers
         ]
@@ -359,7 +337,7 @@ def test_racing_vault_writes_with_the_same_cas_get_one_success_and_vaults_cas_er
         assert vault[0].post(path, json={"data": {"n": "0"}}).status_code == 200
         for cas in range(1, ROUNDS // 2 + 1):
             body = {"data": {"n": str(cas)}, "options": {"cas": cas}}
-            answers = race([(client, "POST", path, body) for client in vault])
+            answers = race(vault, "POST", path, body)
             statuses = sorted(answer.status_code for answer in answers)
             assert statuses == [200, 400], [answer.text for answer in answers]
             refused = next(answer for answer in answers if answer.status_code == 400)

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, delete, select, update
 
 from strongroom.db import driver
 from strongroom.db.held import DriverRows
+from strongroom.db.records import record_from_row
 from strongroom.db.tables import auth_methods
 
 
@@ -50,17 +51,7 @@ class StoredAuthMethod:
 
 
 def _stored(row: Any) -> StoredAuthMethod:
-    return StoredAuthMethod(
-        id=int(row.id),
-        access_id=row.access_id,
-        name=row.name,
-        type=row.type,
-        description=row.description,
-        config=dict(row.config),
-        access_key_digest=row.access_key_digest,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+    return record_from_row(StoredAuthMethod, row, id=int(row.id), config=dict(row.config))
 
 
 def method_by_name(

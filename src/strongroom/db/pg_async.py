@@ -173,39 +173,22 @@ class PooledReads:
     async def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Every row of one read statement (``%s`` placeholders), within the timeout."""
         due = time.monotonic() + self.timeout
-        pool = self._pool if self._loop is asyncio.get_running_loop() else None
-        if pool is None:
-            pool = await self.open()
+        pool = await self._running_pool()
         attempts = self._max_size + 1
         for attempt in range(1, attempts + 1):
+            connection = await self._check_out(pool, due)
             try:
-                connection = await pool.getconn(timeout=max(0.0, due - time.monotonic()))
-            except PoolTimeout as exc:
-                raise self._unavailable("no connection within DB_TIMEOUT_SECONDS") from exc
-            try:
-                rows = await bounded(
+                return await self._run_on(
+                    pool,
                     connection,
-                    partial(_fetch, connection, sql, params),
+                    partial(_fetch, sql=sql, params=params),
                     due,
-                    abandoned=partial(_give_back_later, pool, connection),
+                    given_back=(psycopg.OperationalError,),
                 )
-            except DeadlineExceededError:
-                await pool.putconn(connection)  # severed: the pool discards it
-                raise self._unavailable("no answer within DB_TIMEOUT_SECONDS") from None
             except psycopg.OperationalError as exc:
                 # A dropped connection (server restart, failover): again on another.
-                await pool.putconn(connection)
                 if attempt == attempts or time.monotonic() >= due:
                     raise self._unavailable(repr(exc)) from exc
-                continue
-            except asyncio.CancelledError:
-                raise  # given back by bounded() once the statement has ended
-            except BaseException:
-                sever(connection)
-                await pool.putconn(connection)
-                raise
-            await pool.putconn(connection)
-            return rows
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def run(self, work: Callable[[Connection], Awaitable[T]]) -> T:
@@ -215,13 +198,45 @@ class PooledReads:
         was lost may have committed. Every failure is ServiceUnavailableError (``work``'s own
         included); a connection that broke is discarded by the pool."""
         due = time.monotonic() + self.timeout
-        pool = self._pool if self._loop is asyncio.get_running_loop() else None
-        if pool is None:
-            pool = await self.open()
+        pool = await self._running_pool()
+        connection = await self._check_out(pool, due)
         try:
-            connection = await pool.getconn(timeout=max(0.0, due - time.monotonic()))
+            return await self._run_on(pool, connection, work, due, given_back=(Exception,))
+        except ServiceUnavailableError:
+            raise
+        except Exception as exc:
+            raise self._unavailable(repr(exc)) from exc
+
+    async def _running_pool(self) -> AsyncConnectionPool[Connection]:
+        """The running loop's pool; :meth:`open` only when it has none yet."""
+        pool = self._pool if self._loop is asyncio.get_running_loop() else None
+        return pool if pool is not None else await self.open()
+
+    async def _check_out(self, pool: AsyncConnectionPool[Connection], due: float) -> Connection:
+        """A connection of ``pool``; ServiceUnavailableError when none is free by ``due``."""
+        try:
+            return await pool.getconn(timeout=max(0.0, due - time.monotonic()))
         except PoolTimeout as exc:
             raise self._unavailable("no connection within DB_TIMEOUT_SECONDS") from exc
+
+    async def _run_on(
+        self,
+        pool: AsyncConnectionPool[Connection],
+        connection: Connection,
+        work: Callable[[Connection], Awaitable[T]],
+        due: float,
+        *,
+        given_back: tuple[type[Exception], ...],
+    ) -> T:
+        """``await work(connection)`` until ``due``, then give ``connection`` back to ``pool``
+        however it ended.
+
+        ServiceUnavailableError when ``work`` outlasts ``due`` (its connection severed). A
+        failure of ``work`` that is one of ``given_back`` is raised as it is, its connection
+        given back as it stands (the pool discards it if it broke); any other failure severs
+        the connection first. A cancelled caller: given back by :func:`bounded` once the
+        statement has ended.
+        """
         try:
             result = await bounded(
                 connection,
@@ -234,12 +249,9 @@ class PooledReads:
             raise self._unavailable("no answer within DB_TIMEOUT_SECONDS") from None
         except asyncio.CancelledError:
             raise  # given back by bounded() once the statement has ended
-        except ServiceUnavailableError:
-            await pool.putconn(connection)  # the pool discards it if it broke
-            raise
-        except Exception as exc:
+        except given_back:
             await pool.putconn(connection)
-            raise self._unavailable(repr(exc)) from exc
+            raise
         except BaseException:
             sever(connection)
             await pool.putconn(connection)

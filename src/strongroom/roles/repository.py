@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, select
 
 from strongroom.db import driver
+from strongroom.db.records import record_from_row
 from strongroom.db.tables import auth_methods, role_associations, role_rules, roles
 from strongroom.rbac import Capability, Rule, RuleType
 
@@ -84,9 +85,7 @@ def _capabilities(text: str) -> frozenset[Capability]:
 
 
 def _role(row: Any) -> StoredRole:
-    return StoredRole(
-        id=int(row.id), name=row.name, description=row.description, created_at=row.created_at
-    )
+    return record_from_row(StoredRole, row, id=int(row.id))
 
 
 # -- roles ---------------------------------------------------------------------------------
@@ -187,24 +186,16 @@ def rule_count(connection: Connection, role_id: int) -> int:
     )
 
 
-def put_rule(
-    connection: Connection,
-    role_id: int,
-    rule_type: RuleType,
-    path: str,
-    capabilities: frozenset[Capability],
-    expires_at: datetime | None,
-    now: datetime,
-) -> None:
-    """Set the capabilities of (role, rule_type, path), replacing any earlier ones."""
-    delete_rule(connection, role_id, rule_type, path)
+def put_rule(connection: Connection, role_id: int, rule: Rule, now: datetime) -> None:
+    """Store ``rule`` as the role's rule of its (rule_type, path), replacing any earlier one."""
+    delete_rule(connection, role_id, rule.rule_type, rule.path)
     connection.execute(
         role_rules.insert().values(
             role_id=role_id,
-            rule_type=rule_type.value,
-            path=path,
-            capabilities=capabilities_text(capabilities),
-            expires_at=expires_at,
+            rule_type=rule.rule_type.value,
+            path=rule.path,
+            capabilities=capabilities_text(rule.capabilities),
+            expires_at=rule.expires_at,
             created_at=now,
         )
     )
@@ -253,15 +244,7 @@ def associations_of_role(connection: Connection, role_id: int) -> list[Associate
         .where(role_associations.c.role_id == role_id)
         .order_by(auth_methods.c.name)
     ).all()
-    return [
-        AssociatedMethod(
-            assoc_id=row.assoc_id,
-            auth_method=row.auth_method,
-            access_id=row.access_id,
-            sub_claims=row.sub_claims,
-        )
-        for row in rows
-    ]
+    return [record_from_row(AssociatedMethod, row) for row in rows]
 
 
 def associations_of_method(connection: Connection, method_id: int) -> list[AssociatedRole]:
@@ -272,7 +255,7 @@ def associations_of_method(connection: Connection, method_id: int) -> list[Assoc
         .where(role_associations.c.auth_method_id == method_id)
         .order_by(roles.c.name)
     ).all()
-    return [AssociatedRole(assoc_id=row.assoc_id, role_name=row.role_name) for row in rows]
+    return [record_from_row(AssociatedRole, row) for row in rows]
 
 
 def role_ids_of_method(connection: Connection, method_id: int) -> list[int]:

@@ -97,18 +97,10 @@ def parse_rule_type(unverified: str) -> RuleType:
         ) from None
 
 
-def upsert_rule(
-    connection: Connection,
-    role_id: int,
-    rule_type: RuleType,
-    path: str,
-    capabilities: frozenset[Capability],
-    expires_at: datetime | None,
-    now: datetime,
-) -> None:
-    """Set the capabilities of (role, rule_type, path), replacing any earlier ones, in the
-    caller's transaction; every worker's caches are refreshed."""
-    repository.put_rule(connection, role_id, rule_type, path, capabilities, expires_at, now)
+def upsert_rule(connection: Connection, role_id: int, rule: Rule, now: datetime) -> None:
+    """Store ``rule`` as the role's rule of its (rule_type, path), replacing any earlier one,
+    in the caller's transaction; every worker's caches are refreshed."""
+    repository.put_rule(connection, role_id, rule, now)
     token_repository.bump_generation(connection)
 
 
@@ -233,7 +225,7 @@ class RoleService:
                 raise ConflictError(CHANGED_DURING_CHECK)
             if old is None and repository.rule_count(connection, role.id) >= MAX_RULES_PER_ROLE:
                 raise RuleTooComplexError(f"a role holds at most {MAX_RULES_PER_ROLE} rules")
-            upsert_rule(connection, role.id, rule_type, path, capabilities, expires_at, context.now)
+            upsert_rule(connection, role.id, new, context.now)
         return RuleWritten(
             role_name=name,
             rule_type=rule_type,

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, select, update
 
+from strongroom.db.records import record_from_row
 from strongroom.db.tables import item_versions, items
 
 
@@ -50,15 +51,7 @@ class SealedVersion:
 
 
 def _item(row: Any) -> StoredItem:
-    return StoredItem(
-        id=int(row.id),
-        name=row.name,
-        description=row.description,
-        tags=row.tags,
-        latest_version=int(row.latest_version),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+    return record_from_row(StoredItem, row, id=int(row.id), latest_version=int(row.latest_version))
 
 
 # -- items ---------------------------------------------------------------------------------

@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     # complete by a heartbeat on the same connection (db/change_feed.py), instead of reading
     # the generation counter on every request. False: one generation read per request.
     change_feed: bool = True
+    # PostgreSQL, with the change feed: each worker keeps up to this many MiB of the item
+    # versions it read (ciphertexts, as stored) for as long as the feed vouches that no item
+    # changed (db/hot.py). 0: every read reads its row from the database.
+    read_cache_mb: int = Field(default=32, ge=0, le=4096)
     # No-escalation checks of role and auth method changes run on a thread of their own, so
     # that a costly one (bounded by its budget) never holds up the event loop. False: inline.
     rbac_check_thread: bool = True

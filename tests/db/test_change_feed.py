@@ -140,7 +140,7 @@ def test_a_notification_never_sent_is_caught_by_the_heartbeat(postgres: Database
 
 def test_this_process_knows_its_own_commit_at_once(postgres: Database) -> None:
     async def scenario(feed: ChangeFeed) -> None:
-        postgres.generation_listeners.append(feed.committed)
+        postgres.counter_listeners.append(feed.committed)
         await _until(lambda: feed.generation() == 0)
         bumped = await asyncio.to_thread(_bump, postgres)
         # Known at once, without a loop pass for the notification (which, waiting unread on

@@ -1,10 +1,10 @@
 """Replicas (SPEC sections 5, 6 and 11): two real ``strongroom server`` processes sharing one
 fresh PostgreSQL database, as behind a load balancer.
 
-A change acknowledged by one replica (a revoked token, a deleted association, a changed rule)
-is seen by the other within a second; data keys rotated and values rewrapped while both serve
-reads and writes never fail a request; two writers racing on one secret through different
-replicas get one success and one 409, or two versions, never a 500.
+A change acknowledged by one replica (a revoked token, a deleted association, a changed rule,
+a written or deleted secret) is seen by the other within a second; data keys rotated and values
+rewrapped while both serve reads and writes never fail a request; two writers racing on one
+secret through different replicas get one success and one 409, or two versions, never a 500.
 
 The two replicas serve the whole module; each test works on names of its own. Replicas that
 start together on an empty database, an unreachable database at start and SIGTERM with held
@@ -164,6 +164,27 @@ def test_a_rule_changed_through_one_replica_takes_effect_on_the_other(cluster: C
         eventually(lambda: on_b.get("/v1/secrets/rule/a").status_code == 200, "not granted")
         cluster.ok(0, "PUT", "/v1/roles/rule-user/rules", json={**rule, "capabilities": ["deny"]})
         eventually(lambda: on_b.get("/v1/secrets/rule/a").status_code == 403, "not denied")
+
+
+def test_a_secret_written_through_one_replica_is_read_through_the_other(cluster: Cluster) -> None:
+    """B keeps the versions it read (db/hot.KeptVersionRows): an update, a deleted version and
+    a deleted item through A each reach B's reads within the bound of a revocation."""
+    cluster.ok(0, "POST", "/v1/secrets", json={"name": "/kept/a", "value": "one"})
+    on_b = cluster.admins[1]
+
+    def value_on_b() -> str | None:
+        response = on_b.get("/v1/secrets/kept/a")
+        return str(response.json()["value"]) if response.status_code == 200 else None
+
+    assert value_on_b() == "one"  # read, and kept, by B
+    cluster.ok(0, "PUT", "/v1/secrets/kept/a", json={"value": "two"})
+    eventually(lambda: value_on_b() == "two", "B still answers the old version")
+    cluster.ok(0, "DELETE", "/v1/secrets/kept/a", params={"version": 2})
+    eventually(lambda: value_on_b() == "one", "B still answers the deleted version")
+    cluster.ok(0, "DELETE", "/v1/secrets/kept/a")
+    eventually(
+        lambda: on_b.get("/v1/secrets/kept/a").status_code == 404, "B still answers the item"
+    )
 
 
 # -- data keys rotated and values rewrapped under load --------------------------------------

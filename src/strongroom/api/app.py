@@ -114,14 +114,19 @@ def create_app(
     work = DatabaseWork(
         in_threads=database_work_in_threads(settings), timeout=settings.db_timeout_seconds
     )
-    hot = hot_reads(database.engine, timeout=settings.db_timeout_seconds)
     feed = (
         ChangeFeed(database.engine.url, timeout=settings.db_timeout_seconds)
         if placement.change_feed and settings.change_feed and database.dialect != "sqlite"
         else None
     )
+    hot = hot_reads(
+        database.engine,
+        timeout=settings.db_timeout_seconds,
+        feed=feed,
+        keep_bytes=settings.read_cache_mb * 1024 * 1024,
+    )
     if feed is not None:
-        database.generation_listeners.append(feed.committed)
+        database.counter_listeners.append(feed.committed)
     token_service = TokenService(keys.digester, database, hot, writer=writer, work=work, feed=feed)
     checks = EscalationChecks(in_thread=settings.rbac_check_thread)
     auth_method_service = AuthMethodService(

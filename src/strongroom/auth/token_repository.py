@@ -17,14 +17,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, delete, select
 
-from strongroom.db import driver
-from strongroom.db.change_feed import CHANNEL
-from strongroom.db.engine import GENERATION_BUMPED
+from strongroom.db import counters, driver
 from strongroom.db.tables import (
     auth_methods,
-    counters,
     role_associations,
     roles,
     token_associations,
@@ -60,23 +57,9 @@ class TokenRole:
 
 
 def bump_generation(connection: Connection) -> None:
-    """Invalidate every worker's token and rule caches (call inside the changing transaction).
-
-    On PostgreSQL the transaction also notifies the change feeds of every replica with the new
-    value (``db/change_feed.py``; delivered when it commits, not at all if it rolls back).
-    """
-    generation = connection.execute(
-        update(counters)
-        .where(counters.c.name == "generation")
-        .values(value=counters.c.value + 1)
-        .returning(counters.c.value)
-    ).scalar_one()
-    if not driver.is_sqlite(connection):
-        db = driver.cursor(connection)
-        db.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(generation)))
-        db.close()
-    # This process learns it from Database.write once committed, before its answer leaves.
-    connection.info[GENERATION_BUMPED] = int(generation)
+    """Invalidate every worker's token and rule caches (call inside the changing transaction;
+    ``db/counters.py`` says how every replica learns of it)."""
+    counters.bump(connection, counters.GENERATION)
 
 
 def insert_token(

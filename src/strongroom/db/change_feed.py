@@ -1,30 +1,31 @@
-"""PostgreSQL's change feed: the ``generation`` counter without a round trip per request.
+"""PostgreSQL's change feed: the cache counters without a round trip per request.
 
-Every change to tokens, roles, rules, associations or auth methods bumps the ``generation``
-counter and, in the same transaction, sends ``NOTIFY strongroom_generation`` with the new value
-(``auth/token_repository.bump_generation``). A worker caches callers and rule sets for one
-value of the counter. Rather than read it on every request, each worker keeps one connection
-that listens for those notifications, and that proves every few hundred milliseconds that it
-missed none:
+Every change to what a worker caches bumps a counter (``db/counters.py``: ``generation`` for
+tokens, roles, rules, associations and auth methods; ``secrets`` for items and versions) and,
+in the same transaction, sends ``NOTIFY`` on the counter's channel with the new value. A worker
+keeps callers, rule sets and item-version rows for one value of their counter. Rather than read
+the counters on every request, each worker keeps one connection that listens for those
+notifications, and that proves every few hundred milliseconds that it missed none:
 
-- a **heartbeat** every :data:`HEARTBEAT_SECONDS` reads the counter itself on that connection.
-  Its answer reflects every change committed before it was asked, notified or not, so the
-  feed is certain of the counter as of the moment the heartbeat was *sent*;
+- a **heartbeat** every :data:`HEARTBEAT_SECONDS` reads the counters themselves on that
+  connection. Its answer reflects every change committed before it was asked, notified or not,
+  so the feed is certain of each counter as of the moment the heartbeat was *sent*;
 - between heartbeats, a notification raises the value at once (PostgreSQL delivers them in
   commit order as they happen), so a change usually reaches every worker within
   milliseconds;
 - a notification that has reached the worker but not been read yet (the listening socket has
-  bytes waiting: one ``poll`` per request) makes that request read the counter itself: a
-  change committed before a request arrived is never missed for want of a loop pass;
-- the value is **trusted** only while the last answered heartbeat was sent less than
+  bytes waiting: one ``poll`` per request) makes that request read the counter itself (or, for
+  ``secrets``, the row): a change committed before a request arrived is never missed for want
+  of a loop pass;
+- a value is **trusted** only while the last answered heartbeat was sent less than
   :data:`TRUST_SECONDS` ago. Otherwise (the listener is down, reconnecting, slow, or its loop
-  is too busy to read) :meth:`ChangeFeed.generation` answers None and the caller reads the
-  counter itself, per request, as without the feed.
+  is too busy to read) :meth:`ChangeFeed.value` answers None and the caller reads the
+  database itself, per request, as without the feed.
 
 So a change reaches every request that starts at least :data:`TRUST_SECONDS` after it commits
 (SPEC section 11: "at the latest within one second"), whatever happens to notifications, and no
 request trusts a value nobody could vouch for ("never later while a replica cannot be sure").
-``CHANGE_FEED=false`` turns the feed off (one counter read per request).
+``CHANGE_FEED=false`` turns the feed off (one counter read per request, no cached rows).
 
 :class:`TrustWindow` is the pure core (tested on its own); :class:`ChangeFeed` the I/O around it.
 """
@@ -43,17 +44,20 @@ import psycopg
 import structlog
 from sqlalchemy.engine import URL
 
+from strongroom.db.counters import CHANNELS, GENERATION
 from strongroom.db.engine import postgres_options
 from strongroom.db.pg_async import bounded, conninfo, sever
 
-CHANNEL = "strongroom_generation"
 HEARTBEAT_SECONDS = 0.25
 TRUST_SECONDS = 0.75
 # After a failure the listener reconnects after this, doubling up to RECONNECT_MAX_SECONDS;
 # requests meanwhile read the counter themselves.
 RECONNECT_SECONDS = 0.25
 RECONNECT_MAX_SECONDS = 5.0
-_GENERATION_SQL = "SELECT value FROM counters WHERE name = 'generation'"
+# Built from constants only: every counter the feed watches, in one statement.
+_COUNTERS_SQL = "SELECT name, value FROM counters WHERE name IN ({})".format(  # noqa: S608
+    ", ".join(f"'{name}'" for name in CHANNELS)
+)
 # How the listening connections show in pg_stat_activity.
 APPLICATION_NAME = "strongroom change feed"
 
@@ -61,7 +65,7 @@ log = structlog.get_logger("strongroom.db")
 
 
 class TrustWindow:
-    """What a worker knows of the ``generation`` counter, and for how long it may rely on it.
+    """What a worker knows of one counter, and for how long it may rely on it.
 
     Times are ``time.monotonic()`` values passed in by the caller. The loop's listener and a
     thread that committed a change both update it: updates hold a lock, reads need none.
@@ -115,7 +119,8 @@ class TrustWindow:
 
 
 class ChangeFeed:
-    """One listening connection per worker, with its heartbeat (module docstring)."""
+    """One listening connection per worker, with its heartbeat (module docstring): a
+    :class:`TrustWindow` per counter of ``db/counters.py``."""
 
     def __init__(
         self,
@@ -133,23 +138,43 @@ class ChangeFeed:
         self._timeout = timeout
         self._heartbeat = heartbeat_seconds
         self._clock = clock
-        self.window = TrustWindow(trust_seconds)
+        self.windows = {name: TrustWindow(trust_seconds) for name in CHANNELS}
+        self._by_channel = {channel: self.windows[name] for name, channel in CHANNELS.items()}
         self._waiting: select.poll | None = None  # readiness of the listening socket
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def generation(self) -> int | None:
-        """The counter, while the feed can vouch for it; None: read it from the database."""
-        generation = self.window.trusted(self._clock())
-        waiting = self._waiting
-        if generation is not None and waiting is not None and waiting.poll(0):
-            return None  # a notification (or the heartbeat's answer) not read yet
-        return generation
+    @property
+    def window(self) -> TrustWindow:
+        """The ``generation`` counter's window."""
+        return self.windows[GENERATION]
 
-    def committed(self, generation: int) -> None:
-        """This process committed a change that moved the counter to ``generation``: known
+    def value(self, name: str) -> int | None:
+        """Counter ``name``, while the feed can vouch for it; None: read the database."""
+        value = self.windows[name].trusted(self._clock())
+        waiting = self._waiting
+        if value is not None and waiting is not None and waiting.poll(0):
+            return None  # a notification (or the heartbeat's answer) not read yet
+        return value
+
+    def generation(self) -> int | None:
+        """The ``generation`` counter, while the feed can vouch for it; else None."""
+        return self.value(GENERATION)
+
+    def committed(self, name: str, value: int) -> None:
+        """This process committed a change that moved counter ``name`` to ``value``: known
         here at once, without waiting for its notification (any thread may call this)."""
-        self.window.heard(generation, self._clock())
+        window = self.windows.get(name)
+        if window is not None:
+            window.heard(value, self._clock())
+
+    def _lost(self) -> None:
+        for window in self.windows.values():
+            window.lost()
+
+    def _trusted(self) -> bool:
+        now = self._clock()
+        return all(window.trusted(now) is not None for window in self.windows.values())
 
     def start(self) -> None:
         """Start listening on the running loop (again on another loop: tests start one per
@@ -157,13 +182,13 @@ class ChangeFeed:
         loop = asyncio.get_running_loop()
         if self._task is not None and self._loop is loop and not self._task.done():
             return
-        self.window.lost()
+        self._lost()
         self._loop = loop
         self._task = loop.create_task(self._run(), name="strongroom-change-feed")
 
     async def aclose(self) -> None:
         task, self._task = self._task, None
-        self.window.lost()
+        self._lost()
         if task is not None and self._loop is asyncio.get_running_loop():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -191,9 +216,9 @@ class ChangeFeed:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any failure: fall back, reconnect after a pause
-                if self.window.trusted(self._clock()) is not None:
+                if self._trusted():
                     delay = RECONNECT_SECONDS  # it worked until now: try again soon
-                self.window.lost()
+                self._lost()
                 log.warning("change_feed_lost", error=repr(exc), retry_seconds=delay)
             finally:
                 self._waiting = None
@@ -206,26 +231,32 @@ class ChangeFeed:
 
     async def _listen(self, connection: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
         """LISTEN, then heartbeat and hear notifications until the connection fails."""
-        await bounded(
-            connection,
-            lambda: connection.execute(f"LISTEN {CHANNEL}"),
-            self._clock() + self._timeout,
-        )
+        await bounded(connection, lambda: _listen_all(connection), self._clock() + self._timeout)
         while True:
             asked_at = self._clock()
-            generation = await bounded(
-                connection, lambda: _read_generation(connection), asked_at + self._timeout
+            values = await bounded(
+                connection, lambda: _read_counters(connection), asked_at + self._timeout
             )
-            self.window.proven(generation, asked_at)
+            for name, window in self.windows.items():
+                window.proven(values[name], asked_at)
             # Notifications that arrived during the heartbeat come first (psycopg keeps them).
             async for notification in connection.notifies(timeout=self._heartbeat):
-                if notification.channel == CHANNEL:
-                    self.window.heard(notification.payload, self._clock())
+                heard = self._by_channel.get(notification.channel)
+                if heard is not None:
+                    heard.heard(notification.payload, self._clock())
 
 
-async def _read_generation(connection: psycopg.AsyncConnection[tuple[object, ...]]) -> int:
-    cursor = await connection.execute(_GENERATION_SQL)
-    row = await cursor.fetchone()
-    if row is None:
-        raise LookupError("the generation counter is missing")
-    return int(str(row[0]))
+async def _listen_all(connection: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+    for channel in CHANNELS.values():  # constants of db/counters.py, never input
+        await connection.execute(f"LISTEN {channel}")
+
+
+async def _read_counters(
+    connection: psycopg.AsyncConnection[tuple[object, ...]],
+) -> dict[str, int]:
+    cursor = await connection.execute(_COUNTERS_SQL)
+    values = {str(name): int(str(value)) for name, value in await cursor.fetchall()}
+    missing = CHANNELS.keys() - values.keys()
+    if missing:
+        raise LookupError(f"counters missing: {sorted(missing)}")
+    return values

@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError, OperationalError
 
-from strongroom.db import deadline
+from strongroom.db import counters, deadline
 from strongroom.db.driver import DRIVER_OPERATIONAL_ERRORS
 from strongroom.errors import ConfigurationError, ServiceUnavailableError
 from strongroom.kit.private_files import (
@@ -248,21 +248,15 @@ class _WriterQueue:
                 self._file = None
 
 
-# Set in a write transaction's ``Connection.info`` to the value it moved the generation counter
-# to (``auth/token_repository.bump_generation``); handed to ``Database.generation_listeners``
-# once it has committed.
-GENERATION_BUMPED = "strongroom.generation_bumped"
-
-
 class Database:
     """Hands out connections; the only owner of the engine."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        # Called, in the committing thread, with the new value of the generation counter after
-        # each write that bumped it: this process's own change feed learns of its changes
-        # before any request can follow them (db/change_feed.py).
-        self.generation_listeners: list[Callable[[int], None]] = []
+        # Called, in the committing thread, with (counter, new value) for each counter a write
+        # bumped (db/counters.py), once it has committed: this process's own change feed
+        # learns of its changes before any request can follow them (db/change_feed.py).
+        self.counter_listeners: list[Callable[[str, int], None]] = []
         database = engine.url.database if engine.dialect.name == "sqlite" else None
         self._writers = (
             _WriterQueue(Path(database + ".write-lock"))
@@ -345,6 +339,7 @@ class Database:
             # held only from BEGIN to COMMIT.
             with self.engine.connect() as raw, self._writer_turn(blocking):
                 connection = raw.execution_options(**{_WRITE_OPTION: True})
+                raw.info.pop(counters.BUMPED, None)  # what another transaction left
                 try:
                     with connection.begin():
                         yield connection
@@ -352,10 +347,10 @@ class Database:
                         deadline.check("a write")
                 finally:
                     # The DBAPI connection's record outlives this checkout: always taken.
-                    bumped = raw.info.pop(GENERATION_BUMPED, None)
-                if bumped is not None:
-                    for listener in self.generation_listeners:
-                        listener(bumped)
+                    bumped: dict[str, int] = raw.info.pop(counters.BUMPED, {})
+                for name, value in bumped.items():
+                    for listener in self.counter_listeners:
+                        listener(name, value)
         except OperationalError as exc:
             raise ServiceUnavailableError(
                 "the database is unavailable", reason=f"database error: {exc.orig!r}"

@@ -10,7 +10,10 @@ A read needs the cache ``generation`` (unless the change feed vouches for it, se
   wait, just the call.
 - PostgreSQL: :class:`PooledHotReader`, asynchronous statements on a pool of connections
   (``db/pg_async.py``): while a round trip is under way the loop serves other requests, and a
-  database that does not answer costs the request a 503 after ``DB_TIMEOUT_SECONDS``.
+  database that does not answer costs the request a 503 after ``DB_TIMEOUT_SECONDS``. In front
+  of it, :class:`KeptVersionRows` keeps the rows it read for as long as the change feed
+  vouches that no item changed (``READ_CACHE_MB``; ``db/counters.py``), as Vault and OpenBao
+  keep storage entries in memory: a read of a kept row makes no round trip at all.
 
 Autocommit is safe here: each statement is a single read that needs no snapshot shared with
 another, and both tolerate a concurrent writer (the generation check only ever makes a cache
@@ -19,12 +22,15 @@ fresher).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Engine
 
 from strongroom.db import driver
+from strongroom.db.change_feed import ChangeFeed
+from strongroom.db.counters import SECRETS
 from strongroom.db.held import HeldConnection
 from strongroom.db.pg_async import PooledReads
 
@@ -119,8 +125,89 @@ class PooledHotReader:
         await self._reads.aclose()
 
 
-def hot_reads(engine: Engine, *, timeout: float) -> HotReads:
-    """SQLite's inline reader, or PostgreSQL's asynchronous one (module docstring)."""
+# What a kept row costs beyond its ciphertext and name (the tuple, the key, the dict entry).
+_ROW_OVERHEAD_BYTES = 400
+
+
+class KeptVersionRows:
+    """Item-version rows kept in memory for one value of the ``secrets`` counter.
+
+    Contract: a row is answered from memory only while the change feed vouches for the
+    counter (``ChangeFeed.value``, which also checks for a notification not read yet) and the
+    counter has the value the row was kept under; any change to an item or a version bumps it
+    in its own transaction (``secrets/repository.py``), so every replica drops what it kept
+    as soon as it hears of it, and at the latest when a heartbeat could no longer vouch
+    (``db/change_feed.py``: the bound of SPEC section 11). While the feed cannot vouch, every
+    read reads its row. A row read while the counter moved is not kept: it may be older than
+    the change. Rows are ciphertexts, as stored (a value is only ever decrypted per read);
+    at most ``max_bytes`` of them are kept, the least recently read dropped first. A missing
+    item is never kept (nothing to drop when it is created).
+    """
+
+    def __init__(self, rows: HotReads, feed: ChangeFeed, *, max_bytes: int) -> None:
+        self._rows = rows
+        self._feed = feed
+        self._max_bytes = max_bytes
+        self._kept: OrderedDict[tuple[str, int | None], VersionRow] = OrderedDict()
+        self._kept_bytes = 0
+        self._counter: int | None = None  # the value of "secrets" that _kept is valid for
+
+    async def generation(self) -> int:
+        return await self._rows.generation()
+
+    async def version_row(self, name: str, version: int | None) -> VersionRow | None:
+        counter = self._feed.value(SECRETS)
+        if counter is None:  # nobody vouches for what was kept: read the row
+            return await self._rows.version_row(name, version)
+        if counter != self._counter:
+            self._drop_all()
+            self._counter = counter
+        key = (name, version)
+        row = self._kept.get(key)
+        if row is not None:
+            self._kept.move_to_end(key)
+            return row
+        row = await self._rows.version_row(name, version)
+        # Kept only if no change was heard while the row was read (this or another request
+        # may have moved _counter meanwhile; the feed may have heard one not seen here yet).
+        if row is not None and self._counter == counter and self._feed.value(SECRETS) == counter:
+            self._keep(key, row)
+        return row
+
+    def _keep(self, key: tuple[str, int | None], row: VersionRow) -> None:
+        size = len(row[3]) + len(row[1]) + _ROW_OVERHEAD_BYTES
+        if size > self._max_bytes:
+            return
+        self._kept[key] = row
+        self._kept_bytes += size
+        while self._kept_bytes > self._max_bytes:
+            _, dropped = self._kept.popitem(last=False)
+            self._kept_bytes -= len(dropped[3]) + len(dropped[1]) + _ROW_OVERHEAD_BYTES
+
+    def _drop_all(self) -> None:
+        self._kept.clear()
+        self._kept_bytes = 0
+
+    async def open(self) -> None:
+        await self._rows.open()
+
+    async def aclose(self) -> None:
+        self._drop_all()
+        await self._rows.aclose()
+
+
+def hot_reads(
+    engine: Engine,
+    *,
+    timeout: float,
+    feed: ChangeFeed | None = None,
+    keep_bytes: int = 0,
+) -> HotReads:
+    """SQLite's inline reader, or PostgreSQL's asynchronous one, behind the rows it keeps when
+    there is a change feed and ``keep_bytes`` > 0 (module docstring)."""
     if engine.dialect.name == "sqlite":
         return HotReader(engine)
-    return PooledHotReader(engine, timeout=timeout)
+    reader = PooledHotReader(engine, timeout=timeout)
+    if feed is None or keep_bytes <= 0:
+        return reader
+    return KeptVersionRows(reader, feed, max_bytes=keep_bytes)

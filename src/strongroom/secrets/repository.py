@@ -6,6 +6,9 @@ under the data key ``key_id`` (``crypto/envelope.py``); sealing and opening are 
 
 A secret read's row is not read here: it is one of the two hot reads every worker runs on its
 held connection or, on PostgreSQL, its asynchronous pool (``db/hot.HotReads.version_row``).
+Every function here that changes an item or a version bumps the ``secrets`` counter in the
+same transaction (once per transaction, ``db/counters.py``): the rows workers keep of
+``version_row`` are valid for one value of it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, select, update
 
+from strongroom.db import counters
 from strongroom.db.records import record_from_row
 from strongroom.db.tables import item_versions, items
 
@@ -100,6 +104,7 @@ def insert_item(
         )
         .returning(items.c.id)
     ).scalar_one()
+    _changed(connection)
     return item_id
 
 
@@ -107,11 +112,13 @@ def set_latest_version(connection: Connection, item_id: int, version: int, now: 
     connection.execute(
         update(items).where(items.c.id == item_id).values(latest_version=version, updated_at=now)
     )
+    _changed(connection)
 
 
 def delete_item(connection: Connection, item_id: int) -> None:
     """Remove the item; its versions go with it (foreign keys cascade)."""
     connection.execute(delete(items).where(items.c.id == item_id))
+    _changed(connection)
 
 
 # -- versions ------------------------------------------------------------------------------
@@ -138,6 +145,7 @@ def insert_version(
             created_by=created_by,
         )
     )
+    _changed(connection)
 
 
 def newest_existing_version(connection: Connection, item_id: int) -> int | None:
@@ -170,6 +178,7 @@ def delete_version(connection: Connection, item_id: int, version: int) -> bool:
             item_versions.c.item_id == item_id, item_versions.c.version == version
         )
     ).rowcount
+    _changed(connection)
     return removed != 0
 
 
@@ -216,3 +225,8 @@ def reseal_version(connection: Connection, version_id: int, ciphertext: bytes, k
         .where(item_versions.c.id == version_id)
         .values(ciphertext=ciphertext, key_id=key_id)
     )
+    _changed(connection)
+
+
+def _changed(connection: Connection) -> None:
+    counters.bump(connection, counters.SECRETS)

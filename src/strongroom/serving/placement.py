@@ -15,6 +15,7 @@ WAL checkpoint thread  yes         no (4)         yes         ``WAL_CHECKPOINT_T
 audit journal          yes         yes            no (3)      ``AUDIT_JOURNAL=false``
 database work          (6)         (6)            (6)         (SQLite: always inline)
 change feed            yes (7)     no             yes (7)     ``CHANGE_FEED=false``
+kept version rows      yes (8)     no             yes (8)     ``READ_CACHE_MB=0``
 =====================  ==========  =============  ==========  ==========================
 
 1. The supervisor brings the schema up to date once, under the migration lock
@@ -41,6 +42,8 @@ change feed            yes (7)     no             yes (7)     ``CHANGE_FEED=fals
    and denials are asynchronous I/O too, up to ``AUDIT_BATCHES_IN_FLIGHT`` at once
    (``audit/pg_append.py``; 0: one at a time in a thread), bounded the same.
 7. PostgreSQL only. A login process resolves no token worth caching.
+8. PostgreSQL, with the change feed: each process keeps the item-version rows its reads
+   read for as long as the feed vouches for the ``secrets`` counter (``db/hot.py``).
 
 - **login thread**: a process that serves reads runs logins on a second event loop in a
   thread (``auth/login_loop.py``): a burst of logins would otherwise queue the reads.

@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     # the worker's loop, up to this many batches at once, each on a writer and connection of
     # its own (audit/pg_append.py). 0: one batch at a time, committed in a thread.
     audit_batches_in_flight: int = Field(default=4, ge=0, le=32)
+    # Logins and secret reads go straight to their endpoints, past FastAPI's routing
+    # (api/direct_routes.py). False: every request is routed by FastAPI.
+    direct_routes: bool = True
     # PostgreSQL: each worker learns of token, role and rule changes from LISTEN/NOTIFY, proven
     # complete by a heartbeat on the same connection (db/change_feed.py), instead of reading
     # the generation counter on every request. False: one generation read per request.

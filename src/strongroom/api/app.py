@@ -13,6 +13,7 @@ import httpx
 import structlog
 from fastapi import FastAPI
 
+from strongroom.api.direct_routes import DirectRoutes
 from strongroom.api.errors import install_error_handlers
 from strongroom.api.middleware import RequestEnvelope
 from strongroom.api.openapi import install_openapi
@@ -225,7 +226,8 @@ def create_app(
         app.include_router(module.router)
     install_docs(app)
     # Inside the envelope (middleware added later wraps what was added before).
-    app.add_middleware(auth.LoginFastPath, services=services, route=auth.login_route())
+    if settings.direct_routes:
+        app.add_middleware(DirectRoutes, routes=[secrets.direct_route(), auth.direct_route()])
     app.add_middleware(
         RequestEnvelope,
         writer=lambda: writer,

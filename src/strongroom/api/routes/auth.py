@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from strongroom.api.errors import strongroom_error_response
+from strongroom.api.direct_routes import DirectRoute, exact_path, route_of
 from strongroom.api.openapi import TOKEN_REQUIRED, errors
 from strongroom.api.services import (
     Services,
@@ -18,7 +16,6 @@ from strongroom.api.services import (
 )
 from strongroom.audit.event import AuditEvent
 from strongroom.auth.schemas import LoginRequest, Token, TokenDescription
-from strongroom.errors import StrongroomError
 from strongroom.request_context import RequestContext
 
 router = APIRouter(tags=["auth"])
@@ -54,39 +51,11 @@ async def login(request: Request) -> Response:
     return await _login(services_of(request), audit_event_of(request), request)
 
 
-def login_route() -> BaseRoute:
-    """The FastAPI route of the login (its ``path`` labels the request metrics)."""
-    return next(r for r in router.routes if getattr(r, "path", None) == LOGIN_PATH)
-
-
-class LoginFastPath:
-    """ASGI middleware: ``POST /v1/auth/login`` goes straight to its handler.
-
-    FastAPI's routing (about a dozen layers, and a walk past every route matched before this
-    one) cost a login about 0.4 ms on the machines ``bench/login.py`` runs on. This runs the
-    same handler with the same error answers; it sits inside the request envelope, so the
-    audit event, request ID, body limit and metrics are the envelope's as for any route. Any
-    other method or path (``/v1/auth/login/`` included) goes on to the app.
-    """
-
-    def __init__(self, app: ASGIApp, *, services: Services, route: BaseRoute) -> None:
-        """``route``: the FastAPI route of the login, set as ``scope["route"]`` (metrics)."""
-        self.app = app
-        self._services = services
-        self._route = route
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != LOGIN_PATH or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        scope["route"] = self._route
-        try:
-            response = await _login(
-                self._services, scope["state"]["audit"], Request(scope, receive)
-            )
-        except StrongroomError as exc:
-            response = strongroom_error_response(scope, exc)
-        await response(scope, receive, send)
+def direct_route() -> DirectRoute:
+    """The login, answered without FastAPI's routing (``api/direct_routes.py``)."""
+    return DirectRoute(
+        "POST", exact_path(LOGIN_PATH), login, route_of(router.routes, "POST", LOGIN_PATH)
+    )
 
 
 @router.get(

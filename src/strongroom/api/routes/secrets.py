@@ -1,11 +1,13 @@
 """Secrets and listings (SPEC section 5). The read endpoint is the hot path: driver-level
-queries, no dependency injection or parameter solving, orjson out."""
+queries, no dependency injection or parameter solving, orjson out, and no FastAPI routing
+(:func:`direct_route`)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from strongroom.api.direct_routes import DirectRoute, path_below, route_of
 from strongroom.api.openapi import TOKEN_REQUIRED, errors
 from strongroom.api.services import authorized, json_response
 from strongroom.errors import InvalidRequestError
@@ -96,6 +98,17 @@ async def read_secret(request: Request) -> Response:
     name: str = request.path_params["name"]
     result = await services.secrets.read(caller, name, _version_query(request), context)
     return json_response(result)
+
+
+def direct_route() -> DirectRoute:
+    """The read, answered without FastAPI's routing (``api/direct_routes.py``): any path below
+    ``/v1/secrets/`` but the versions listing's, as FastAPI would route it."""
+    return DirectRoute(
+        "GET",
+        path_below("/v1/secrets/", "name", unless_ends_with="/versions"),
+        read_secret,
+        route_of(router.routes, "GET", "/v1/secrets/{name:path}"),
+    )
 
 
 @router.put(

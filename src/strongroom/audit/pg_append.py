@@ -2,11 +2,15 @@
 
 The read and denial events of a worker (``audit/writer.py``) are appended here on PostgreSQL:
 on the event loop, through a pool of autocommit connections (``db/pg_async.py``), with no
-thread hop and no transaction of several statements. A batch costs two round trips:
+thread hop and no transaction of several statements. A batch is one statement, one round trip:
+it moves the writer's head on, inserts the events (one JSON parameter), commits, and draws as
+many new global ids from the ``audit_events_seq`` sequence as the batch used.
 
-1. its global ids, from the ``audit_events_seq`` sequence (the links cover them);
-2. one statement that moves the writer's head on and inserts the events (one JSON
-   parameter), and commits.
+The links cover each event's global id, so a batch's ids must be known before its statement
+is sent: they come from :class:`IdReserve`, ids drawn by earlier statements of this process
+(a round trip of their own only when the reserve runs short). Ids in the reserve are used
+within :data:`ID_RESERVE_SECONDS` of being drawn, or dropped: an event's id is never much
+older than the event, whose place in a listing by id stays close to its time.
 
 Each batch in flight uses a writer of its own (``audit/chain.py``), opened for this
 appender alone (:meth:`~strongroom.audit.store.Appender.open_owned`): no other transaction
@@ -25,6 +29,9 @@ ServiceUnavailableError for the whole batch.
 from __future__ import annotations
 
 import asyncio
+import math
+import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +45,7 @@ from strongroom.db.engine import Database
 from strongroom.db.pg_async import Connection, PooledReads
 from strongroom.errors import ServiceUnavailableError
 
-_IDS = "SELECT array_agg(nextval('audit_events_seq')) FROM generate_series(1, %s)"
+_IDS = "SELECT ARRAY(SELECT nextval('audit_events_seq') FROM generate_series(1, %s))"
 _HEAD = "SELECT seq, hash, closed FROM audit_heads WHERE id = %s"
 _RECORD_TYPES = {"status": "integer"}
 
@@ -53,15 +60,49 @@ def _append_sql() -> str:
     selected = ", ".join(f"e.{name}" for name in RECORD_COLUMNS)
     return (
         "WITH head AS (UPDATE audit_heads SET seq = seq + %s, hash = %s "  # noqa: S608
-        "WHERE id = %s AND seq = %s AND hash = %s AND NOT closed RETURNING id) "
+        "WHERE id = %s AND seq = %s AND hash = %s AND NOT closed RETURNING id), "
+        "added AS ("
         f"INSERT INTO audit_events (seq, writer, writer_seq, time, {records}, prev_hash, hash) "
         f"SELECT e.seq, head.id, e.writer_seq, e.time, {selected}, e.prev_hash, e.hash "
         f"FROM head, json_to_recordset(%s::json) AS e(seq bigint, writer_seq bigint, "
-        f"time timestamptz, {typed}, prev_hash text, hash text)"
+        f"time timestamptz, {typed}, prev_hash text, hash text) RETURNING 1) "
+        "SELECT (SELECT count(*) FROM added), "
+        "ARRAY(SELECT nextval('audit_events_seq') FROM generate_series(1, %s))"
     )
 
 
 _APPEND = _append_sql()
+
+
+# Ids kept ahead of need, beyond the batch that draws them; and how long they stay usable.
+ID_RESERVE = 32
+ID_RESERVE_SECONDS = 1.0
+
+
+class IdReserve:
+    """Global event ids drawn ahead by this process, used in order, young enough to use.
+
+    ``now`` values are ``time.monotonic()`` (passed in: the core is pure). The loop is the
+    only user: taking never awaits, so batches in flight never share an id."""
+
+    def __init__(self, max_age: float = ID_RESERVE_SECONDS) -> None:
+        self._ids: deque[int] = deque()
+        self._drawn_at = -math.inf
+        self._max_age = max_age
+
+    def take(self, count: int, now: float) -> list[int] | None:
+        """``count`` ids, or None when the reserve is short (draw more, then ``add``)."""
+        if now - self._drawn_at > self._max_age:
+            self._ids.clear()
+        if len(self._ids) < count:
+            return None
+        return [self._ids.popleft() for _ in range(count)]
+
+    def add(self, ids: Sequence[int], now: float) -> None:
+        if now - self._drawn_at > self._max_age:
+            self._ids.clear()  # what is left is too old to keep beside these
+        self._ids.extend(sorted(ids))
+        self._drawn_at = now
 
 
 class HeadMismatchError(Exception):
@@ -103,6 +144,7 @@ class AsyncAppender:
             max_size=max_in_flight,
         )
         self._free: list[_Head] = []
+        self._ids = IdReserve()
 
     async def append(self, events: Sequence[AuditEvent]) -> None:
         """Store ``events`` (committed when this returns); ServiceUnavailableError if not."""
@@ -143,11 +185,14 @@ class AsyncAppender:
                 raise HeadMismatchError(f"audit writer {head.writer} is gone or closed")
             head.seq, head.hash, head.known = int(row[0]), str(row[1]), True
         count = len(events)
-        cursor = await connection.execute(_IDS, (count,))
-        found = await cursor.fetchone()
-        if found is None or found[0] is None:  # an aggregate always answers one row
-            raise HeadMismatchError("the audit event ids were not drawn")
-        ids = sorted(int(i) for i in found[0])
+        ids = self._ids.take(count, time.monotonic())
+        if ids is None:  # short: a round trip for this batch's ids and a reserve
+            cursor = await connection.execute(_IDS, (count + ID_RESERVE,))
+            drawn = await cursor.fetchone()
+            self._ids.add([int(i) for i in drawn[0]] if drawn else [], time.monotonic())
+            ids = self._ids.take(count, time.monotonic())
+            if ids is None:
+                raise HeadMismatchError("the audit event ids were not drawn")
         key = self._appender.key
         writer = head.writer
         position = head.seq
@@ -164,11 +209,14 @@ class AsyncAppender:
             rows.append(row)
             prev_hash = link
         cursor = await connection.execute(
-            _APPEND, (count, prev_hash, writer, head.seq, head.hash, orjson.dumps(rows).decode())
+            _APPEND,
+            (count, prev_hash, writer, head.seq, head.hash, orjson.dumps(rows).decode(), count),
         )
-        if cursor.rowcount != count:
+        added = await cursor.fetchone()
+        if added is None or int(added[0]) != count:
             raise HeadMismatchError(f"audit writer {writer}'s head moved behind this process")
         head.seq, head.hash = position, prev_hash
+        self._ids.add([int(i) for i in added[1]], time.monotonic())
 
     async def aclose(self) -> None:
         await self._connections.aclose()

@@ -420,8 +420,16 @@ def query_events(
     outcome: str | None,
     limit: int,
 ) -> list[dict[str, Any]]:
-    """The newest events first (by global id), filtered."""
-    query = select(audit_events).order_by(audit_events.c.seq.desc()).limit(limit)
+    """The newest events first, filtered: by time (indexed), then by global id.
+
+    Not by global id alone: ids are drawn ahead by each process's appender
+    (``audit/pg_append.IdReserve``, up to a second ahead), and processes append side by side,
+    so an id tells which event is newer only roughly; the time is the request's own."""
+    query = (
+        select(audit_events)
+        .order_by(audit_events.c.time.desc(), audit_events.c.seq.desc())
+        .limit(limit)
+    )
     if since is not None:
         query = query.where(audit_events.c.time >= since)
     if access_id:

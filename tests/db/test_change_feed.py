@@ -12,8 +12,9 @@ import pytest
 from sqlalchemy import text
 
 from strongroom.auth.token_repository import bump_generation
-from strongroom.db.change_feed import APPLICATION_NAME, ChangeFeed, TrustWindow
+from strongroom.db.change_feed import ChangeFeed, TrustWindow
 from strongroom.db.engine import Database
+from tests.support.databases import end_change_feeds
 
 # -- the trust window (pure) ---------------------------------------------------------------
 
@@ -154,14 +155,7 @@ def test_this_process_knows_its_own_commit_at_once(postgres: Database) -> None:
 def test_a_lost_listener_trusts_nothing_until_it_is_back(postgres: Database) -> None:
     async def scenario(feed: ChangeFeed) -> None:
         await _until(lambda: feed.generation() == 0)
-        with postgres.engine.connect() as connection:
-            connection.execute(
-                text(
-                    "select pg_terminate_backend(pid, 5000) from pg_stat_activity "
-                    "where application_name = :name and datname = current_database()"
-                ),
-                {"name": APPLICATION_NAME},
-            )
+        end_change_feeds(postgres.engine)
         # Its socket has the termination waiting: the next look falls back at once.
         assert feed.generation() is None
         await asyncio.to_thread(_bump, postgres)

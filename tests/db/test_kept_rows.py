@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from strongroom.db.change_feed import APPLICATION_NAME, ChangeFeed
+from strongroom.db.change_feed import ChangeFeed
 from strongroom.db.counters import SECRETS
 from strongroom.db.engine import Database
 from strongroom.db.hot import HotReads, hot_reads
 from strongroom.secrets import repository
+from tests.support.databases import end_change_feeds
 
 NOW = datetime(2026, 12, 6, tzinfo=UTC)
 
@@ -83,6 +84,15 @@ async def _until(condition: Callable[[], Coroutine[Any, Any, bool]]) -> None:
         await asyncio.sleep(0.01)
 
 
+async def _until_read(hot: HotReads, name: str, expected: bytes) -> None:
+    """Reads of ``name`` answer ``expected`` within ten seconds."""
+
+    async def read_expected() -> bool:
+        return await _ciphertext(hot, name) == expected
+
+    await _until(read_expected)
+
+
 def _run(
     database: Database,
     scenario: Callable[[ChangeFeed, HotReads], Coroutine[Any, Any, None]],
@@ -137,10 +147,7 @@ def test_a_change_made_on_another_replica_reaches_the_kept_rows_by_its_notificat
         finally:
             other.dispose()
 
-        async def new_version_read() -> bool:
-            return await _ciphertext(hot, "/app/db") == b"v2"
-
-        await _until(new_version_read)
+        await _until_read(hot, "/app/db", b"v2")
 
     _run(postgres, scenario, heartbeat_seconds=60, trust_seconds=120)
 
@@ -160,10 +167,7 @@ def test_a_change_that_sends_no_notification_is_caught_by_the_heartbeat(
             )
             connection.execute(text("UPDATE counters SET value = value + 1 WHERE name = 'secrets'"))
 
-        async def new_version_read() -> bool:
-            return await _ciphertext(hot, "/app/db") == b"v2"
-
-        await _until(new_version_read)
+        await _until_read(hot, "/app/db", b"v2")
         # Within the trust period (SPEC section 11: at the latest within one second).
         assert time.monotonic() - started < 1.0
 
@@ -175,14 +179,7 @@ def test_no_kept_row_is_answered_while_the_feed_cannot_vouch(postgres: Database)
 
     async def scenario(feed: ChangeFeed, hot: HotReads) -> None:
         assert await _ciphertext(hot, "/app/db") == b"v1"
-        with postgres.engine.connect() as connection:
-            connection.execute(
-                text(
-                    "select pg_terminate_backend(pid, 5000) from pg_stat_activity "
-                    "where application_name = :name and datname = current_database()"
-                ),
-                {"name": APPLICATION_NAME},
-            )
+        end_change_feeds(postgres.engine)
         _overwrite_behind_its_back(postgres, item_id, b"v2")
         # The listener is gone: whatever was kept is not trusted, the row is read.
         assert await _ciphertext(hot, "/app/db") == b"v2"

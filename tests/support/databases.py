@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from strongroom.db import migrate
+from strongroom.db.change_feed import APPLICATION_NAME
 from strongroom.db.engine import Database
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -109,3 +110,16 @@ def fresh_database_url(
     template: str = request.getfixturevalue("postgres_template")
     with new_postgres_database("strongroom_t", template=template) as name:
         yield postgres_url(name)
+
+
+def end_change_feeds(engine: Engine) -> None:
+    """Terminate every change feed's listening connection to ``engine``'s database, as a
+    failover or a network cut would (``db/change_feed.py``)."""
+    with engine.connect() as connection:
+        connection.execute(
+            text(
+                "select pg_terminate_backend(pid, 5000) from pg_stat_activity "
+                "where application_name = :name and datname = current_database()"
+            ),
+            {"name": APPLICATION_NAME},
+        )

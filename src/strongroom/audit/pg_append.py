@@ -10,7 +10,8 @@ The links cover each event's global id, so a batch's ids must be known before it
 is sent: they come from :class:`IdReserve`, ids drawn by earlier statements of this process
 (a round trip of their own only when the reserve runs short). Ids in the reserve are used
 within :data:`ID_RESERVE_SECONDS` of being drawn, or dropped: an event's id is never much
-older than the event, whose place in a listing by id stays close to its time.
+older than the event. Ids therefore order events only roughly, across processes as across
+replicas; listings order by time, then id (``audit/store.query_events``).
 
 Each batch in flight uses a writer of its own (``audit/chain.py``), opened for this
 appender alone (:meth:`~strongroom.audit.store.Appender.open_owned`): no other transaction

@@ -12,9 +12,11 @@ from typing import Any
 import httpx
 import structlog
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from strongroom.api.direct_routes import DirectRoutes
 from strongroom.api.errors import install_error_handlers
+from strongroom.api.front import StrongroomApp
 from strongroom.api.middleware import RequestEnvelope
 from strongroom.api.openapi import install_openapi
 from strongroom.api.routes import (
@@ -57,6 +59,7 @@ from strongroom.serving.placement import Placement, database_work_in_threads
 from strongroom.serving.state import LOGIN_HANDOFF
 from strongroom.web.console import install_console
 from strongroom.web.docs import install_docs
+from strongroom.web.headers import ConsoleSecurityHeaders
 
 MAX_BODY_BYTES = 1024 * 1024
 RETRY_SECONDS = 5.0
@@ -205,7 +208,7 @@ def create_app(
         work.close()
         database.dispose()
 
-    app = FastAPI(
+    app = StrongroomApp(
         title="Strongroom",
         version="0.1.0",
         summary="Secrets for AWS workloads: log in with an IAM role, read what your roles allow.",
@@ -225,18 +228,26 @@ def create_app(
     for module in (secrets, vault_kv, sys, auth, auth_methods, roles, audit, vault_auth):
         app.include_router(module.router)
     install_docs(app)
-    # Inside the envelope (middleware added later wraps what was added before).
-    if settings.direct_routes:
-        app.add_middleware(DirectRoutes, routes=[secrets.direct_route(), auth.direct_route()])
-    app.add_middleware(
-        RequestEnvelope,
-        writer=lambda: writer,
-        clock=clock,
-        max_body_bytes=MAX_BODY_BYTES,
-        trusted_proxies=settings.trusted_proxies,
-        in_flight=in_flight,
-    )
-    install_console(app)  # the web console under /ui/ (its headers wrap the envelope too)
+    install_console(app)  # the web console under /ui/
+
+    def front(framework: ASGIApp) -> ASGIApp:
+        """Every HTTP request, outermost first: the console's security headers (so that they
+        also cover the envelope's own answers to console paths), the request envelope, the
+        direct routes, then FastAPI (``api/front.py``)."""
+        inner = framework
+        if settings.direct_routes:
+            inner = DirectRoutes(inner, routes=[secrets.direct_route(), auth.direct_route()])
+        enveloped = RequestEnvelope(
+            inner,
+            writer=lambda: writer,
+            clock=clock,
+            max_body_bytes=MAX_BODY_BYTES,
+            trusted_proxies=settings.trusted_proxies,
+            in_flight=in_flight,
+        )
+        return ConsoleSecurityHeaders(enveloped)
+
+    app.put_in_front(front)
     return app
 
 

@@ -2,9 +2,10 @@
 
 Validation problems become 400 ``InvalidRequest`` with the first problem spelled out; unknown
 routes 404. Under the Vault-compatible paths, routing's answers take Vault's shape instead
-(``{"errors": […]}``, :mod:`strongroom.vault.errors`). Anything unexpected is answered by the
-request envelope with a bare 500 ``InternalError`` (the traceback goes to the server log, never
-to the client).
+(``{"errors": […]}``, :mod:`strongroom.vault.errors`). Anything unexpected is answered with a
+bare 500 ``InternalError``: by FastAPI's error middleware for a route FastAPI ran, with the
+handler below, else by the request envelope; the traceback goes to the server log (the
+envelope's), never to the client.
 """
 
 from __future__ import annotations
@@ -60,6 +61,13 @@ def strongroom_error_response(scope: Scope, exc: StrongroomError) -> Response:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> Response:
+        # FastAPI's error middleware calls this, answers, then raises the error on to the
+        # request envelope, which logs it: the client learns only that it failed.
+        note_reason(request.scope, f"internal error: {type(exc).__name__}")
+        return error_response(500, "InternalError", "internal error")
+
     @app.exception_handler(StrongroomError)
     async def _strongroom_error(request: Request, exc: StrongroomError) -> Response:
         return strongroom_error_response(request.scope, exc)

@@ -1,4 +1,4 @@
-"""``install_console(app)``: the web console's routes, static files and security headers.
+"""``install_console(app)``: the web console's routes and static files.
 
 The console is a set of server-rendered pages under ``/ui/`` over the same domain services as
 the REST API: every page calls ``services.<domain>`` with the signed-in caller and the
@@ -21,7 +21,6 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from strongroom.web.headers import ConsoleSecurityHeaders
 from strongroom.web.rendering import STATIC_PREFIX
 from strongroom.web.routes import audit, auth_methods, home, roles, secrets, sign_in
 
@@ -31,12 +30,11 @@ STATIC_DIRECTORY = Path(__file__).parent / "static"
 def install_console(app: FastAPI) -> None:
     """Mount the console on ``app``: static files, pages, then the catch-all 404 page.
 
-    Call it after the app's other middleware is added, so that the security headers also
-    cover the responses that the outer middleware makes for console paths.
+    Its security headers are middleware (``web/headers.py``), which ``create_app`` puts in
+    front of everything else, so that they also cover the envelope's own answers.
     """
     app.mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIRECTORY), name="console-static")
     for module in (home, sign_in, auth_methods, roles, secrets, audit):
         app.include_router(module.router, include_in_schema=False)
     # Last: it answers every console path that no page claimed.
     app.include_router(home.fallback, include_in_schema=False)
-    app.add_middleware(ConsoleSecurityHeaders)

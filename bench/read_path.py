@@ -4,7 +4,7 @@
         [--rounds 1] [--targets openbao,fastapi,strongroom,strongroom-file,strongroom-pg,
         strongroom-pg-proxy] [--threads 1] [--warmup 2] [--quiet-limit 0.2] [--quiet-wait 60]
         [--postgres-url postgresql://postgres@127.0.0.1:5432/postgres] [--delay-ms 1.0]
-        [--proxy-cpu normal|idle] [--rtt-samples 200]
+        [--proxy-cpu normal|idle] [--rtt-samples 200] [--setting NAME=VALUE ...]
 
 Targets (all started first; then measured one at a time while the others idle, interleaved per
 connection count so that every ratio compares runs made minutes apart at most):
@@ -211,6 +211,7 @@ def strongroom_target(
     *,
     file_audit: bool,
     postgres_plan: PostgresPlan | None = None,
+    settings: dict[str, str] | None = None,
 ) -> Iterator[Target]:
     directory = tmp_root / key
     directory.mkdir()
@@ -270,6 +271,8 @@ def strongroom_target(
         env = server_env(
             database_url, directory, workers, audit_file=audit_file if file_audit else None
         )
+        env.update(settings or {})
+        info["settings"] = dict(settings or {})
         admin = bootstrap(env, directory)
         port = free_port()
         base = f"http://{LOOPBACK}:{port}"
@@ -752,6 +755,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--rtt-samples", type=int, default=200, help="SELECT 1s timing the idle round trip"
     )
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for every Strongroom server, without its STRONGROOM_ prefix "
+        "(e.g. COALESCED_WRITES=false: compare a mechanism switched off); repeatable",
+    )
     parser.add_argument("--output", type=Path, default=None, help="JSON path (default results/)")
     args = parser.parse_args(argv)
     args.connections = [int(c) for c in args.connections.split(",") if c.strip()]
@@ -784,7 +795,12 @@ def open_target(
             proxy_idle_cpu=args.proxy_cpu == "idle",
         )
     return strongroom_target(
-        key, tmp_root, args.workers, file_audit=key == "strongroom-file", postgres_plan=plan
+        key,
+        tmp_root,
+        args.workers,
+        file_audit=key == "strongroom-file",
+        postgres_plan=plan,
+        settings=dict(f"STRONGROOM_{s}".split("=", 1) for s in args.setting),
     )
 
 

@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     # Logins and secret reads go straight to their endpoints, past FastAPI's routing
     # (api/direct_routes.py). False: every request is routed by FastAPI.
     direct_routes: bool = True
+    # Each response's head and body leave in one write, one system call and one TCP segment
+    # (serving/coalesced_writes.py). False: uvicorn's two writes.
+    coalesced_writes: bool = True
     # PostgreSQL: each worker learns of token, role and rule changes from LISTEN/NOTIFY, proven
     # complete by a heartbeat on the same connection (db/change_feed.py), instead of reading
     # the generation counter on every request. False: one generation read per request.

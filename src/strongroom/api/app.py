@@ -56,7 +56,7 @@ from strongroom.roles.service import RoleService
 from strongroom.secrets.service import SecretService
 from strongroom.serving.handoff import LoginHandoff, LoginPool
 from strongroom.serving.placement import Placement, database_work_in_threads
-from strongroom.serving.state import LOGIN_HANDOFF
+from strongroom.serving.state import LOGIN_HANDOFF, WRITES_COALESCED
 from strongroom.web.console import install_console
 from strongroom.web.docs import install_docs
 from strongroom.web.headers import ConsoleSecurityHeaders
@@ -193,7 +193,10 @@ def create_app(
             if orphans_left and journal_dir is not None
             else None
         )
-        yield {LOGIN_HANDOFF: handoff} if handoff is not None else {}
+        state: dict[str, Any] = {WRITES_COALESCED: settings.coalesced_writes}
+        if handoff is not None:
+            state[LOGIN_HANDOFF] = handoff
+        yield state
         if recovery is not None:
             recovery.cancel()
         if handoff is not None:

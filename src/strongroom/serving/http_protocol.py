@@ -1,9 +1,11 @@
 """The HTTP protocol every connection of a server is served with, in workers and login processes.
 
-:class:`ServerHttpProtocol` is uvicorn's httptools protocol with both of our additions, each a
+:class:`ServerHttpProtocol` is uvicorn's httptools protocol with our additions, each a
 cooperative subclass (every override calls ``super()``):
 
 - :class:`~strongroom.serving.vault_methods.VaultMethodsProtocol`: Vault's ``LIST`` method;
+- :class:`~strongroom.serving.coalesced_writes.CoalescedWritesProtocol`: each response's head
+  and body leave in one write;
 - :class:`~strongroom.serving.head_limits.BoundedHttpProtocol`: request heads bounded in size
   (431) and time (slowloris), malformed HTTP answered in the API's error shape.
 
@@ -22,12 +24,14 @@ length), so the head limits count exactly what the client sent.
 
 from __future__ import annotations
 
+from strongroom.serving.coalesced_writes import CoalescedWritesProtocol
 from strongroom.serving.head_limits import BoundedHttpProtocol
 from strongroom.serving.vault_methods import VaultMethodsProtocol
 
 
-class ServerHttpProtocol(VaultMethodsProtocol, BoundedHttpProtocol):
-    """uvicorn's httptools protocol with ``LIST`` and the head limits (see the module docstring).
+class ServerHttpProtocol(VaultMethodsProtocol, CoalescedWritesProtocol, BoundedHttpProtocol):
+    """uvicorn's httptools protocol with ``LIST``, one write per response and the head limits
+    (see the module docstring).
 
     Built with :class:`BoundedHttpProtocol`'s arguments (``head_started``, ``limits``).
     """

@@ -18,6 +18,7 @@ For every HTTP request it:
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -69,6 +70,20 @@ LATENCY = Histogram(
         5,
     ),
 )
+
+
+@functools.cache
+def _requests_counter(route: str, status: int) -> Counter:
+    """``REQUESTS``' child for a route and status, looked up once (``labels()`` checks and
+    locks on every call). Routes are templates and statuses few: the cache stays small."""
+    return REQUESTS.labels(route, str(status))
+
+
+@functools.cache
+def _latency_histogram(route: str) -> Histogram:
+    """``LATENCY``'s child for a route, looked up once."""
+    return LATENCY.labels(route)
+
 
 # Probes, metrics and static files are not audited: they carry no identity and change nothing,
 # and auditing a load balancer's health checks would drown the trail.
@@ -227,8 +242,8 @@ class RequestEnvelope:
         finally:
             self._in_flight.count -= 1
             route_name = route_label(scope)
-            REQUESTS.labels(route_name, str(status_holder[0])).inc()
-            LATENCY.labels(route_name).observe(time.perf_counter() - started)
+            _requests_counter(route_name, status_holder[0]).inc()
+            _latency_histogram(route_name).observe(time.perf_counter() - started)
             if status_holder[0] >= 400:
                 log.info(
                     "request",

@@ -97,15 +97,22 @@ def open_sealed(key_lookup: Callable[[int], bytes], blob: bytes, context: bytes)
     an id it does not know. Raises DecryptionError when the blob is truncated, has an unknown
     version or key id, or fails authentication (tampering, wrong key, other context).
     """
+    return open_sealed_with(lambda key_id: AESGCM(key_lookup(key_id)), blob, context)
+
+
+def open_sealed_with(cipher_lookup: Callable[[int], AESGCM], blob: bytes, context: bytes) -> bytes:
+    """:func:`open_sealed`, with ``cipher_lookup`` giving the key id's AES-GCM cipher: a caller
+    that opens many blobs keeps one cipher per key rather than building one per blob (a
+    keyring on every secret read)."""
     key_id = key_id_of(blob)
     try:
-        key = key_lookup(key_id)
+        cipher = cipher_lookup(key_id)
     except LookupError:
         raise DecryptionError("unknown key id") from None
     header = blob[:HEADER_SIZE]
     nonce = blob[HEADER_SIZE : HEADER_SIZE + NONCE_SIZE]
     try:
-        return AESGCM(key).decrypt(nonce, blob[HEADER_SIZE + NONCE_SIZE :], header + context)
+        return cipher.decrypt(nonce, blob[HEADER_SIZE + NONCE_SIZE :], header + context)
     except InvalidTag:
         # from None: the chained cause adds nothing and must not become a place where details go.
         raise DecryptionError("authentication failed") from None

@@ -12,9 +12,10 @@ import secrets
 from collections.abc import Mapping
 
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from strongroom.crypto.envelope import KEY_ID_MAX, KEY_SIZE, key_id_of, open_sealed, seal
+from strongroom.crypto.envelope import KEY_ID_MAX, KEY_SIZE, key_id_of, open_sealed_with, seal
 
 
 def new_data_key() -> bytes:
@@ -34,7 +35,7 @@ def derive_key(secret: bytes, purpose: bytes) -> bytes:
 class Keyring:
     """An immutable set of numbered data keys. Its repr shows the key ids only."""
 
-    __slots__ = ("_keys", "_newest_id")
+    __slots__ = ("_ciphers", "_keys", "_newest_id")
 
     def __init__(self, keys: Mapping[int, bytes]) -> None:
         """Take the keys by id. Raises ValueError for no keys, an id outside 1..2**32-1 or a
@@ -53,6 +54,9 @@ class Keyring:
         # A private copy: a caller mutating its mapping afterwards cannot swap keys under us.
         self._keys = checked
         self._newest_id = max(checked)
+        # One cipher per key, built once: a secret read then opens its value without building
+        # one (about 2 µs each).
+        self._ciphers = {key_id: AESGCM(key) for key_id, key in checked.items()}
 
     @property
     def newest_id(self) -> int:
@@ -77,7 +81,7 @@ class Keyring:
     def decrypt(self, blob: bytes, context: bytes) -> bytes:
         """Open a blob with the key its header names. Raises DecryptionError on any failure,
         including a key id this keyring does not hold."""
-        return open_sealed(self._keys.__getitem__, blob, context)
+        return open_sealed_with(self._ciphers.__getitem__, blob, context)
 
     def needs_rewrap(self, blob: bytes) -> bool:
         """Whether ``blob`` is sealed under a key other than the newest. Reads the header only;

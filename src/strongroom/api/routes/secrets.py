@@ -74,6 +74,8 @@ _VERSION_PARAMETER = {
 
 def _version_query(request: Request) -> int | None:
     """``?version=N`` parsed by hand: FastAPI's parameter solving costs ~90 µs per read."""
+    if not request.scope.get("query_string"):
+        return None  # the usual read: no query string to parse (~4 µs)
     raw = request.query_params.get("version")
     if raw is None:
         return None

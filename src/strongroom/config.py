@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     # Each response's head and body leave in one write, one system call and one TCP segment
     # (serving/coalesced_writes.py). False: uvicorn's two writes.
     coalesced_writes: bool = True
+    # With several workers, each accepts new connections only while it holds no more than the
+    # least loaded other worker (serving/balanced_accept.py). False: whichever wakes first.
+    balanced_accept: bool = True
     # PostgreSQL: each worker learns of token, role and rule changes from LISTEN/NOTIFY, proven
     # complete by a heartbeat on the same connection (db/change_feed.py), instead of reading
     # the generation counter on every request. False: one generation read per request.

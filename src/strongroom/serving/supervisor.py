@@ -50,6 +50,7 @@ import structlog
 from prometheus_client import Counter
 
 from strongroom.config import Settings
+from strongroom.serving.balanced_accept import ConnectionShares
 from strongroom.serving.handoff import LoginPool
 
 log = structlog.get_logger("strongroom.serving")
@@ -151,8 +152,12 @@ class Supervisor:
         self._pool = pool
         self._title = title
         self._pid = os.getpid()
+        # Workers take even shares of new connections (serving/balanced_accept.py).
+        self._shares = (
+            ConnectionShares(workers) if workers > 1 and settings.balanced_accept else None
+        )
         self._workers = [
-            Child("worker", index, self._worker_main(listener)) for index in range(workers)
+            Child("worker", index, self._worker_main(listener, index)) for index in range(workers)
         ]
         self._logins = (
             [Child("login_process", i, self._login_main(pool, i)) for i in range(len(pool))]
@@ -170,11 +175,12 @@ class Supervisor:
 
     # -- what each child runs ------------------------------------------------------------
 
-    def _worker_main(self, listener: socket.socket) -> Callable[[], None]:
+    def _worker_main(self, listener: socket.socket, index: int) -> Callable[[], None]:
         def main() -> None:
             from strongroom.serving.worker import serve_worker
 
-            serve_worker(self._settings, listener, self._pool, self._tls)
+            balance = (self._shares, index) if self._shares is not None else None
+            serve_worker(self._settings, listener, self._pool, self._tls, balance)
 
         return main
 

@@ -24,6 +24,11 @@ import uvicorn
 
 from strongroom.api.app import create_app
 from strongroom.config import Settings
+from strongroom.serving.balanced_accept import (
+    BalancedAcceptor,
+    ConnectionShares,
+    WatchedConnections,
+)
 from strongroom.serving.descriptors import presize_descriptor_table
 from strongroom.serving.handoff import LoginPool
 from strongroom.serving.placement import Placement
@@ -41,24 +46,64 @@ TLS_SHUTDOWN_SECONDS = 5.0
 class WorkerServer(uvicorn.Server):
     """uvicorn's server, except that it does not raise the signal that stopped it again once
     it has shut down: it would kill the worker (exit status -15), and the supervisor tells a
-    worker that stopped as asked from one that died by its exit code; and under TLS its
-    handshakes and shutdowns are bounded (uvicorn passes no such bound to the loop)."""
+    worker that stopped as asked from one that died by its exit code; under TLS its
+    handshakes and shutdowns are bounded (uvicorn passes no such bound to the loop); and with
+    ``balance`` (the server's :class:`ConnectionShares` and this worker's index) it accepts its
+    share of the connections only (``serving/balanced_accept.py``)."""
+
+    def __init__(
+        self, config: uvicorn.Config, *, balance: tuple[ConnectionShares, int] | None = None
+    ) -> None:
+        super().__init__(config)
+        self._balance = balance
+        self._connections = WatchedConnections()
+        if balance is not None:
+            self.server_state.connections = self._connections
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        if self.config.ssl is None:
+        loop = asyncio.get_running_loop()
+        # For the one create_server call uvicorn makes here: ours.
+        if self._balance is not None:
+            loop.create_server = functools.partial(self._balanced_server, *self._balance)  # type: ignore[method-assign, assignment]
+        elif self.config.ssl is not None:
+            # The bounds uvicorn does not pass.
+            loop.create_server = functools.partial(  # type: ignore[method-assign]
+                loop.create_server,
+                ssl_handshake_timeout=TLS_HANDSHAKE_SECONDS,
+                ssl_shutdown_timeout=TLS_SHUTDOWN_SECONDS,
+            )
+        else:
             await super().startup(sockets)
             return
-        loop = asyncio.get_running_loop()
-        # For the one create_server call uvicorn makes here: the bounds it does not pass.
-        loop.create_server = functools.partial(  # type: ignore[method-assign]
-            loop.create_server,
-            ssl_handshake_timeout=TLS_HANDSHAKE_SECONDS,
-            ssl_shutdown_timeout=TLS_SHUTDOWN_SECONDS,
-        )
         try:
             await super().startup(sockets)
         finally:
             del loop.create_server
+
+    async def _balanced_server(
+        self,
+        shares: ConnectionShares,
+        index: int,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        *,
+        sock: socket.socket,
+        ssl: ssl.SSLContext | None = None,
+        **_: Any,
+    ) -> BalancedAcceptor:
+        """What uvicorn's start-up gets instead of the loop's server (it calls ``close`` and
+        ``wait_closed`` on it when it stops)."""
+        acceptor = BalancedAcceptor(
+            sock,
+            protocol_factory,
+            shares=shares,
+            index=index,
+            connections=self._connections,
+            tls=ssl,
+            tls_handshake_timeout=TLS_HANDSHAKE_SECONDS if ssl is not None else None,
+            tls_shutdown_timeout=TLS_SHUTDOWN_SECONDS if ssl is not None else None,
+        )
+        acceptor.start()
+        return acceptor
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -76,9 +121,11 @@ def serve_worker(
     listener: socket.socket,
     pool: LoginPool | None,
     tls: ssl.SSLContext | None = None,
+    balance: tuple[ConnectionShares, int] | None = None,
 ) -> None:
     """Serve on ``listener`` until told to stop (in a forked child of the supervisor); over
-    TLS with ``tls``, the context the supervisor built and checked (``serving/tls.py``)."""
+    TLS with ``tls``, the context the supervisor built and checked (``serving/tls.py``); with
+    ``balance``, taking only this worker's share of new connections (``WorkerServer``)."""
     presize_descriptor_table()  # inherited from the supervisor already; a no-op then
     if pool is not None:
         pool.keep_worker_ends()
@@ -106,7 +153,7 @@ def serve_worker(
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         ssl_context_factory=_given(tls) if tls is not None else None,
     )
-    WorkerServer(config).run(sockets=[listener])
+    WorkerServer(config, balance=balance).run(sockets=[listener])
 
 
 def _given(context: ssl.SSLContext) -> Callable[[Any, Any], ssl.SSLContext]:

@@ -63,6 +63,13 @@ kept version rows      yes (8)     no             yes (8)     ``READ_CACHE_MB=0`
   notifications on one connection, proven complete by a heartbeat, instead of reading the
   counter on every request (``db/change_feed.py``); while it cannot vouch for the counter,
   requests read it themselves.
+
+Three mechanisms of the request path move no work between processes or threads, so they are
+settings rather than placements, each switched off the same way: ``DIRECT_ROUTES=false``
+(every request through FastAPI's routing, ``api/direct_routes.py``), ``COALESCED_WRITES=false``
+(uvicorn's two writes per response, ``serving/coalesced_writes.py``) and
+``BALANCED_ACCEPT=false`` (the worker that wakes first accepts every waiting connection,
+``serving/balanced_accept.py``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ process, on uvloop and on asyncio's own loop; nothing written is ever held back 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -107,39 +107,49 @@ def test_a_response_is_one_write_on_every_request_of_a_kept_connection(
     run_on(body)
 
 
-def test_a_streamed_body_is_not_held_until_the_response_ends(
+def _one_request(
     run_on: Callable[[Any], None],
-) -> None:
+    path: bytes,
+    read: Callable[[asyncio.StreamReader], Awaitable[None]],
+) -> _Served:
+    """Serve ``_streaming_app`` with coalesced writes, send one GET of ``path`` and let
+    ``read`` check the answer; the listener, for its writes."""
+    served = _Served(coalesced=True, asgi=_streaming_app)
+
     async def body() -> None:
-        served = _Served(coalesced=True, asgi=_streaming_app)
         async with served.listening():
             reader, writer = await served.connect()
-            writer.write(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
-            await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-            # The first chunk arrives during the app's pause, not after it.
-            first = await asyncio.wait_for(reader.readexactly(5), STREAM_PAUSE_SECONDS / 2)
-            assert first == b"first"
-            assert await asyncio.wait_for(reader.readexactly(5), 5) == b"later"
+            writer.write(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            await read(reader)
             writer.close()
 
     run_on(body)
+    return served
+
+
+def test_a_streamed_body_is_not_held_until_the_response_ends(
+    run_on: Callable[[Any], None],
+) -> None:
+    async def read(reader: asyncio.StreamReader) -> None:
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        # The first chunk arrives during the app's pause, not after it.
+        first = await asyncio.wait_for(reader.readexactly(5), STREAM_PAUSE_SECONDS / 2)
+        assert first == b"first"
+        assert await asyncio.wait_for(reader.readexactly(5), 5) == b"later"
+
+    _one_request(run_on, b"/stream", read)
 
 
 def test_a_large_body_is_sent_as_it_is_written_not_held_whole(
     run_on: Callable[[Any], None],
 ) -> None:
-    async def body() -> None:
-        served = _Served(coalesced=True, asgi=_streaming_app)
-        async with served.listening():
-            reader, writer = await served.connect()
-            writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert await _response(reader) == b"b" * (3 * FLUSH_BYTES + 7)
-            writer.close()
-        # The head and the body, flushed once the hold passed its bound.
-        assert len(served.writes) == 1
-        assert served.writes[0].startswith(b"HTTP/1.1 200")
+    async def read(reader: asyncio.StreamReader) -> None:
+        assert await _response(reader) == b"b" * (3 * FLUSH_BYTES + 7)
 
-    run_on(body)
+    served = _one_request(run_on, b"/big", read)
+    # The head and the body, flushed once the hold passed its bound.
+    assert len(served.writes) == 1
+    assert served.writes[0].startswith(b"HTTP/1.1 200")
 
 
 def test_a_protocol_level_refusal_still_reaches_the_client(

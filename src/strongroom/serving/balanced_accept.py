@@ -107,13 +107,9 @@ class BalancedAcceptor:
         tls_handshake_timeout: float | None = None,
         tls_shutdown_timeout: float | None = None,
     ) -> None:
-        self._listener = listener
-        self._factory = protocol_factory
-        self._shares = shares
-        self._index = index
-        self._connections = connections
-        self._tls = tls
-        self._tls_timeouts = (tls_handshake_timeout, tls_shutdown_timeout)
+        self._listener, self._factory = listener, protocol_factory
+        self._shares, self._index, self._connections = shares, index, connections
+        self._tls, self._tls_timeouts = tls, (tls_handshake_timeout, tls_shutdown_timeout)
         self._loop = asyncio.get_running_loop()
         self._watching = False
         self._timer: asyncio.TimerHandle | None = None

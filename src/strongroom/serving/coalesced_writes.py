@@ -25,9 +25,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-from uvicorn.server import ServerState
 
 from strongroom.serving.state import WRITES_COALESCED
 
@@ -102,16 +100,10 @@ class CoalescedWritesProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol writing each response once (module docstring), when the
     lifespan state asks for it (``app_state[WRITES_COALESCED]``)."""
 
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop, **kwargs)
-        self._coalesce = bool(app_state.get(WRITES_COALESCED, False))
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """uvicorn's arguments (and those of the protocols after this one in the MRO)."""
+        super().__init__(*args, **kwargs)
+        self._coalesce = bool(self.app_state.get(WRITES_COALESCED, False))
         self._writes: CoalescedWrites | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]

@@ -193,6 +193,16 @@ class Target:
 
 
 @dataclass(frozen=True)
+class ServerOptions:
+    """How a Strongroom target's server starts: ``workers`` (0: the server's default), the
+    file audit as well, and settings without their ``STRONGROOM_`` prefix."""
+
+    workers: int = 0
+    file_audit: bool = False
+    settings: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class PostgresPlan:
     """A Strongroom target on PostgreSQL: a fresh database, reached directly (``delay_ms``
     None) or through ``bench/tcp_proxy.py`` adding ``delay_ms`` of round trip."""
@@ -205,14 +215,9 @@ class PostgresPlan:
 
 @contextlib.contextmanager
 def strongroom_target(
-    key: str,
-    tmp_root: Path,
-    workers: int,
-    *,
-    file_audit: bool,
-    postgres_plan: PostgresPlan | None = None,
-    settings: dict[str, str] | None = None,
+    key: str, tmp_root: Path, server: ServerOptions, postgres_plan: PostgresPlan | None = None
 ) -> Iterator[Target]:
+    workers, file_audit = server.workers, server.file_audit
     directory = tmp_root / key
     directory.mkdir()
     audit_file = directory / "audit.jsonl"
@@ -271,8 +276,8 @@ def strongroom_target(
         env = server_env(
             database_url, directory, workers, audit_file=audit_file if file_audit else None
         )
-        env.update(settings or {})
-        info["settings"] = dict(settings or {})
+        env.update({f"STRONGROOM_{name}": value for name, value in server.settings.items()})
+        info["settings"] = dict(server.settings)
         admin = bootstrap(env, directory)
         port = free_port()
         base = f"http://{LOOPBACK}:{port}"
@@ -794,14 +799,9 @@ def open_target(
             rtt_samples=args.rtt_samples,
             proxy_idle_cpu=args.proxy_cpu == "idle",
         )
-    return strongroom_target(
-        key,
-        tmp_root,
-        args.workers,
-        file_audit=key == "strongroom-file",
-        postgres_plan=plan,
-        settings=dict(f"STRONGROOM_{s}".split("=", 1) for s in args.setting),
-    )
+    settings = dict(setting.split("=", 1) for setting in args.setting)
+    server = ServerOptions(args.workers, file_audit=key == "strongroom-file", settings=settings)
+    return strongroom_target(key, tmp_root, server, plan)
 
 
 def wait_for_quiet(ours: tuple[int, ...], limit: float, max_wait: float) -> float | None:

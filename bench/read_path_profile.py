@@ -86,9 +86,8 @@ def main() -> int:
     tmp_root = Path(tempfile.mkdtemp(prefix="strongroom-profile-"))
     stacks: collections.Counter[tuple[str, ...]] = collections.Counter()
     try:
-        with rp.strongroom_target(
-            key, tmp_root, args.workers, file_audit=args.file_audit, postgres_plan=plan
-        ) as t:
+        server = rp.ServerOptions(args.workers, file_audit=args.file_audit)
+        with rp.strongroom_target(key, tmp_root, server, plan) as t:
             t.check()
             rp.run_wrk(t, args.connections, 2, 1)  # warm-up
             pids = group_pids(t.process.pid)

@@ -105,17 +105,11 @@ class Settings(BaseSettings):
     # the worker's loop, up to this many batches at once, each on a writer and connection of
     # its own (audit/pg_append.py). 0: one batch at a time, committed in a thread.
     audit_batches_in_flight: int = Field(default=4, ge=0, le=32)
-    # The request path's mechanisms, each on by default and switched off by False:
-    # - direct_routes: logins and secret reads go straight to their endpoints, past FastAPI's
-    #   routing (api/direct_routes.py); off, FastAPI routes every request;
-    # - coalesced_writes: each response's head and body leave in one write, one system call
-    #   and one TCP segment (serving/coalesced_writes.py); off, uvicorn's two writes;
-    # - balanced_accept: with several workers, each accepts new connections only while it
-    #   holds no more than the least loaded other worker (serving/balanced_accept.py); off,
-    #   the worker that wakes first takes every connection waiting.
-    direct_routes: bool = True
-    coalesced_writes: bool = True
-    balanced_accept: bool = True
+    # The request path's mechanisms, each switched off by False (what each does, and what
+    # off means: the list under serving/placement.py's table, and the modules it names).
+    direct_routes: bool = True  # api/direct_routes.py
+    coalesced_writes: bool = True  # serving/coalesced_writes.py
+    balanced_accept: bool = True  # serving/balanced_accept.py
     # PostgreSQL: each worker learns of token, role and rule changes from LISTEN/NOTIFY, proven
     # complete by a heartbeat on the same connection (db/change_feed.py), instead of reading
     # the generation counter on every request. False: one generation read per request.

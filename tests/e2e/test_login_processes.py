@@ -614,6 +614,29 @@ def assert_nice_in_a_session_of_its_own(pid: int, worker: int) -> None:
         assert autogroup.read_text() != Path(f"/proc/{worker}/autogroup").read_text()
 
 
+def test_kept_connections_are_spread_evenly_over_the_workers(stack: Stack) -> None:
+    """A client pool's (or a load balancer's) kept connections, opened one after the other:
+    each worker takes its share (serving/balanced_accept.py). Left to the event loop, the
+    worker that woke first took whatever was waiting: sixteen landed 11 and 5, or 10 and 6."""
+    server = stack.server
+    workers = server.workers_pids()
+    connections: list[RawConnection] = []
+    try:
+        for _ in range(16):
+            connection = RawConnection.open(server.port)
+            connections.append(connection)
+            connection.send(b"GET /v1/sys/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert connection.response().status == 200
+        held = [sum(1 for c in connections if holders(server, c) == {worker}) for worker in workers]
+        assert sum(held) == 16
+        # Even, give or take a connection: the module's other kept connections (the admin's)
+        # count towards the shares too.
+        assert max(held) - min(held) <= 2, held
+    finally:
+        for connection in connections:
+            connection.close()
+
+
 def test_fresh_login_is_served_by_a_login_process(stack: Stack) -> None:
     before = handoffs(stack.url)
     requests_before = settled_login_requests(stack.url)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import pytest
 
 from strongroom import __version__
 from strongroom.cli.commands import COMMANDS
-from tests.cli.conftest import ACCOUNT_ID, Cli, Invoker, RunningServer
+from tests.cli.conftest import ACCOUNT_ID, Cli, Invoker, RunningServer, clean_environ
+from tests.e2e.server_process import STRONGROOM
 
 
 @pytest.fixture
@@ -340,9 +342,21 @@ def test_version(invoke: Invoker) -> None:
 
 
 def test_shell_completion_is_offered(cli: Cli) -> None:
-    shown = cli.run("--show-completion", "bash")
+    # --show-completion prints the script of the shell it runs under, which typer finds among
+    # the command's parent processes (it takes no shell name: a trailing "bash" is ignored).
+    # Run from bash, whatever started the tests (make's sh is a shell typer has no script for).
+    # "; true" keeps bash as the parent rather than letting it exec the command.
+    shown = subprocess.run(
+        ["bash", "-c", '"$0" --show-completion; true', STRONGROOM],
+        env=clean_environ({"STRONGROOM_HOME": str(cli.home)}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert shown.returncode == 0, shown.stderr
     assert "_STRONGROOM_COMPLETE" in shown.stdout
+    assert "complete -o default -F" in shown.stdout  # bash's script
 
 
 def test_errors_are_json_with_json(invoke: Invoker) -> None:

@@ -180,21 +180,18 @@ class BalancedAcceptor:
         self._publish()
 
     async def _serve(self, connection: socket.socket) -> None:
+        handshake, shutdown = self._tls_timeouts  # None without TLS, as the loop requires
         try:
             connection.setblocking(False)
             connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            handshake, shutdown = self._tls_timeouts
-            if self._tls is None:
-                await self._loop.connect_accepted_socket(self._factory, connection)
-            else:
-                await self._loop.connect_accepted_socket(
-                    self._factory,
-                    connection,
-                    ssl=self._tls,
-                    ssl_handshake_timeout=handshake,
-                    ssl_shutdown_timeout=shutdown,
-                )
-        except (OSError, ssl.SSLError, TimeoutError, EOFError) as exc:
+            await self._loop.connect_accepted_socket(
+                self._factory,
+                connection,
+                ssl=self._tls,
+                ssl_handshake_timeout=handshake,
+                ssl_shutdown_timeout=shutdown,
+            )
+        except (OSError, EOFError) as exc:  # TLS errors and timeouts are OSErrors too
             # A client that left, or failed its TLS handshake, before it was served.
             connection.close()
             log.debug("connection_not_served", error=repr(exc))
